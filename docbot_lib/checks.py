@@ -1,0 +1,200 @@
+"""Does each service answer? One real request per service, an OK/FAILED row with the reason and the fix.
+
+The same checks serve the local stack (`docbot local up` waits on them) and a cluster
+(`00-environment-check.ipynb`, `docbot check`).
+"""
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+from typing import Callable
+from urllib.parse import urlparse
+
+import httpx
+
+from docbot_lib.errors import DocbotError, ServiceUnavailable
+from docbot_lib.settings import Settings
+
+
+def _start_hint(settings: Settings, what: str) -> str:
+    if settings.stack == "local":
+        return "start the local stack: `docbot local up` (or `make lab`); `docbot local status` shows its logs"
+    return f"check {what} in your settings (environment or .env) and that the service is running"
+
+
+def tcp_open(url: str, timeout: float = 2.0) -> bool:
+    """True when something accepts TCP connections at the URL's host and port."""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def check_s3(settings: Settings) -> str:
+    """List the buckets (proves endpoint and credentials); say whether the lab's bucket exists."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if not settings.s3_endpoint and settings.stack == "local":
+        raise ServiceUnavailable("no S3 endpoint configured", _start_hint(settings, "DOCBOT_S3_ENDPOINT"))
+    if settings.s3_endpoint and not tcp_open(settings.s3_endpoint):
+        raise ServiceUnavailable(f"S3 does not answer at {settings.s3_endpoint}",
+                                 _start_hint(settings, "DOCBOT_S3_ENDPOINT / AWS_S3_ENDPOINT"))
+    client = boto3.client(
+        "s3", endpoint_url=settings.s3_endpoint, region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key, aws_secret_access_key=settings.secret("s3_secret_key"),
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
+                      connect_timeout=5, read_timeout=10),
+    )
+    try:
+        buckets = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        raise ServiceUnavailable(f"S3 at {settings.s3_endpoint} refused the credentials ({code})",
+                                 "check DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (or the data connection)") from None
+    except BotoCoreError as exc:
+        raise ServiceUnavailable(f"S3 request failed: {exc}", _start_hint(settings, "the S3 settings")) from None
+    state = "exists" if settings.s3_bucket in buckets else "not created yet"
+    return f"{settings.s3_endpoint or 'AWS'}: {len(buckets)} bucket(s); bucket {settings.s3_bucket!r} {state}"
+
+
+def check_llm(settings: Settings) -> str:
+    """List the served models and ask for a one-word chat completion."""
+    if not settings.llm_base_url:
+        raise ServiceUnavailable("no LLM endpoint configured",
+                                 "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL ending in /v1")
+    base = settings.llm_base_url.rstrip("/")
+    headers = {}
+    if settings.llm_api_key:
+        headers["Authorization"] = f"Bearer {settings.secret('llm_api_key')}"
+    try:
+        with httpx.Client(timeout=30, headers=headers) as http:
+            models = http.get(f"{base}/models")
+            if models.status_code in (401, 403):
+                raise ServiceUnavailable(f"the LLM at {base} refused the API key (HTTP {models.status_code})",
+                                         "set DOCBOT_LLM_API_KEY to the endpoint's token")
+            models.raise_for_status()
+            served = [m["id"] for m in models.json().get("data", [])]
+            if settings.llm_model_name not in served:
+                raise ServiceUnavailable(f"the LLM at {base} serves {served}, not {settings.llm_model_name!r}",
+                                         "set DOCBOT_LLM_MODEL_NAME to one of the served names")
+            reply = http.post(f"{base}/chat/completions", json={
+                "model": settings.llm_model_name, "max_tokens": 8, "temperature": 0,
+                "messages": [{"role": "user", "content": "Say OK."}],
+            })
+            reply.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ServiceUnavailable(f"the LLM does not answer at {base} ({type(exc).__name__}: {exc})",
+                                 _start_hint(settings, "DOCBOT_LLM_BASE_URL")) from None
+    tokens = reply.json().get("usage", {}).get("completion_tokens", "?")
+    return f"{base}: model {settings.llm_model_name!r} answered ({tokens} tokens)"
+
+
+def milvus_client(settings: Settings, timeout: float = 10.0):
+    """A pymilvus MilvusClient for the settings, with a clear error when Milvus is not there."""
+    from pymilvus import MilvusClient
+    from pymilvus.exceptions import MilvusException
+
+    uri = settings.milvus_uri
+    if not uri:
+        raise ServiceUnavailable("no Milvus URI configured", _start_hint(settings, "DOCBOT_MILVUS_URI"))
+    if uri.startswith(("http://", "https://", "tcp://", "grpc://")) and not tcp_open(uri):
+        raise ServiceUnavailable(f"Milvus does not answer at {uri}", _start_hint(settings, "DOCBOT_MILVUS_URI"))
+    try:
+        return MilvusClient(uri=uri, token=settings.secret("milvus_token") or "", timeout=timeout)
+    except MilvusException as exc:
+        if "auth" in str(exc).lower() or getattr(exc, "code", None) in (1800, 2):
+            raise ServiceUnavailable(f"Milvus at {uri} refused the credentials",
+                                     "set DOCBOT_MILVUS_TOKEN to user:password") from None
+        raise ServiceUnavailable(f"Milvus at {uri} failed: {exc}", _start_hint(settings, "DOCBOT_MILVUS_URI")) from None
+
+
+def check_milvus(settings: Settings) -> str:
+    """Connect and list the collections."""
+    client = milvus_client(settings)
+    try:
+        names = client.list_collections()
+        version = client.get_server_version()
+    finally:
+        client.close()
+    return f"{settings.milvus_uri}: Milvus {version}, {len(names)} collection(s)"
+
+
+def check_embeddings(settings: Settings) -> str:
+    """Embed one sentence."""
+    from docbot_lib.embeddings import get_embeddings
+
+    try:
+        vector = get_embeddings(settings).embed_query("Is the embedding model here?")
+    except DocbotError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of the model is reported, not raised
+        raise ServiceUnavailable(f"embedding failed: {type(exc).__name__}: {exc}",
+                                 "check DOCBOT_EMBEDDING_MODEL / DOCBOT_EMBEDDING_BASE_URL") from None
+    return f"{settings.embedding_model}: {len(vector)}-d vector"
+
+
+CHECKS: dict[str, Callable[[Settings], str]] = {
+    "S3": check_s3, "LLM": check_llm, "Milvus": check_milvus, "embeddings": check_embeddings,
+}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    service: str
+    ok: bool
+    detail: str  # what answered, or what failed
+    fix: str = ""
+    seconds: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return "OK" if self.ok else "FAILED"
+
+
+def run_check(name: str, settings: Settings) -> CheckResult:
+    start = time.perf_counter()
+    try:
+        detail = CHECKS[name](settings)
+    except DocbotError as exc:
+        return CheckResult(name, False, exc.problem, exc.fix, time.perf_counter() - start)
+    except Exception as exc:  # noqa: BLE001 - a check reports, it never raises
+        return CheckResult(name, False, f"{type(exc).__name__}: {exc}", "see the message above",
+                           time.perf_counter() - start)
+    return CheckResult(name, True, detail, "", time.perf_counter() - start)
+
+
+class CheckReport(list):
+    """The results of `check_all`, printable as a table (also in a notebook)."""
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self)
+
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self if not r.ok]
+
+    def __str__(self) -> str:
+        width = max(len("service"), *(len(r.service) for r in self))
+        lines = [f"{'service':<{width}}  status  detail", f"{'-' * width}  ------  ------"]
+        for r in self:
+            lines.append(f"{r.service:<{width}}  {r.status:<6}  {r.detail}")
+            if r.fix:
+                lines.append(f"{'':<{width}}  {'':<6}  fix: {r.fix}")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer, cycle):  # IPython display
+        printer.text(str(self))
+
+
+def check_all(settings: Settings, services: list[str] | None = None) -> CheckReport:
+    """Check every service (or the ones named); a failing service is reported, never raised."""
+    unknown = set(services or []) - set(CHECKS)
+    if unknown:
+        raise DocbotError(f"unknown service(s) {sorted(unknown)}", f"choose among {list(CHECKS)}")
+    return CheckReport(run_check(name, settings) for name in (services or list(CHECKS)))

@@ -1,0 +1,190 @@
+"""Every endpoint, credential and knob of Doc Bot, read in one place.
+
+Precedence, highest first:
+  1. explicit values (notebook parameters, CLI flags) passed to `Settings.load(...)`;
+  2. environment variables (`DOCBOT_*`, and the names an OpenShift AI data connection injects:
+     `AWS_S3_ENDPOINT`, `AWS_ACCESS_KEY_ID`, ...);
+  3. a `.env` file in the project folder (or the current folder);
+  4. with `stack="local"`: the endpoints and generated credentials of the running local stack;
+  5. the defaults below.
+
+Secrets are `SecretStr`: their repr, `str()` and `Settings.table()` show them masked.
+Pass secrets through the environment or `.env`, never as notebook parameters (papermill writes
+parameters into the executed notebook).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from docbot_lib.errors import DocbotError
+
+
+def project_dir() -> Path:
+    """The checkout this package runs from (editable install), else the current folder."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "pyproject.toml").is_file() else Path.cwd()
+
+
+def env_files() -> tuple[Path, ...]:
+    """The .env files read, later ones winning: DOCBOT_ENV_FILE alone if set, else the project's and the cwd's."""
+    chosen = os.environ.get("DOCBOT_ENV_FILE")
+    files = [Path(chosen)] if chosen else [project_dir() / ".env", Path.cwd() / ".env"]
+    return tuple(dict.fromkeys(p.resolve() for p in files))
+
+
+def _env(name: str, *aliases: str) -> Any:
+    """Environment names of a field: `DOCBOT_<NAME>` first, then well-known ones (data connection, HF).
+
+    Not the bare field name: `HOME` or `STACK` in the environment must not leak in.
+    (`Settings.load` takes field names and passes them on under the first alias.)
+    """
+    return AliasChoices(f"DOCBOT_{name.upper()}", *aliases)
+
+
+# Fields the local stack fills in (when not set explicitly): see docbot_lib.local.
+LOCAL_STACK_FIELDS = (
+    "s3_endpoint", "s3_access_key", "s3_secret_key",
+    "llm_base_url", "llm_model_name", "llm_api_key",
+    "milvus_uri",
+)
+
+
+class Settings(BaseSettings):
+    """Doc Bot's configuration. Build it with `Settings.load(**parameters)`."""
+
+    model_config = SettingsConfigDict(
+        env_file_encoding="utf-8", extra="ignore",
+        validate_default=True,
+    )
+
+    # where the lab runs: the embedded local stack, or services on a cluster
+    stack: Literal["local", "cluster"] = Field("local", validation_alias=_env("stack"))
+    home: Path = Field(default_factory=lambda: project_dir() / ".docbot", validation_alias=_env("home"),
+                       description="Doc Bot's working folder: local stack state, logs, data")
+
+    # local stack ports (127.0.0.1); change them when a port is taken
+    local_s3_port: int = Field(9400, validation_alias=_env("local_s3_port"))
+    local_llm_port: int = Field(8400, validation_alias=_env("local_llm_port"))
+    local_milvus_port: int = Field(19540, validation_alias=_env("local_milvus_port"))
+    local_llm_gguf: Path | None = Field(None, validation_alias=_env("local_llm_gguf"),
+                                        description="model file of the local LLM; default SmolLM2-135M")
+
+    # S3 (MinIO / ODF / AWS): the same names as an OpenShift AI data connection
+    s3_endpoint: str | None = Field(None, validation_alias=_env("s3_endpoint", "AWS_S3_ENDPOINT"))
+    s3_access_key: str | None = Field(None, validation_alias=_env("s3_access_key", "AWS_ACCESS_KEY_ID"))
+    s3_secret_key: SecretStr | None = Field(None, validation_alias=_env("s3_secret_key", "AWS_SECRET_ACCESS_KEY"))
+    s3_region: str = Field("us-east-1", validation_alias=_env("s3_region", "AWS_DEFAULT_REGION"))
+    s3_bucket: str = Field("docbot", validation_alias=_env("s3_bucket", "AWS_S3_BUCKET"))
+
+    # the model to serve
+    model_id: str = Field("mistralai/Mistral-7B-Instruct-v0.2", validation_alias=_env("model_id"))
+    model_revision: str = Field("main", validation_alias=_env("model_revision"))
+    model_dir: Path | None = Field(None, validation_alias=_env("model_dir"),
+                                   description="download folder; default HOME/models")
+    hf_token: SecretStr | None = Field(None, validation_alias=_env("hf_token", "HF_TOKEN"))
+    hf_endpoint: str | None = Field(None, validation_alias=_env("hf_endpoint", "HF_ENDPOINT"))
+
+    # the LLM: any OpenAI-compatible endpoint (vLLM on KServe, or the local llama.cpp server)
+    llm_base_url: str | None = Field(None, validation_alias=_env("llm_base_url"))
+    llm_model_name: str = Field("mistral-7b-instruct", validation_alias=_env("llm_model_name"))
+    llm_api_key: SecretStr | None = Field(None, validation_alias=_env("llm_api_key"))
+    temperature: float = Field(0.01, validation_alias=_env("temperature"))
+    top_p: float = Field(0.92, validation_alias=_env("top_p"))
+    max_tokens: int = Field(512, validation_alias=_env("max_tokens"))
+    presence_penalty: float = Field(1.03, validation_alias=_env("presence_penalty"))
+
+    # Milvus: a server URI (http://host:19530), or a local Milvus Lite file path for one process
+    milvus_uri: str | None = Field(None, validation_alias=_env("milvus_uri"))
+    milvus_token: SecretStr | None = Field(None, validation_alias=_env("milvus_token"),
+                                           description="user:password, or an API token")
+    milvus_collection: str = Field("docbot", validation_alias=_env("milvus_collection"))
+
+    # embeddings: a sentence-transformers model run in-process, or an OpenAI-compatible endpoint
+    embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", validation_alias=_env("embedding_model"))
+    embedding_base_url: str | None = Field(None, validation_alias=_env("embedding_base_url"))
+    embedding_api_key: SecretStr | None = Field(None, validation_alias=_env("embedding_api_key"))
+
+    @classmethod
+    def load(cls, **overrides: Any) -> "Settings":
+        """Settings from parameters (None means "not given"), environment, `.env`, local stack, defaults."""
+        unknown = set(overrides) - set(cls.model_fields)
+        if unknown:
+            raise DocbotError(f"unknown setting(s) {sorted(unknown)}",
+                              f"use one of: {', '.join(cls.model_fields)}")
+        given = {f"DOCBOT_{k.upper()}": v for k, v in overrides.items() if v is not None}
+        settings = cls(_env_file=env_files(), **given)
+        if settings.stack == "local":
+            settings = settings._with_local_stack()
+        return settings
+
+    # -- the local stack ---------------------------------------------------------------
+    @property
+    def local_dir(self) -> Path:
+        return self.home / "local"
+
+    @property
+    def local_state_file(self) -> Path:
+        return self.local_dir / "stack.json"
+
+    def local_defaults(self) -> dict[str, Any]:
+        """Where the local services listen (before `docbot local up` has written credentials)."""
+        host = "127.0.0.1"
+        return {
+            "s3_endpoint": f"http://{host}:{self.local_s3_port}",
+            "llm_base_url": f"http://{host}:{self.local_llm_port}/v1",
+            "milvus_uri": f"http://{host}:{self.local_milvus_port}",
+        }
+
+    def _with_local_stack(self) -> "Settings":
+        values = self.local_defaults()
+        if self.local_state_file.is_file():
+            state = json.loads(self.local_state_file.read_text())
+            values.update(state.get("settings", {}))
+        update = {k: v for k, v in values.items()
+                  if k in LOCAL_STACK_FIELDS and k not in self.model_fields_set}
+        for key in ("s3_secret_key", "llm_api_key"):
+            if isinstance(update.get(key), str):
+                update[key] = SecretStr(update[key])
+        merged = self.model_copy(update=update)
+        # model_copy marks the update as explicitly set; it is not (reload() must see the stack anew)
+        object.__setattr__(merged, "__pydantic_fields_set__", set(self.model_fields_set))
+        return merged
+
+    def reload(self) -> "Settings":
+        """The same explicit values, with the local stack's state read again (after `docbot local up`)."""
+        return type(self).load(**{name: getattr(self, name) for name in self.model_fields_set})
+
+    # -- derived values -----------------------------------------------------------------
+    @property
+    def model_path(self) -> Path:
+        return self.model_dir or self.home / "models"
+
+    def secret(self, name: str) -> str | None:
+        """The clear value of a secret field, for the client that needs it (never for printing)."""
+        value = getattr(self, name)
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+    def table(self) -> list[tuple[str, str]]:
+        """(name, value) rows with every secret masked: safe to print."""
+        rows = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                shown = "****** (set)" if value.get_secret_value() else "(empty)"
+            elif value is None:
+                shown = "(not set)"
+            else:
+                shown = str(value)
+            rows.append((name, shown))
+        return rows
+
+    def __str__(self) -> str:
+        rows = self.table()
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

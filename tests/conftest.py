@@ -1,0 +1,68 @@
+"""Fixtures: the real local services (moto S3, llama.cpp server, Milvus Lite), started and stopped here."""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from docbot_lib.local import LocalStack
+from docbot_lib.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stack_env(home: Path) -> dict[str, str]:
+    """Environment for a local stack of its own: a private HOME and free ports."""
+    return {
+        "DOCBOT_STACK": "local",
+        "DOCBOT_HOME": str(home),
+        "DOCBOT_LOCAL_S3_PORT": str(free_port()),
+        "DOCBOT_LOCAL_LLM_PORT": str(free_port()),
+        "DOCBOT_LOCAL_MILVUS_PORT": str(free_port()),
+    }
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_settings(monkeypatch, tmp_path):
+    """Tests (and the notebooks they run) see only the settings they set: no developer .env,
+    no stray DOCBOT_* or data-connection variables."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("DOCBOT_", "AWS_")) or name in ("HF_TOKEN", "HF_ENDPOINT"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("DOCBOT_ENV_FILE", str(tmp_path / "no.env"))
+
+
+@pytest.fixture(scope="session")
+def _session_stack(tmp_path_factory):
+    env = stack_env(tmp_path_factory.mktemp("docbot-home"))
+    stack = LocalStack(Settings.load(**{k.removeprefix("DOCBOT_").lower(): v for k, v in env.items()}))
+    try:
+        stack.up()
+        yield stack, env
+    finally:
+        stack.down()
+
+
+@pytest.fixture
+def local_stack(_session_stack, monkeypatch) -> LocalStack:
+    """The session's local stack; during the test its settings reach `Settings.load()` and the
+    notebooks' kernels through the environment."""
+    stack, env = _session_stack
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return stack
+
+
+@pytest.fixture
+def settings(local_stack) -> Settings:
+    """Settings pointing at the running session stack (endpoints and generated credentials)."""
+    return Settings.load()

@@ -1,0 +1,79 @@
+"""Every notebook of the lab, executed for real with papermill (and nbval) against the local stack."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from docbot_lib.workshop import execute, lab_notebooks
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = lab_notebooks(REPO / "notebooks")
+
+
+def outputs_text(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", "") if isinstance(out.get("text"), str) else "")
+            parts.append(json.dumps(out.get("data", {})))
+            if out.get("output_type") == "error":
+                parts.append("ERROR " + out.get("ename", "") + ": " + out.get("evalue", ""))
+    return "\n".join(parts)
+
+
+def test_the_lab_has_its_notebooks():
+    assert NOTEBOOKS and NOTEBOOKS[0].name == "00-environment-check.ipynb"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_clean(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "clear the outputs before committing"
+    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1, "one cell tagged 'parameters'"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_under_papermill(notebook, local_stack, settings, tmp_path):
+    run = execute(notebook, tmp_path / notebook.name)
+    assert run.ok, f"{notebook.name}: {run.error}"
+    executed = run.output.read_text()
+    for secret in ("s3_secret_key", "llm_api_key"):
+        assert settings.secret(secret) not in executed, f"{secret} leaked into the executed notebook"
+
+
+def test_environment_check_reports_a_stopped_service(local_stack, tmp_path):
+    """The LLM endpoint down (nothing listens there): a FAILED row with reason and fix, not a traceback."""
+    from conftest import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    run = execute(REPO / "notebooks" / "00-environment-check.ipynb", tmp_path / "00.ipynb",
+                  parameters={"LLM_BASE_URL": dead, "STRICT": False})
+    assert run.ok, run.error
+    text = outputs_text(run.output)
+    assert "Traceback" not in text and "ERROR" not in text
+    llm_row = next(line for line in text.splitlines() if line.startswith("LLM "))
+    assert "FAILED" in llm_row and dead in llm_row
+    assert "fix: start the local stack: `docbot local up`" in text
+    assert "Not ready: ['LLM']" in text
+
+    strict = execute(REPO / "notebooks" / "00-environment-check.ipynb", tmp_path / "00-strict.ipynb",
+                     parameters={"LLM_BASE_URL": dead})
+    assert not strict.ok and "AssertionError" in strict.error and "LLM" in strict.error
+
+
+def test_nbval_lax_runs_every_notebook(local_stack):
+    """`pytest --nbval-lax` over the notebooks as committed (default parameters), against the stack."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", *map(str, NOTEBOOKS)],
+        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=3600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout

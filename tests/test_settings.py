@@ -1,0 +1,98 @@
+"""Settings: precedence (parameters > environment > .env > local stack > defaults) and secret masking."""
+import json
+
+from docbot_lib.settings import Settings
+
+
+def write_state(home, **settings):
+    (home / "local").mkdir(parents=True)
+    (home / "local" / "stack.json").write_text(json.dumps({"services": {}, "settings": settings}))
+
+
+def test_defaults_point_at_the_local_stack_ports(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCBOT_HOME", str(tmp_path))
+    monkeypatch.setenv("DOCBOT_LOCAL_LLM_PORT", "18001")
+    s = Settings.load()
+    assert s.stack == "local"
+    assert s.llm_base_url == "http://127.0.0.1:18001/v1"
+    assert s.s3_endpoint == "http://127.0.0.1:9400"
+    assert s.milvus_uri == "http://127.0.0.1:19540"
+    assert s.llm_model_name == "mistral-7b-instruct"
+
+
+def test_precedence_parameters_env_dotenv_stack_defaults(monkeypatch, tmp_path):
+    write_state(tmp_path, llm_model_name="from-stack", llm_base_url="http://stack/v1",
+                s3_endpoint="http://stack-s3", milvus_uri="http://stack-milvus")
+    env_file = tmp_path / "test.env"
+    env_file.write_text("DOCBOT_LLM_BASE_URL=http://dotenv/v1\nDOCBOT_S3_ENDPOINT=http://dotenv-s3\n"
+                        "DOCBOT_MILVUS_URI=http://dotenv-milvus\n")
+    monkeypatch.setenv("DOCBOT_ENV_FILE", str(env_file))
+    monkeypatch.setenv("DOCBOT_HOME", str(tmp_path))
+    monkeypatch.setenv("DOCBOT_S3_ENDPOINT", "http://env-s3")
+    monkeypatch.setenv("DOCBOT_MILVUS_URI", "http://env-milvus")
+
+    s = Settings.load(milvus_uri="http://param-milvus", s3_bucket=None)
+    assert s.milvus_uri == "http://param-milvus"     # parameter beats environment
+    assert s.s3_endpoint == "http://env-s3"          # environment beats .env
+    assert s.llm_base_url == "http://dotenv/v1"      # .env beats the local stack
+    assert s.llm_model_name == "from-stack"          # the local stack beats the defaults
+    assert s.s3_bucket == "docbot"                   # None means "not given": the default stays
+
+
+def test_cluster_stack_ignores_local_state(monkeypatch, tmp_path):
+    write_state(tmp_path, llm_base_url="http://stack/v1", llm_model_name="from-stack")
+    monkeypatch.setenv("DOCBOT_HOME", str(tmp_path))
+    s = Settings.load(stack="cluster")
+    assert s.llm_base_url is None
+    assert s.llm_model_name == "mistral-7b-instruct"
+
+
+def test_data_connection_variables_are_understood(monkeypatch):
+    # what an OpenShift AI data connection injects into a workbench
+    monkeypatch.setenv("AWS_S3_ENDPOINT", "https://minio.example:9000")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "minio-user")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "minio-secret-value")
+    monkeypatch.setenv("AWS_S3_BUCKET", "models")
+    s = Settings.load(stack="cluster")
+    assert (s.s3_endpoint, s.s3_access_key, s.s3_bucket) == ("https://minio.example:9000", "minio-user", "models")
+    assert s.secret("s3_secret_key") == "minio-secret-value"
+
+
+def test_unprefixed_names_do_not_leak_in(monkeypatch):
+    monkeypatch.setenv("HOME", "/somewhere/else")
+    monkeypatch.setenv("STACK", "cluster")
+    s = Settings.load()
+    assert s.stack == "local"
+    assert str(s.home) != "/somewhere/else"
+
+
+def test_secrets_are_masked_everywhere(monkeypatch):
+    values = {"s3_secret_key": "s3-SECRET-1", "llm_api_key": "llm-SECRET-2",
+              "milvus_token": "root:SECRET-3", "hf_token": "hf_SECRET4", "embedding_api_key": "emb-SECRET-5"}
+    monkeypatch.setenv("HF_TOKEN", values["hf_token"])
+    s = Settings.load(**{k: v for k, v in values.items() if k != "hf_token"})
+    shown = "\n".join([repr(s), str(s), json.dumps(s.table()), s.model_dump_json()])
+    for secret in values.values():
+        assert secret not in shown
+    assert dict(s.table())["llm_api_key"] == "****** (set)"
+    assert s.secret("milvus_token") == "root:SECRET-3"
+    assert s.secret("hf_token") == "hf_SECRET4"
+
+
+def test_reload_sees_the_stack_written_after_loading(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCBOT_HOME", str(tmp_path))
+    s = Settings.load(llm_model_name="mine")
+    assert s.llm_api_key is None
+    write_state(tmp_path, llm_api_key="generated", llm_model_name="from-stack")
+    again = s.reload()
+    assert again.secret("llm_api_key") == "generated"
+    assert again.llm_model_name == "mine"   # an explicit value stays explicit
+
+
+def test_a_misspelt_parameter_is_an_error():
+    import pytest
+
+    from docbot_lib.errors import DocbotError
+
+    with pytest.raises(DocbotError, match="unknown setting.*llm_base_ur"):
+        Settings.load(llm_base_ur="http://typo/v1")
