@@ -51,6 +51,7 @@ def main() -> None:
     home = tempfile.mkdtemp(prefix="docbot-bench-")
     os.environ.update(DOCBOT_HOME=home, DOCBOT_LOCAL_S3_PORT=str(free_port()),
                       DOCBOT_LOCAL_LLM_PORT=str(free_port()), DOCBOT_LOCAL_MILVUS_PORT=str(free_port()),
+                      DOCBOT_LOCAL_HUB_PORT=str(free_port()),
                       DOCBOT_ENV_FILE=os.path.join(home, "none.env"))
     from docbot_lib.local import LocalStack
     from docbot_lib.settings import Settings

@@ -36,21 +36,16 @@ def tcp_open(url: str, timeout: float = 2.0) -> bool:
 
 def check_s3(settings: Settings) -> str:
     """List the buckets (proves endpoint and credentials); say whether the lab's bucket exists."""
-    import boto3
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
+
+    from docbot_lib.s3 import s3_client
 
     if not settings.s3_endpoint and settings.stack == "local":
         raise ServiceUnavailable("no S3 endpoint configured", _start_hint(settings, "DOCBOT_S3_ENDPOINT"))
     if settings.s3_endpoint and not tcp_open(settings.s3_endpoint):
         raise ServiceUnavailable(f"S3 does not answer at {settings.s3_endpoint}",
                                  _start_hint(settings, "DOCBOT_S3_ENDPOINT / AWS_S3_ENDPOINT"))
-    client = boto3.client(
-        "s3", endpoint_url=settings.s3_endpoint, region_name=settings.s3_region,
-        aws_access_key_id=settings.s3_access_key, aws_secret_access_key=settings.secret("s3_secret_key"),
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1},
-                      connect_timeout=5, read_timeout=10),
-    )
+    client = s3_client(settings, max_attempts=1, connect_timeout=5, read_timeout=10)
     try:
         buckets = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     except ClientError as exc:
@@ -63,31 +58,45 @@ def check_s3(settings: Settings) -> str:
     return f"{settings.s3_endpoint or 'AWS'}: {len(buckets)} bucket(s); bucket {settings.s3_bucket!r} {state}"
 
 
-def check_llm(settings: Settings) -> str:
-    """List the served models and ask for a one-word chat completion."""
+def _llm_headers(settings: Settings) -> dict[str, str]:
+    key = settings.secret("llm_api_key")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def llm_serves_model(settings: Settings, timeout: float = 30.0) -> str:
+    """The endpoint lists the configured model (GET /models: cheap, no generation, so a readiness probe does
+    not queue behind answers being generated). Returns the endpoint's base URL."""
     if not settings.llm_base_url:
         raise ServiceUnavailable("no LLM endpoint configured",
                                  "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL ending in /v1")
     base = settings.llm_base_url.rstrip("/")
-    headers = {}
-    if settings.llm_api_key:
-        headers["Authorization"] = f"Bearer {settings.secret('llm_api_key')}"
     try:
-        with httpx.Client(timeout=30, headers=headers) as http:
-            models = http.get(f"{base}/models")
-            if models.status_code in (401, 403):
-                raise ServiceUnavailable(f"the LLM at {base} refused the API key (HTTP {models.status_code})",
-                                         "set DOCBOT_LLM_API_KEY to the endpoint's token")
-            models.raise_for_status()
-            served = [m["id"] for m in models.json().get("data", [])]
-            if settings.llm_model_name not in served:
-                raise ServiceUnavailable(f"the LLM at {base} serves {served}, not {settings.llm_model_name!r}",
-                                         "set DOCBOT_LLM_MODEL_NAME to one of the served names")
-            reply = http.post(f"{base}/chat/completions", json={
-                "model": settings.llm_model_name, "max_tokens": 8, "temperature": 0,
-                "messages": [{"role": "user", "content": "Say OK."}],
-            })
-            reply.raise_for_status()
+        models = httpx.get(f"{base}/models", timeout=timeout, headers=_llm_headers(settings))
+    except httpx.HTTPError as exc:
+        raise ServiceUnavailable(f"the LLM does not answer at {base} ({type(exc).__name__}: {exc})",
+                                 _start_hint(settings, "DOCBOT_LLM_BASE_URL")) from None
+    if models.status_code in (401, 403):
+        raise ServiceUnavailable(f"the LLM at {base} refused the API key (HTTP {models.status_code})",
+                                 "set DOCBOT_LLM_API_KEY to the endpoint's token")
+    if models.status_code != 200:
+        raise ServiceUnavailable(f"the LLM at {base} answered HTTP {models.status_code} on /models",
+                                 "check the model server's logs")
+    served = [m.get("id") for m in models.json().get("data", [])]
+    if settings.llm_model_name not in served:
+        raise ServiceUnavailable(f"the LLM at {base} serves {served}, not {settings.llm_model_name!r}",
+                                 "set DOCBOT_LLM_MODEL_NAME to one of the served names")
+    return base
+
+
+def check_llm(settings: Settings) -> str:
+    """List the served models and ask for a one-word chat completion."""
+    base = llm_serves_model(settings)
+    try:
+        reply = httpx.post(f"{base}/chat/completions", timeout=30, headers=_llm_headers(settings), json={
+            "model": settings.llm_model_name, "max_tokens": 8, "temperature": 0,
+            "messages": [{"role": "user", "content": "Say OK."}],
+        })
+        reply.raise_for_status()
     except httpx.HTTPError as exc:
         raise ServiceUnavailable(f"the LLM does not answer at {base} ({type(exc).__name__}: {exc})",
                                  _start_hint(settings, "DOCBOT_LLM_BASE_URL")) from None
@@ -97,21 +106,14 @@ def check_llm(settings: Settings) -> str:
 
 def milvus_client(settings: Settings, timeout: float = 10.0):
     """A pymilvus MilvusClient for the settings, with a clear error when Milvus is not there."""
-    from pymilvus import MilvusClient
-    from pymilvus.exceptions import MilvusException
+    from docbot_lib.vectordb import connect
 
-    uri = settings.milvus_uri
-    if not uri:
-        raise ServiceUnavailable("no Milvus URI configured", _start_hint(settings, "DOCBOT_MILVUS_URI"))
-    if uri.startswith(("http://", "https://", "tcp://", "grpc://")) and not tcp_open(uri):
-        raise ServiceUnavailable(f"Milvus does not answer at {uri}", _start_hint(settings, "DOCBOT_MILVUS_URI"))
     try:
-        return MilvusClient(uri=uri, token=settings.secret("milvus_token") or "", timeout=timeout)
-    except MilvusException as exc:
-        if "auth" in str(exc).lower() or getattr(exc, "code", None) in (1800, 2):
-            raise ServiceUnavailable(f"Milvus at {uri} refused the credentials",
-                                     "set DOCBOT_MILVUS_TOKEN to user:password") from None
-        raise ServiceUnavailable(f"Milvus at {uri} failed: {exc}", _start_hint(settings, "DOCBOT_MILVUS_URI")) from None
+        return connect(settings.milvus_uri, settings.secret("milvus_token"), timeout=timeout)
+    except ServiceUnavailable as exc:
+        raise ServiceUnavailable(exc.problem, _start_hint(settings, "DOCBOT_MILVUS_URI")
+                                 if "does not answer" in exc.problem or "no Milvus URI" in exc.problem
+                                 else exc.fix) from None
 
 
 def check_milvus(settings: Settings) -> str:

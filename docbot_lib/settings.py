@@ -52,6 +52,7 @@ LOCAL_STACK_FIELDS = (
     "s3_endpoint", "s3_access_key", "s3_secret_key",
     "llm_base_url", "llm_model_name", "llm_api_key",
     "milvus_uri",
+    "hf_endpoint", "model_id", "model_revision",
 )
 
 
@@ -72,6 +73,7 @@ class Settings(BaseSettings):
     local_s3_port: int = Field(9400, validation_alias=_env("local_s3_port"))
     local_llm_port: int = Field(8400, validation_alias=_env("local_llm_port"))
     local_milvus_port: int = Field(19540, validation_alias=_env("local_milvus_port"))
+    local_hub_port: int = Field(8410, validation_alias=_env("local_hub_port"))
     local_llm_gguf: Path | None = Field(None, validation_alias=_env("local_llm_gguf"),
                                         description="model file of the local LLM; default SmolLM2-135M")
 
@@ -98,17 +100,55 @@ class Settings(BaseSettings):
     top_p: float = Field(0.92, validation_alias=_env("top_p"))
     max_tokens: int = Field(512, validation_alias=_env("max_tokens"))
     presence_penalty: float = Field(1.03, validation_alias=_env("presence_penalty"))
+    llm_system_role: bool | None = Field(None, validation_alias=_env("llm_system_role"),
+                                         description="None = known from the model name (Mistral-7B-Instruct: no)")
+
+    # an optional judge model for notebook 07 / `docbot eval`: any OpenAI-compatible endpoint
+    judge_base_url: str | None = Field(None, validation_alias=_env("judge_base_url"),
+                                       description="None = no judge: only the checks that need no model")
+    judge_model: str | None = Field(None, validation_alias=_env("judge_model"),
+                                    description="the judge's model name; None = llm_model_name")
+    judge_api_key: SecretStr | None = Field(None, validation_alias=_env("judge_api_key"))
 
     # Milvus: a server URI (http://host:19530), or a local Milvus Lite file path for one process
     milvus_uri: str | None = Field(None, validation_alias=_env("milvus_uri"))
     milvus_token: SecretStr | None = Field(None, validation_alias=_env("milvus_token"),
                                            description="user:password, or an API token")
+    milvus_root_token: SecretStr | None = Field(None, validation_alias=_env("milvus_root_token"),
+                                                description="root:password, for the day-2 steps (`docbot milvus secure`)")
     milvus_collection: str = Field("docbot", validation_alias=_env("milvus_collection"))
 
     # embeddings: a sentence-transformers model run in-process, or an OpenAI-compatible endpoint
     embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", validation_alias=_env("embedding_model"))
     embedding_base_url: str | None = Field(None, validation_alias=_env("embedding_base_url"))
     embedding_api_key: SecretStr | None = Field(None, validation_alias=_env("embedding_api_key"))
+    embedding_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", validation_alias=_env("embedding_dtype"),
+        description="in-process model precision; auto = bfloat16 where the CPU has native bf16 (AMX/AVX512-BF16)")
+    embedding_query_prefix: str | None = Field(None, validation_alias=_env("embedding_query_prefix"),
+                                               description="None = the model's known prefix (nomic, e5) or none")
+    embedding_document_prefix: str | None = Field(None, validation_alias=_env("embedding_document_prefix"))
+    embedding_normalize: bool = Field(True, validation_alias=_env("embedding_normalize"))
+    embedding_batch_size: int = Field(32, validation_alias=_env("embedding_batch_size"))
+
+    # ingestion and retrieval
+    chunk_tokens: int = Field(200, validation_alias=_env("chunk_tokens"),
+                              description="chunk size in the embedding model's tokens, title/section header included")
+    max_document_mb: float = Field(25.0, validation_alias=_env("max_document_mb"))
+    documents_prefix: str = Field("documents/", validation_alias=_env("documents_prefix"))
+    search_k: int = Field(5, validation_alias=_env("search_k"))
+    hybrid: bool = Field(True, validation_alias=_env("hybrid"),
+                         description="dense + BM25 with reciprocal-rank fusion where the server supports BM25")
+    max_chunks_per_source: int | None = Field(1, validation_alias=_env("max_chunks_per_source"),
+                                              description="chunks of one document among the first results")
+    min_similarity: float = Field(0.2, validation_alias=_env("min_similarity"),
+                                  description="cosine similarity below which no chunk counts as relevant")
+
+    # the chatbot API (`docbot serve`): every /v1 route needs "Authorization: Bearer <api_key>"
+    api_key: SecretStr | None = Field(None, validation_alias=_env("api_key"),
+                                      description="the chatbot API's bearer token (a Secret on the cluster)")
+    api_max_concurrency: int = Field(4, ge=1, validation_alias=_env("api_max_concurrency"),
+                                     description="answers generated at once; more requests get HTTP 429")
 
     @classmethod
     def load(cls, **overrides: Any) -> "Settings":
@@ -139,6 +179,7 @@ class Settings(BaseSettings):
             "s3_endpoint": f"http://{host}:{self.local_s3_port}",
             "llm_base_url": f"http://{host}:{self.local_llm_port}/v1",
             "milvus_uri": f"http://{host}:{self.local_milvus_port}",
+            "hf_endpoint": f"http://{host}:{self.local_hub_port}",
         }
 
     def _with_local_stack(self) -> "Settings":

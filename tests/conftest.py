@@ -26,6 +26,7 @@ def stack_env(home: Path) -> dict[str, str]:
         "DOCBOT_LOCAL_S3_PORT": str(free_port()),
         "DOCBOT_LOCAL_LLM_PORT": str(free_port()),
         "DOCBOT_LOCAL_MILVUS_PORT": str(free_port()),
+        "DOCBOT_LOCAL_HUB_PORT": str(free_port()),
     }
 
 
@@ -36,7 +37,7 @@ def _no_outside_settings(monkeypatch, tmp_path):
     import os
 
     for name in list(os.environ):
-        if name.startswith(("DOCBOT_", "AWS_")) or name in ("HF_TOKEN", "HF_ENDPOINT"):
+        if name.startswith(("DOCBOT_", "AWS_")) or name in ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("DOCBOT_ENV_FILE", str(tmp_path / "no.env"))
 

@@ -16,8 +16,8 @@ def test_status_of_a_stopped_stack(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("DOCBOT_HOME", str(tmp_path))
     assert main(["local", "status"]) == 1
     out = capsys.readouterr().out
-    assert [line.split()[:2] for line in out.splitlines()[:3]] == [["s3", "stopped"], ["llm", "stopped"],
-                                                                   ["milvus", "stopped"]]
+    assert [line.split()[:2] for line in out.splitlines()[:4]] == [["s3", "stopped"], ["llm", "stopped"],
+                                                                   ["hub", "stopped"], ["milvus", "stopped"]]
 
 
 def test_check_says_how_to_start_the_stack(monkeypatch, tmp_path, capsys):
@@ -40,3 +40,12 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and "local" in result.stdout
     bin_docbot = __import__("pathlib").Path(sys.executable).parent / "docbot"
     assert bin_docbot.exists(), "pip install -e . provides the docbot command"
+
+
+def test_gpu_size_of_the_published_model(capsys):
+    assert main(["gpu-size", "--gpu", "A10G", "--gpu", "T4"]) == 0
+    out = capsys.readouterr().out
+    assert "KV cache 128 KiB per token" in out
+    a10g = next(line for line in out.splitlines() if line.startswith("A10G"))
+    assert a10g.split()[-2] == "32768"  # --max-model-len that fits
+    assert "--dtype float16" in out      # the T4 warning
