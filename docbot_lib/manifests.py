@@ -1,0 +1,407 @@
+"""Kubernetes manifests: render the templates in manifests/, check them offline, apply them to a cluster.
+
+- `render(template, values)` fills the `${...}` placeholders of a YAML template and returns the objects.
+  String placeholders stand inside double quotes in the templates; values are escaped for that, so a value
+  can never change the structure of the YAML.
+- `problems(obj)` / `validate(obj)`: KServe and OpenShift objects against their official CRD schemas
+  (closed: an unknown key is an error, as with `kubectl --validate=strict`), core objects against the
+  Kubernetes OpenAPI schemas that `kubernetes-validate` ships, plus Doc Bot's policy (resources and the
+  restricted security context on every container, TLS on every Route).
+- `apply(objects, namespace, api_client)`: create, or replace what exists, after a server-side dry run of
+  every object, so that a rejected object leaves nothing half-applied.
+
+Other components (Milvus, the chatbot) use the same functions; a new custom kind needs its CRD schema in
+`CRD_SCHEMAS` (and its plural in `PLURALS` when it is not kind + "s").
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+import string
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from docbot_lib.errors import DocbotError
+from docbot_lib.settings import project_dir
+
+MANIFESTS_DIR = project_dir() / "manifests"
+# The official CRD schemas live in the workshop's shared folder, beside the checkout (also in CI).
+SCHEMAS_DIR = project_dir().parent / "shared" / "schemas"
+KUBERNETES_VERSION = "1.31"  # OpenShift 4.18
+
+CRD_SCHEMAS: dict[tuple[str, str], str] = {
+    ("serving.kserve.io/v1alpha1", "ServingRuntime"): "kserve/servingruntime-serving-v1alpha1.json",
+    ("serving.kserve.io/v1beta1", "InferenceService"): "kserve/inferenceservice-serving-v1beta1.json",
+    ("route.openshift.io/v1", "Route"): "openshift/route-route-v1.json",
+}
+PLURALS: dict[str, str] = {}  # kind -> plural, where it is not kind.lower() + "s"
+
+_OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+_POD_SPEC_PATHS = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+def template_path(name: str | Path) -> Path:
+    """A template by path, or by its name under manifests/ (e.g. "serving/vllm-servingruntime.yaml")."""
+    path = Path(name)
+    if not path.is_absolute() and not path.exists():
+        path = MANIFESTS_DIR / path
+    if not path.is_file():
+        raise DocbotError(f"manifest template {name} not found", f"use a file under {MANIFESTS_DIR}")
+    return path
+
+
+def _yaml_text(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        # the JSON escapes are YAML's double-quoted escapes: the value stays one scalar, whatever it holds
+        return json.dumps(value)[1:-1]
+    raise DocbotError(f"template value {name!r} is a {type(value).__name__}",
+                      "give a string or a number; structured parts are added to the rendered objects")
+
+
+def render(template: str | Path, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The objects of a YAML template with every `${name}` replaced; a missing or unused value is an error."""
+    path = template_path(template)
+    text = path.read_text()
+    tpl = string.Template(text)
+    wanted = set(tpl.get_identifiers())
+    missing, unused = wanted - set(values), set(values) - wanted
+    if missing:
+        raise DocbotError(f"{path.name} needs values for {sorted(missing)}", "pass them to render()")
+    if unused:
+        raise DocbotError(f"{path.name} has no placeholder for {sorted(unused)}",
+                          "check the names against the ${...} placeholders of the template")
+    try:
+        rendered = tpl.substitute({k: _yaml_text(k, v) for k, v in values.items()})
+    except ValueError as exc:  # a lone "$" or "${" in the template
+        raise DocbotError(f"{path.name}: {exc}", "write a literal dollar sign as $$") from None
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+def _masked(obj: dict[str, Any]) -> dict[str, Any]:
+    if obj.get("kind") != "Secret":
+        return obj
+    shown = copy.deepcopy(obj)
+    for field in ("data", "stringData"):
+        if isinstance(shown.get(field), dict):
+            shown[field] = {key: "******" for key in shown[field]}
+    return shown
+
+
+def to_yaml(objects: Iterable[dict[str, Any]], *, reveal_secrets: bool = False) -> str:
+    """The objects as one multi-document YAML; Secret values are masked unless `reveal_secrets`."""
+    docs = [obj if reveal_secrets else _masked(obj) for obj in objects]
+    return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+def _describe(obj: dict[str, Any]) -> str:
+    name = (obj.get("metadata") or {}).get("name", "?") if isinstance(obj, dict) else "?"
+    kind = obj.get("kind", "?") if isinstance(obj, dict) else type(obj).__name__
+    return f"{kind}/{name}"
+
+
+def _closed(schema: Any) -> Any:
+    """The schema with every struct closed to unknown keys, as the API server's strict field validation."""
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _closed(value) for key, value in schema.items()}
+    if ("properties" in schema and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")):
+        out["additionalProperties"] = False
+    return out
+
+
+@lru_cache(maxsize=None)
+def _core_schemas(version: str) -> tuple[str, Any]:
+    """(the schema folder of the newest Kubernetes release not newer than `version`, its definitions)."""
+    import importlib.resources
+
+    from packaging.version import Version
+
+    root = importlib.resources.files("kubernetes_validate") / "kubernetes-json-schema"
+    releases = sorted((p.name.removeprefix("v").removesuffix("-local-strict") for p in root.iterdir()
+                       if p.name.endswith("-local-strict")), key=Version)
+    fitting = [r for r in releases if Version(r) <= Version(version + ".999")]
+    if not fitting:
+        raise DocbotError(f"kubernetes-validate has no schemas for Kubernetes {version}",
+                          f"use a version from {releases[0]} to {releases[-1]}")
+    folder = f"v{fitting[-1]}-local-strict"
+    return folder, json.loads((root / folder / "_definitions.json").read_text())
+
+
+def _registry(version: str):
+    from referencing import Registry, Resource
+
+    _, definitions = _core_schemas(version)
+    return Registry().with_resource(definitions["$id"], Resource.from_contents(definitions)), definitions["$id"]
+
+
+@lru_cache(maxsize=None)
+def _crd_schema(path: str, version: str) -> dict[str, Any]:
+    schema = _closed(json.loads(Path(path).read_text()))
+    # the CRDs leave metadata open ({"type": "object"}); the API server checks it as ObjectMeta
+    _, defs_id = _registry(version)
+    schema["properties"]["metadata"] = {"$ref": f"{defs_id}#/$defs/{_OBJECT_META}"}
+    return schema
+
+
+def _schema_for(obj: dict[str, Any], version: str, schemas_dir: Path) -> dict[str, Any]:
+    import importlib.resources
+
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        raise DocbotError(f"{_describe(obj)} has no apiVersion/kind", "every object needs both")
+    crd = CRD_SCHEMAS.get((api_version, kind))
+    if crd:
+        path = Path(schemas_dir) / crd
+        if not path.is_file():
+            raise DocbotError(f"the CRD schema of {kind} ({api_version}) is not at {path}",
+                              "pass schemas_dir= the folder holding kserve/ and openshift/ (the workshop's "
+                              "shared/schemas)")
+        return _crd_schema(str(path), version)
+    folder, _ = _core_schemas(version)
+    # "apps/v1" -> "apps-v1", "rbac.authorization.k8s.io/v1" -> "rbac-v1", "v1" -> "v1"
+    suffix = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    file = importlib.resources.files("kubernetes_validate") / "kubernetes-json-schema" / folder / \
+        f"{kind.lower()}-{suffix}.json"
+    if not file.is_file():
+        raise DocbotError(f"no schema for {kind} ({api_version})",
+                          "for a custom resource, add its CRD JSON schema to docbot_lib.manifests.CRD_SCHEMAS")
+    return json.loads(file.read_text())
+
+
+def _schema_problems(obj: dict[str, Any], version: str, schemas_dir: Path) -> list[str]:
+    import jsonschema
+
+    schema = _schema_for(obj, version, schemas_dir)
+    registry, _ = _registry(version)
+    validator = jsonschema.Draft202012Validator(schema, registry=registry)
+    secret = obj.get("kind") == "Secret"
+    found = []
+    for error in sorted(validator.iter_errors(obj), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        if secret:  # the message may quote a value: name the rule only
+            message = f"fails the {error.validator!r} rule"
+        else:
+            message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
+        found.append(f"{where}: {message}")
+    return found
+
+
+def _container_problems(where: str, container: dict[str, Any], pod_sc: dict[str, Any],
+                        need_resources: bool) -> list[str]:
+    found = []
+    sc = container.get("securityContext") or {}
+    if need_resources:
+        res = container.get("resources") or {}
+        missing = [f"requests.{r}" for r in ("cpu", "memory") if r not in (res.get("requests") or {})]
+        missing += ["limits.memory"] if "memory" not in (res.get("limits") or {}) else []
+        if missing:
+            found.append(f"{where}: resources lack {', '.join(missing)}")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        found.append(f"{where}: securityContext.allowPrivilegeEscalation must be false")
+    if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+        found.append(f"{where}: securityContext.capabilities.drop must include ALL")
+    if sc.get("privileged"):
+        found.append(f"{where}: must not be privileged")
+    if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
+        found.append(f"{where}: runAsNonRoot must be true (container or pod securityContext)")
+    seccomp = (sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}).get("type")
+    if seccomp not in ("RuntimeDefault", "Localhost"):
+        found.append(f"{where}: seccompProfile.type must be RuntimeDefault (container or pod securityContext)")
+    if "runAsUser" in sc or "runAsUser" in pod_sc:
+        found.append(f"{where}: no fixed runAsUser (OpenShift assigns a UID from the namespace's range)")
+    return found
+
+
+def _dig(obj: Any, *keys: str) -> Any:
+    for key in keys:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj
+
+
+def _policy_problems(obj: dict[str, Any]) -> list[str]:
+    kind, found = obj.get("kind"), []
+    if kind in _POD_SPEC_PATHS:
+        pod = _dig(obj, *_POD_SPEC_PATHS[kind]) or {}
+        pod_sc = pod.get("securityContext") or {}
+        for group in ("initContainers", "containers"):
+            for c in pod.get(group) or []:
+                found += _container_problems(f"{group}[{c.get('name')}]", c, pod_sc, need_resources=True)
+    elif kind == "ServingRuntime":
+        # resources come from the InferenceService; the pod's securityContext is not settable here
+        for c in _dig(obj, "spec", "containers") or []:
+            found += _container_problems(f"containers[{c.get('name')}]", c, {}, need_resources=False)
+    elif kind == "InferenceService":
+        model = _dig(obj, "spec", "predictor", "model") or {}
+        res = model.get("resources") or {}
+        if not res.get("requests") or "memory" not in (res.get("limits") or {}):
+            found.append("spec.predictor.model.resources: set requests and limits.memory")
+    elif kind == "Route":
+        if not _dig(obj, "spec", "tls", "termination"):
+            found.append("spec.tls: a Route must terminate TLS (e.g. termination: edge, "
+                         "insecureEdgeTerminationPolicy: Redirect)")
+    return found
+
+
+def problems(obj: dict[str, Any], *, kubernetes_version: str = KUBERNETES_VERSION,
+             schemas_dir: Path | None = None) -> list[str]:
+    """Every way the object breaks its schema or Doc Bot's policy, as readable lines (empty: fine)."""
+    if not isinstance(obj, dict):
+        return [f"not a Kubernetes object: {type(obj).__name__}"]
+    return (_schema_problems(obj, kubernetes_version, schemas_dir or SCHEMAS_DIR)
+            + _policy_problems(obj))
+
+
+def validate(objects: dict[str, Any] | Iterable[dict[str, Any]], *,
+             kubernetes_version: str = KUBERNETES_VERSION, schemas_dir: Path | None = None) -> None:
+    """Raise one DocbotError listing every problem of the object(s); return quietly when all are fine."""
+    items = [objects] if isinstance(objects, dict) else list(objects)
+    report = []
+    for obj in items:
+        report += [f"{_describe(obj)}: {line}" for line in
+                   problems(obj, kubernetes_version=kubernetes_version, schemas_dir=schemas_dir)]
+    if report:
+        raise DocbotError("invalid manifest(s):\n  " + "\n  ".join(report),
+                          "correct the template or the values passed to it")
+
+
+# -- applying to a cluster ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Applied:
+    kind: str
+    name: str
+    action: str  # "created", "replaced" or "kept" (a PersistentVolumeClaim that exists is left alone)
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name} {self.action}"
+
+
+def kube_api_client(kubeconfig: str | Path | None = None, context: str | None = None):
+    """A `kubernetes` ApiClient: from `kubeconfig` if given; else, in a pod (a workbench), its service
+    account; else ~/.kube/config (what `oc login` writes)."""
+    from kubernetes import client, config
+
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()
+            return client.ApiClient()
+        except config.ConfigException:
+            pass
+    try:
+        return config.new_client_from_config(config_file=str(kubeconfig) if kubeconfig else None, context=context)
+    except (config.ConfigException, OSError, TypeError, yaml.YAMLError) as exc:
+        raise DocbotError(f"no usable Kubernetes credentials ({type(exc).__name__}: {exc})",
+                          "log in with `oc login ...` (or run in an OpenShift AI workbench)") from None
+
+
+def _collection_path(obj: dict[str, Any], namespace: str) -> str:
+    api_version, kind = obj["apiVersion"], obj["kind"]
+    plural = PLURALS.get(kind, kind.lower() + "s")
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    return f"{prefix}/namespaces/{namespace}/{plural}"
+
+
+def _request(api_client, method: str, path: str, body: dict | None = None,
+             query: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """One call of the Kubernetes API through the client's own serialization, auth and TLS."""
+    headers = {"Accept": "application/json"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    params = api_client.param_serialize(method=method, resource_path=path, query_params=query or [],
+                                        header_params=headers, body=body, auth_settings=["BearerToken"])
+    response = api_client.call_api(*params)
+    response.read()
+    return api_client.response_deserialize(response, {"2XX": "object"}).data
+
+
+def api_error(exc: Exception, what: str, namespace: str) -> DocbotError:
+    """The DocbotError for a failed Kubernetes API call about `what` (e.g. "InferenceService/x")."""
+    from kubernetes.client.exceptions import ApiException
+
+    if not isinstance(exc, ApiException):
+        return DocbotError(f"the Kubernetes API does not answer ({type(exc).__name__}: {exc})",
+                           "check the cluster URL and your login (`oc whoami`)")
+    try:
+        message = json.loads(exc.body or "{}").get("message") or exc.reason
+    except ValueError:
+        message = exc.reason
+    if exc.status in (401, 403):
+        return DocbotError(f"the cluster refused {what} in namespace {namespace} (HTTP {exc.status}: {message})",
+                           "log in again (`oc login`) or ask for edit rights in the namespace "
+                           "(a workbench's service account needs a RoleBinding to `edit`)")
+    if exc.status == 404:
+        return DocbotError(f"the cluster has no API for {what} (HTTP 404: {message})",
+                           "check that the namespace exists and that the operator serving this kind is installed "
+                           "(KServe: OpenShift AI single-model serving)")
+    return DocbotError(f"the cluster rejected {what} (HTTP {exc.status}: {message})",
+                       "correct the manifest (docbot_lib.manifests.validate shows schema problems offline)")
+
+
+def _apply_one(api_client, obj: dict[str, Any], namespace: str, dry_run: bool) -> Applied:
+    from kubernetes.client.exceptions import ApiException
+
+    body = copy.deepcopy(obj)
+    body.setdefault("metadata", {})["namespace"] = namespace
+    name, kind = body["metadata"]["name"], body["kind"]
+    collection = _collection_path(body, namespace)
+    query = [("fieldValidation", "Strict"), ("fieldManager", "docbot")]
+    query += [("dryRun", "All")] if dry_run else []
+    try:
+        _request(api_client, "POST", collection, body, query)
+        return Applied(kind, name, "created")
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    existing = _request(api_client, "GET", f"{collection}/{name}")
+    if kind == "PersistentVolumeClaim":  # its spec is immutable once bound, and it holds data
+        return Applied(kind, name, "kept")
+    body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+    if kind == "Service":  # the cluster IP is immutable; a replace without it is rejected
+        for field in ("clusterIP", "clusterIPs"):
+            if field in (existing.get("spec") or {}):
+                body.setdefault("spec", {})[field] = existing["spec"][field]
+    _request(api_client, "PUT", f"{collection}/{name}", body, query)
+    return Applied(kind, name, "replaced")
+
+
+def apply(objects: Iterable[dict[str, Any]], namespace: str, api_client) -> list[Applied]:
+    """Create each object in the namespace, or replace it when it exists (a PVC that exists is kept).
+
+    Every object goes through a server-side dry run first (admission webhooks and strict field validation
+    included), so a rejected object stops the whole apply before anything is written.
+    """
+    items = list(objects)
+    for dry_run in (True, False):
+        done = []
+        for obj in items:
+            try:
+                done.append(_apply_one(api_client, obj, namespace, dry_run))
+            except DocbotError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - ApiException, or urllib3's connection errors
+                raise api_error(exc, _describe(obj), namespace) from None
+    return done

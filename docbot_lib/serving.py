@@ -1,0 +1,502 @@
+"""Serving the model: vLLM on KServe (or as a plain Deployment) on OpenShift AI, and reading its metrics.
+
+On a cluster: `data_connection()` + `inference_service_manifests()` give the objects,
+`docbot_lib.manifests.apply()` sends them, `wait_inference_service_ready()` returns the endpoint URL.
+`vllm_metrics()` reads the live KV-cache use and request counts from vLLM's Prometheus `/metrics`.
+GPU sizing (will it fit, which --max-model-len) is in `docbot_lib.sizing`.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+import httpx
+
+from docbot_lib import manifests
+from docbot_lib.errors import DocbotError
+from docbot_lib.s3 import model_prefix
+from docbot_lib.settings import Settings
+
+# Upstream vLLM, pinned to a release tag: the tags of quay.io/modh/vllm (rhoai-2.x-cuda) move with each
+# OpenShift AI update, so the same manifest could serve a different vLLM tomorrow. 0.32.0 is also the release
+# whose CPU build was tried on the workshop machines, so flags and /metrics names match what was seen.
+VLLM_IMAGE = "vllm/vllm-openai:v0.32.0"
+# KServe's own S3 copier, used by the plain-Deployment variant (the release of the CRD schemas we check against).
+STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:v0.20.0"
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_S3_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+
+
+def data_connection_secret_name(connection: str) -> str:
+    """The Secret an OpenShift AI data connection named `connection` is stored in."""
+    return f"aws-connection-{connection}"
+
+
+@dataclass(frozen=True)
+class VllmOptions:
+    """How to serve the model with vLLM: the knobs of the serving manifests, checked when made.
+
+    `name` names the InferenceService, its ServingRuntime (one per model, as the dashboard does) or the
+    Deployment; `served_model_name` is the model name clients send (default: settings.llm_model_name).
+    `max_model_len` must fit the GPU: `docbot_lib.sizing.gpu_report()` tells the largest that does.
+    """
+
+    name: str = "mistral-7b-instruct"
+    data_connection: str = "models"
+    model_path: str | None = None  # in the bucket; default docbot_lib.s3.model_prefix(settings.model_id)
+    served_model_name: str | None = None
+    image: str = VLLM_IMAGE
+    gpus: int = 1
+    gpu_product: str | None = None  # nodeSelector nvidia.com/gpu.product, e.g. "NVIDIA-A10G"
+    max_model_len: int = 8192
+    dtype: Literal["auto", "float16", "bfloat16", "half", "float32"] = "auto"  # T4: float16
+    gpu_memory_utilization: float = 0.9
+    deployment_mode: Literal["RawDeployment", "Serverless"] = "RawDeployment"
+    min_replicas: int = 1
+    max_replicas: int = 1
+    cpu: str = "2"
+    cpu_limit: str = "4"
+    memory: str = "16Gi"
+    memory_limit: str = "24Gi"
+    shm_size: str = "2Gi"
+    extra_args: tuple[str, ...] = ()
+    expose: bool = True  # reachable from outside the cluster (a Route)
+    auth: bool = False  # token authentication on the endpoint (OpenShift AI)
+
+    def __post_init__(self) -> None:
+        if not _DNS_LABEL.match(self.name) or len(self.name) > 45:
+            raise DocbotError(f"serving name {self.name!r} is not a DNS label of at most 45 characters",
+                              "use lowercase letters, digits and '-' (KServe adds suffixes such as -predictor)")
+        if not _DNS_LABEL.match(self.data_connection):
+            raise DocbotError(f"data connection name {self.data_connection!r} is not a DNS label",
+                              "use lowercase letters, digits and '-'")
+        if self.model_path is not None and not _S3_PATH.match(self.model_path):
+            raise DocbotError(f"model_path {self.model_path!r} is not a folder in the bucket",
+                              "use letters, digits and . _ - / only, ending in /, e.g. 'models/org/model/'")
+        if self.dtype not in ("auto", "float16", "bfloat16", "half", "float32"):
+            raise DocbotError(f"dtype={self.dtype!r} is not a vLLM --dtype", "use auto, float16, bfloat16 or float32")
+        if self.deployment_mode not in ("RawDeployment", "Serverless"):
+            raise DocbotError(f"deployment_mode={self.deployment_mode!r} is unknown", "use RawDeployment or Serverless")
+        if self.gpus < 1:
+            raise DocbotError(f"gpus={self.gpus}: vLLM's CUDA image needs a GPU", "give gpus=1 or more")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise DocbotError(f"gpu_memory_utilization={self.gpu_memory_utilization} is outside (0, 1]",
+                              "use e.g. 0.9 (vLLM's default)")
+        if self.max_model_len < 16:
+            raise DocbotError(f"max_model_len={self.max_model_len} is too small", "use e.g. 8192")
+        if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
+            raise DocbotError(f"replicas {self.min_replicas}..{self.max_replicas} do not make a range",
+                              "use 0 <= min_replicas <= max_replicas, max_replicas >= 1")
+        if self.min_replicas == 0 and self.deployment_mode == "RawDeployment":
+            raise DocbotError("min_replicas=0 (scale to zero) needs deployment_mode='Serverless'",
+                              "set min_replicas=1, or deployment_mode='Serverless'")
+        for key in ("cpu", "cpu_limit", "memory", "memory_limit", "shm_size"):
+            if not _QUANTITY.match(getattr(self, key)):
+                raise DocbotError(f"{key}={getattr(self, key)!r} is not a Kubernetes quantity",
+                                  "use e.g. '2', '500m', '16Gi'")
+        bad = [a for a in self.extra_args if not a.startswith("--")]
+        if bad:
+            raise DocbotError(f"extra vLLM arguments {bad} do not start with --",
+                              "give each flag as one string, e.g. '--enable-prefix-caching' or '--max-num-seqs=64'")
+
+
+def _model_values(settings: Settings, opts: VllmOptions) -> dict[str, Any]:
+    return {
+        "name": opts.name,
+        "image": opts.image,
+        "served_model_name": opts.served_model_name or settings.llm_model_name,
+        "max_model_len": opts.max_model_len,
+        "dtype": opts.dtype,
+        "gpu_memory_utilization": opts.gpu_memory_utilization,
+        "shm_size": opts.shm_size,
+    }
+
+
+def _resource_values(opts: VllmOptions) -> dict[str, Any]:
+    return {"cpu": opts.cpu, "cpu_limit": opts.cpu_limit, "memory": opts.memory,
+            "memory_limit": opts.memory_limit, "gpus": str(opts.gpus)}
+
+
+def inference_service_manifests(settings: Settings, opts: VllmOptions | None = None) -> list[dict[str, Any]]:
+    """[ServingRuntime, InferenceService] serving the settings' model from S3 with vLLM on KServe."""
+    opts = opts or VllmOptions()
+    runtime, = manifests.render("serving/vllm-servingruntime.yaml", {
+        **_model_values(settings, opts), "display_name": f"vLLM {settings.model_id}"})
+    runtime["spec"]["containers"][0]["args"] += list(opts.extra_args)
+
+    isvc, = manifests.render("serving/vllm-inferenceservice.yaml", {
+        "name": opts.name, "display_name": settings.model_id, "deployment_mode": opts.deployment_mode,
+        "min_replicas": opts.min_replicas, "max_replicas": opts.max_replicas, "runtime": opts.name,
+        "storage_key": data_connection_secret_name(opts.data_connection),
+        "storage_path": opts.model_path or model_prefix(settings.model_id),
+        **_resource_values(opts),
+    })
+    meta, predictor = isvc["metadata"], isvc["spec"]["predictor"]
+    if opts.deployment_mode == "Serverless":
+        # OpenShift Serverless: pass TLS through the mesh, inject the Istio sidecar
+        meta["annotations"].update({
+            "serving.knative.openshift.io/enablePassthrough": "true",
+            "sidecar.istio.io/inject": "true",
+            "sidecar.istio.io/rewriteAppHTTPProbers": "true",
+        })
+        if not opts.expose:
+            meta["labels"]["networking.knative.dev/visibility"] = "cluster-local"
+    elif opts.expose:
+        meta["labels"]["networking.kserve.io/visibility"] = "exposed"  # OpenShift AI then creates a Route
+    if opts.auth:
+        meta["annotations"]["security.opendatahub.io/enable-auth"] = "true"
+    if opts.gpu_product:
+        predictor["nodeSelector"] = {"nvidia.com/gpu.product": opts.gpu_product}
+    return [runtime, isvc]
+
+
+def standalone_manifests(settings: Settings, opts: VllmOptions | None = None,
+                         cache_size: str = "40Gi",
+                         storage_initializer_image: str = STORAGE_INITIALIZER_IMAGE) -> list[dict[str, Any]]:
+    """[PVC, Deployment, Service, Route] serving the model with vLLM without KServe (model cached on the PVC)."""
+    opts = opts or VllmOptions()
+    if not _QUANTITY.match(cache_size):
+        raise DocbotError(f"cache_size={cache_size!r} is not a Kubernetes quantity", "use e.g. '40Gi'")
+    if not _BUCKET.match(settings.s3_bucket):  # it goes into the copy command
+        raise DocbotError(f"bucket name {settings.s3_bucket!r} is not a valid S3 bucket name",
+                          "set DOCBOT_S3_BUCKET / AWS_S3_BUCKET to 3-63 lowercase letters, digits, '.' or '-'")
+    objects = manifests.render("serving/vllm-standalone.yaml", {
+        **_model_values(settings, opts), **_resource_values(opts),
+        "cache_size": cache_size, "storage_initializer_image": storage_initializer_image,
+        "storage_key": data_connection_secret_name(opts.data_connection),
+        "bucket": settings.s3_bucket,
+        "storage_path": opts.model_path or model_prefix(settings.model_id),
+    })
+    pod = objects[1]["spec"]["template"]["spec"]
+    pod["containers"][0]["args"] += list(opts.extra_args)
+    if opts.gpu_product:
+        pod["nodeSelector"] = {"nvidia.com/gpu.product": opts.gpu_product}
+    return objects
+
+
+def data_connection(settings: Settings, name: str = "models") -> dict[str, Any]:
+    """The S3 data connection Secret (aws-connection-<name>) from the settings' S3 endpoint and credentials.
+
+    It holds the secret key: show it with `manifests.to_yaml()` (masks it), never print the dict.
+    """
+    if not _DNS_LABEL.match(name):
+        raise DocbotError(f"data connection name {name!r} is not a DNS label", "use lowercase letters, digits and '-'")
+    missing = [n for n in ("s3_endpoint", "s3_access_key", "s3_secret_key") if not settings.secret(n)]
+    if missing:
+        raise DocbotError(f"the S3 settings lack {missing}",
+                          "set AWS_S3_ENDPOINT, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (environment or .env)")
+    secret, = manifests.render("serving/data-connection.yaml", {
+        "name": name, "endpoint": settings.s3_endpoint, "region": settings.s3_region,
+        "bucket": settings.s3_bucket, "access_key": settings.s3_access_key,
+        "secret_key": settings.secret("s3_secret_key"),
+    })
+    return secret
+
+
+# -- waiting for the InferenceService -------------------------------------------------------------
+
+def _conditions(isvc: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((isvc.get("status") or {}).get("conditions") or [])
+
+
+def _condition_lines(isvc: dict[str, Any]) -> list[str]:
+    lines = [f"{c.get('type')}={c.get('status')}"
+             + (f" ({c.get('reason')})" if c.get("reason") else "")
+             + (f": {c.get('message')}" if c.get("message") else "")
+             for c in _conditions(isvc)]
+    failure = ((isvc.get("status") or {}).get("modelStatus") or {}).get("lastFailureInfo")
+    if failure:
+        lines.append(f"model: {failure.get('reason', '')}: {failure.get('message', '')}".strip())
+    return lines or ["(no status yet: is the KServe controller running?)"]
+
+
+def _event_lines(api_client, name: str, namespace: str, limit: int = 10) -> list[str]:
+    """The latest events of the InferenceService and of what it made (<name>-predictor-... pods)."""
+    from kubernetes import client
+
+    try:
+        events = client.CoreV1Api(api_client).list_namespaced_event(namespace).items
+    except Exception as exc:  # noqa: BLE001 - the timeout report must not fail on missing rights
+        return [f"(events not readable: {type(exc).__name__})"]
+    ours = [e for e in events if e.involved_object and e.involved_object.name
+            and (e.involved_object.name == name or e.involved_object.name.startswith(f"{name}-"))]
+
+    def when(e):
+        stamp = e.last_timestamp or e.event_time or e.first_timestamp
+        return stamp.timestamp() if stamp else 0.0
+
+    ours.sort(key=when)
+    return [f"{e.type} {e.reason} {e.involved_object.kind}/{e.involved_object.name}: {e.message}"
+            for e in ours[-limit:]] or ["(none)"]
+
+
+def wait_inference_service_ready(name: str, namespace: str, api_client, timeout: float = 1200,
+                                 poll: float = 10, echo: Callable[[str], None] | None = print) -> str:
+    """Wait until the InferenceService is Ready and return its URL (status.url, else status.address.url).
+
+    Prints each change of its conditions through `echo`. On timeout, raises a DocbotError that shows the
+    conditions and the latest events (scheduling, image pulls, model loading). Safe to call again.
+    """
+    from kubernetes import client
+
+    api = client.CustomObjectsApi(api_client)
+    deadline = time.monotonic() + timeout
+    shown: list[str] = []
+    isvc: dict[str, Any] = {}
+    while True:
+        try:
+            isvc = api.get_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace,
+                                                    "inferenceservices", name)
+        except Exception as exc:  # noqa: BLE001
+            raise manifests.api_error(exc, f"InferenceService/{name}", namespace) from None
+        status = isvc.get("status") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in _conditions(isvc))
+        url = status.get("url") or (status.get("address") or {}).get("url")
+        if ready and url:
+            if echo:
+                echo(f"InferenceService {name} is ready: {url}")
+            return url
+        lines = _condition_lines(isvc)
+        if echo and lines != shown:
+            echo(f"waiting for {name}: " + "; ".join(lines))
+        shown = lines
+        if time.monotonic() + poll > deadline:
+            break
+        time.sleep(poll)
+    report = "\n    ".join(_condition_lines(isvc))
+    events = "\n    ".join(_event_lines(api_client, name, namespace))
+    raise DocbotError(
+        f"InferenceService {name} in {namespace} is not ready after {timeout:.0f} s\n"
+        f"  conditions:\n    {report}\n  recent events:\n    {events}",
+        "read the events above: Insufficient nvidia.com/gpu = no free GPU node (check tolerations/nodeSelector); "
+        "ImagePullBackOff = image name or pull secret; a model load error = wrong storage path or a "
+        "--max-model-len too large for the GPU (see `docbot_lib.sizing`); then call this again")
+
+
+# -- vLLM's Prometheus metrics ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VllmMetrics:
+    """What vLLM's /metrics says now. `is_vllm` is False for another server (e.g. llama.cpp): see `detail`."""
+
+    is_vllm: bool
+    detail: str
+    kv_cache_usage: float | None = None  # 0..1 of the KV-cache blocks in use
+    requests_running: float | None = None
+    requests_waiting: float | None = None
+    prompt_tokens_total: float | None = None
+    generation_tokens_total: float | None = None
+    model_names: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        if not self.is_vllm:
+            return self.detail
+        usage = "?" if self.kv_cache_usage is None else f"{self.kv_cache_usage:.1%}"
+        return (f"vLLM {', '.join(self.model_names) or ''}: KV cache {usage} used, "
+                f"{self.requests_running:g} running, {self.requests_waiting:g} waiting, "
+                f"{self.prompt_tokens_total:g} prompt / {self.generation_tokens_total:g} generated tokens so far")
+
+
+# vLLM renamed the KV-cache gauge (V1 engine); read whichever the server has
+_KV_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+
+
+def parse_vllm_metrics(text: str) -> VllmMetrics:
+    """Parse Prometheus text exposition; sums over label sets (one per served model)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sums: dict[str, float] = {}
+    models: set[str] = set()
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name.startswith("vllm:"):
+                    sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
+                    if "model_name" in sample.labels:
+                        models.add(sample.labels["model_name"])
+    except ValueError as exc:
+        return VllmMetrics(False, f"not a vLLM endpoint: /metrics is not Prometheus text ({exc})")
+    if not sums:
+        return VllmMetrics(False, "not a vLLM endpoint: /metrics has no vllm:* metrics")
+    kv = next((sums[n] for n in _KV_USAGE if n in sums), None)
+    if kv is not None and len(models) > 1:
+        kv /= len(models)  # a percentage: the mean, not the sum, over models
+    return VllmMetrics(
+        True, "vLLM", kv_cache_usage=kv,
+        requests_running=sums.get("vllm:num_requests_running", 0.0),
+        requests_waiting=sums.get("vllm:num_requests_waiting", 0.0),
+        prompt_tokens_total=sums.get("vllm:prompt_tokens_total", 0.0),
+        generation_tokens_total=sums.get("vllm:generation_tokens_total", 0.0),
+        model_names=tuple(sorted(models)),
+    )
+
+
+def vllm_metrics(base_url: str, api_key: str | None = None, timeout: float = 10) -> VllmMetrics:
+    """Read /metrics next to an OpenAI-compatible base URL (".../v1" is stripped).
+
+    Another server (llama.cpp, a proxy) gives `is_vllm=False` with the reason; an unreachable one raises.
+    """
+    root = re.sub(r"/v1/?$", "", base_url.rstrip("/"))
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(f"{root}/metrics", headers=headers, timeout=timeout, follow_redirects=True)
+    except httpx.HTTPError as exc:
+        raise DocbotError(f"cannot read {root}/metrics ({type(exc).__name__}: {exc})",
+                          "check the endpoint URL (DOCBOT_LLM_BASE_URL) and that the server runs") from None
+    if response.status_code in (401, 403):
+        raise DocbotError(f"{root}/metrics refused the token (HTTP {response.status_code})",
+                          "pass the endpoint's token as api_key (DOCBOT_LLM_API_KEY)")
+    if response.status_code != 200:
+        return VllmMetrics(False, f"not a vLLM endpoint: {root}/metrics answered HTTP {response.status_code}")
+    return parse_vllm_metrics(response.text)
+
+
+# -- the OpenAI-compatible endpoint, in both modes ------------------------------------------------------
+def chat_model(settings: Settings, streaming: bool = False):
+    """LangChain's ChatOpenAI on the settings' endpoint with the lab's generation settings."""
+    from langchain_openai import ChatOpenAI
+
+    if not settings.llm_base_url:
+        raise DocbotError("no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)")
+    return ChatOpenAI(
+        base_url=settings.llm_base_url, api_key=settings.secret("llm_api_key") or "none",
+        model=settings.llm_model_name, temperature=settings.temperature, top_p=settings.top_p,
+        presence_penalty=settings.presence_penalty, timeout=120, max_retries=1,
+        # ChatOpenAI sends its max_tokens as `max_completion_tokens`, which llama.cpp's server ignores (it then
+        # generates to the end of its context); `max_tokens` in the body is honoured by vLLM and llama.cpp.
+        extra_body={"max_tokens": settings.max_tokens},
+        # only when asked: an explicit streaming=False makes LangChain's .stream() return one whole chunk
+        **({"streaming": True} if streaming else {}),
+    )
+
+
+@dataclass
+class SmokeTest:
+    """What the endpoint answered: its models, a chat completion, a streamed one, and LangChain's."""
+
+    base_url: str
+    models: list[str]
+    completion: str
+    stream_chunks: int
+    streamed: str
+    langchain: str
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.models and self.completion.strip() and self.stream_chunks > 1 and self.langchain.strip())
+
+    def __str__(self) -> str:
+        def short(text: str) -> str:
+            return " ".join(text.split())[:100]
+
+        return "\n".join([
+            f"endpoint        {self.base_url}",
+            f"/v1/models      {', '.join(self.models)}",
+            f"chat completion {short(self.completion)!r}",
+            f"streamed        {self.stream_chunks} chunks: {short(self.streamed)!r}",
+            f"LangChain       {short(self.langchain)!r}",
+            f"time            {self.seconds:.1f} s",
+        ])
+
+
+def smoke_test(settings: Settings, question: str = "In one sentence, what is Kubernetes?",
+               max_tokens: int = 48) -> SmokeTest:
+    """Exercise the endpoint the way the lab will: /v1/models, a chat completion and a streamed one through
+    the `openai` client, and one through LangChain's ChatOpenAI (the lab's generation settings)."""
+    import openai
+
+    start = time.perf_counter()
+    client = openai.OpenAI(base_url=settings.llm_base_url, api_key=settings.secret("llm_api_key") or "none",
+                           timeout=120, max_retries=1)
+    messages = [{"role": "user", "content": question}]
+    params = dict(model=settings.llm_model_name, messages=messages, max_tokens=max_tokens,
+                  temperature=settings.temperature, top_p=settings.top_p,
+                  presence_penalty=settings.presence_penalty)
+    try:
+        models = [m.id for m in client.models.list().data]
+        completion = client.chat.completions.create(**params).choices[0].message.content or ""
+        pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(**params, stream=True)
+                  if c.choices]
+        langchain = chat_model(settings.model_copy(update={"max_tokens": max_tokens})).invoke(question).content
+    except openai.AuthenticationError:
+        raise DocbotError(f"the LLM at {settings.llm_base_url} refused the API key",
+                          "set DOCBOT_LLM_API_KEY to the endpoint's token") from None
+    except (openai.APIConnectionError, openai.APIStatusError) as exc:
+        raise DocbotError(f"the LLM at {settings.llm_base_url} failed: {exc}",
+                          "check DOCBOT_LLM_BASE_URL and that the model server is ready") from None
+    return SmokeTest(settings.llm_base_url, models, completion, len(pieces), "".join(pieces), str(langchain),
+                     time.perf_counter() - start)
+
+
+# -- local mode: what KServe does, on one machine -------------------------------------------------------
+def storage_initialize(settings: Settings, dest, prefix: str | None = None, progress: bool = True):
+    """What KServe's storage initializer does before the model server starts: copy every object under
+    s3://<bucket>/<prefix> (default the model's prefix) into `dest` (the pod's /mnt/models). Files already
+    there with the same size and sha256 are kept; each file is written beside and renamed when complete,
+    and checked against the sha256 recorded at upload. Returns `dest` as a Path."""
+    import hashlib
+    from pathlib import Path
+
+    from boto3.s3.transfer import TransferConfig
+    from tqdm.auto import tqdm
+
+    from docbot_lib.s3 import head, list_objects, s3_client, s3_errors
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    prefix = prefix or model_prefix(settings.model_id)
+    bucket = settings.s3_bucket
+    client = s3_client(settings)
+    config = TransferConfig(multipart_chunksize=32 << 20, multipart_threshold=32 << 20, max_concurrency=4)
+
+    def sha256(path: Path) -> str:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(8 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    with s3_errors(settings, f"copying s3://{bucket}/{prefix} to {dest}"):
+        objects = list_objects(client, bucket, prefix)
+        if not objects:
+            raise DocbotError(f"no model under s3://{bucket}/{prefix}",
+                              "upload it first (notebook 02), or set the S3 prefix the model was uploaded to")
+        with tqdm(total=sum(objects.values()), unit="B", unit_scale=True, desc="storage-initializer",
+                  disable=not progress) as bar:
+            for key, size in sorted(objects.items()):
+                target = dest / key[len(prefix):]
+                expected = (head(client, bucket, key) or {}).get("Metadata", {}).get("sha256")
+                if target.is_file() and target.stat().st_size == size and \
+                        (expected is None or sha256(target) == expected):
+                    bar.update(size)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(f".{target.name}.part")
+                client.download_file(bucket, key, str(partial), Config=config, Callback=bar.update)
+                if expected and sha256(partial) != expected:
+                    partial.unlink()
+                    raise DocbotError(f"s3://{bucket}/{key} does not match the sha256 recorded at upload",
+                                      "upload the model again (notebook 02)")
+                partial.replace(target)
+    return dest
+
+
+def serve_local(settings: Settings, model_dir, echo: Callable[[str], None] = print) -> Settings:
+    """Start the local OpenAI-compatible server on the model in `model_dir` (the .gguf it holds), as the
+    InferenceService's vLLM container does with /mnt/models; returns the settings of the endpoint."""
+    from pathlib import Path
+
+    from docbot_lib.local import LocalStack
+
+    ggufs = sorted(Path(model_dir).glob("*.gguf"))
+    if not ggufs:
+        raise DocbotError(f"no .gguf model file in {model_dir}",
+                          "the local server (llama.cpp) serves GGUF files; on a cluster vLLM serves safetensors")
+    LocalStack(settings).serve_model(ggufs[0], echo=echo)
+    return settings.reload()

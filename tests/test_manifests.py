@@ -1,0 +1,217 @@
+"""docbot_lib.manifests: rendering, offline validation (official schemas + policy), apply against a stand-in API."""
+from __future__ import annotations
+
+import base64
+import copy
+
+import pytest
+import yaml
+
+from docbot_lib import manifests, serving
+from docbot_lib.errors import DocbotError
+from docbot_lib.settings import Settings
+from kubeapi import KubeApi
+
+SECRET = 'p@ss"w\\ord/+$x'  # quotes, backslash, dollar: must survive rendering unchanged
+
+
+@pytest.fixture
+def cluster_settings() -> Settings:
+    return Settings.load(stack="cluster", s3_endpoint="https://minio-api.apps.example.com",
+                         s3_access_key="docbot", s3_secret_key=SECRET, s3_bucket="models")
+
+
+@pytest.fixture
+def serving_objects(cluster_settings) -> list[dict]:
+    return (serving.inference_service_manifests(cluster_settings)
+            + serving.standalone_manifests(cluster_settings)
+            + [serving.data_connection(cluster_settings)])
+
+
+def by_kind(objects: list[dict], kind: str) -> dict:
+    (found,) = [o for o in objects if o["kind"] == kind]
+    return found
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+def test_render_fills_placeholders_and_escapes_values(tmp_path):
+    tpl = tmp_path / "cm.yaml"
+    tpl.write_text('apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: "${name}"\n'
+                   'data:\n  text: "${text}"\n  size: "${size}"\n')
+    text = 'a "quoted" \\ value\nwith a newline: and: colons'
+    (obj,) = manifests.render(tpl, {"name": "demo", "text": text, "size": 3})
+    assert obj["data"] == {"text": text, "size": "3"}
+
+
+def test_render_names_missing_and_unused_values(tmp_path):
+    tpl = tmp_path / "t.yaml"
+    tpl.write_text('kind: ConfigMap\nmetadata: {name: "${name}"}\n')
+    with pytest.raises(DocbotError, match=r"needs values for \['name'\]"):
+        manifests.render(tpl, {})
+    with pytest.raises(DocbotError, match=r"no placeholder for \['nme'\]"):
+        manifests.render(tpl, {"name": "x", "nme": "x"})
+    with pytest.raises(DocbotError, match="not found"):
+        manifests.render("serving/no-such-template.yaml", {})
+    with pytest.raises(DocbotError, match="is a dict"):
+        manifests.render(tpl, {"name": {"a": 1}})
+
+
+def test_to_yaml_masks_secret_values(serving_objects):
+    text = manifests.to_yaml(serving_objects)
+    assert SECRET not in text and "AWS_SECRET_ACCESS_KEY: '******'" in text
+    assert len(list(yaml.safe_load_all(text))) == len(serving_objects)
+    revealed = manifests.to_yaml(serving_objects, reveal_secrets=True)
+    assert by_kind(list(yaml.safe_load_all(revealed)), "Secret")["stringData"]["AWS_SECRET_ACCESS_KEY"] == SECRET
+
+
+# -- validation ------------------------------------------------------------------------------------
+
+def test_serving_manifests_pass_the_official_schemas_and_policy(serving_objects):
+    kinds = sorted(o["kind"] for o in serving_objects)
+    assert kinds == ["Deployment", "InferenceService", "PersistentVolumeClaim", "Route", "Secret", "Service",
+                     "ServingRuntime"]
+    for obj in serving_objects:
+        assert manifests.problems(obj) == [], manifests._describe(obj)
+    manifests.validate(serving_objects)  # no error
+
+
+def test_schemas_catch_misplaced_labels_and_unknown_fields(serving_objects):
+    runtime = copy.deepcopy(by_kind(serving_objects, "ServingRuntime"))
+    runtime["labels"] = runtime["metadata"].pop("labels")  # a classic: labels beside metadata
+    isvc = copy.deepcopy(by_kind(serving_objects, "InferenceService"))
+    isvc["spec"]["predictor"]["model"]["storge"] = isvc["spec"]["predictor"]["model"].pop("storage")
+    isvc["metadata"]["labels"]["opendatahub.io/dashboard"] = True  # YAML true, not "true"
+    deployment = copy.deepcopy(by_kind(serving_objects, "Deployment"))
+    deployment["spec"]["replicas"] = "one"
+
+    assert manifests.problems(runtime) == ["(top level): Additional properties are not allowed "
+                                           "('labels' was unexpected)"]
+    found = manifests.problems(isvc)
+    assert any("spec.predictor.model" in p and "'storge' was unexpected" in p for p in found)
+    assert any(p.startswith("metadata.labels.opendatahub.io/dashboard: True is not of type") for p in found)
+    assert any(p.startswith("spec.replicas: 'one' is not of type") for p in manifests.problems(deployment))
+
+
+def test_every_route_has_a_spec_with_tls(serving_objects):
+    route = by_kind(serving_objects, "Route")
+    assert route["spec"]["tls"] == {"termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"}
+    assert route["spec"]["port"] == {"targetPort": "http"}
+    bare = {k: v for k, v in route.items() if k != "spec"}
+    assert "(top level): 'spec' is a required property" in manifests.problems(bare)
+    plain = copy.deepcopy(route)
+    del plain["spec"]["tls"]
+    assert [p for p in manifests.problems(plain) if p.startswith("spec.tls:")]
+
+
+def test_policy_requires_resources_and_restricted_security_context(serving_objects):
+    deployment = copy.deepcopy(by_kind(serving_objects, "Deployment"))
+    pod = deployment["spec"]["template"]["spec"]
+    del pod["containers"][0]["resources"]
+    pod["containers"][0]["securityContext"] = {"runAsUser": 0}
+    del pod["securityContext"]
+    found = manifests.problems(deployment)
+    for expected in ("containers[vllm]: resources lack requests.cpu, requests.memory, limits.memory",
+                     "containers[vllm]: securityContext.allowPrivilegeEscalation must be false",
+                     "containers[vllm]: securityContext.capabilities.drop must include ALL",
+                     "containers[vllm]: runAsNonRoot must be true (container or pod securityContext)",
+                     "containers[vllm]: seccompProfile.type must be RuntimeDefault (container or pod securityContext)",
+                     "containers[vllm]: no fixed runAsUser (OpenShift assigns a UID from the namespace's range)"):
+        assert expected in found
+    # the init container keeps its own settings and inherits the pod's (now removed) ones
+    assert "initContainers[model-download]: runAsNonRoot must be true (container or pod securityContext)" in found
+
+
+def test_validate_lists_every_violation_and_never_a_secret(serving_objects):
+    secret = copy.deepcopy(by_kind(serving_objects, "Secret"))
+    secret["stringData"]["AWS_SECRET_ACCESS_KEY"] = [SECRET]  # wrong type; the message must not quote it
+    route = {k: v for k, v in by_kind(serving_objects, "Route").items() if k != "spec"}
+    with pytest.raises(DocbotError) as err:
+        manifests.validate([secret, route])
+    message = str(err.value)
+    assert "Secret/aws-connection-models: stringData.AWS_SECRET_ACCESS_KEY: fails the 'type' rule" in message
+    assert "Route/mistral-7b-instruct: (top level): 'spec' is a required property" in message
+    assert SECRET not in message and "p@ss" not in message
+
+
+def test_unknown_kind_and_missing_schemas_are_clear(serving_objects, tmp_path):
+    with pytest.raises(DocbotError, match="add its CRD JSON schema"):
+        manifests.validate({"apiVersion": "milvus.io/v1beta1", "kind": "Milvus", "metadata": {"name": "m"}})
+    with pytest.raises(DocbotError, match="CRD schema of InferenceService .* is not at"):
+        manifests.validate(by_kind(serving_objects, "InferenceService"), schemas_dir=tmp_path)
+
+
+# -- apply -----------------------------------------------------------------------------------------
+
+def test_apply_creates_then_replaces(serving_objects):
+    with KubeApi(token="t0ken", namespaces={"docbot"}) as kube:
+        api = kube.api_client()
+        first = manifests.apply(serving_objects, "docbot", api)
+        assert [str(a) for a in first] == [
+            "ServingRuntime/mistral-7b-instruct created", "InferenceService/mistral-7b-instruct created",
+            "PersistentVolumeClaim/mistral-7b-instruct-model-cache created", "Deployment/mistral-7b-instruct created",
+            "Service/mistral-7b-instruct created", "Route/mistral-7b-instruct created",
+            "Secret/aws-connection-models created"]
+        isvc = kube.get("apis/serving.kserve.io/v1beta1", "docbot", "inferenceservices", "mistral-7b-instruct")
+        assert isvc["spec"] == by_kind(serving_objects, "InferenceService")["spec"]
+        secret = kube.get("api/v1", "docbot", "secrets", "aws-connection-models")
+        assert base64.b64decode(secret["data"]["AWS_SECRET_ACCESS_KEY"]).decode() == SECRET
+        assert kube.get("apis/route.openshift.io/v1", "docbot", "routes", "mistral-7b-instruct")
+        # every write was dry-run first, and asked for strict field validation
+        posts = [r for r in kube.requests if r.method == "POST"]
+        assert [r.query.get("dryRun") for r in posts] == [["All"]] * 7 + [None] * 7
+        assert all(r.query["fieldValidation"] == ["Strict"] for r in posts)
+
+        # the cluster filled in the Service's IP; a second apply must keep it (it is immutable)
+        service = kube.objects[("api/v1", "docbot", "services", "mistral-7b-instruct")]
+        service["spec"]["clusterIP"] = "172.30.0.10"
+        changed = copy.deepcopy(serving_objects)
+        by_kind(changed, "InferenceService")["spec"]["predictor"]["maxReplicas"] = 2
+        second = manifests.apply(changed, "docbot", api)
+        assert {a.action for a in second if a.kind != "PersistentVolumeClaim"} == {"replaced"}
+        assert [a.action for a in second if a.kind == "PersistentVolumeClaim"] == ["kept"]
+        isvc = kube.get("apis/serving.kserve.io/v1beta1", "docbot", "inferenceservices", "mistral-7b-instruct")
+        assert isvc["spec"]["predictor"]["maxReplicas"] == 2 and isvc["metadata"]["generation"] == 2
+        assert kube.get("api/v1", "docbot", "services", "mistral-7b-instruct")["spec"]["clusterIP"] == "172.30.0.10"
+
+
+def test_a_refused_object_leaves_nothing_applied(serving_objects):
+    with KubeApi(forbid={("create", "inferenceservices")}) as kube:
+        with pytest.raises(DocbotError) as err:
+            manifests.apply(serving_objects, "docbot", kube.api_client())
+        assert "refused InferenceService/mistral-7b-instruct in namespace docbot (HTTP 403" in str(err.value)
+        assert "edit" in err.value.fix
+        assert kube.objects == {}  # the ServingRuntime before it was only dry-run
+
+
+def test_apply_explains_a_missing_namespace_and_bad_credentials(serving_objects):
+    with KubeApi(token="right", namespaces={"docbot"}) as kube:
+        with pytest.raises(DocbotError, match=r"no API for ServingRuntime/mistral-7b-instruct \(HTTP 404"):
+            manifests.apply(serving_objects, "nope", kube.api_client())
+        with pytest.raises(DocbotError, match="HTTP 401") as err:
+            manifests.apply(serving_objects, "docbot", kube.api_client(token="wrong"))
+        assert "oc login" in err.value.fix
+        assert kube.objects == {}
+
+
+def test_apply_explains_an_unreachable_cluster(serving_objects):
+    kube = KubeApi().start()
+    api = kube.api_client()
+    kube.stop()
+    with pytest.raises(DocbotError, match="does not answer"):
+        manifests.apply(serving_objects[:1], "docbot", api)
+
+
+def test_kube_api_client_from_a_kubeconfig(serving_objects, tmp_path):
+    with KubeApi(token="t0ken", namespaces={"docbot"}) as kube:
+        kubeconfig = tmp_path / "config"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+            "clusters": [{"name": "lab", "cluster": {"server": kube.url}}],
+            "users": [{"name": "me", "user": {"token": "t0ken"}}],
+            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "me", "namespace": "docbot"}}]}))
+        api = manifests.kube_api_client(kubeconfig)
+        assert [a.action for a in manifests.apply(serving_objects[:1], "docbot", api)] == ["created"]
+    with pytest.raises(DocbotError, match="no usable Kubernetes credentials") as err:
+        manifests.kube_api_client(tmp_path / "missing")
+    assert "oc login" in err.value.fix
