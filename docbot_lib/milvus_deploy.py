@@ -1,0 +1,94 @@
+"""Milvus on the cluster: the manifests Doc Bot ships (standalone in one pod, Attu), and Helm's output patched.
+
+`standalone_objects()` / `attu_objects()` read manifests/milvus/ (plain YAML that `oc apply -f` takes too);
+`helm_objects(rendered)` patches `helm template` output for OpenShift (docbot_lib.openshift);
+`summary(objects)` is the short listing a notebook prints instead of the whole YAML.
+Applying goes through docbot_lib.manifests.apply (server-side dry run first).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from docbot_lib.openshift import Dropped, load_documents, patch_rendered
+from docbot_lib.settings import project_dir
+
+MILVUS_DIR = project_dir() / "manifests" / "milvus"
+STANDALONE = MILVUS_DIR / "milvus-standalone.yaml"
+ATTU = MILVUS_DIR / "attu.yaml"
+HELM_VALUES = MILVUS_DIR / "helm" / "values-openshift.yaml"
+# what the app and the notebooks reach inside the namespace
+SERVICE_URI = "http://milvus:19530"
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
+    return load_documents(path.read_text())
+
+
+def standalone_objects() -> list[dict[str, Any]]:
+    """Milvus standalone in one pod: user.yaml ConfigMap (auth on), PVC, Deployment, Service."""
+    return _load(STANDALONE)
+
+
+def attu_objects() -> list[dict[str, Any]]:
+    """Attu: Deployment, Service and an edge-TLS Route, pointing at the `milvus` Service."""
+    return _load(ATTU)
+
+
+def helm_objects(rendered: str, *, pulsar_enabled: bool = False,
+                 echo=print) -> tuple[list[dict[str, Any]], list[Dropped]]:
+    """`helm template` output (standalone or cluster) made applicable on OpenShift by a namespace admin."""
+    return patch_rendered(rendered, pulsar_enabled=pulsar_enabled, echo=echo)
+
+
+def images(objects: list[dict[str, Any]]) -> list[str]:
+    """Every container image the objects run (to check the pins)."""
+    from docbot_lib.openshift import pod_spec
+
+    found = []
+    for obj in objects:
+        spec = pod_spec(obj) or {}
+        for group in ("initContainers", "containers"):
+            found += [c.get("image", "") for c in spec.get(group) or []]
+    return found
+
+
+def summary(objects: list[dict[str, Any]]) -> str:
+    """One line per object (kind/name), then the count per kind."""
+    lines = [f"  {o['kind']}/{(o.get('metadata') or {}).get('name', '?')}" for o in objects]
+    counts = Counter(o["kind"] for o in objects)
+    lines.append(f"{len(objects)} object(s): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return "\n".join(lines)
+
+
+def wait_ready(api_client, namespace: str, objects: list[dict[str, Any]], timeout: float = 600,
+               interval: float = 5, echo=print) -> None:
+    """Wait until every Deployment/StatefulSet among `objects` has all its replicas ready; a clear error
+    naming the ones still not ready at the deadline (see their pods' events with `oc describe`)."""
+    import time
+
+    from kubernetes import client
+
+    apps = client.AppsV1Api(api_client)
+    readers = {"Deployment": apps.read_namespaced_deployment_status,
+               "StatefulSet": apps.read_namespaced_stateful_set_status}
+    waiting = {(o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] in readers}
+    deadline = time.monotonic() + timeout
+    while waiting:
+        for kind, name in sorted(waiting):
+            status = readers[kind](name, namespace)
+            wanted = status.spec.replicas if status.spec.replicas is not None else 1
+            ready = (status.status.ready_replicas if status.status else 0) or 0  # no status before a pod runs
+            if ready >= wanted:
+                echo(f"{kind}/{name}: ready")
+                waiting.discard((kind, name))
+        if waiting and time.monotonic() > deadline:
+            from docbot_lib.errors import DocbotError
+
+            names = ", ".join(f"{k}/{n}" for k, n in sorted(waiting))
+            raise DocbotError(f"not ready after {timeout:.0f} s in namespace {namespace}: {names}",
+                              f"look at the pods: `oc get pods -n {namespace}` and `oc describe pod ...` "
+                              "(image pulls, the PVC, the security context)")
+        if waiting:
+            time.sleep(interval)

@@ -1,0 +1,114 @@
+"""OpenShift patches for what `helm template` renders: the restricted-v2 SCC, and what a namespace admin may apply.
+
+`patch_rendered(text)` takes helm's multi-document YAML and returns the objects to apply plus what was dropped
+and why. It does in Python what hand-run `yq` steps used to do, and does it right:
+  - every pod (etcd's and MinIO's StatefulSets/Deployments included): the pod securityContext is emptied
+    (no runAsUser/runAsGroup/fsGroup: OpenShift assigns them from the namespace's range), and each container
+    gets the restricted one (drop ALL capabilities, runAsNonRoot, no privilege escalation, seccomp RuntimeDefault);
+  - cluster-scoped objects (ClusterRole, ClusterRoleBinding, PodSecurityPolicy, ...) are dropped: a namespace
+    admin cannot create them (the Pulsar charts render them even when Pulsar is disabled);
+  - with `pulsar_enabled=False`, anything of Pulsar's is dropped too.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from docbot_lib.errors import DocbotError
+
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "PodSecurityPolicy", "CustomResourceDefinition",
+                  "Namespace", "PriorityClass", "StorageClass", "SecurityContextConstraints",
+                  "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "APIService"}
+POD_SPEC_PATHS = {
+    "Pod": ("spec",), "Deployment": ("spec", "template", "spec"), "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"), "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"), "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# what OpenShift assigns itself, and what restricted-v2 refuses
+_FIXED_IDS = ("runAsUser", "runAsGroup", "fsGroup", "privileged")
+
+
+@dataclass(frozen=True)
+class Dropped:
+    kind: str
+    name: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"dropped {self.kind}/{self.name}: {self.reason}"
+
+
+def load_documents(text: str) -> list[dict[str, Any]]:
+    """The objects of a multi-document YAML (empty documents and `List` wrappers unfolded)."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d]
+    except yaml.YAMLError as exc:
+        raise DocbotError(f"the rendered manifests are not valid YAML ({exc})",
+                          "pass the output of `helm template` unchanged") from None
+    objects = []
+    for doc in docs:
+        if not isinstance(doc, dict) or "kind" not in doc:
+            raise DocbotError(f"a document of the rendered manifests is not a Kubernetes object: {str(doc)[:80]}",
+                              "pass the output of `helm template` unchanged")
+        objects += doc.get("items", []) if doc["kind"] == "List" else [doc]
+    return objects
+
+
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The pod template's spec of a workload (or a Pod's spec); None for other kinds."""
+    path = POD_SPEC_PATHS.get(obj.get("kind", ""))
+    if not path:
+        return None
+    spec = obj
+    for key in path:
+        spec = spec.get(key) if isinstance(spec, dict) else None
+    return spec if isinstance(spec, dict) else None
+
+
+def restrict_pod(spec: dict[str, Any]) -> None:
+    """Make one pod spec pass OpenShift's restricted-v2 SCC (in place)."""
+    spec["securityContext"] = {}
+    for group in ("initContainers", "containers"):
+        for container in spec.get(group) or []:
+            sc = {k: v for k, v in (container.get("securityContext") or {}).items() if k not in _FIXED_IDS}
+            container["securityContext"] = {**sc, **copy.deepcopy(RESTRICTED_CONTAINER)}
+
+
+def _is_pulsar(obj: dict[str, Any]) -> bool:
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    names = [meta.get("name", ""), labels.get("app", ""), labels.get("app.kubernetes.io/name", ""),
+             labels.get("component", ""), labels.get("release", "")]
+    return any("pulsar" in str(n).lower() for n in names)
+
+
+def patch_rendered(text: str, *, pulsar_enabled: bool = False,
+                   echo=print) -> tuple[list[dict[str, Any]], list[Dropped]]:
+    """(objects to apply, objects dropped with the reason) from `helm template` output; each drop is echoed."""
+    kept, dropped = [], []
+    for obj in load_documents(text):
+        kind, name = obj["kind"], (obj.get("metadata") or {}).get("name", "?")
+        if kind in CLUSTER_SCOPED:
+            dropped.append(Dropped(kind, name, "cluster-scoped: a namespace admin cannot create it "
+                                               "(ask a cluster admin if the component really needs it)"))
+        elif not pulsar_enabled and _is_pulsar(obj):
+            dropped.append(Dropped(kind, name, "Pulsar is disabled (pulsar/pulsarv3.enabled=false) "
+                                               "but the chart rendered it"))
+        else:
+            obj = copy.deepcopy(obj)
+            spec = pod_spec(obj)
+            if spec is not None:
+                restrict_pod(spec)
+            kept.append(obj)
+            continue
+        echo(str(dropped[-1]))
+    return kept, dropped

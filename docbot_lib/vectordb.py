@@ -1,0 +1,514 @@
+"""Milvus: what the server supports, and its day-2 security (root password, roles, users, grants).
+
+The collection and vector-store code of the ingestion stage lives in this module too (its own section);
+this first section is the server side: `server_info`, `supports_bm25`, `supports_rbac`, `connect`,
+and `secure` (= `change_root_password` + `ensure_roles_and_users`) followed by `verify_least_privilege`.
+
+Roles Doc Bot creates, granted on one collection (and on a small probe collection that `verify_least_privilege`
+uses, so that the grants can be proved before anything is ingested):
+  docbot_reader  search and query (the chatbot app, user `docbot_app`)
+  docbot_writer  the reader's privileges + insert, delete, upsert, flush, indexes (the ingestion job,
+                 user `docbot_ingest`); it may create collections but not drop them (DropCollection is a
+                 global privilege in Milvus: it would allow dropping every collection).
+Generated passwords are stored, never printed: in an env file (mode 600, written whole then renamed) and,
+on a cluster, in a Secret (`credentials_secret`).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from docbot_lib.checks import tcp_open
+from docbot_lib.errors import DocbotError, ServiceUnavailable
+
+# =====================================================================================================
+# Server capabilities and day-2 security
+# =====================================================================================================
+
+DEFAULT_ROOT_TOKEN = "root:Milvus"  # what every fresh Milvus server accepts: public knowledge
+READER_ROLE, WRITER_ROLE = "docbot_reader", "docbot_writer"
+APP_USER, INGEST_USER = "docbot_app", "docbot_ingest"
+# Where the generated credentials go (env file keys; the Secret uses the same names).
+ROOT_TOKEN_KEY = "DOCBOT_MILVUS_ROOT_TOKEN"   # Settings.milvus_root_token: for re-running `secure`
+INGEST_TOKEN_KEY = "DOCBOT_MILVUS_TOKEN"      # Settings.milvus_token: the next notebooks ingest and search
+APP_TOKEN_KEY = "DOCBOT_MILVUS_APP_TOKEN"     # the chatbot app's Secret (read-only user)
+BM25_SINCE = (2, 5)  # sparse vectors and the BM25 function arrived in Milvus 2.5
+# Milvus 2.3 privilege names (checked against the server: it rejects unknown ones), by object type.
+READER_PRIVILEGES: dict[str, tuple[str, ...]] = {
+    "Collection": ("Search", "Query", "Load", "GetLoadState", "GetLoadingProgress", "GetStatistics",
+                   "IndexDetail", "ShowPartitions", "HasPartition"),
+    "Global": ("DescribeCollection", "ShowCollections"),
+}
+WRITER_PRIVILEGES: dict[str, tuple[str, ...]] = {
+    "Collection": READER_PRIVILEGES["Collection"] + (
+        "Insert", "Delete", "Upsert", "Flush", "GetFlushState", "CreateIndex", "DropIndex", "Release"),
+    "Global": READER_PRIVILEGES["Global"] + ("CreateCollection",),
+}
+GRANT_TIMEOUT = 45.0  # grants reach the proxy's cache within ~16 s here (measured); allow for a busy machine
+log = logging.getLogger(__name__)
+
+
+def _status_code(exc: BaseException) -> str:
+    """The gRPC status name (UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED, ...) in an exception's chain."""
+    seen = exc
+    while seen is not None:
+        code = getattr(seen, "code", None)
+        if callable(code):
+            try:
+                name = getattr(code(), "name", "")
+            except Exception:  # noqa: BLE001 - a code() that needs arguments is not grpc's
+                name = ""
+            if name:
+                return name
+        text = str(seen)
+        for name in ("UNAUTHENTICATED", "PERMISSION_DENIED", "UNIMPLEMENTED"):
+            if name in text:
+                return name
+        seen = seen.__cause__ or seen.__context__
+    return ""
+
+
+def is_permission_denied(exc: BaseException) -> bool:
+    """True when Milvus refused an operation for lack of privilege."""
+    return _status_code(exc) == "PERMISSION_DENIED" or "permission deny" in str(exc).lower()
+
+
+@contextlib.contextmanager
+def _quiet_pymilvus() -> Iterator[None]:
+    """pymilvus logs every failed RPC with a traceback; a refusal we expect is not an error."""
+    logger = logging.getLogger("pymilvus")
+    previous = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+def _user(token: str) -> str:
+    return token.split(":", 1)[0] if ":" in token else "(API token)"
+
+
+def connect(uri: str | None, token: str | None = None, timeout: float = 10.0):
+    """A MilvusClient for `uri` as `token` ("user:password"); a refused password or a silent server is a
+    clear ServiceUnavailable that never shows the password."""
+    from pymilvus import MilvusClient
+
+    if not uri:
+        raise ServiceUnavailable("no Milvus URI configured", "set DOCBOT_MILVUS_URI (or the MILVUS_URI parameter)")
+    if uri.startswith(("http://", "https://", "tcp://", "grpc://")) and not tcp_open(uri):
+        raise ServiceUnavailable(f"Milvus does not answer at {uri}",
+                                 "start it (locally: `docbot local up`) or correct DOCBOT_MILVUS_URI")
+    client = None
+    try:
+        with _quiet_pymilvus():
+            client = MilvusClient(uri=uri, token=token or "", timeout=timeout)
+            # pymilvus shares connections: the constructor alone may not have asked the server
+            try:
+                client.list_collections()
+            except Exception as exc:  # noqa: BLE001
+                if not is_permission_denied(exc):  # refused an operation = the password was accepted
+                    raise
+        return client
+    except Exception as exc:  # noqa: BLE001 - pymilvus raises MilvusException or grpc errors
+        if client is not None:
+            client.close()
+        if _status_code(exc) == "UNAUTHENTICATED":
+            who = f"user {_user(token)!r}" if token else "a client without credentials"
+            raise ServiceUnavailable(
+                f"Milvus at {uri} refused the password of {who}",
+                "set DOCBOT_MILVUS_TOKEN=user:password (environment or .env) to a user of this server") from None
+        raise ServiceUnavailable(f"Milvus at {uri} failed: {type(exc).__name__}: {exc}",
+                                 "check DOCBOT_MILVUS_URI and that the server is running") from None
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """(major, minor, patch) of a Milvus version string such as "v2.3.5-lite" or "2.5.4"; (0, 0, 0) if none."""
+    found = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    return (int(found[1]), int(found[2]), int(found[3] or 0)) if found else (0, 0, 0)
+
+
+def supports_rbac(client) -> bool:
+    """True when the server has users and roles (a Milvus server); Milvus Lite answers UNIMPLEMENTED."""
+    try:
+        with _quiet_pymilvus():
+            client.list_roles()
+    except Exception as exc:  # noqa: BLE001
+        if _status_code(exc) == "UNIMPLEMENTED" or "unimplemented" in str(exc).lower():
+            return False
+        raise
+    return True
+
+
+def supports_bm25(client) -> bool:
+    """True when the server can hold BM25 (sparse) fields: Milvus ≥ 2.5, or Milvus Lite 3.
+    Never create a BM25 collection when this is False: Milvus 2.3 accepts it and crashes on load."""
+    version = client.get_server_version()
+    return parse_version(version) >= BM25_SINCE
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a Milvus endpoint is and supports, printable for a learner."""
+
+    uri: str
+    version: str
+    rbac: bool  # users, roles and grants
+    bm25: bool  # sparse vectors + the BM25 function (hybrid search)
+    collections: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return "Milvus server" if self.rbac else "Milvus Lite (embedded, no authentication)"
+
+    def __str__(self) -> str:
+        rows = [
+            ("endpoint", self.uri),
+            ("server", f"{self.kind}, version {self.version}"),
+            ("users/roles", "yes" if self.rbac else "no: no users, roles or passwords (anyone who reaches it can "
+                                                    "read and write)"),
+            ("BM25 hybrid", "yes" if self.bm25 else f"no: needs Milvus >= {BM25_SINCE[0]}.{BM25_SINCE[1]} "
+                                                    "(dense search only)"),
+            ("collections", ", ".join(self.collections) or "(none)"),
+        ]
+        return "\n".join(f"{name:<12} {value}" for name, value in rows)
+
+
+def server_info(client, uri: str = "") -> ServerInfo:
+    """Version, RBAC and BM25 support, collections of the server behind `client`."""
+    version = client.get_server_version()
+    return ServerInfo(uri=uri, version=version, rbac=supports_rbac(client),
+                      bm25=parse_version(version) >= BM25_SINCE, collections=sorted(client.list_collections()))
+
+
+def inspect(uri: str, env_file: Path | None = None, root_token: str | None = None) -> ServerInfo:
+    """`server_info` of the server at `uri`, logged in as root with the first password that works (the given
+    one, the one stored in `env_file`, the default); Milvus Lite needs none."""
+    stored = read_env(env_file) if env_file else {}
+    candidates = [t for t in (root_token, stored.get(ROOT_TOKEN_KEY), DEFAULT_ROOT_TOKEN) if t]
+    client, _token = _login(uri, list(dict.fromkeys(candidates)))
+    try:
+        return server_info(client, uri)
+    finally:
+        client.close()
+
+
+# -- credentials storage ------------------------------------------------------------------------------
+
+def generate_password() -> str:
+    """A random password Milvus accepts (6-256 characters; URL-safe, so it needs no quoting in .env)."""
+    return secrets.token_urlsafe(24)
+
+
+def write_env(path: Path, values: dict[str, str]) -> None:
+    """Set KEY=value lines in an env file, keeping its other lines; written whole then renamed, mode 600."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = path.read_text().splitlines() if path.is_file() else []
+    pending = dict(values)
+    out = []
+    for line in lines:
+        match = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", line)
+        if match and match[1] in pending:
+            out.append(f"{match[1]}={pending.pop(match[1])}")
+        else:
+            out.append(line)
+    out += [f"{key}={value}" for key, value in pending.items()]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(out) + "\n")
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """The KEY=value pairs of an env file (empty when it does not exist)."""
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None} if Path(path).is_file() else {}
+
+
+def credentials_secret(tokens: dict[str, str], name: str = "docbot-milvus-credentials") -> dict[str, Any]:
+    """A Secret manifest holding the generated tokens (keys as in the env file), for `kubectl apply`
+    or the kubernetes client; a Deployment reads one key with `secretKeyRef`."""
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "docbot",
+                                              "app.kubernetes.io/component": "vectordb"}},
+        "stringData": dict(tokens),
+    }
+
+
+# -- day 2: root password, roles, users ----------------------------------------------------------------
+
+@dataclass
+class SecureResult:
+    """What `secure` did; safe to print (no password)."""
+
+    uri: str
+    env_file: Path
+    root_password_changed: bool
+    created: list[str] = field(default_factory=list)  # roles and users created this time
+    granted: int = 0                                   # (role, privilege, object) grants ensured
+    tokens: dict[str, str] = field(default_factory=dict, repr=False)  # env key -> "user:password"
+
+    def __str__(self) -> str:
+        root = "changed to a generated one" if self.root_password_changed else "already changed (kept)"
+        made = ", ".join(self.created) or "none (all existed)"
+        return (f"root password: {root}\nroles and users created: {made}\n"
+                f"grants ensured: {self.granted}\n"
+                f"credentials stored in {self.env_file} (mode 600): {', '.join(self.tokens)}")
+
+
+def _login(uri: str, tokens: list[str]) -> tuple[Any, str]:
+    """The first token of `tokens` the server accepts, with its client."""
+    refused = None
+    for token in tokens:
+        try:
+            return connect(uri, token), token
+        except ServiceUnavailable as exc:
+            if "refused the password" not in exc.problem:
+                raise
+            refused = exc
+    assert refused is not None
+    raise refused
+
+
+def change_root_password(client, old_token: str, env_file: Path) -> str:
+    """Give root a generated password; store it in `env_file` FIRST (so it is never lost), then change it.
+    Returns the new root token. The old token must be root's current one."""
+    new_token = f"root:{generate_password()}"
+    write_env(env_file, {ROOT_TOKEN_KEY: new_token})
+    client.update_password("root", old_token.split(":", 1)[1], new_token.split(":", 1)[1])
+    return new_token
+
+
+def _privileges(spec: dict[str, tuple[str, ...]], collections: list[str]) -> list[tuple[str, str, str]]:
+    rows = []
+    for object_type, names in spec.items():
+        targets = collections if object_type == "Collection" else ["*"]
+        rows += [(object_type, name, target) for name in names for target in targets]
+    return rows
+
+
+def ensure_roles_and_users(client, uri: str, collection: str,
+                           passwords: dict[str, str]) -> tuple[list[str], int]:
+    """Create (if missing) the reader and writer roles, grant them on `collection` and its probe collection,
+    create the users `docbot_app` (reader) and `docbot_ingest` (writer) with the given passwords (a user
+    whose password is not the given one is recreated: root cannot read passwords). Idempotent. Returns (what was created, number of grants ensured)."""
+    created = []
+    collections = [collection, probe_collection(collection)]
+    roles = set(client.list_roles())
+    granted = 0
+    for role, spec in ((READER_ROLE, READER_PRIVILEGES), (WRITER_ROLE, WRITER_PRIVILEGES)):
+        if role not in roles:
+            client.create_role(role)
+            created.append(f"role {role}")
+        for object_type, privilege, target in _privileges(spec, collections):
+            client.grant_privilege(role, object_type, privilege, target)  # granting twice is a no-op
+            granted += 1
+    users = set(client.list_users())
+    for user, role in ((APP_USER, READER_ROLE), (INGEST_USER, WRITER_ROLE)):
+        if user in users:
+            # root may not know the old password: replacing the user is the one way to set it
+            current = client.describe_user(user).get("roles", ())
+            if role not in current or not _password_works(uri, user, passwords[user]):
+                client.drop_user(user)
+                client.create_user(user, passwords[user])
+                created.append(f"user {user} (password reset)")
+        else:
+            client.create_user(user, passwords[user])
+            created.append(f"user {user}")
+        client.grant_role(user, role)
+    return created, granted
+
+
+def _password_works(uri: str, user: str, password: str) -> bool:
+    try:
+        connect(uri, f"{user}:{password}").close()
+    except ServiceUnavailable:
+        return False
+    return True
+
+
+def probe_collection(collection: str) -> str:
+    """The small collection `verify_least_privilege` proves the grants on (same roles, same privileges)."""
+    return f"{collection}_rbac_probe"
+
+
+def secure(uri: str, collection: str, env_file: Path, root_token: str | None = None,
+           echo: Callable[[str], None] = lambda _msg: None) -> SecureResult:
+    """Day 2 in one call, safe to re-run: root gets a generated password (unless it already has one),
+    the roles and users exist with their grants, and every password is stored in `env_file` (mode 600).
+
+    `root_token` is root's current "root:password" (Settings.milvus_root_token); when absent or refused,
+    a fresh server's default is tried. Refuses politely on Milvus Lite (no users, no passwords)."""
+    env_file = Path(env_file)
+    stored = read_env(env_file)
+    candidates = list(dict.fromkeys(t for t in (root_token, stored.get(ROOT_TOKEN_KEY), DEFAULT_ROOT_TOKEN) if t))
+    try:
+        client, token = _login(uri, candidates)
+    except ServiceUnavailable as exc:
+        if "refused the password" in exc.problem:
+            raise DocbotError(
+                f"Milvus at {uri} refused every root password known here (the default one has been changed)",
+                f"set {ROOT_TOKEN_KEY}=root:<password> in the environment or {env_file} "
+                "(on the cluster: from the Secret docbot-milvus-credentials)") from None
+        raise
+    try:
+        if not supports_rbac(client):
+            raise DocbotError(
+                f"{uri} is Milvus Lite: it has no users, roles or passwords, so there is nothing to secure",
+                "run the day-2 steps against a Milvus server (MILVUS_URI), e.g. the one deployed by this notebook")
+        changed = token == DEFAULT_ROOT_TOKEN
+        if changed:
+            echo("root still has the default password: changing it")
+            token = change_root_password(client, token, env_file)
+            client.close()
+            client = connect(uri, token)
+        elif stored.get(ROOT_TOKEN_KEY) != token:
+            write_env(env_file, {ROOT_TOKEN_KEY: token})
+        passwords = {}
+        for user, key in ((INGEST_USER, INGEST_TOKEN_KEY), (APP_USER, APP_TOKEN_KEY)):
+            known = stored.get(key, "")
+            passwords[user] = known.split(":", 1)[1] if known.startswith(f"{user}:") else generate_password()
+        tokens = {ROOT_TOKEN_KEY: token, INGEST_TOKEN_KEY: f"{INGEST_USER}:{passwords[INGEST_USER]}",
+                  APP_TOKEN_KEY: f"{APP_USER}:{passwords[APP_USER]}"}
+        # stored before the users get them: a crash in between leaves a password to retry with, never none
+        write_env(env_file, tokens)
+        created, granted = ensure_roles_and_users(client, uri, collection, passwords)
+        _ensure_probe(client, collection)
+        for item in created:
+            echo(f"created {item}")
+    finally:
+        client.close()
+    return SecureResult(uri, env_file, changed, created, granted, tokens)
+
+
+# -- verification ------------------------------------------------------------------------------------
+
+PROBE_DIM = 4
+
+
+def _ensure_probe(client, collection: str) -> None:
+    probe = probe_collection(collection)
+    if not client.has_collection(probe):
+        client.create_collection(probe, dimension=PROBE_DIM, consistency_level="Strong")
+        client.insert(probe, [{"id": 1, "vector": [1.0, 0.0, 0.0, 0.0]}])
+        client.flush(probe)
+
+
+@dataclass
+class Verdict:
+    """One verified expectation: what was tried, as whom, expected and seen."""
+
+    user: str
+    action: str
+    expected: str  # "allowed" | "refused"
+    seen: str
+
+    @property
+    def ok(self) -> bool:
+        return self.seen == self.expected
+
+    def __str__(self) -> str:
+        return f"{'OK  ' if self.ok else 'FAIL'}  {self.user:<14} {self.action:<28} {self.expected:<8} (saw: {self.seen})"
+
+
+class VerifyReport(list):
+    """The Verdicts of `verify_least_privilege`; printable, `ok` when all hold."""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self) and all(v.ok for v in self)
+
+    def __str__(self) -> str:
+        return "\n".join(str(v) for v in self)
+
+
+def _attempt(op: Callable[[], Any]) -> str:
+    try:
+        with _quiet_pymilvus():
+            op()
+    except Exception as exc:  # noqa: BLE001
+        return "refused" if is_permission_denied(exc) else f"error: {type(exc).__name__}: {exc}"
+    return "allowed"
+
+
+def wait_until_permitted(op: Callable[[], Any], timeout: float = GRANT_TIMEOUT, interval: float = 0.5) -> float:
+    """Poll an operation a grant should allow until it succeeds; seconds waited. Grants reach Milvus'
+    proxies asynchronously (seconds). A refusal past the deadline, or any other error, raises."""
+    start = time.monotonic()
+    while True:
+        outcome = _attempt(op)
+        if outcome == "allowed":
+            return time.monotonic() - start
+        if outcome != "refused" or time.monotonic() - start > timeout:
+            raise DocbotError(f"an operation the grants allow is still {outcome} after "
+                              f"{time.monotonic() - start:.0f} s",
+                              "run `docbot milvus secure` again; check the roles with `docbot milvus info`")
+        time.sleep(interval)
+
+
+def verify_least_privilege(uri: str, collection: str, tokens: dict[str, str],
+                           timeout: float = GRANT_TIMEOUT) -> VerifyReport:
+    """Prove the grants on the probe collection: the app user searches but may not insert, delete or drop;
+    the ingest user inserts; a wrong password is refused. Waits (polling) for fresh grants to apply.
+    `tokens` are the env-file keys of `secure` (SecureResult.tokens or `read_env(env_file)`)."""
+    probe = probe_collection(collection)
+    report = VerifyReport()
+    app_token, ingest_token = tokens[APP_TOKEN_KEY], tokens[INGEST_TOKEN_KEY]
+
+    wrong = f"{APP_USER}:{generate_password()}"
+    try:
+        connect(uri, wrong).close()
+        seen = "allowed"
+    except ServiceUnavailable as exc:
+        seen = "refused" if "refused the password" in exc.problem else f"error: {exc.problem}"
+    report.append(Verdict(APP_USER, "log in with a wrong password", "refused", seen))
+
+    app = connect(uri, app_token)
+    ingest = connect(uri, ingest_token)
+    try:
+        def search():
+            return app.search(probe, [[1.0, 0.0, 0.0, 0.0]], limit=1)
+
+        seen = "allowed"
+        try:
+            wait_until_permitted(search, timeout)
+        except DocbotError:
+            seen = _attempt(search)
+        report.append(Verdict(APP_USER, f"search {probe}", "allowed", seen))
+        row = [{"id": 2, "vector": [0.0, 1.0, 0.0, 0.0]}]
+        report.append(Verdict(APP_USER, f"insert into {probe}", "refused", _attempt(lambda: app.insert(probe, row))))
+        report.append(Verdict(APP_USER, f"delete from {probe}", "refused",
+                              _attempt(lambda: app.delete(probe, ids=[1]))))
+        report.append(Verdict(APP_USER, f"drop {probe}", "refused", _attempt(lambda: app.drop_collection(probe))))
+
+        def insert():
+            return ingest.upsert(probe, row)
+
+        seen = "allowed"
+        try:
+            wait_until_permitted(insert, timeout)
+        except DocbotError:
+            seen = _attempt(insert)
+        report.append(Verdict(INGEST_USER, f"insert into {probe}", "allowed", seen))
+        report.append(Verdict(INGEST_USER, f"drop {probe}", "refused",
+                              _attempt(lambda: ingest.drop_collection(probe))))
+    finally:
+        app.close()
+        ingest.close()
+    return report

@@ -1,0 +1,188 @@
+"""OpenShift patches of `helm template` output, on a fixture shaped like the Milvus chart's (standalone)."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import yaml
+
+from docbot_lib import manifests
+from docbot_lib.errors import DocbotError
+from docbot_lib.milvus_deploy import HELM_VALUES, helm_objects
+from docbot_lib.openshift import patch_rendered, pod_spec
+
+# What `helm template milvus milvus/milvus -f values-openshift.yaml` renders, cut down: etcd (bitnami-style
+# StatefulSet with fixed UIDs), MinIO (a Deployment with fsGroup/runAsUser), Milvus standalone, and the
+# stray cluster RBAC of a Pulsar that is disabled.
+RENDERED = textwrap.dedent("""\
+    ---
+    # Source: milvus/charts/etcd/templates/statefulset.yaml
+    apiVersion: apps/v1
+    kind: StatefulSet
+    metadata:
+      name: milvus-etcd
+      labels: {app.kubernetes.io/name: etcd, app.kubernetes.io/instance: milvus}
+    spec:
+      replicas: 1
+      serviceName: milvus-etcd-headless
+      selector:
+        matchLabels: {app.kubernetes.io/name: etcd}
+      template:
+        metadata:
+          labels: {app.kubernetes.io/name: etcd}
+        spec:
+          securityContext: {fsGroup: 1001}
+          containers:
+            - name: etcd
+              image: docker.io/milvusdb/etcd:3.5.18-r1
+              securityContext: {runAsNonRoot: true, runAsUser: 1001}
+              resources:
+                requests: {cpu: 100m, memory: 256Mi}
+                limits: {memory: 1Gi}
+              ports: [{name: client, containerPort: 2379}]
+    ---
+    # Source: milvus/charts/minio/templates/deployment.yaml
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata:
+      name: milvus-minio
+      labels: {app: minio, release: milvus}
+    spec:
+      selector:
+        matchLabels: {app: minio}
+      template:
+        metadata:
+          labels: {app: minio}
+        spec:
+          securityContext: {runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000}
+          initContainers:
+            - name: init
+              image: quay.io/minio/minio:RELEASE.2023-03-20T20-16-18Z
+              command: [sh, -c, "true"]
+              resources:
+                requests: {cpu: 10m, memory: 16Mi}
+                limits: {memory: 64Mi}
+          containers:
+            - name: minio
+              image: quay.io/minio/minio:RELEASE.2023-03-20T20-16-18Z
+              command: [/bin/sh, -ce, "/usr/bin/docker-entrypoint.sh minio server /export"]
+              env:
+                - name: MINIO_ACCESS_KEY
+                  valueFrom: {secretKeyRef: {name: milvus-minio, key: accesskey}}
+              resources:
+                requests: {cpu: 100m, memory: 512Mi}
+                limits: {memory: 2Gi}
+    ---
+    # Source: milvus/templates/standalone-deployment.yaml
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata:
+      name: milvus-standalone
+      labels: {app.kubernetes.io/name: milvus, component: standalone}
+    spec:
+      selector:
+        matchLabels: {app.kubernetes.io/name: milvus}
+      template:
+        metadata:
+          labels: {app.kubernetes.io/name: milvus}
+        spec:
+          containers:
+            - name: standalone
+              image: milvusdb/milvus:v2.5.4
+              args: [milvus, run, standalone]
+              resources:
+                requests: {cpu: 500m, memory: 2Gi}
+                limits: {cpu: "2", memory: 4Gi}
+    ---
+    # Source: milvus/charts/pulsarv3/templates/psp-role.yaml
+    apiVersion: rbac.authorization.k8s.io/v1
+    kind: ClusterRole
+    metadata:
+      name: milvus-pulsarv3-psp
+    rules:
+      - apiGroups: [policy]
+        resources: [podsecuritypolicies]
+        verbs: [use]
+    ---
+    # Source: milvus/charts/pulsarv3/templates/zookeeper-configmap.yaml
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: milvus-pulsarv3-zookeeper
+      labels: {app: pulsarv3, component: zookeeper}
+    data: {PULSAR_MEM: "-Xms256m"}
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata:
+      name: milvus
+      labels: {app.kubernetes.io/name: milvus}
+    spec:
+      selector: {app.kubernetes.io/name: milvus}
+      ports: [{name: milvus, port: 19530, targetPort: 19530}]
+    """)
+
+
+def test_rendered_fixture_is_what_openshift_refuses():
+    """The fixture really has the problems (otherwise the patch tests prove nothing)."""
+    raw = [d for d in yaml.safe_load_all(RENDERED) if d]
+    assert any("fsGroup" in (pod_spec(o) or {}).get("securityContext", {}) for o in raw)
+    assert any(o["kind"] == "ClusterRole" for o in raw)
+    assert any(p for o in raw for p in manifests.problems(o) if "runAsUser" in p or "drop must include ALL" in p)
+
+
+def test_patch_makes_every_pod_restricted_and_valid():
+    printed = []
+    kept, dropped = patch_rendered(RENDERED, echo=printed.append)
+    names = {(o["kind"], o["metadata"]["name"]) for o in kept}
+    assert names == {("StatefulSet", "milvus-etcd"), ("Deployment", "milvus-minio"),
+                     ("Deployment", "milvus-standalone"), ("Service", "milvus")}
+    for obj in kept:
+        assert manifests.problems(obj) == [], obj["metadata"]["name"]
+        spec = pod_spec(obj)
+        if spec is not None:
+            assert spec["securityContext"] == {}
+            for c in spec.get("initContainers", []) + spec["containers"]:
+                sc = c["securityContext"]
+                assert sc["capabilities"]["drop"] == ["ALL"] and sc["allowPrivilegeEscalation"] is False
+                assert sc["runAsNonRoot"] is True and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+                assert "runAsUser" not in sc
+    # the MinIO credentials still come from the existing Secret
+    minio = next(o for o in kept if o["metadata"]["name"] == "milvus-minio")
+    env = minio["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[0]["valueFrom"]["secretKeyRef"]["name"] == "milvus-minio"
+    # dropped, each with its reason, and said out loud
+    assert {(d.kind, d.name) for d in dropped} == {("ClusterRole", "milvus-pulsarv3-psp"),
+                                                   ("ConfigMap", "milvus-pulsarv3-zookeeper")}
+    assert any("cluster-scoped" in line and "ClusterRole/milvus-pulsarv3-psp" in line for line in printed)
+    assert any("Pulsar is disabled" in line for line in printed)
+
+
+def test_pulsar_kept_when_enabled_but_cluster_rbac_still_dropped():
+    kept, dropped = helm_objects(RENDERED, pulsar_enabled=True, echo=lambda _l: None)
+    assert ("ConfigMap", "milvus-pulsarv3-zookeeper") in {(o["kind"], o["metadata"]["name"]) for o in kept}
+    assert [d.kind for d in dropped] == ["ClusterRole"]
+
+
+def test_patch_does_not_change_its_input():
+    before = RENDERED
+    patch_rendered(RENDERED, echo=lambda _l: None)
+    assert RENDERED == before
+
+
+@pytest.mark.parametrize("text", ["a: [unclosed", "- just\n- a list\n"])
+def test_not_helm_output_is_a_clear_error(text):
+    with pytest.raises(DocbotError, match="helm template"):
+        patch_rendered(text, echo=lambda _l: None)
+
+
+def test_helm_values_pin_images_and_keep_auth_on_without_default_credentials():
+    values = yaml.safe_load(HELM_VALUES.read_text())
+    assert values["cluster"]["enabled"] is False
+    assert values["pulsar"]["enabled"] is False and values["pulsarv3"]["enabled"] is False
+    assert values["metrics"]["enabled"] is True
+    assert yaml.safe_load(values["extraConfigFiles"]["user.yaml"])["common"]["security"]["authorizationEnabled"]
+    tag = values["image"]["all"]["tag"]
+    assert tag.startswith("v2.5.") and tag != "latest"
+    assert values["minio"]["existingSecret"] and not values["minio"]["accessKey"] and not values["minio"]["secretKey"]
+    assert values["etcd"]["image"]["tag"] and values["minio"]["image"]["tag"]

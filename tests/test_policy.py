@@ -1,0 +1,154 @@
+"""Every manifest under manifests/ (this component's and any later one's) against the Kubernetes schemas and
+OpenShift's restricted-v2 policy. Templated files (with ${...}) are rendered with defaults first.
+
+Schema and base policy checks come from docbot_lib.manifests.problems (closed schemas: a misplaced key such as
+`labels` outside `metadata` is an error; resources and the restricted container securityContext on every pod).
+Checked here on top: no host namespaces or hostPath, no fixed UID/GID/fsGroup anywhere, pinned images, every
+Route has a spec pointing at a Service with TLS.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from docbot_lib import manifests
+from docbot_lib.openshift import pod_spec
+from docbot_lib.settings import Settings
+
+MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
+# Helm values files are chart input, not Kubernetes objects (tests/test_openshift.py checks them).
+NOT_MANIFESTS = ("helm/",)
+
+
+def _cluster_settings() -> Settings:
+    # placeholders only: rendering needs values, nothing here is a real credential
+    return Settings.load(stack="cluster", s3_endpoint="https://s3.example.com", s3_access_key="AKIAEXAMPLE",
+                         s3_secret_key="example-secret-key", s3_bucket="models")
+
+
+def _serving(part: str) -> Callable[[], list[dict[str, Any]]]:
+    def render() -> list[dict[str, Any]]:
+        from docbot_lib import serving
+
+        settings = _cluster_settings()
+        if part == "data-connection":
+            return [serving.data_connection(settings)]
+        if part == "standalone":
+            return serving.standalone_manifests(settings)
+        runtime, isvc = serving.inference_service_manifests(settings)
+        return [runtime] if part == "servingruntime" else [isvc]
+    return render
+
+
+def _chatbot(part: str) -> Callable[[], list[dict[str, Any]]]:
+    def render() -> list[dict[str, Any]]:
+        from docbot_lib import chatbot_deploy
+
+        settings = _cluster_settings().model_copy(update={"api_key": SecretStr("example-api-key")})
+        if part == "secret":
+            return [chatbot_deploy.chatbot_secret(settings)]
+        return chatbot_deploy.chatbot_manifests(settings)
+    return render
+
+
+# templated file (relative to manifests/) -> how to render it with defaults
+RENDERERS: dict[str, Callable[[], list[dict[str, Any]]]] = {
+    "chatbot/chatbot.yaml": _chatbot("app"),
+    "chatbot/chatbot-secret.yaml": _chatbot("secret"),
+    "serving/vllm-servingruntime.yaml": _serving("servingruntime"),
+    "serving/vllm-inferenceservice.yaml": _serving("inferenceservice"),
+    "serving/vllm-standalone.yaml": _serving("standalone"),
+    "serving/data-connection.yaml": _serving("data-connection"),
+}
+
+
+def manifest_files() -> list[Path]:
+    return sorted(p for p in MANIFESTS.rglob("*.y*ml")
+                  if not any(part in p.relative_to(MANIFESTS).as_posix() for part in NOT_MANIFESTS))
+
+
+def objects_of(path: Path) -> list[dict[str, Any]]:
+    rel = path.relative_to(MANIFESTS).as_posix()
+    if "${" in path.read_text():
+        assert rel in RENDERERS, f"{rel} is templated: add a renderer with defaults to RENDERERS in {__file__}"
+        return RENDERERS[rel]()
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+FILES = manifest_files()
+
+
+def test_the_policy_sees_every_component():
+    folders = {p.relative_to(MANIFESTS).parts[0] for p in FILES}
+    assert {"milvus", "serving", "chatbot"} <= folders
+
+
+def openshift_problems(obj: dict[str, Any]) -> list[str]:
+    found = []
+    kind = obj.get("kind")
+    spec = pod_spec(obj)
+    if spec is not None:
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            if spec.get(key):
+                found.append(f"pod uses {key}")
+        for volume in spec.get("volumes") or []:
+            if "hostPath" in volume:
+                found.append(f"volume {volume.get('name')} is a hostPath")
+        pod_sc = spec.get("securityContext") or {}
+        found += [f"pod securityContext fixes {k}" for k in ("runAsUser", "runAsGroup", "fsGroup") if k in pod_sc]
+        for group in ("initContainers", "containers"):
+            for c in spec.get(group) or []:
+                sc = c.get("securityContext") or {}
+                found += [f"{c.get('name')}: securityContext fixes {k}" for k in ("runAsUser", "runAsGroup")
+                          if k in sc]
+                if sc.get("privileged"):
+                    found.append(f"{c.get('name')}: privileged")
+                image = c.get("image", "")
+                tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
+                if "@sha256:" not in image and (not tag or tag == "latest"):
+                    found.append(f"{c.get('name')}: image {image!r} is not pinned")
+    if kind == "Route":
+        route = obj.get("spec")
+        if not isinstance(route, dict) or (route.get("to") or {}).get("kind") != "Service":
+            found.append("a Route needs a spec with `to: {kind: Service, name: ...}`")
+        elif (route.get("tls") or {}).get("insecureEdgeTerminationPolicy") not in ("Redirect", "None"):
+            found.append("a Route should redirect http to https (tls.insecureEdgeTerminationPolicy: Redirect)")
+    if not isinstance((obj.get("metadata") or {}).get("labels"), dict):
+        found.append("no labels under metadata")
+    return found
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.relative_to(MANIFESTS).as_posix())
+def test_manifest_passes_schema_and_openshift_policy(path):
+    objects = objects_of(path)
+    assert objects, f"{path} holds no object"
+    report = []
+    for obj in objects:
+        name = f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
+        report += [f"{name}: {p}" for p in manifests.problems(obj) + openshift_problems(obj)]
+    assert not report, "\n".join(report)
+
+
+def test_the_policy_catches_what_openshift_refuses():
+    """A pod with every fault: the checks above must name each one (else they could not fail)."""
+    bad = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {
+            "metadata": {"labels": {"a": "b"}},
+            "spec": {"hostNetwork": True, "securityContext": {"fsGroup": 0, "runAsUser": 0},
+                     "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+                     "containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": True}}]}}},
+    }
+    text = "\n".join(manifests.problems(bad) + openshift_problems(bad))
+    for fault in ("hostNetwork", "hostPath", "fixes fsGroup", "privileged", "not pinned", "resources lack",
+                  "drop must include ALL", "no labels under metadata"):
+        assert fault in text, fault
+    route = {"apiVersion": "route.openshift.io/v1", "kind": "Route", "metadata": {"name": "r", "labels": {}}}
+    assert "needs a spec" in "\n".join(openshift_problems(route))
+    misplaced = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "labels": {"a": "b"},
+                 "spec": {"ports": [{"port": 80}]}}
+    assert any("labels" in p for p in manifests.problems(misplaced))
