@@ -1,0 +1,591 @@
+"""Feed the bot: find documents, load them (PDF, HTML, Markdown, text), chunk them by structure and size
+in the embedding model's own tokens, embed them, and write them to Milvus — incrementally.
+
+    report = ingest(settings, ["docs/"])         # or "s3://bucket/prefix/", "https://...", a file
+    print(report)
+
+A re-run skips unchanged documents (by content hash, before parsing), replaces the chunks of changed
+ones and removes those of deleted ones, without dropping the collection; the record of what was
+ingested lives in Milvus next to the chunks (see docbot_lib.vectordb). A bad document is skipped with
+its reason in the report and leaves no rows behind.
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from docbot_lib.errors import DocbotError
+from docbot_lib.settings import Settings
+
+SUPPORTED = {".pdf": "pdf", ".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "markdown",
+             ".txt": "text", ".text": "text", ".rst": "text", ".adoc": "text"}
+
+
+class BadDocument(Exception):
+    """A document that cannot be ingested; the message is the reason shown in the report."""
+
+
+# -- sources ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SourceItem:
+    """One document to ingest: where it is and how it is named in the index."""
+
+    source: str  # as shown to users: path relative to the ingested folder, or the URL / S3 key
+    root: str    # what was ingested: a folder, an s3://bucket/prefix, or "" for URLs and single files
+    fetch: Callable[[], bytes] = field(compare=False, repr=False)
+    size: int | None = None
+
+
+def _s3_items(settings: Settings, uri: str, pattern: str | None) -> list[SourceItem]:
+    from docbot_lib.s3 import s3_client
+
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    client = s3_client(settings)
+    items = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            if key.endswith("/") or (pattern and not fnmatch.fnmatch(key[len(prefix):], pattern)):
+                continue
+            items.append(SourceItem(key, f"s3://{bucket}/{prefix}",
+                                    lambda key=key: client.get_object(Bucket=bucket, Key=key)["Body"].read(),
+                                    obj["Size"]))
+    return items
+
+
+def _url_item(url: str) -> SourceItem:
+    import httpx
+
+    def fetch() -> bytes:
+        try:
+            response = httpx.get(url, follow_redirects=True, timeout=30)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise BadDocument(f"cannot fetch {url}: {exc}") from None
+        return response.content
+
+    return SourceItem(url, "", fetch)
+
+
+def discover(settings: Settings, inputs: Iterable[str], pattern: str | None = None) -> list[SourceItem]:
+    """Every document named by the inputs: folders (recursively, or matching `pattern`), files,
+    s3://bucket/prefix URIs and http(s) URLs. The same document named twice is listed once."""
+    items: dict[tuple[str, str], SourceItem] = {}
+    for raw in inputs:
+        text = str(raw)
+        if text.startswith("s3://"):
+            found = _s3_items(settings, text, pattern)
+        elif text.startswith(("http://", "https://")):
+            found = [_url_item(text)]
+        else:
+            path = Path(text).expanduser()
+            if path.is_dir():
+                root = path.resolve()
+                files = sorted(p for p in root.glob(pattern or "**/*") if p.is_file())
+                found = [SourceItem(str(p.relative_to(root)), str(root), p.read_bytes, p.stat().st_size)
+                         for p in files if not any(part.startswith(".") for part in p.relative_to(root).parts)]
+            elif path.is_file():
+                p = path.resolve()
+                found = [SourceItem(p.name, str(p.parent), p.read_bytes, p.stat().st_size)]
+            else:
+                raise DocbotError(f"{text}: no such file or folder",
+                                  "give a folder, a file, an s3://bucket/prefix or an http(s) URL")
+        for item in found:
+            items.setdefault((item.root, item.source), item)
+    return list(items.values())
+
+
+# -- loaders ------------------------------------------------------------------------------------
+@dataclass
+class Section:
+    text: str
+    headings: tuple[str, ...] = ()
+    page: int | None = None
+
+
+@dataclass
+class LoadedDoc:
+    source: str
+    root: str
+    title: str
+    kind: str
+    sections: list[Section]
+    doc_hash: str
+    notes: list[str] = field(default_factory=list)
+    description: str = ""  # what the page is about, in one line: goes into every chunk's header
+
+
+def describe(title: str, sections: list[Section], meta: str = "") -> str:
+    """One line on what a document is about: its meta description, else the first sentence of its first
+    section when that is short (a man page's NAME line, an introduction's opening), else nothing."""
+    text = meta.strip() or (sections[0].text.strip() if sections else "")
+    first = re.split(r"(?<=[.!?])\s|\n", text, maxsplit=1)[0].strip()
+    words = first.split()
+    if not words or first == title:
+        return ""
+    return " ".join(words[:24]) + ("…" if len(words) > 24 else "")
+
+
+def kind_of(source: str, data: bytes) -> str:
+    suffix = Path(source.split("?")[0]).suffix.lower()
+    if suffix in SUPPORTED:
+        return SUPPORTED[suffix]
+    if source.startswith(("http://", "https://")):
+        head = data[:1024].lstrip().lower()
+        if head.startswith(b"%pdf"):
+            return "pdf"
+        if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
+            return "html"
+        return "text"
+    raise BadDocument(f"unsupported type {suffix or '(no extension)'}: supported are "
+                      f"{', '.join(sorted(SUPPORTED))}")
+
+
+def decode_text(data: bytes, notes: list[str]) -> str:
+    if b"\x00" in data[:8192]:
+        raise BadDocument("binary content in a text file (NUL bytes)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        notes.append(f"invalid UTF-8 at byte {exc.start}: undecodable bytes replaced")
+        return data.decode("utf-8", errors="replace")
+
+
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+_BLANKS = re.compile(r"\n\s*\n+")
+
+
+def tidy(text: str) -> str:
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    return _BLANKS.sub("\n\n", "\n".join(lines)).strip()
+
+
+# Parts of a page that repeat on every page and say nothing about it.
+BOILERPLATE_TAGS = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "iframe", "svg",
+                    "button", "template"]
+BOILERPLATE_IDS = re.compile(r"^(header|footer|nav|navbar|navigation|toc|sidebar|menu|breadcrumbs?|"
+                             r"footer-text|cookie.*|skip.*)$", re.I)
+BLOCK_TAGS = ["p", "div", "pre", "li", "dt", "dd", "tr", "table", "ul", "ol", "dl", "blockquote", "section",
+              "article", "br", "hr", "td", "th", "figure", "figcaption"]
+HEADING = "\x00H"
+_META = "\x00meta:"  # a loader passes a document's meta description back through its notes
+
+
+def load_html(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
+    """Main content only, split at headings; the title from <title> (or the first <h1>)."""
+    import warnings
+
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML pages parse fine as HTML
+        soup = BeautifulSoup(decode_text(data, notes), "lxml")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    meta = soup.find("meta", attrs={"name": "description"})
+    for tag in soup(BOILERPLATE_TAGS):
+        tag.decompose()
+    for tag in soup.find_all(id=BOILERPLATE_IDS):
+        tag.decompose()
+    main = soup.find("main") or soup.find("article") or soup.find(id="content") or soup.body or soup
+    for tag in main.find_all(BLOCK_TAGS):
+        tag.insert_before("\n")
+        tag.insert_after("\n")
+    for tag in main.find_all(re.compile(r"^h[1-6]$")):
+        level = int(tag.name[1])
+        tag.replace_with(f"\n{HEADING}{level}\x00{tag.get_text(' ', strip=True)}\n")
+    text = main.get_text()
+    if not title:
+        first_h1 = re.search(HEADING + r"1\x00([^\n]*)", text)
+        title = first_h1.group(1) if first_h1 else ""
+    if meta and meta.get("content", "").strip():
+        notes.append(_META + meta["content"].strip())
+    return title, _split_marked(text)
+
+
+_MD_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+
+
+def load_markdown(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
+    """ATX headings (outside code fences) become section boundaries; the first # heading is the title."""
+    out, fenced, title = [], False, ""
+    for line in decode_text(data, notes).split("\n"):
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        match = None if fenced else _MD_HEADING.match(line)
+        if match:
+            level, text = len(match.group(1)), match.group(2)
+            title = title or (text if level == 1 else "")
+            out.append(f"{HEADING}{level}\x00{text}")
+        else:
+            out.append(line)
+    return title, _split_marked("\n".join(out))
+
+
+def _split_marked(text: str) -> list[Section]:
+    """Sections from text where headings are marked HEADING<level>\\0<heading>."""
+    sections, path, buffer = [], [], []
+
+    def close():
+        body = tidy("\n".join(buffer))
+        if body:
+            sections.append(Section(body, tuple(h for _, h in path)))
+        buffer.clear()
+
+    for line in text.split("\n"):
+        if line.startswith(HEADING):
+            close()
+            level, heading = int(line[2]), line[4:].strip()
+            path = [(lvl, h) for lvl, h in path if lvl < level] + ([(level, heading)] if heading else [])
+        else:
+            buffer.append(line)
+    close()
+    return sections
+
+
+def load_text(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
+    text = tidy(decode_text(data, notes))
+    return "", [Section(text)] if text else []
+
+
+def load_pdf(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
+    """Text per page, page numbers kept (1-based); the title from the PDF's metadata."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        title = (reader.metadata.title if reader.metadata and reader.metadata.title else "") or ""
+        sections = []
+        for number, page in enumerate(reader.pages, start=1):
+            text = tidy(page.extract_text() or "")
+            if text:
+                sections.append(Section(text, (), number))
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        raise BadDocument(f"corrupt PDF: {type(exc).__name__}: {exc}") from None
+    if not sections and reader.pages:
+        notes.append("no text layer (a scanned PDF needs OCR first)")
+    return str(title), sections
+
+
+LOADERS = {"html": load_html, "markdown": load_markdown, "text": load_text, "pdf": load_pdf}
+
+
+def load(item: SourceItem, data: bytes, doc_hash: str) -> LoadedDoc:
+    """Parse one document; raise BadDocument with the reason when it cannot be used."""
+    if not data.strip():
+        raise BadDocument("empty file")
+    kind = kind_of(item.source, data)
+    notes: list[str] = []
+    title, sections = LOADERS[kind](data, notes)
+    if not sections:
+        raise BadDocument("no text found" + (f" ({notes[-1]})" if notes else ""))
+    title = title.strip() or Path(item.source.split("?")[0]).stem.replace("-", " ").replace("_", " ")
+    meta = notes.pop() if notes and notes[-1].startswith(_META) else ""
+    return LoadedDoc(item.source, item.root, title, kind, sections, doc_hash, notes,
+                     describe(title, sections, meta.removeprefix(_META)))
+
+
+# -- chunking -------------------------------------------------------------------------------------
+@dataclass
+class Chunk:
+    pk: str
+    text: str  # what is embedded, searched and shown to the LLM: "title › section" header + body
+    source: str
+    root: str
+    title: str
+    section: str
+    page: int
+    chunk_index: int
+    doc_hash: str
+
+
+def chunk_key(root: str, source: str, text: str) -> str:
+    """Stable primary key from the document's identity and the chunk's content."""
+    return hashlib.sha256(f"{root}\x00{source}\x00{text}".encode()).hexdigest()[:32]
+
+
+def chunk_document(doc: LoadedDoc, count_tokens: Callable[[str], int], chunk_tokens: int,
+                   max_tokens: int) -> list[Chunk]:
+    """Split a document into chunks of at most `chunk_tokens` (header included, never above the model's
+    `max_tokens`): sections first, small neighbouring sections packed together, large ones split at
+    paragraphs, lines, sentences, then words. Every chunk starts with its "title › section" header."""
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    budget = min(chunk_tokens, max_tokens)
+    title = f"{doc.title} — {doc.description}" if doc.description else doc.title
+    pieces: list[tuple[Section, str]] = []  # (section, body) each within budget once its header is added
+    for section in doc.sections:
+        header = _header(title, section.headings)
+        room = max(budget - count_tokens(header) - 1, 16)
+        if count_tokens(section.text) <= room:
+            pieces.append((section, section.text))
+            continue
+        splitter = RecursiveCharacterTextSplitter(
+            chunk_size=room, chunk_overlap=0, length_function=count_tokens,
+            separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""], keep_separator="end")
+        pieces += [(section, part.strip()) for part in splitter.split_text(section.text) if part.strip()]
+
+    chunks: list[Chunk] = []
+    current: list[tuple[Section, str]] = []
+
+    def emit():
+        first = current[0][0]
+        body = current[0][1]
+        for section, part in current[1:]:
+            sub = section.headings[len(first.headings):] if section.headings[:len(first.headings)] == \
+                first.headings else section.headings
+            body += "\n\n" + (" › ".join(sub) + "\n" if sub and sub != first.headings else "") + part
+        text = _header(title, first.headings) + "\n" + body
+        chunks.append(Chunk(chunk_key(doc.root, doc.source, text), text, doc.source, doc.root, doc.title,
+                            " › ".join(h for h in first.headings if h != doc.title), first.page or 0, len(chunks),
+                            doc.doc_hash))
+        current.clear()
+
+    for section, part in pieces:
+        if current:
+            candidate = current + [(section, part)]
+            same_page = current[0][0].page == section.page
+            if same_page and _packed_tokens(title, candidate, count_tokens) <= budget:
+                current.append((section, part))
+                continue
+            emit()
+        current.append((section, part))
+    if current:
+        emit()
+    fits = [c for c in chunks if count_tokens(c.text) <= max_tokens]
+    if len(fits) == len(chunks):
+        return chunks
+    result = fits + _force_split([c for c in chunks if c not in fits], count_tokens, max_tokens, doc)
+    for index, chunk in enumerate(result):
+        chunk.chunk_index = index
+    return result
+
+
+def _header(title: str, headings: tuple[str, ...]) -> str:
+    """ "title — description › section › subsection" (a heading repeating the title is left out)."""
+    name = title.split(" — ", 1)[0]
+    return " › ".join([title, *[h for h in headings if h != name]])
+
+
+def _packed_tokens(title: str, pieces: list[tuple[Section, str]], count_tokens) -> int:
+    first = pieces[0][0]
+    text = _header(title, first.headings) + "\n" + "\n\n".join(
+        (" › ".join(s.headings) + "\n" if s.headings != first.headings else "") + p for s, p in pieces)
+    return count_tokens(text)
+
+
+def _force_split(chunks: list[Chunk], count_tokens, max_tokens: int, doc: LoadedDoc) -> list[Chunk]:
+    """Last resort for text the splitter could not bring under the limit (an enormous header or 'word'):
+    halve it, at a space where there is one, until every part fits."""
+    out = []
+    for chunk in chunks:
+        header, _, body = chunk.text.partition("\n")
+        if count_tokens(header) > max_tokens // 2:
+            header = header[:120]
+        queue = [body]
+        while queue:
+            piece = queue.pop(0)
+            if count_tokens(f"{header}\n{piece}") <= max_tokens or len(piece) <= 1:
+                text = f"{header}\n{piece}"
+                out.append(Chunk(chunk_key(doc.root, doc.source, text), text, chunk.source, chunk.root,
+                                 chunk.title, chunk.section, chunk.page, 0, chunk.doc_hash))
+                continue
+            middle = len(piece) // 2
+            space = piece.rfind(" ", 0, middle)
+            cut = space if space > 0 else middle
+            queue[:0] = [piece[:cut].strip() or piece[:cut], piece[cut:].strip() or piece[cut:]]
+    return out
+
+
+def preview(settings: Settings, path: str | Path, limit: int = 3) -> list[Chunk]:
+    """The first chunks one document would give (nothing is written): to see what the loader and
+    chunker make of a page."""
+    from docbot_lib.embeddings import get_embeddings
+
+    (item,) = discover(settings, [str(path)])
+    data = item.fetch()
+    embedder = get_embeddings(settings)
+    doc = load(item, data, hashlib.sha256(data).hexdigest())
+    return chunk_document(doc, embedder.count_tokens, settings.chunk_tokens, embedder.max_tokens)[:limit]
+
+
+# -- the report -----------------------------------------------------------------------------------
+@dataclass
+class IngestReport:
+    collection: str
+    documents: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    chunks_written: int = 0
+    chunks_deleted: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+    notes: list[tuple[str, str]] = field(default_factory=list)    # (source, note): ingested, with a remark
+    seconds: dict[str, float] = field(default_factory=dict)       # per stage
+    retrieval: str = ""
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+    def __str__(self) -> str:
+        lines = [
+            f"collection {self.collection!r} ({self.retrieval})",
+            f"documents: {self.documents} seen, {self.new} new, {self.changed} changed, {self.unchanged} unchanged, "
+            f"{self.deleted} deleted, {len(self.skipped)} skipped",
+            f"chunks: {self.chunks_written} written, {self.chunks_deleted} removed",
+            "time: " + ", ".join(f"{stage} {sec:.1f} s" for stage, sec in self.seconds.items())
+            + f" (total {self.total_seconds:.1f} s)",
+        ]
+        lines += [f"skipped {source}: {reason}" for source, reason in self.skipped]
+        lines += [f"note    {source}: {note}" for source, note in self.notes]
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(str(self))
+
+
+# -- the pipeline ---------------------------------------------------------------------------------
+class _Timer:
+    def __init__(self, report: IngestReport):
+        self.report = report
+
+    def __call__(self, stage: str):
+        timer = self
+
+        class _Span:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.report.seconds[stage] = timer.report.seconds.get(stage, 0.0) + time.perf_counter() - self.start
+
+        return _Span()
+
+
+def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = None, pattern: str | None = None,
+           progress: bool = True, batch_chunks: int = 512) -> IngestReport:
+    """Ingest documents into the collection incrementally; return (and do not print) the report."""
+    from tqdm.auto import tqdm
+
+    from docbot_lib.embeddings import get_embeddings
+    from docbot_lib.store import ChunkStore
+
+    name = collection or settings.milvus_collection
+    report = IngestReport(name)
+    timer = _Timer(report)
+    inputs = list(inputs)
+    with timer("discover"):
+        items = discover(settings, inputs, pattern)
+    embedder = get_embeddings(settings)
+    store = ChunkStore(settings, name, dimension=embedder.dimension)
+    report.retrieval = store.describe()
+    report.documents = len(items)
+    limit = int(settings.max_document_mb * (1 << 20))
+
+    # 1. what changed: hash the bytes (cheap), compare with the record kept next to the chunks
+    with timer("hash"):
+        recorded = store.documents()  # {(root, source): doc_hash}
+        todo: list[tuple[SourceItem, bytes, str]] = []
+        seen_hashes: dict[str, str] = {}
+        for item in items:
+            if item.size is not None and item.size > limit:
+                report.skipped.append((item.source, f"too large ({item.size / (1 << 20):.1f} MB > "
+                                                     f"{settings.max_document_mb:g} MB; raise DOCBOT_MAX_DOCUMENT_MB)"))
+                continue
+            try:
+                data = item.fetch()
+            except BadDocument as exc:
+                report.skipped.append((item.source, str(exc)))
+                continue
+            except OSError as exc:
+                report.skipped.append((item.source, f"cannot read: {exc}"))
+                continue
+            doc_hash = hashlib.sha256(data).hexdigest()
+            if doc_hash in seen_hashes and seen_hashes[doc_hash] != item.source:
+                report.skipped.append((item.source, f"same content as {seen_hashes[doc_hash]}"))
+                continue
+            seen_hashes[doc_hash] = item.source
+            if recorded.get((item.root, item.source)) == doc_hash:
+                report.unchanged += 1
+                continue
+            todo.append((item, data, doc_hash))
+
+    # 2. deleted: documents recorded under a folder/prefix ingested now that are no longer there
+    with timer("delete"):
+        scanned_roots = {item.root for item in items if item.root}
+        present = {(item.root, item.source) for item in items}
+        for key in sorted(k for k in recorded if k[0] in scanned_roots and k not in present):
+            report.chunks_deleted += store.delete_document(*key)
+            report.deleted += 1
+
+    # 3. load, chunk, embed and write, a batch of documents at a time (bounded memory; resumable)
+    bar = tqdm(total=len(todo), desc="documents", unit="doc", disable=not progress or not todo)
+    pending: list[tuple[LoadedDoc, list[Chunk]]] = []
+    pending_chunks = 0
+    for index, (item, data, doc_hash) in enumerate(todo):
+        with timer("load+chunk"):
+            try:
+                doc = load(item, data, doc_hash)
+                chunks = chunk_document(doc, embedder.count_tokens, settings.chunk_tokens, embedder.max_tokens)
+            except BadDocument as exc:
+                report.skipped.append((item.source, str(exc)))
+                bar.update(1)
+                continue
+            report.notes += [(item.source, note) for note in doc.notes]
+        pending.append((doc, chunks))
+        pending_chunks += len(chunks)
+        if pending_chunks >= batch_chunks or index == len(todo) - 1:
+            _write_batch(store, embedder, pending, recorded, report, timer)
+            bar.update(len(pending))
+            pending, pending_chunks = [], 0
+    if pending:
+        _write_batch(store, embedder, pending, recorded, report, timer)
+        bar.update(len(pending))
+    bar.close()
+    with timer("write"):
+        store.flush()
+    return report
+
+
+def _write_batch(store, embedder, batch, recorded, report: IngestReport, timer: _Timer) -> None:
+    texts = [c.text for _doc, chunks in batch for c in chunks]
+    with timer("embed"):
+        vectors = embedder.embed_documents(texts) if texts else []
+    with timer("write"):
+        documents, offset = [], 0
+        for doc, chunks in batch:
+            documents.append((doc, chunks, vectors[offset: offset + len(chunks)]))
+            offset += len(chunks)
+        _store(store, documents, recorded, report)
+
+
+def _store(store, documents, recorded, report: IngestReport) -> None:
+    """Write documents in one go; when that fails, one by one, so only the failing one is skipped."""
+    try:
+        written, removed = store.replace_documents(
+            [(doc.root, doc.source, doc.doc_hash, chunks, vectors) for doc, chunks, vectors in documents],
+            set(recorded))
+    except Exception as exc:  # noqa: BLE001 - a document's failure is reported, the run goes on
+        if len(documents) > 1:
+            for one in documents:
+                _store(store, [one], recorded, report)
+            return
+        doc = documents[0][0]
+        store.delete_document(doc.root, doc.source)  # nothing half-written stays
+        report.skipped.append((doc.source, f"could not be written: {type(exc).__name__}: {exc}"))
+        return
+    report.chunks_written += written
+    report.chunks_deleted += removed
+    for doc, _chunks, _vectors in documents:
+        if (doc.root, doc.source) in recorded:
+            report.changed += 1
+        else:
+            report.new += 1

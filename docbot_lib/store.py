@@ -1,0 +1,301 @@
+"""The chunk store in Milvus: an explicit schema, incremental writes, and hybrid (dense + BM25) search.
+
+Two collections per index:
+  <name>        one row per chunk: pk (from source + content), text, dense vector (COSINE on normalised
+                vectors, HNSW), metadata (source, root, title, section, page, chunk_index, doc_hash), and
+                where the server has it (Milvus >= 2.5, Milvus Lite) a BM25 sparse vector computed by
+                Milvus's built-in function from `text`;
+  <name>_docs   the record of what was ingested: one row per document (root, source, doc_hash, chunks),
+                so a re-run knows what changed — the record lives with the data.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+from docbot_lib.errors import DocbotError
+from docbot_lib.settings import Settings
+
+DENSE_INDEX = {"index_type": "HNSW", "metric_type": "COSINE", "params": {"M": 16, "efConstruction": 200}}
+SPARSE_INDEX = {"index_type": "SPARSE_INVERTED_INDEX", "metric_type": "BM25",
+                "params": {"inverted_index_algo": "DAAT_MAXSCORE"}}
+RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al.): rank r scores 1 / (RRF_K + r)
+OUTPUT = ["text", "source", "root", "title", "section", "page", "chunk_index"]
+
+
+def quote(value: str) -> str:
+    """A string literal for a Milvus filter expression."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+@dataclass
+class Hit:
+    rank: int
+    source: str
+    title: str
+    section: str
+    page: int
+    text: str
+    score: float       # cosine similarity of the chunk to the question (-1..1; higher is closer)
+    fused: float = 0.0  # reciprocal-rank-fusion score (hybrid) that set the rank
+    root: str = ""
+    chunk_index: int = 0
+
+    def __str__(self) -> str:
+        where = self.source + (f", page {self.page}" if self.page else "") + (f" · {self.section}" if self.section else "")
+        body = self.text.partition("\n")[2].replace("\n", " ")
+        return f"{self.rank}. [{self.score:.2f}] {where}\n   {body[:160]}{'...' if len(body) > 160 else ''}"
+
+    def to_dict(self) -> dict:
+        return {"rank": self.rank, "source": self.source, "title": self.title, "section": self.section,
+                "page": self.page or None, "score": round(self.score, 4), "text": self.text}
+
+
+class ChunkStore:
+    """One collection of chunks (and its record of documents) in Milvus."""
+
+    def __init__(self, settings: Settings, name: str, dimension: int | None = None, create: bool = True):
+        from docbot_lib.checks import milvus_client
+        from docbot_lib.vectordb import supports_bm25
+
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", name):
+            raise DocbotError(f"invalid collection name {name!r}",
+                              "use letters, digits and underscores, starting with a letter")
+        self.settings, self.name, self.docs = settings, name, f"{name}_docs"
+        self.client = milvus_client(settings)
+        self.version = str(self.client.get_server_version())
+        if self.client.has_collection(name):
+            fields = {f["name"] for f in self.client.describe_collection(name)["fields"]}
+            self.hybrid = "sparse" in fields
+        elif create:
+            if dimension is None:
+                raise DocbotError("creating a collection needs the embedding dimension", "pass dimension=")
+            self.hybrid = supports_bm25(self.client)  # never BM25 where it would crash the server
+            self._create(dimension)
+        else:
+            raise DocbotError(f"collection {name!r} does not exist in Milvus at {settings.milvus_uri}",
+                              "ingest documents first: `docbot ingest PATH` (or notebook 05)")
+        if not self.client.has_collection(self.docs):
+            self._create_record()
+        self.client.load_collection(name)
+        self.client.load_collection(self.docs)
+
+    def describe(self) -> str:
+        if self.hybrid:
+            return "hybrid search: dense (HNSW, COSINE) + BM25, reciprocal-rank fusion"
+        return f"dense search only (HNSW, COSINE): Milvus {self.version} has no BM25 full-text search (needs 2.5+)"
+
+    # -- schema -------------------------------------------------------------------------------------
+    def _create(self, dimension: int) -> None:
+        from pymilvus import DataType, Function, FunctionType
+
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("text", DataType.VARCHAR, max_length=16384, enable_analyzer=self.hybrid)
+        schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dimension)
+        schema.add_field("source", DataType.VARCHAR, max_length=2048)
+        schema.add_field("root", DataType.VARCHAR, max_length=2048)
+        schema.add_field("title", DataType.VARCHAR, max_length=1024)
+        schema.add_field("section", DataType.VARCHAR, max_length=2048)
+        schema.add_field("page", DataType.INT64)
+        schema.add_field("chunk_index", DataType.INT64)
+        schema.add_field("doc_hash", DataType.VARCHAR, max_length=64)
+        index = self.client.prepare_index_params()
+        index.add_index(field_name="dense", **DENSE_INDEX)
+        if self.hybrid:
+            schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+            schema.add_function(Function(name="bm25", function_type=FunctionType.BM25,
+                                         input_field_names=["text"], output_field_names=["sparse"]))
+            index.add_index(field_name="sparse", **SPARSE_INDEX)
+        self.client.create_collection(self.name, schema=schema, index_params=index, consistency_level="Strong")
+
+    def _create_record(self) -> None:
+        from pymilvus import DataType
+
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("key", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("root", DataType.VARCHAR, max_length=2048)
+        schema.add_field("source", DataType.VARCHAR, max_length=2048)
+        schema.add_field("doc_hash", DataType.VARCHAR, max_length=64)
+        schema.add_field("chunks", DataType.INT64)
+        schema.add_field("ingested_at", DataType.INT64)
+        schema.add_field("vec", DataType.FLOAT_VECTOR, dim=2)  # Milvus needs a vector field; unused
+        index = self.client.prepare_index_params()
+        index.add_index(field_name="vec", index_type="FLAT", metric_type="L2")
+        self.client.create_collection(self.docs, schema=schema, index_params=index, consistency_level="Strong")
+
+    # -- the record of documents -------------------------------------------------------------------
+    @staticmethod
+    def _doc_key(root: str, source: str) -> str:
+        return hashlib.sha256(f"{root}\x00{source}".encode()).hexdigest()[:32]
+
+    def _query_all(self, collection: str, filter: str, fields: list[str]) -> list[dict]:
+        rows, batch, offset = [], 5000, 0
+        while True:
+            page = self.client.query(collection, filter=filter, output_fields=fields, limit=batch, offset=offset)
+            rows += page
+            if len(page) < batch:
+                return rows
+            offset += batch
+
+    def documents(self) -> dict[tuple[str, str], str]:
+        """{(root, source): doc_hash} of every ingested document."""
+        rows = self._query_all(self.docs, 'key != ""', ["root", "source", "doc_hash"])
+        return {(r["root"], r["source"]): r["doc_hash"] for r in rows}
+
+    def _doc_filter(self, root: str, source: str) -> str:
+        return f"root == {quote(root)} and source == {quote(source)}"
+
+    # -- writes --------------------------------------------------------------------------------------
+    def replace_documents(self, documents: list[tuple[str, str, str, list, list]], existing: set) -> tuple[int, int]:
+        """Make each document's rows exactly its chunks: upsert them, delete its other rows, then record
+        it. `documents` holds (root, source, doc_hash, chunks, vectors); `existing` the (root, source) of
+        those already recorded (only they can have stale rows). Returns (chunks written, stale removed).
+        On failure the caller removes the documents (`delete_document`): nothing half-written stays."""
+        rows, stale, records = [], [], []
+        for root, source, doc_hash, chunks, vectors in documents:
+            doc_rows = [{"pk": c.pk, "text": c.text, "dense": v, "source": c.source, "root": c.root,
+                         "title": c.title, "section": c.section, "page": c.page, "chunk_index": c.chunk_index,
+                         "doc_hash": doc_hash} for c, v in zip(chunks, vectors)]
+            if (root, source) in existing:
+                old = {r["pk"] for r in self._query_all(self.name, self._doc_filter(root, source), ["pk"])}
+                stale += sorted(old - {r["pk"] for r in doc_rows})
+            rows += doc_rows
+            records.append({"key": self._doc_key(root, source), "root": root, "source": source,
+                            "doc_hash": doc_hash, "chunks": len(doc_rows), "ingested_at": int(time.time()),
+                            "vec": [0.0, 0.0]})
+        for start in range(0, len(rows), 1000):
+            self.client.upsert(self.name, rows[start:start + 1000])
+        if stale:
+            self.client.delete(self.name, ids=stale)
+        if records:
+            # last: a document is recorded only once all its rows are in (an interrupted run redoes it)
+            self.client.upsert(self.docs, records)
+        return len(rows), len(stale)
+
+    def delete_document(self, root: str, source: str) -> int:
+        """Remove a document's chunks and its record; returns the number of chunks removed."""
+        pks = [r["pk"] for r in self._query_all(self.name, self._doc_filter(root, source), ["pk"])]
+        if pks:
+            self.client.delete(self.name, ids=pks)
+        self.client.delete(self.docs, ids=[self._doc_key(root, source)])
+        return len(pks)
+
+    def flush(self) -> None:
+        # unflushed rows search ~20x slower on Milvus Lite
+        self.client.flush(self.name)
+        self.client.flush(self.docs)
+
+    def count(self) -> int:
+        return len(self._query_all(self.name, 'pk != ""', ["pk"]))
+
+    # -- search --------------------------------------------------------------------------------------
+    def search(self, query_vector: list[float], query_text: str, k: int = 5, filter: str = "",
+               min_similarity: float | None = None, hybrid: bool = True, per_source: int | None = 1) -> list[Hit]:
+        """The k best chunks: dense and (where available) BM25 candidates fused by reciprocal rank, with at
+        most `per_source` chunks of one document before the others have had their turn (None: no limit).
+        Each hit's `score` is its cosine similarity; with `min_similarity`, hits below it are dropped
+        (and a question whose best chunk is below it gets no hits: nothing relevant)."""
+        import numpy as np
+
+        candidates = max(k * 4, 20)
+        fields = OUTPUT + ["dense"]
+        dense = self.client.search(
+            self.name, data=[query_vector], anns_field="dense", limit=candidates, filter=filter,
+            search_params={"metric_type": "COSINE", "params": {"ef": max(64, candidates)}},
+            output_fields=OUTPUT)[0]
+        rankings = [[h["pk"] for h in dense]]
+        rows = {h["pk"]: {**h["entity"], "score": float(h["distance"])} for h in dense}
+        if hybrid and self.hybrid and query_text.strip():
+            sparse = self.client.search(
+                self.name, data=[query_text], anns_field="sparse", limit=candidates, filter=filter,
+                search_params={"metric_type": "BM25", "params": {}}, output_fields=fields)[0]
+            rankings.append([h["pk"] for h in sparse])
+            q = np.asarray(query_vector, dtype=np.float32)
+            for h in sparse:
+                if h["pk"] not in rows:
+                    vector = np.asarray(h["entity"]["dense"], dtype=np.float32)
+                    cosine = float(vector @ q / max(np.linalg.norm(vector) * np.linalg.norm(q), 1e-12))
+                    rows[h["pk"]] = {**{f: h["entity"][f] for f in OUTPUT}, "score": cosine}
+        fused: dict[str, float] = {}
+        for ranking in rankings:
+            for rank, pk in enumerate(ranking, start=1):
+                fused[pk] = fused.get(pk, 0.0) + 1.0 / (RRF_K + rank)
+        order = diversify(sorted(fused, key=lambda pk: (-fused[pk], -rows[pk]["score"])),
+                          lambda pk: (rows[pk]["root"], rows[pk]["source"]), per_source)
+        if min_similarity is not None:
+            if not rows or max(r["score"] for r in rows.values()) < min_similarity:
+                return []
+            order = [pk for pk in order if rows[pk]["score"] >= min_similarity]
+        return [Hit(rank, rows[pk]["source"], rows[pk]["title"], rows[pk]["section"], rows[pk]["page"],
+                    rows[pk]["text"], rows[pk]["score"], fused[pk], rows[pk]["root"], rows[pk]["chunk_index"])
+                for rank, pk in enumerate(order[:k], start=1)]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def diversify(order: list, key, per_source: int | None) -> list:
+    """Keep the order, but let no document have more than `per_source` of the leading places: its further
+    chunks move behind the chunks of other documents (the answer draws on more pages, and one page that
+    matches the words but not the question cannot fill the whole context)."""
+    if not per_source:
+        return order
+    counts: dict = {}
+    first, later = [], []
+    for item in order:
+        counts[key(item)] = counts.get(key(item), 0) + 1
+        (first if counts[key(item)] <= per_source else later).append(item)
+    return first + later
+
+
+def source_filter(sources: list[str]) -> str:
+    """A filter expression keeping chunks from these sources only."""
+    return "source in [" + ", ".join(quote(s) for s in sources) + "]"
+
+
+_STORES: dict[tuple, ChunkStore] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def open_store(settings: Settings, collection: str | None = None) -> ChunkStore:
+    """The collection's store, opened once per process and reused: pymilvus shares one connection per
+    address, and opening and closing a client per question makes Milvus drop it (GOAWAY too_many_pings)."""
+    name = collection or settings.milvus_collection
+    key = (settings.milvus_uri, settings.secret("milvus_token"), name)
+    with _STORES_LOCK:
+        if key not in _STORES:
+            _STORES[key] = ChunkStore(settings, name, create=False)
+        return _STORES[key]
+
+
+def forget_store(settings: Settings, collection: str | None = None) -> None:
+    """Drop a cached store (after the collection was dropped, or its connection failed)."""
+    key = (settings.milvus_uri, settings.secret("milvus_token"), collection or settings.milvus_collection)
+    with _STORES_LOCK:
+        _STORES.pop(key, None)
+
+
+def search(settings: Settings, question: str, k: int | None = None, collection: str | None = None,
+           filter: str = "", min_similarity: float | None = None) -> list[Hit]:
+    """Embed the question and return the k best chunks of the collection (hybrid where available)."""
+    from docbot_lib.embeddings import get_embeddings
+
+    vector = get_embeddings(settings).embed_query(question)
+    for attempt in (1, 2):
+        store = open_store(settings, collection)
+        try:
+            return store.search(vector, question, k or settings.search_k, filter=filter,
+                                min_similarity=min_similarity, hybrid=settings.hybrid,
+                                per_source=settings.max_chunks_per_source)
+        except DocbotError:
+            raise
+        except Exception:  # noqa: BLE001 - a dropped connection: reopen once, then let it raise
+            forget_store(settings, collection)
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")

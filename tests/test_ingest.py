@@ -1,0 +1,263 @@
+"""Ingestion and retrieval against the real Milvus Lite server of the local stack."""
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from docbot_lib.embeddings import get_embeddings
+from docbot_lib.ingest import (BadDocument, SourceItem, chunk_document, discover, ingest, load, load_html,
+                               load_markdown, load_pdf)
+from docbot_lib.samples import prepare_sample_docs, write_pdf
+from docbot_lib.store import ChunkStore, search, source_filter
+
+from conftest import REPO
+
+
+@pytest.fixture
+def collection() -> str:
+    return f"t_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def docs(tmp_path) -> Path:
+    return prepare_sample_docs(tmp_path / "docs")
+
+
+def rows(settings, collection) -> list[dict]:
+    store = ChunkStore(settings, collection, create=False)
+    try:
+        return store._query_all(collection, 'pk != ""', ["pk", "source", "text", "page", "section", "title"])
+    finally:
+        store.close()
+
+
+# -- loaders --------------------------------------------------------------------------------------
+def test_html_keeps_main_content_title_and_headings():
+    data = (REPO / "sample-docs" / "milvus-on-openshift.html").read_bytes()
+    title, sections = load_html(data, [])
+    text = "\n".join(s.text for s in sections)
+    assert title == "Milvus on OpenShift"
+    assert "embedded etcd" in text and "docbot_reader" in text
+    for boilerplate in ("analytics", "Privacy", "Last updated", "Doc Bot workshop", "font-family"):
+        assert boilerplate not in text
+    assert ("Milvus on OpenShift", "Security", "Roles") in [s.headings for s in sections]
+
+
+def test_markdown_sections_ignore_hashes_in_code():
+    md = b"# Guide\nintro\n## Setup\n```bash\n# not a heading\npip install x\n```\n### Deep\ndetail\n"
+    title, sections = load_markdown(md, [])
+    assert title == "Guide"
+    assert [s.headings for s in sections] == [("Guide",), ("Guide", "Setup"), ("Guide", "Setup", "Deep")]
+    assert "# not a heading" in sections[1].text
+
+
+def test_pdf_text_per_page_with_page_numbers(tmp_path):
+    pdf = write_pdf(tmp_path / "g.pdf", "A guide", [["first page words"], ["second page words"]])
+    title, sections = load_pdf(pdf.read_bytes(), [])
+    assert title == "A guide"
+    assert [(s.page, s.text) for s in sections] == [(1, "first page words"), (2, "second page words")]
+
+
+def test_text_document_gets_a_title_from_its_name():
+    item = SourceItem("notes/rag-basics.txt", "/x", lambda: b"")
+    doc = load(item, b"Retrieval\n\nplain words here", "h")
+    assert doc.title == "rag basics" and doc.kind == "text"
+
+
+# -- chunking -------------------------------------------------------------------------------------
+def test_chunks_never_exceed_the_model_limit(settings):
+    embedder = get_embeddings(settings)
+    long_section = " ".join(f"word{i} is followed by more text." for i in range(3000))
+    giant_word = "x" * 20000
+    md = f"# Big\n## Long part\n{long_section}\n## Giant\n{giant_word}\n".encode()
+    doc = load(SourceItem("big.md", "/r", lambda: md), md, "h")
+    chunks = chunk_document(doc, embedder.count_tokens, 200, embedder.max_tokens)
+    sizes = [embedder.count_tokens(c.text) for c in chunks]
+    assert max(sizes) <= embedder.max_tokens == 254
+    assert sum(1 for s in sizes if s <= 200) >= len(sizes) - 2  # the budget holds except for forced splits
+    assert all(c.text.startswith("Big — word0 is followed by more text. › ") for c in chunks)
+    joined = " ".join(c.text for c in chunks)
+    assert "word2999" in joined and joined.count("x") >= 20000  # nothing dropped
+    assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
+
+
+def test_small_sections_are_packed_and_keep_their_headings(settings):
+    embedder = get_embeddings(settings)
+    md = b"# T\n## A\nalpha text\n## B\nbeta text\n"
+    doc = load(SourceItem("t.md", "/r", lambda: md), md, "h")
+    (chunk,) = chunk_document(doc, embedder.count_tokens, 200, embedder.max_tokens)
+    assert chunk.text.startswith("T — alpha text › A\nalpha text") and "B\nbeta text" in chunk.text
+
+
+def test_every_chunk_header_says_what_the_page_is_about():
+    page = (b"<html><head><title>git-stash(1)</title></head><body><div id='content'><h2>NAME</h2>"
+            b"<p>git-stash - Stash the changes in a dirty working directory away</p><h2>OPTIONS</h2>"
+            b"<p>-u, --include-untracked</p></div></body></html>")
+    doc = load(SourceItem("git-stash.html", "/r", lambda: page), page, "h")
+    assert doc.description == "git-stash - Stash the changes in a dirty working directory away"
+    meta = b"<html><head><title>T</title><meta name='description' content='About T.'></head><body><p>x</p></body></html>"
+    assert load(SourceItem("t.html", "/r", lambda: meta), meta, "h").description == "About T."
+
+
+# -- ingest, incremental ---------------------------------------------------------------------------
+def test_ingest_then_incremental_changes(settings, docs, collection):
+    first = ingest(settings, [str(docs)], collection=collection, progress=False)
+    assert (first.documents, first.new, len(first.skipped)) == (4, 4, 0), str(first)
+    before = rows(settings, collection)
+    sources = {r["source"] for r in before}
+    assert sources == {"milvus-on-openshift.html", "openshift-ai-model-serving.md", "rag-basics.txt",
+                       "workshop-guide.pdf"}
+    assert {r["page"] for r in before if r["source"] == "workshop-guide.pdf"} == {1, 2}
+
+    again = ingest(settings, [str(docs)], collection=collection, progress=False)
+    assert (again.unchanged, again.chunks_written, again.chunks_deleted) == (4, 0, 0)
+
+    (docs / "rag-basics.txt").write_text("Retrieval\n\nA completely rewritten page about reranking.\n")
+    (docs / "milvus-on-openshift.html").unlink()
+    changed = ingest(settings, [str(docs)], collection=collection, progress=False)
+    assert (changed.changed, changed.deleted, changed.unchanged) == (1, 1, 2), str(changed)
+    after = rows(settings, collection)
+    assert "milvus-on-openshift.html" not in {r["source"] for r in after}
+    rag = [r["text"] for r in after if r["source"] == "rag-basics.txt"]
+    assert len(rag) == 1 and "reranking" in rag[0]
+    untouched = {r["pk"] for r in before if r["source"] == "openshift-ai-model-serving.md"}
+    assert untouched <= {r["pk"] for r in after}  # the collection was not rebuilt
+
+
+def test_bad_inputs_are_skipped_with_reasons(settings, tmp_path, collection):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "good.md").write_text("# Good\nUseful words about KServe.\n")
+    (folder / "copy.md").write_text("# Good\nUseful words about KServe.\n")
+    (folder / "corrupt.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog >> garbage")
+    (folder / "empty.txt").write_text("")
+    (folder / "binary.txt").write_bytes(b"\x00\x01\x02binary\x00" * 100)
+    (folder / "latin1.txt").write_bytes("Caf\xe9 au lait and Milvus.".encode("latin-1"))
+    (folder / "picture.png").write_bytes(b"\x89PNG\r\n")
+    (folder / "huge.txt").write_text("big " * 400_000)
+    settings = settings.model_copy(update={"max_document_mb": 1.0})
+    report = ingest(settings, [str(folder), str(folder / "good.md")], collection=collection, progress=False)
+    reasons = dict(report.skipped)
+    assert "corrupt PDF" in reasons["corrupt.pdf"]
+    assert reasons["empty.txt"] == "empty file"
+    assert "binary content" in reasons["binary.txt"]
+    assert "unsupported type .png" in reasons["picture.png"]
+    assert "too large" in reasons["huge.txt"] and "DOCBOT_MAX_DOCUMENT_MB" in reasons["huge.txt"]
+    assert reasons["good.md"].startswith("same content as") or reasons["copy.md"].startswith("same content as")
+    assert "invalid UTF-8" in dict(report.notes)["latin1.txt"]
+    assert report.new == 2  # one of good/copy, and latin1.txt
+    assert {r["source"] for r in rows(settings, collection)} <= {"good.md", "copy.md", "latin1.txt"}
+    assert "skipped corrupt.pdf" in str(report)
+
+
+def test_a_document_that_fails_to_write_leaves_no_rows(settings, docs, collection, monkeypatch):
+    """Rows are written, then recording the document fails: its rows are removed, the others stay."""
+    real = ChunkStore.replace_documents
+
+    def failing(self, documents, existing):
+        if not any(source == "rag-basics.txt" for _root, source, *_ in documents):
+            return real(self, documents, existing)
+        upsert = self.client.upsert
+
+        def record_fails(collection_name, data, **kw):
+            if collection_name.endswith("_docs"):
+                raise RuntimeError("Milvus went away")
+            return upsert(collection_name, data, **kw)
+
+        self.client.upsert = record_fails
+        try:
+            return real(self, documents, existing)
+        finally:
+            self.client.upsert = upsert
+
+    monkeypatch.setattr(ChunkStore, "replace_documents", failing)
+    report = ingest(settings, [str(docs)], collection=collection, progress=False)
+    monkeypatch.undo()
+    assert "could not be written" in dict(report.skipped)["rag-basics.txt"]
+    assert report.new == 3
+    assert "rag-basics.txt" not in {r["source"] for r in rows(settings, collection)}
+    retry = ingest(settings, [str(docs)], collection=collection, progress=False)
+    assert (retry.new, retry.unchanged) == (1, 3)
+
+
+def test_discover_lists_a_file_named_twice_once(docs):
+    items = discover(None, [str(docs / "rag-basics.txt"), str(docs / "rag-basics.txt"), str(docs)],
+                     pattern="*.txt")
+    # named as a file twice and found again in its folder: one document
+    assert [(i.root, i.source) for i in items] == [(str(docs.resolve()), "rag-basics.txt")]
+
+
+# -- retrieval --------------------------------------------------------------------------------------
+def test_hybrid_and_dense_search_find_the_right_page(settings, docs, collection):
+    ingest(settings, [str(docs)], collection=collection, progress=False)
+    question = "Which role lets the chatbot search a collection?"
+    hybrid = search(settings, question, k=3, collection=collection)
+    assert hybrid[0].source == "milvus-on-openshift.html" and hybrid[0].section.startswith("Security")
+    assert "docbot_reader" in hybrid[0].text
+    assert [h.rank for h in hybrid] == [1, 2, 3]
+    dense = search(settings.model_copy(update={"hybrid": False}), question, k=3, collection=collection)
+    assert dense[0].source == "milvus-on-openshift.html"
+    pdf_only = search(settings, question, k=3, collection=collection, filter=source_filter(["workshop-guide.pdf"]))
+    assert pdf_only and {h.source for h in pdf_only} == {"workshop-guide.pdf"} and pdf_only[0].page in (1, 2)
+
+
+def test_nothing_relevant_gives_no_hits(settings, docs, collection):
+    ingest(settings, [str(docs)], collection=collection, progress=False)
+    assert search(settings, "Recipe for a chocolate cake with strawberries", collection=collection,
+                  min_similarity=settings.min_similarity) == []
+    assert search(settings, "How much GPU memory does a 7B model need?", collection=collection,
+                  min_similarity=settings.min_similarity)
+
+
+def test_bm25_is_not_used_on_a_server_without_it(settings, collection, monkeypatch):
+    monkeypatch.setattr("docbot_lib.vectordb.supports_bm25", lambda client: False)
+    store = ChunkStore(settings, collection, dimension=384)
+    try:
+        assert not store.hybrid and "no BM25" in store.describe()
+        fields = {f["name"] for f in store.client.describe_collection(collection)["fields"]}
+        assert "sparse" not in fields
+    finally:
+        store.close()
+
+
+# -- the command line contract ----------------------------------------------------------------------
+def test_cli_ingest_and_search_json(settings, docs, collection, capsys):
+    from docbot_lib.cli import main
+
+    assert main(["ingest", str(docs), "--collection", collection]) == 0
+    assert "4 new" in capsys.readouterr().out
+    assert main(["search", "What does the storage initializer do?", "--collection", collection,
+                 "-k", "2", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["rank"] for line in lines] == [1, 2]
+    assert {"rank", "source", "title", "score", "text"} <= set(lines[0])
+    assert lines[0]["source"] == "openshift-ai-model-serving.md"
+
+
+def test_cli_search_on_a_missing_collection_is_one_clear_error(settings, capsys):
+    from docbot_lib.cli import main
+
+    assert main(["search", "anything", "--collection", "never_ingested"]) == 2
+    assert "docbot ingest" in capsys.readouterr().err
+
+
+def test_unreachable_source_is_a_clear_error(settings):
+    from docbot_lib.errors import DocbotError
+
+    with pytest.raises(DocbotError, match="no such file or folder"):
+        discover(settings, ["/no/such/folder"])
+    item = discover(settings, ["http://127.0.0.1:9/nothing.html"])[0]
+    with pytest.raises(BadDocument, match="cannot fetch"):
+        item.fetch()
+
+
+def test_one_document_cannot_fill_every_place():
+    from docbot_lib.store import diversify
+
+    order = ["a1", "a2", "a3", "b1", "a4", "c1"]
+    assert diversify(order, lambda pk: pk[0], 2) == ["a1", "a2", "b1", "c1", "a3", "a4"]
+    assert diversify(order, lambda pk: pk[0], None) == order
