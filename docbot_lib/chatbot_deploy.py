@@ -1,0 +1,84 @@
+"""The chatbot on the cluster: its manifests (manifests/chatbot/) rendered from the settings.
+
+    objects = chatbot_manifests(settings, ChatbotOptions(image="…/docbot-chatbot:0.1.0"))
+    manifests.validate(objects); manifests.apply([chatbot_secret(settings), *objects], namespace, api_client)
+
+The image is built from images/chatbot/Containerfile (e.g. with an OpenShift BuildConfig, which pushes to the
+namespace's internal registry: the default image name below). The Milvus credentials Secret is the one
+notebook 04 writes (docbot_lib.vectordb.credentials_secret); the chatbot reads its read-only app user.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from docbot_lib import manifests
+from docbot_lib.errors import DocbotError
+from docbot_lib.milvus_deploy import SERVICE_URI
+from docbot_lib.serving import VllmOptions
+from docbot_lib.settings import Settings
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+
+
+def inference_service_url(name: str = VllmOptions.name) -> str:
+    """The in-cluster OpenAI URL of a RawDeployment InferenceService in the same namespace (its predictor
+    Service); `serving.wait_inference_service_ready()` returns the exact URL of a running one."""
+    return f"http://{name}-predictor/v1"
+
+
+@dataclass(frozen=True)
+class ChatbotOptions:
+    """How to run the chatbot. `image` must be pinned (a tag other than latest, or a digest)."""
+
+    name: str = "docbot"
+    image: str = "image-registry.openshift-image-registry.svc:5000/docbot/docbot-chatbot:0.1.0"
+    llm_base_url: str | None = None  # default: the InferenceService's predictor Service
+    milvus_uri: str = SERVICE_URI
+    replicas: int = 1
+    cpu: str = "500m"
+    cpu_limit: str = "2"
+    memory: str = "1536Mi"  # the in-process embedding model (~90 MB) and torch
+    memory_limit: str = "3Gi"
+
+    def __post_init__(self) -> None:
+        if not _DNS_LABEL.match(self.name) or len(self.name) > 50:
+            raise DocbotError(f"chatbot name {self.name!r} is not a DNS label of at most 50 characters",
+                              "use lowercase letters, digits and '-'")
+        last = self.image.rsplit("/", 1)[-1]
+        if "@sha256:" not in self.image and (":" not in last or last.endswith(":latest")):
+            raise DocbotError(f"image {self.image!r} is not pinned", "give a version tag or a @sha256: digest")
+        for key in ("cpu", "cpu_limit", "memory", "memory_limit"):
+            if not _QUANTITY.match(getattr(self, key)):
+                raise DocbotError(f"{key}={getattr(self, key)!r} is not a Kubernetes quantity", "use e.g. '500m', '2Gi'")
+        if self.replicas < 1:
+            raise DocbotError(f"replicas={self.replicas}", "use 1 or more")
+
+
+def chatbot_manifests(settings: Settings, opts: ChatbotOptions | None = None) -> list[dict[str, Any]]:
+    """[ConfigMap, Deployment, Service, Route] of the chatbot answering from settings.milvus_collection."""
+    opts = opts or ChatbotOptions()
+    return manifests.render("chatbot/chatbot.yaml", {
+        "name": opts.name, "image": opts.image, "replicas": opts.replicas,
+        "llm_base_url": opts.llm_base_url or inference_service_url(),
+        "llm_model_name": settings.llm_model_name,
+        "milvus_uri": opts.milvus_uri, "collection": settings.milvus_collection,
+        "search_k": str(settings.search_k), "max_tokens": str(settings.max_tokens),
+        "max_concurrency": str(settings.api_max_concurrency), "embedding_model": settings.embedding_model,
+        "cpu": opts.cpu, "cpu_limit": opts.cpu_limit, "memory": opts.memory, "memory_limit": opts.memory_limit,
+    })
+
+
+def chatbot_secret(settings: Settings, name: str = ChatbotOptions.name) -> dict[str, Any]:
+    """The chatbot's Secret (<name>-secrets): the API key and the LLM endpoint's key from the settings.
+
+    It holds secrets: show it with `manifests.to_yaml()` (masks them), never print the dict.
+    """
+    if not settings.secret("api_key"):
+        raise DocbotError("no API key for the chatbot", "set DOCBOT_API_KEY (environment or .env) to a long random string")
+    secret, = manifests.render("chatbot/chatbot-secret.yaml", {
+        "name": name, "api_key": settings.secret("api_key"), "llm_api_key": settings.secret("llm_api_key") or "",
+    })
+    return secret

@@ -1,0 +1,207 @@
+"""Ask the bot: retrieval-augmented answers with numbered citations and their sources.
+
+    bot = RagChain(settings)
+    answer = bot.ask("How do I ...?", history=[("user", "..."), ("assistant", "...")])
+    for piece in bot.stream("And then?", history):   # str pieces, then the final Answer
+        ...
+
+The chain, in LCEL pieces: (follow-up + history -> a standalone question) -> retrieve (hybrid search in
+Milvus) -> numbered context with titles and sections -> the chat model on the OpenAI-compatible endpoint
+-> a streamed answer citing [1], [2] -> the cited sources. When nothing relevant is found the bot says
+so without asking the model (it would invent). Chat messages are used, not a hand-written model template;
+for models whose chat template has no system role (Mistral-7B-Instruct-v0.2) the instructions are folded
+into the first user turn.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.retrievers import BaseRetriever
+
+from docbot_lib.settings import Settings
+from docbot_lib.store import Hit
+
+INSTRUCTIONS = (
+    "You are Doc Bot, an assistant that answers questions about documentation. Answer only from the numbered "
+    "context passages below. Cite the passages you use with their numbers in square brackets, like [1] or "
+    "[2][3]. If the context does not contain the answer, say that you do not know. Be concise."
+)
+CONDENSE = (
+    "Rewrite the last question of this conversation as one standalone question that can be understood "
+    "without the conversation. Reply with the question only.\n\nConversation:\n{history}\n\n"
+    "Last question: {question}\nStandalone question:"
+)
+NOT_FOUND = ("I don't know: nothing in the ingested documentation matches this question closely enough. "
+             "Try rephrasing it, or ingest the pages that answer it.")
+# Chat templates that reject a system message (Mistral-7B-Instruct v0.1/v0.2 raise on it).
+NO_SYSTEM_ROLE = re.compile(r"mistral-7b-instruct(-v0\.[12])?$|mixtral-8x7b-instruct", re.I)
+
+History = Sequence[tuple[str, str]]  # (role "user"|"assistant", text)
+
+
+@dataclass
+class Source:
+    number: int  # as cited: [number]
+    title: str
+    source: str  # path relative to the ingested folder, URL or S3 key
+    section: str = ""
+    page: int | None = None
+    score: float = 0.0
+
+    def __str__(self) -> str:
+        where = self.source + (f", page {self.page}" if self.page else "")
+        return f"[{self.number}] {self.title}" + (f" › {self.section}" if self.section else "") + f" ({where})"
+
+    def to_dict(self) -> dict:
+        return {"number": self.number, "title": self.title, "source": self.source, "section": self.section,
+                "page": self.page, "score": round(self.score, 4)}
+
+
+@dataclass
+class Answer:
+    question: str
+    standalone_question: str
+    text: str
+    sources: list[Source]              # the passages the answer cites
+    retrieved: list[Source]            # every passage given to the model
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: rewrite, retrieve, first_token, total
+    found: bool = True                 # False: nothing relevant was retrieved, the model was not asked
+
+    def __str__(self) -> str:
+        lines = [self.text.strip(), ""]
+        lines += [f"  {s}" for s in (self.sources or self.retrieved)]
+        lines.append("  (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.timings.items()) + ")")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(str(self))
+
+
+def cited_numbers(text: str) -> list[int]:
+    """The passage numbers an answer cites, in first-cited order: "[2] ... [1][2]" -> [2, 1]."""
+    seen: list[int] = []
+    for group in re.findall(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]", text):
+        for number in re.split(r"\s*[,;]\s*", group):
+            if int(number) not in seen:
+                seen.append(int(number))
+    return seen
+
+
+def format_context(hits: list[Hit]) -> str:
+    """Numbered passages: "[n] title › section (source, page)" then the chunk's text."""
+    blocks = []
+    for hit in hits:
+        body = hit.text.partition("\n")[2] or hit.text
+        where = hit.source + (f", page {hit.page}" if hit.page else "")
+        heading = hit.title + (f" › {hit.section}" if hit.section else "")
+        blocks.append(f"[{hit.rank}] {heading} ({where})\n{body}")
+    return "\n\n".join(blocks)
+
+
+def supports_system_role(settings: Settings) -> bool:
+    """False for models whose chat template rejects a system message (then instructions go in the user turn)."""
+    if settings.llm_system_role is not None:
+        return settings.llm_system_role
+    return not NO_SYSTEM_ROLE.search(settings.llm_model_name)
+
+
+def build_messages(question: str, context: str, history: History, system_role: bool) -> list[BaseMessage]:
+    """Chat messages for the answer: instructions + context, the history, the question."""
+    preamble = f"{INSTRUCTIONS}\n\nContext:\n{context}"
+    turns: list[BaseMessage] = [HumanMessage(t) if role == "user" else AIMessage(t) for role, t in history]
+    if system_role:
+        return [SystemMessage(preamble), *turns, HumanMessage(question)]
+    # fold the instructions into the first user turn; the template then alternates user/assistant
+    if turns and isinstance(turns[0], HumanMessage):
+        turns[0] = HumanMessage(f"{preamble}\n\n{turns[0].content}")
+        return [*turns, HumanMessage(question)]
+    return [*turns, HumanMessage(f"{preamble}\n\nQuestion: {question}")]
+
+
+class DocbotRetriever(BaseRetriever):
+    """A LangChain retriever over Doc Bot's Milvus collection (hybrid where available)."""
+
+    settings: Settings
+    collection: str | None = None
+    k: int = 4
+    min_similarity: float | None = None
+
+    def hits(self, query: str) -> list[Hit]:
+        from docbot_lib.store import search
+
+        return search(self.settings, query, k=self.k, collection=self.collection, min_similarity=self.min_similarity)
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        return [Document(h.text, metadata={"source": h.source, "title": h.title, "section": h.section,
+                                           "page": h.page, "score": h.score, "rank": h.rank})
+                for h in self.hits(query)]
+
+
+class RagChain:
+    """The RAG chain for one collection: ask() for a whole answer, stream() for its pieces."""
+
+    def __init__(self, settings: Settings, collection: str | None = None, k: int | None = None):
+        from docbot_lib.serving import chat_model
+
+        self.settings = settings
+        self.retriever = DocbotRetriever(settings=settings, collection=collection, k=k or settings.search_k,
+                                         min_similarity=settings.min_similarity)
+        self.llm = chat_model(settings)
+        # the rewrite is one short question: a small token budget keeps it fast
+        self.condense = chat_model(settings.model_copy(update={"max_tokens": 96})) | StrOutputParser()
+        self.answer_chain = self.llm | StrOutputParser()
+        self.system_role = supports_system_role(settings)
+
+    def standalone(self, question: str, history: History) -> str:
+        """The follow-up question rewritten to stand alone (the question itself when there is no history)."""
+        if not history:
+            return question
+        transcript = "\n".join(f"{role}: {text}" for role, text in history[-6:])
+        rewritten = self.condense.invoke([HumanMessage(CONDENSE.format(history=transcript, question=question))]
+                                         ).strip().split("\n")[0].strip()
+        # a small model may answer instead of rewriting: keep the original words in the search too
+        return f"{rewritten} {question}" if rewritten and rewritten.lower() != question.lower() else question
+
+    def stream(self, question: str, history: History = ()) -> Iterator[str | Answer]:
+        """Yield the answer's text as it is generated, then the final Answer (with sources and timings)."""
+        start = time.perf_counter()
+        timings: dict[str, float] = {}
+        standalone = self.standalone(question, history)
+        timings["rewrite"] = time.perf_counter() - start
+        mark = time.perf_counter()
+        hits = self.retriever.hits(standalone)
+        timings["retrieve"] = time.perf_counter() - mark
+        retrieved = [Source(h.rank, h.title, h.source, h.section, h.page or None, h.score) for h in hits]
+        if not hits:
+            timings["total"] = time.perf_counter() - start
+            yield NOT_FOUND
+            yield Answer(question, standalone, NOT_FOUND, [], [], timings, found=False)
+            return
+        messages = build_messages(question, format_context(hits), history, self.system_role)
+        pieces: list[str] = []
+        for piece in self.answer_chain.stream(messages):
+            if not pieces:
+                timings["first_token"] = time.perf_counter() - start
+            pieces.append(piece)
+            yield piece
+        text = "".join(pieces)
+        timings["total"] = time.perf_counter() - start
+        by_number = {s.number: s for s in retrieved}
+        cited = [by_number[n] for n in cited_numbers(text) if n in by_number]
+        yield Answer(question, standalone, text, cited, retrieved, timings)
+
+    def ask(self, question: str, history: History = ()) -> Answer:
+        """The whole answer at once."""
+        *_, answer = self.stream(question, history)
+        return answer
+
+    def ask_without_context(self, question: str) -> str:
+        """The model alone, no retrieval: to compare with a RAG answer."""
+        return self.answer_chain.invoke([HumanMessage(question)])

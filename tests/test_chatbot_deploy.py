@@ -1,0 +1,52 @@
+"""The chatbot's cluster manifests: rendered from the settings, valid offline, secrets only in the Secret.
+(tests/test_policy.py checks them against the schemas and OpenShift's restricted policy too.)"""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from docbot_lib import manifests
+from docbot_lib.chatbot_deploy import ChatbotOptions, chatbot_manifests, chatbot_secret
+from docbot_lib.errors import DocbotError
+from docbot_lib.settings import Settings
+
+
+@pytest.fixture
+def cluster() -> Settings:
+    return Settings.load(stack="cluster", milvus_collection="git_docs", search_k=4,
+                         api_key="api-key-not-shown", llm_api_key="llm-key-not-shown")
+
+
+def test_manifests_carry_the_settings_and_validate(cluster):
+    objects = chatbot_manifests(cluster, ChatbotOptions(image="quay.io/acme/docbot:1.2.3"))
+    manifests.validate(objects)
+    config, deployment, service, route = objects
+    assert [o["kind"] for o in objects] == ["ConfigMap", "Deployment", "Service", "Route"]
+    assert config["data"]["DOCBOT_MILVUS_COLLECTION"] == "git_docs" and config["data"]["DOCBOT_SEARCH_K"] == "4"
+    assert config["data"]["DOCBOT_MILVUS_URI"] == "http://milvus:19530"
+    assert config["data"]["DOCBOT_LLM_BASE_URL"] == "http://mistral-7b-instruct-predictor/v1"
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "quay.io/acme/docbot:1.2.3"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+    assert refs["DOCBOT_MILVUS_TOKEN"] == {"name": "docbot-milvus-credentials", "key": "DOCBOT_MILVUS_APP_TOKEN"}
+    assert refs["DOCBOT_API_KEY"]["name"] == "docbot-secrets"
+    assert route["spec"]["tls"] == {"termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"}
+    assert "not-shown" not in yaml.safe_dump_all(objects)  # no credential outside the Secret
+
+
+def test_the_secret_holds_the_keys_and_prints_masked(cluster):
+    secret = chatbot_secret(cluster)
+    manifests.validate(secret)
+    assert secret["stringData"] == {"DOCBOT_API_KEY": "api-key-not-shown", "DOCBOT_LLM_API_KEY": "llm-key-not-shown"}
+    assert "not-shown" not in manifests.to_yaml([secret])
+    with pytest.raises(DocbotError, match="DOCBOT_API_KEY"):
+        chatbot_secret(cluster.model_copy(update={"api_key": None}))
+
+
+@pytest.mark.parametrize("field, value", [("image", "quay.io/acme/docbot:latest"), ("image", "quay.io/acme/docbot"),
+                                          ("name", "Doc_Bot"), ("memory", "lots")])
+def test_bad_options_are_refused(field, value):
+    with pytest.raises(DocbotError):
+        ChatbotOptions(**{field: value})

@@ -1,0 +1,85 @@
+"""The RAG chain and the notebook chat, against the real LLM server and Milvus of the local stack.
+The 135M model answers poorly: these tests assert on structure (streaming, citations, sources), not facts."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from docbot_lib.ingest import ingest
+from docbot_lib.rag import NOT_FOUND, Answer, RagChain, build_messages, cited_numbers, supports_system_role
+from docbot_lib.samples import prepare_sample_docs
+
+
+@pytest.fixture(scope="module")
+def sample_collection(tmp_path_factory, _session_stack):
+    from docbot_lib.settings import Settings
+
+    stack, env = _session_stack
+    settings = Settings.load(**{k.removeprefix("DOCBOT_").lower(): v for k, v in env.items()})
+    name = f"rag_{uuid.uuid4().hex[:8]}"
+    ingest(settings, [str(prepare_sample_docs(tmp_path_factory.mktemp("docs")))], collection=name, progress=False)
+    return name
+
+
+def test_cited_numbers_in_first_cited_order():
+    assert cited_numbers("See [2] and [1][2], also [3, 4].") == [2, 1, 3, 4]
+    assert cited_numbers("no citations (2)") == []
+
+
+def test_models_without_a_system_role_get_the_instructions_in_the_first_user_turn(settings):
+    mistral = settings.model_copy(update={"llm_model_name": "mistral-7b-instruct"})
+    assert not supports_system_role(mistral)
+    assert supports_system_role(settings.model_copy(update={"llm_model_name": "granite-3-8b-instruct"}))
+    folded = build_messages("Q2?", "[1] ctx", [("user", "Q1?"), ("assistant", "A1.")], system_role=False)
+    assert [type(m).__name__ for m in folded] == ["HumanMessage", "AIMessage", "HumanMessage"]
+    assert folded[0].content.startswith("You are Doc Bot") and folded[0].content.endswith("Q1?")
+    assert "[1] ctx" in folded[0].content
+    first_turn = build_messages("Q?", "[1] ctx", [], system_role=False)
+    assert len(first_turn) == 1 and isinstance(first_turn[0], HumanMessage) and first_turn[0].content.endswith("Question: Q?")
+    with_system = build_messages("Q?", "[1] ctx", [], system_role=True)
+    assert isinstance(with_system[0], SystemMessage) and with_system[-1].content == "Q?"
+
+
+def test_answer_streams_and_lists_its_sources(settings, sample_collection):
+    bot = RagChain(settings, collection=sample_collection, k=3)
+    pieces = list(bot.stream("Why does vLLM need a /dev/shm volume?"))
+    answer = pieces[-1]
+    assert isinstance(answer, Answer) and all(isinstance(p, str) for p in pieces[:-1])
+    assert len(pieces) > 3, "the answer arrives in pieces (streaming)"
+    assert "".join(pieces[:-1]) == answer.text and answer.text.strip()
+    assert answer.found and answer.retrieved[0].source == "openshift-ai-model-serving.md"
+    assert [s.number for s in answer.retrieved] == list(range(1, len(answer.retrieved) + 1))
+    assert all(s in answer.retrieved for s in answer.sources)  # only passages that exist can be cited
+    assert {"rewrite", "retrieve", "first_token", "total"} <= set(answer.timings)
+    assert answer.timings["first_token"] <= answer.timings["total"]
+
+
+def test_follow_up_is_rewritten_with_the_history(settings, sample_collection):
+    bot = RagChain(settings, collection=sample_collection, k=2)
+    history = [("user", "What does Milvus standalone need?"), ("assistant", "Embedded etcd and a PVC [1].")]
+    answer = bot.ask("And the cluster mode?", history)
+    assert "And the cluster mode?" in answer.standalone_question  # the words of the question are searched too
+    assert answer.timings["rewrite"] > 0.01                        # the model was asked to rewrite
+    assert answer.retrieved
+
+
+def test_nothing_relevant_means_i_do_not_know_without_asking_the_model(settings, sample_collection):
+    answer = RagChain(settings, collection=sample_collection).ask("What is the best recipe for a chocolate cake?")
+    assert not answer.found and answer.text == NOT_FOUND and answer.retrieved == []
+    assert "first_token" not in answer.timings
+
+
+def test_chat_widget_keeps_the_conversation_and_clears_it(settings, sample_collection):
+    from docbot_lib.chat import ChatUI
+
+    chat = ChatUI(settings.model_copy(update={"milvus_collection": sample_collection, "search_k": 2}))
+    assert chat.collection.value == sample_collection and sample_collection in chat.collection.options
+    first = chat.ask("Which role does the chatbot's Milvus user get?")
+    chat.ask("And the ingestion job?")
+    assert len(chat.history) == 4 and chat.history[0] == ("user", first.question)
+    assert "You:</b> And the ingestion job?" in chat.transcript.value
+    assert "milvus-on-openshift.html" in chat.transcript.value  # sources under the answers
+    chat.clear()
+    assert chat.history == [] and chat.transcript.value == ""
