@@ -596,7 +596,8 @@ def data_connection_secret(settings: Settings, name: str, namespace: str | None 
     access, secret = settings.s3_access_key, settings.secret("s3_secret_key")
     if not access or not secret:
         raise DocbotError("the settings have no S3 access key / secret key for the data connection",
-                          "set DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (environment or .env)")
+                          "set DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY, or AWS_ACCESS_KEY_ID / "
+                          "AWS_SECRET_ACCESS_KEY (environment or .env)")
     metadata: dict[str, Any] = {"name": f"aws-connection-{name}", **({"namespace": namespace} if namespace else {}),
                                 "labels": {"opendatahub.io/dashboard": "true", "opendatahub.io/managed": "true"},
                                 "annotations": {"opendatahub.io/connection-type": "s3",

@@ -180,22 +180,14 @@ def standalone_manifests(settings: Settings, opts: VllmOptions | None = None,
 
 
 def data_connection(settings: Settings, name: str = "models") -> dict[str, Any]:
-    """The S3 data connection Secret (aws-connection-<name>) from the settings' S3 endpoint and credentials.
+    """The S3 data connection Secret (aws-connection-<name>) with the real credentials, for `apply()`.
 
     It holds the secret key: show it with `manifests.to_yaml()` (masks it), never print the dict.
+    One builder serves both notebooks: `docbot_lib.s3.data_connection_secret`.
     """
-    if not _DNS_LABEL.match(name):
-        raise DocbotError(f"data connection name {name!r} is not a DNS label", "use lowercase letters, digits and '-'")
-    missing = [n for n in ("s3_endpoint", "s3_access_key", "s3_secret_key") if not settings.secret(n)]
-    if missing:
-        raise DocbotError(f"the S3 settings lack {missing}",
-                          "set AWS_S3_ENDPOINT, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (environment or .env)")
-    secret, = manifests.render("serving/data-connection.yaml", {
-        "name": name, "endpoint": settings.s3_endpoint, "region": settings.s3_region,
-        "bucket": settings.s3_bucket, "access_key": settings.s3_access_key,
-        "secret_key": settings.secret("s3_secret_key"),
-    })
-    return secret
+    from docbot_lib.s3 import data_connection_secret
+
+    return data_connection_secret(settings, name, reveal=True)
 
 
 # -- waiting for the InferenceService -------------------------------------------------------------

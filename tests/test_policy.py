@@ -35,8 +35,6 @@ def _serving(part: str) -> Callable[[], list[dict[str, Any]]]:
         from docbot_lib import serving
 
         settings = _cluster_settings()
-        if part == "data-connection":
-            return [serving.data_connection(settings)]
         if part == "standalone":
             return serving.standalone_manifests(settings)
         runtime, isvc = serving.inference_service_manifests(settings)
@@ -62,7 +60,6 @@ RENDERERS: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "serving/vllm-servingruntime.yaml": _serving("servingruntime"),
     "serving/vllm-inferenceservice.yaml": _serving("inferenceservice"),
     "serving/vllm-standalone.yaml": _serving("standalone"),
-    "serving/data-connection.yaml": _serving("data-connection"),
 }
 
 
