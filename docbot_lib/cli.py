@@ -107,6 +107,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from docbot_lib.evaluate import eval_command
+
+    return eval_command(settings, args.questions, args.collection, args.json, answers=args.answers)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="docbot", description="Doc Bot: a RAG chatbot over documentation.")
     parser.add_argument("--stack", choices=["local", "cluster"], default=None,
@@ -154,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--collection", default=None, help="default: DOCBOT_MILVUS_COLLECTION")
     serve.set_defaults(func=_serve)
+
+    ev = sub.add_parser("eval", help="measure retrieval (hit@k, MRR@10; hybrid vs dense) on a question set")
+    ev.add_argument("questions", type=Path, metavar="QUESTIONS.jsonl")
+    ev.add_argument("--collection", default=None, help="default: DOCBOT_MILVUS_COLLECTION")
+    ev.add_argument("--answers", type=int, default=0, metavar="N",
+                    help="also ask the LLM the first N questions: answer checks and time per stage")
+    ev.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ev.set_defaults(func=_eval)
 
     show = sub.add_parser("settings", help="print the settings in use (secrets masked)")
     show.set_defaults(func=_settings)

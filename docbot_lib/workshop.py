@@ -48,6 +48,15 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any] | None = No
     return NotebookRun(notebook.name, "ok", time.perf_counter() - start, output)
 
 
+def run_parameters(notebook: Path, folder: Path) -> dict[str, Any]:
+    """Parameters a run gives every notebook that has them: OUTPUT_DIR (figures go to the run folder)."""
+    import nbformat
+
+    cells = nbformat.read(notebook, as_version=4).cells
+    declared = "\n".join(c.source for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    return {"OUTPUT_DIR": str(folder / "figures")} if "OUTPUT_DIR" in declared else {}
+
+
 def summary(runs: list[NotebookRun], folder: Path) -> str:
     width = max((len(r.notebook) for r in runs), default=10)
     lines = [f"{'notebook':<{width}}  status   time"]
@@ -70,7 +79,7 @@ def run_workshop(notebooks_dir: Path, runs_dir: Path, only: list[str] | None = N
             runs.append(NotebookRun(notebook.name, "not run"))
             continue
         echo(f"running {notebook.name} ...")
-        runs.append(execute(notebook, folder / notebook.name))
+        runs.append(execute(notebook, folder / notebook.name, run_parameters(notebook, folder)))
         echo(f"  {runs[-1].status} in {runs[-1].seconds:.1f} s")
     echo(summary(runs, folder))
     return runs

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from docbot_lib.workshop import execute, lab_notebooks
+from docbot_lib.workshop import execute, lab_notebooks, run_parameters
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = lab_notebooks(REPO / "notebooks")
@@ -42,8 +42,11 @@ def test_notebook_is_committed_clean(notebook):
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_under_papermill(notebook, local_stack, settings, tmp_path):
-    run = execute(notebook, tmp_path / notebook.name)
+    """Each notebook as `make workshop` runs it (in order: later ones use what earlier ones made)."""
+    run = execute(notebook, tmp_path / notebook.name, run_parameters(notebook, tmp_path))
     assert run.ok, f"{notebook.name}: {run.error}"
+    if "OUTPUT_DIR" in run_parameters(notebook, tmp_path):
+        assert list((tmp_path / "figures").glob("*.png")), "the figures are saved in the run folder"
     executed = run.output.read_text()
     for secret in ("s3_secret_key", "llm_api_key"):
         assert settings.secret(secret) not in executed, f"{secret} leaked into the executed notebook"
