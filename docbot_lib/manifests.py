@@ -30,8 +30,8 @@ from docbot_lib.errors import DocbotError
 from docbot_lib.settings import project_dir
 
 MANIFESTS_DIR = project_dir() / "manifests"
-# The official CRD schemas live in the workshop's shared folder, beside the checkout (also in CI).
-SCHEMAS_DIR = project_dir().parent / "shared" / "schemas"
+# The official CRD schemas, vendored gzip-compressed with the package (docbot_lib/schemas/README.md says whence).
+SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
 KUBERNETES_VERSION = "1.31"  # OpenShift 4.18
 
 CRD_SCHEMAS: dict[tuple[str, str], str] = {
@@ -160,7 +160,10 @@ def _registry(version: str):
 
 @lru_cache(maxsize=None)
 def _crd_schema(path: str, version: str) -> dict[str, Any]:
-    schema = _closed(json.loads(Path(path).read_text()))
+    import gzip
+
+    raw = gzip.decompress(Path(path).read_bytes()) if path.endswith(".gz") else Path(path).read_bytes()
+    schema = _closed(json.loads(raw))
     # the CRDs leave metadata open ({"type": "object"}); the API server checks it as ObjectMeta
     _, defs_id = _registry(version)
     schema["properties"]["metadata"] = {"$ref": f"{defs_id}#/$defs/{_OBJECT_META}"}
@@ -176,6 +179,8 @@ def _schema_for(obj: dict[str, Any], version: str, schemas_dir: Path) -> dict[st
     crd = CRD_SCHEMAS.get((api_version, kind))
     if crd:
         path = Path(schemas_dir) / crd
+        if not path.is_file() and Path(f"{path}.gz").is_file():
+            path = Path(f"{path}.gz")
         if not path.is_file():
             raise DocbotError(f"the CRD schema of {kind} ({api_version}) is not at {path}",
                               "pass schemas_dir= the folder holding kserve/ and openshift/ (the workshop's "
