@@ -1,6 +1,6 @@
 """Benchmark: start-up time and peak memory of the local stack under a small real workload.
 
-Starts a private stack (own HOME, free ports), samples the resident memory (RSS) of every stack process
+Starts a private stack (own HOME, free ports; S3, LLM, hub, Milvus), samples the resident memory (RSS) of every stack process
 tree every 0.1 s while it: waits for each service, puts and gets 64 MiB in S3, asks the LLM for 3 chat
 completions, inserts and searches 2,000 vectors in Milvus; then stops the stack. Prints the figures.
 Peer: the cluster's own footprint is not comparable here; the figure to compare is the machine's 24 GiB
@@ -98,7 +98,7 @@ def main() -> None:
         sampler.join()
 
     mib = 1 << 20
-    print(f"local stack start-up (3 services, each answering): {startup:.1f} s")
+    print(f"local stack start-up ({len(sampler.peak)} services, each answering): {startup:.1f} s")
     print(f"LLM: 3 chat completions, {tokens} tokens in {llm_seconds:.1f} s ({tokens / llm_seconds:.0f} tok/s incl. prompt)")
     for name, rss in sorted(sampler.peak.items()):
         print(f"peak RSS {name:<7} {rss / mib:7.0f} MiB")
