@@ -17,6 +17,7 @@ import io
 import re
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -317,17 +318,19 @@ def chunk_document(doc: LoadedDoc, count_tokens: Callable[[str], int], chunk_tok
     paragraphs, lines, sentences, then words. Every chunk starts with its "title › section" header."""
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+    # the splitter and the packer ask for the same strings' lengths again and again
+    count = lru_cache(maxsize=None)(count_tokens)
     budget = min(chunk_tokens, max_tokens)
     title = f"{doc.title} — {doc.description}" if doc.description else doc.title
     pieces: list[tuple[Section, str]] = []  # (section, body) each within budget once its header is added
     for section in doc.sections:
         header = _header(title, section.headings)
-        room = max(budget - count_tokens(header) - 1, 16)
-        if count_tokens(section.text) <= room:
+        room = max(budget - count(header) - 1, 16)
+        if count(section.text) <= room:
             pieces.append((section, section.text))
             continue
         splitter = RecursiveCharacterTextSplitter(
-            chunk_size=room, chunk_overlap=0, length_function=count_tokens,
+            chunk_size=room, chunk_overlap=0, length_function=count,
             separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""], keep_separator="end")
         pieces += [(section, part.strip()) for part in splitter.split_text(section.text) if part.strip()]
 
@@ -336,48 +339,48 @@ def chunk_document(doc: LoadedDoc, count_tokens: Callable[[str], int], chunk_tok
 
     def emit():
         first = current[0][0]
-        body = current[0][1]
-        for section, part in current[1:]:
-            sub = section.headings[len(first.headings):] if section.headings[:len(first.headings)] == \
-                first.headings else section.headings
-            body += "\n\n" + (" › ".join(sub) + "\n" if sub and sub != first.headings else "") + part
+        body = current[0][1] + "".join(f"\n\n{_subheading(first, section)}{part}" for section, part in current[1:])
         text = _header(title, first.headings) + "\n" + body
         chunks.append(Chunk(chunk_key(doc.root, doc.source, text), text, doc.source, doc.root, doc.title,
                             " › ".join(h for h in first.headings if h != doc.title), first.page or 0, len(chunks),
                             doc.doc_hash))
         current.clear()
 
+    used = 0  # tokens of the chunk being packed; WordPiece counts add up across whitespace
     for section, part in pieces:
         if current:
-            candidate = current + [(section, part)]
-            same_page = current[0][0].page == section.page
-            if same_page and _packed_tokens(title, candidate, count_tokens) <= budget:
+            addition = count(_subheading(current[0][0], section)) + count(part) + 1
+            if current[0][0].page == section.page and used + addition <= budget:
                 current.append((section, part))
+                used += addition
                 continue
             emit()
         current.append((section, part))
+        used = count(_header(title, section.headings)) + 1 + count(part)
     if current:
         emit()
-    fits = [c for c in chunks if count_tokens(c.text) <= max_tokens]
+    fits = [c for c in chunks if count(c.text) <= max_tokens]  # the guarantee, checked exactly
     if len(fits) == len(chunks):
         return chunks
-    result = fits + _force_split([c for c in chunks if c not in fits], count_tokens, max_tokens, doc)
+    result = fits + _force_split([c for c in chunks if c not in fits], count, max_tokens, doc)
     for index, chunk in enumerate(result):
         chunk.chunk_index = index
     return result
+
+
+def _subheading(first: Section, section: Section) -> str:
+    """The heading line of a section packed after `first`: its headings below first's, if any."""
+    if section.headings == first.headings:
+        return ""
+    sub = section.headings[len(first.headings):] if section.headings[:len(first.headings)] == first.headings \
+        else section.headings
+    return " › ".join(sub) + "\n" if sub else ""
 
 
 def _header(title: str, headings: tuple[str, ...]) -> str:
     """ "title — description › section › subsection" (a heading repeating the title is left out)."""
     name = title.split(" — ", 1)[0]
     return " › ".join([title, *[h for h in headings if h != name]])
-
-
-def _packed_tokens(title: str, pieces: list[tuple[Section, str]], count_tokens) -> int:
-    first = pieces[0][0]
-    text = _header(title, first.headings) + "\n" + "\n\n".join(
-        (" › ".join(s.headings) + "\n" if s.headings != first.headings else "") + p for s, p in pieces)
-    return count_tokens(text)
 
 
 def _force_split(chunks: list[Chunk], count_tokens, max_tokens: int, doc: LoadedDoc) -> list[Chunk]:

@@ -203,7 +203,6 @@ class ChunkStore:
         import numpy as np
 
         candidates = max(k * 4, 20)
-        fields = OUTPUT + ["dense"]
         dense = self.client.search(
             self.name, data=[query_vector], anns_field="dense", limit=candidates, filter=filter,
             search_params={"metric_type": "COSINE", "params": {"ef": max(64, candidates)}},
@@ -213,27 +212,37 @@ class ChunkStore:
         if hybrid and self.hybrid and query_text.strip():
             sparse = self.client.search(
                 self.name, data=[query_text], anns_field="sparse", limit=candidates, filter=filter,
-                search_params={"metric_type": "BM25", "params": {}}, output_fields=fields)[0]
+                search_params={"metric_type": "BM25", "params": {}}, output_fields=OUTPUT)[0]
             rankings.append([h["pk"] for h in sparse])
-            q = np.asarray(query_vector, dtype=np.float32)
             for h in sparse:
-                if h["pk"] not in rows:
-                    vector = np.asarray(h["entity"]["dense"], dtype=np.float32)
-                    cosine = float(vector @ q / max(np.linalg.norm(vector) * np.linalg.norm(q), 1e-12))
-                    rows[h["pk"]] = {**{f: h["entity"][f] for f in OUTPUT}, "score": cosine}
+                rows.setdefault(h["pk"], {**h["entity"], "score": None})  # cosine fetched below if needed
         fused: dict[str, float] = {}
         for ranking in rankings:
             for rank, pk in enumerate(ranking, start=1):
                 fused[pk] = fused.get(pk, 0.0) + 1.0 / (RRF_K + rank)
-        order = diversify(sorted(fused, key=lambda pk: (-fused[pk], -rows[pk]["score"])),
-                          lambda pk: (rows[pk]["root"], rows[pk]["source"]), per_source)
+        order = diversify(sorted(fused, key=lambda pk: -fused[pk]),
+                          lambda pk: (rows[pk]["root"], rows[pk]["source"]), per_source)[:2 * k]
+        self._fill_similarity([pk for pk in order if rows[pk]["score"] is None], rows, query_vector)
         if min_similarity is not None:
-            if not rows or max(r["score"] for r in rows.values()) < min_similarity:
+            if not rows or max(r["score"] for r in rows.values() if r["score"] is not None) < min_similarity:
                 return []
             order = [pk for pk in order if rows[pk]["score"] >= min_similarity]
         return [Hit(rank, rows[pk]["source"], rows[pk]["title"], rows[pk]["section"], rows[pk]["page"],
                     rows[pk]["text"], rows[pk]["score"], fused[pk], rows[pk]["root"], rows[pk]["chunk_index"])
                 for rank, pk in enumerate(order[:k], start=1)]
+
+    def _fill_similarity(self, pks: list[str], rows: dict, query_vector: list[float]) -> None:
+        """Cosine similarity of chunks only BM25 found (their vectors fetched for the few that rank)."""
+        if not pks:
+            return
+        import numpy as np
+
+        q = np.asarray(query_vector, dtype=np.float32)
+        for pk in pks:
+            rows[pk]["score"] = -1.0  # unless its vector comes back below
+        for row in self.client.get(self.name, ids=pks, output_fields=["dense"]):
+            vector = np.asarray(row["dense"], dtype=np.float32)
+            rows[row["pk"]]["score"] = float(vector @ q / max(np.linalg.norm(vector) * np.linalg.norm(q), 1e-12))
 
     def close(self) -> None:
         self.client.close()
