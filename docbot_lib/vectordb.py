@@ -462,6 +462,15 @@ def wait_until_permitted(op: Callable[[], Any], timeout: float = GRANT_TIMEOUT, 
         time.sleep(interval)
 
 
+def _permitted(op: Callable[[], Any], timeout: float) -> str:
+    """"allowed" once a fresh grant lets `op` through (waiting for it), else what the server answered."""
+    try:
+        wait_until_permitted(op, timeout)
+    except DocbotError:
+        return _attempt(op)
+    return "allowed"
+
+
 def verify_least_privilege(uri: str, collection: str, tokens: dict[str, str],
                            timeout: float = GRANT_TIMEOUT) -> VerifyReport:
     """Prove the grants on the probe collection: the app user searches but may not insert, delete or drop;
@@ -482,30 +491,16 @@ def verify_least_privilege(uri: str, collection: str, tokens: dict[str, str],
     app = connect(uri, app_token)
     ingest = connect(uri, ingest_token)
     try:
-        def search():
-            return app.search(probe, [[1.0, 0.0, 0.0, 0.0]], limit=1)
-
-        seen = "allowed"
-        try:
-            wait_until_permitted(search, timeout)
-        except DocbotError:
-            seen = _attempt(search)
-        report.append(Verdict(APP_USER, f"search {probe}", "allowed", seen))
+        search = _permitted(lambda: app.search(probe, [[1.0, 0.0, 0.0, 0.0]], limit=1), timeout)
+        report.append(Verdict(APP_USER, f"search {probe}", "allowed", search))
         row = [{"id": 2, "vector": [0.0, 1.0, 0.0, 0.0]}]
         report.append(Verdict(APP_USER, f"insert into {probe}", "refused", _attempt(lambda: app.insert(probe, row))))
         report.append(Verdict(APP_USER, f"delete from {probe}", "refused",
                               _attempt(lambda: app.delete(probe, ids=[1]))))
         report.append(Verdict(APP_USER, f"drop {probe}", "refused", _attempt(lambda: app.drop_collection(probe))))
 
-        def insert():
-            return ingest.upsert(probe, row)
-
-        seen = "allowed"
-        try:
-            wait_until_permitted(insert, timeout)
-        except DocbotError:
-            seen = _attempt(insert)
-        report.append(Verdict(INGEST_USER, f"insert into {probe}", "allowed", seen))
+        insert = _permitted(lambda: ingest.upsert(probe, row), timeout)
+        report.append(Verdict(INGEST_USER, f"insert into {probe}", "allowed", insert))
         report.append(Verdict(INGEST_USER, f"drop {probe}", "refused",
                               _attempt(lambda: ingest.drop_collection(probe))))
     finally:
