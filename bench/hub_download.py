@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from synthetic import write_model  # bench/ is on the path when a benchmark runs
+
 HERE = Path(__file__).resolve().parent
 MiB = 1 << 20
 REPO_ID = "bench/synthetic-7b"
@@ -50,19 +52,10 @@ if sys.argv[5] == "verify":
 
 
 def make_repo(folder: Path, shard_mib: int, shards: int = 3) -> int:
-    folder.mkdir(parents=True)
-    block = 16 * MiB
-    names = [f"model-{i:05d}-of-{shards:05d}.safetensors" for i in range(1, shards + 1)] + ["pytorch_model.bin"]
-    for name in names:
-        with open(folder / name, "wb") as fh:
-            for _ in range(shard_mib * MiB // block):
-                fh.write(os.urandom(block))
-    (folder / "config.json").write_text('{"architectures": ["MistralForCausalLM"], "hidden_size": 4096}')
-    (folder / "generation_config.json").write_text('{"bos_token_id": 1, "eos_token_id": 2}')
-    (folder / "model.safetensors.index.json").write_text('{"metadata": {"total_size": %d}}' % (shards * shard_mib * MiB))
-    (folder / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "BPE"}}' * 2000)
+    """The benchmark repo: safetensors shards, a decoy .bin the download must skip, the small files."""
+    weights = write_model(folder, shard_mib, shards, extra_weights=("pytorch_model.bin",))
     (folder / "tokenizer_config.json").write_text('{"model_max_length": 32768}')
-    return shards * shard_mib * MiB
+    return weights
 
 
 def timed(code: str, *args: str) -> float:

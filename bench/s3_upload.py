@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from synthetic import write_model  # bench/ is on the path when a benchmark runs
+
 HERE = Path(__file__).resolve().parent
 MiB = 1 << 20
 
@@ -47,16 +49,8 @@ def aws_cli(venv: Path) -> Path:
 
 
 def make_model(folder: Path, shard_mib: int = 341, shards: int = 3) -> int:
-    folder.mkdir(parents=True)
-    block = 16 * MiB
-    for i in range(1, shards + 1):
-        with open(folder / f"model-{i:05d}-of-{shards:05d}.safetensors", "wb") as fh:
-            for _ in range(shard_mib * MiB // block):
-                fh.write(os.urandom(block))
-    (folder / "config.json").write_text('{"architectures": ["MistralForCausalLM"], "hidden_size": 4096}')
-    (folder / "generation_config.json").write_text('{"bos_token_id": 1, "eos_token_id": 2}')
-    (folder / "model.safetensors.index.json").write_text('{"metadata": {"total_size": %d}}' % (shards * shard_mib * MiB))
-    (folder / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "BPE"}}' * 2000)
+    """The benchmark model folder; returns its size in bytes."""
+    write_model(folder, shard_mib, shards)
     return sum(p.stat().st_size for p in folder.iterdir())
 
 
