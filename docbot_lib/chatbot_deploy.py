@@ -16,6 +16,7 @@ from typing import Any
 from docbot_lib import manifests
 from docbot_lib.errors import DocbotError
 from docbot_lib.milvus_deploy import SERVICE_URI
+from docbot_lib.rag import INSTRUCTIONS
 from docbot_lib.serving import VllmOptions
 from docbot_lib.settings import Settings
 
@@ -67,6 +68,7 @@ def chatbot_manifests(settings: Settings, opts: ChatbotOptions | None = None) ->
         "milvus_uri": opts.milvus_uri, "collection": settings.milvus_collection,
         "search_k": str(settings.search_k), "max_tokens": str(settings.max_tokens),
         "max_concurrency": str(settings.api_max_concurrency), "embedding_model": settings.embedding_model,
+        "instructions": settings.rag_instructions or INSTRUCTIONS,
         "cpu": opts.cpu, "cpu_limit": opts.cpu_limit, "memory": opts.memory, "memory_limit": opts.memory_limit,
     })
 

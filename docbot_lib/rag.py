@@ -112,9 +112,10 @@ def supports_system_role(settings: Settings) -> bool:
     return not NO_SYSTEM_ROLE.search(settings.llm_model_name)
 
 
-def build_messages(question: str, context: str, history: History, system_role: bool) -> list[BaseMessage]:
+def build_messages(question: str, context: str, history: History, system_role: bool,
+                   instructions: str = INSTRUCTIONS) -> list[BaseMessage]:
     """Chat messages for the answer: instructions + context, the history, the question."""
-    preamble = f"{INSTRUCTIONS}\n\nContext:\n{context}"
+    preamble = f"{instructions}\n\nContext:\n{context}"
     turns: list[BaseMessage] = [HumanMessage(t) if role == "user" else AIMessage(t) for role, t in history]
     if system_role:
         return [SystemMessage(preamble), *turns, HumanMessage(question)]
@@ -184,7 +185,8 @@ class RagChain:
             yield NOT_FOUND
             yield Answer(question, standalone, NOT_FOUND, [], [], timings, found=False)
             return
-        messages = build_messages(question, format_context(hits), history, self.system_role)
+        messages = build_messages(question, format_context(hits), history, self.system_role,
+                                  self.settings.rag_instructions or INSTRUCTIONS)
         pieces: list[str] = []
         for piece in self.answer_chain.stream(messages):
             if not pieces:

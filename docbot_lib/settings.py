@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     top_p: float = Field(0.92, validation_alias=_env("top_p"))
     max_tokens: int = Field(512, validation_alias=_env("max_tokens"))
     presence_penalty: float = Field(1.03, validation_alias=_env("presence_penalty"))
+    rag_instructions: str | None = Field(None, validation_alias=_env("rag_instructions"),
+                                         description="the chatbot's instructions; None: docbot_lib.rag.INSTRUCTIONS")
     llm_system_role: bool | None = Field(None, validation_alias=_env("llm_system_role"),
                                          description="None = known from the model name (Mistral-7B-Instruct: no)")
 

@@ -50,3 +50,17 @@ def test_the_secret_holds_the_keys_and_prints_masked(cluster):
 def test_bad_options_are_refused(field, value):
     with pytest.raises(DocbotError):
         ChatbotOptions(**{field: value})
+
+
+def test_the_prompt_is_in_the_configmap_and_reaches_the_bot():
+    from docbot_lib.chatbot_deploy import chatbot_manifests
+    from docbot_lib.rag import INSTRUCTIONS
+    from docbot_lib.settings import Settings
+
+    def config(settings):
+        return next(o for o in chatbot_manifests(settings) if o["kind"] == "ConfigMap")["data"]
+
+    base = Settings.load(stack="cluster", llm_base_url="http://llm/v1", milvus_uri="http://milvus:19530")
+    assert config(base)["DOCBOT_RAG_INSTRUCTIONS"] == INSTRUCTIONS
+    own = 'Answer in "French"; cite [n].\nNever guess.'
+    assert config(base.model_copy(update={"rag_instructions": own}))["DOCBOT_RAG_INSTRUCTIONS"] == own

@@ -40,6 +40,8 @@ def test_models_without_a_system_role_get_the_instructions_in_the_first_user_tur
     assert len(first_turn) == 1 and isinstance(first_turn[0], HumanMessage) and first_turn[0].content.endswith("Question: Q?")
     with_system = build_messages("Q?", "[1] ctx", [], system_role=True)
     assert isinstance(with_system[0], SystemMessage) and with_system[-1].content == "Q?"
+    own = build_messages("Q?", "[1] ctx", [], system_role=True, instructions="Answer in French.")
+    assert own[0].content.startswith("Answer in French.\n\nContext:\n[1] ctx")
 
 
 def test_answer_streams_and_lists_its_sources(settings, sample_collection):
