@@ -52,7 +52,8 @@ test: install
 
 lab: install
 	$(BIN)/docbot local up
-	$(BIN)/jupyter lab --notebook-dir=notebooks --no-browser $(JUPYTER_ROOT); $(BIN)/docbot local down
+	@# Ctrl-C stops JupyterLab, then the local stack
+	trap '$(BIN)/docbot local down' EXIT; $(BIN)/jupyter lab --notebook-dir=notebooks --no-browser $(JUPYTER_ROOT)
 
 bench: install
 	@test -d /usr/share/doc/git-doc || { apt-get update -qq && apt-get install -y -qq git-doc; }
