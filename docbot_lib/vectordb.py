@@ -96,6 +96,11 @@ def _user(token: str) -> str:
     return token.split(":", 1)[0] if ":" in token else "(API token)"
 
 
+# pymilvus pings every 10 s even on an idle connection; gRPC servers that keep their default policy (Milvus
+# Lite's) answer that with GOAWAY "too_many_pings" and the next call fails. Ping only while a call runs.
+GRPC_OPTIONS = {"grpc.keepalive_time_ms": 60_000, "grpc.keepalive_permit_without_calls": False}
+
+
 def connect(uri: str | None, token: str | None = None, timeout: float = 10.0):
     """A MilvusClient for `uri` as `token` ("user:password"); a refused password or a silent server is a
     clear ServiceUnavailable that never shows the password."""
@@ -106,27 +111,38 @@ def connect(uri: str | None, token: str | None = None, timeout: float = 10.0):
     if uri.startswith(("http://", "https://", "tcp://", "grpc://")) and not tcp_open(uri):
         raise ServiceUnavailable(f"Milvus does not answer at {uri}",
                                  "start it (locally: `docbot local up`) or correct DOCBOT_MILVUS_URI")
-    client = None
-    try:
-        with _quiet_pymilvus():
-            client = MilvusClient(uri=uri, token=token or "", timeout=timeout)
-            # pymilvus shares connections: the constructor alone may not have asked the server
-            try:
-                client.list_collections()
-            except Exception as exc:  # noqa: BLE001
-                if not is_permission_denied(exc):  # refused an operation = the password was accepted
-                    raise
-        return client
-    except Exception as exc:  # noqa: BLE001 - pymilvus raises MilvusException or grpc errors
-        if client is not None:
-            client.close()
-        if _status_code(exc) == "UNAUTHENTICATED":
-            who = f"user {_user(token)!r}" if token else "a client without credentials"
-            raise ServiceUnavailable(
-                f"Milvus at {uri} refused the password of {who}",
-                "set DOCBOT_MILVUS_TOKEN=user:password (environment or .env) to a user of this server") from None
-        raise ServiceUnavailable(f"Milvus at {uri} failed: {type(exc).__name__}: {exc}",
-                                 "check DOCBOT_MILVUS_URI and that the server is running") from None
+    for attempt in (1, 2):
+        client = None
+        try:
+            with _quiet_pymilvus():
+                client = MilvusClient(uri=uri, token=token or "", timeout=timeout, grpc_options=GRPC_OPTIONS)
+                # pymilvus shares connections: the constructor alone may not have asked the server
+                try:
+                    client.list_collections()
+                except Exception as exc:  # noqa: BLE001
+                    if not is_permission_denied(exc):  # refused an operation = the password was accepted
+                        raise
+            return client
+        except Exception as exc:  # noqa: BLE001 - pymilvus raises MilvusException or grpc errors
+            if client is not None:
+                client.close()
+            # a shared channel the server has just dropped (GOAWAY) fails once, then connects anew
+            if attempt == 1 and "Fail connecting" in str(exc):
+                time.sleep(1.0)
+                continue
+            _connect_error(exc, uri, token)
+    raise AssertionError("unreachable")
+
+
+def _connect_error(exc: Exception, uri: str, token: str | None) -> None:
+    """Raise the ServiceUnavailable that says what failed, never showing the password."""
+    if _status_code(exc) == "UNAUTHENTICATED":
+        who = f"user {_user(token)!r}" if token else "a client without credentials"
+        raise ServiceUnavailable(
+            f"Milvus at {uri} refused the password of {who}",
+            "set DOCBOT_MILVUS_TOKEN=user:password (environment or .env) to a user of this server") from None
+    raise ServiceUnavailable(f"Milvus at {uri} failed: {type(exc).__name__}: {exc}",
+                             "check DOCBOT_MILVUS_URI and that the server is running") from None
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
