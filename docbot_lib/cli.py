@@ -113,6 +113,22 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     return eval_command(settings, args.questions, args.collection, args.json, answers=args.answers)
 
 
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    from docbot_lib.rag import Answer, RagChain
+
+    print(f"Q: {args.question}\nA: ", end="", flush=True)
+    answer = None
+    for piece in RagChain(settings, collection=args.collection).stream(args.question):
+        if isinstance(piece, Answer):
+            answer = piece
+        else:
+            print(piece, end="", flush=True)
+    print("\nSources:" if answer.sources else "\nRetrieved (not cited):")
+    for source in answer.sources or answer.retrieved:
+        print(f"  {source}")
+    return 0 if answer.found else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="docbot", description="Doc Bot: a RAG chatbot over documentation.")
     parser.add_argument("--stack", choices=["local", "cluster"], default=None,
@@ -154,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     gpu.add_argument("--tensor-parallel", type=int, default=1)
     gpu.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     gpu.set_defaults(func=_gpu_size)
+
+    ask = sub.add_parser("ask", help="ask the bot one question: the answer streams, then its sources")
+    ask.add_argument("question")
+    ask.add_argument("--collection", default=None)
+    ask.set_defaults(func=_ask)
 
     serve = sub.add_parser("serve", help="the chatbot: OpenAI-compatible API and web UI (needs DOCBOT_API_KEY)")
     serve.add_argument("--host", default="0.0.0.0")

@@ -85,3 +85,13 @@ def test_chat_widget_keeps_the_conversation_and_clears_it(settings, sample_colle
     assert "milvus-on-openshift.html" in chat.transcript.value  # sources under the answers
     chat.clear()
     assert chat.history == [] and chat.transcript.value == ""
+
+
+def test_docbot_ask_streams_the_answer_then_its_sources(settings, sample_collection, capsys):
+    from docbot_lib.cli import main
+
+    assert main(["ask", "Why does vLLM need a /dev/shm volume?", "--collection", sample_collection]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Q: Why does vLLM need a /dev/shm volume?\nA: ")
+    sources = out.split("\nSources:\n" if "\nSources:\n" in out else "\nRetrieved (not cited):\n")[1]
+    assert "openshift-ai-model-serving.md" in sources
