@@ -157,6 +157,34 @@ def test_llm_down_gives_503_and_the_server_stays_up(api_settings):
         assert metric(url, "docbot_answers_in_flight") == 0  # the slots were given back
 
 
+def test_llm_stopped_gives_503_and_the_bot_recovers_when_it_is_back(api_settings, tmp_path):
+    """A real LLM server of its own: answering, stopped (503, the API stays up), started again (answers)."""
+    import openai
+
+    from conftest import stack_env
+    from docbot_lib.local import LocalStack
+
+    env = stack_env(tmp_path / "home")
+    own = LocalStack(Settings.load(**{k.removeprefix("DOCBOT_").lower(): v for k, v in env.items()}))
+    own.up(only=["llm"])
+    try:
+        llm = own.settings.reload()
+        settings = api_settings.model_copy(update={"llm_base_url": llm.llm_base_url, "llm_api_key": llm.llm_api_key})
+        with running(create_app(settings)) as url:
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0)
+            ask = lambda: client.chat.completions.create(  # noqa: E731
+                model=COLLECTION, max_tokens=16, messages=[{"role": "user", "content": QUESTION}])
+            assert ask().choices[0].message.content
+            own.down()
+            with pytest.raises(openai.APIStatusError) as caught:
+                ask()
+            assert caught.value.status_code == 503 and httpx.get(f"{url}/healthz").status_code == 200
+            own.up(only=["llm"])
+            assert ask().choices[0].message.content  # back: the same app answers again
+    finally:
+        own.down()
+
+
 def test_milvus_collection_missing_gives_503(api_settings):
     app = create_app(api_settings, collection="never_ingested")
     with running(app) as url:
