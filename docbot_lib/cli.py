@@ -116,13 +116,15 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
     from docbot_lib.rag import Answer, RagChain
 
-    print(f"Q: {args.question}\nA: ", end="", flush=True)
-    answer = None
+    print(f"Q: {args.question}", flush=True)
+    answer, started = None, False
     for piece in RagChain(settings, collection=args.collection).stream(args.question):
         if isinstance(piece, Answer):
             answer = piece
         else:
-            print(piece, end="", flush=True)
+            # "A:" once the answer starts: what loads before it (the embedding model) prints on stderr
+            print(piece if started else f"A: {piece}", end="", flush=True)
+            started = True
     print("\nSources:" if answer.sources else "\nRetrieved (not cited):")
     for source in answer.sources or answer.retrieved:
         print(f"  {source}")
