@@ -319,7 +319,8 @@ def kube_api_client(kubeconfig: str | Path | None = None, context: str | None = 
     try:
         return config.new_client_from_config(config_file=str(kubeconfig) if kubeconfig else None, context=context)
     except (config.ConfigException, OSError, TypeError, yaml.YAMLError) as exc:
-        raise DocbotError(f"no usable Kubernetes credentials ({type(exc).__name__}: {exc})",
+        raise DocbotError(f"no Kubernetes cluster is configured: no usable Kubernetes credentials "
+                          f"({type(exc).__name__}: {exc})",
                           "log in with `oc login ...` (or run in an OpenShift AI workbench)") from None
 
 

@@ -621,34 +621,17 @@ def to_yaml(obj: dict) -> str:
     return yaml.safe_dump(obj, sort_keys=False)
 
 
-def kube_api_client():
-    """A `kubernetes` ApiClient for the cluster this runs on: the workbench's service account in a pod,
-    else the current kubeconfig context (`oc login`). DocbotError when neither exists."""
-    from kubernetes import client, config
-
-    try:
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
-        return client.ApiClient(configuration)
-    except config.ConfigException:
-        pass
-    try:
-        return config.new_client_from_config()
-    except (config.ConfigException, OSError, TypeError) as exc:
-        raise DocbotError(f"no Kubernetes cluster is configured ({type(exc).__name__})",
-                          "run this in an OpenShift AI workbench, or `oc login` first (it writes ~/.kube/config); "
-                          "or apply the YAML shown above by hand") from None
-
-
 def apply_data_connection(settings: Settings, namespace: str, name: str, api_client=None) -> str:
     """Create the data connection Secret in the namespace, or replace it when it exists: "created" or
-    "replaced". `api_client` defaults to `kube_api_client()`."""
+    "replaced". `api_client` defaults to `docbot_lib.manifests.kube_api_client()`."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError
 
     body = data_connection_secret(settings, name, namespace, reveal=True)
     secret_name = body["metadata"]["name"]
+    from docbot_lib.manifests import kube_api_client
+
     api = client.CoreV1Api(api_client or kube_api_client())
     hidden = [v for v in (settings.secret("s3_secret_key"), settings.s3_access_key) if v]
     host = api.api_client.configuration.host
