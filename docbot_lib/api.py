@@ -427,14 +427,13 @@ def readiness(settings: Settings, collection: str) -> dict[str, Any]:
 
 def stored_source(settings: Settings, collection: str, source: str, limit: int = 200) -> dict[str, Any]:
     """The chunks stored for one source (as cited in `sources`), in document order: what the bot read."""
-    from docbot_lib.store import ChunkStore, quote
+    from docbot_lib.store import open_store, quote
 
-    store = ChunkStore(settings, collection, create=False)
-    try:
-        rows = store.client.query(collection, filter=f"source == {quote(source)}", limit=limit,
-                                  output_fields=["title", "section", "page", "chunk_index", "text"])
-    finally:
-        store.close()
+    # the process's store for the collection: opening and closing a client per request drops pymilvus's
+    # shared channel for every other request
+    store = open_store(settings, collection)
+    rows = store.client.query(collection, filter=f"source == {quote(source)}", limit=limit,
+                              output_fields=["title", "section", "page", "chunk_index", "text"])
     if not rows:
         raise ApiError(404, f"no source {source!r} in collection {collection!r}", "not_found_error")
     rows.sort(key=lambda r: r.get("chunk_index", 0))
