@@ -126,7 +126,8 @@ def describe(title: str, sections: list[Section], meta: str = "") -> str:
     """One line on what a document is about: its meta description, else the first sentence of its first
     section when that is short (a man page's NAME line, an introduction's opening), else nothing."""
     text = meta.strip() or (sections[0].text.strip() if sections else "")
-    first = re.split(r"(?<=[.!?])\s|\n", text, maxsplit=1)[0].strip()
+    paragraph = " ".join(re.split(r"\n\s*\n", text, maxsplit=1)[0].split())
+    first = re.split(r"(?<=[.!?])\s", paragraph, maxsplit=1)[0].strip()
     words = first.split()
     if not words or first == title:
         return ""
@@ -189,11 +190,21 @@ def load_html(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
         soup = BeautifulSoup(decode_text(data, notes), "lxml")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     meta = soup.find("meta", attrs={"name": "description"})
-    for tag in soup(BOILERPLATE_TAGS):
+    for tag in soup(BOILERPLATE_TAGS) + soup.find_all(id=BOILERPLATE_IDS):
+        # a page header holding the page's own <h1> is content (Asciidoc's #header: the title and a man
+        # page's NAME line, what the page is about); site headers, menus and footers are not
+        if tag.decomposed or (tag.name == "header" or tag.get("id", "").lower() == "header") and tag.find("h1"):
+            continue
         tag.decompose()
-    for tag in soup.find_all(id=BOILERPLATE_IDS):
-        tag.decompose()
+    for tag in soup.find_all(class_=BOILERPLATE_IDS):  # tables of contents by class (Asciidoc, DocBook)
+        if not tag.decomposed and tag.name not in ("html", "body", "main", "article"):
+            tag.decompose()
     main = soup.find("main") or soup.find("article") or soup.find(id="content") or soup.body or soup
+    heading = soup.find("h1")
+    if heading and main is not soup and heading not in main.descendants:
+        # the page's title block sits before its content (Asciidoc's #header): it says what the page is
+        main.insert(0, heading.find_parent(id=re.compile("^header$", re.I)) or heading.find_parent("header")
+                    or heading)
     for tag in main.find_all(BLOCK_TAGS):
         tag.insert_before("\n")
         tag.insert_after("\n")
@@ -342,7 +353,7 @@ def chunk_document(doc: LoadedDoc, count_tokens: Callable[[str], int], chunk_tok
         body = current[0][1] + "".join(f"\n\n{_subheading(first, section)}{part}" for section, part in current[1:])
         text = _header(title, first.headings) + "\n" + body
         chunks.append(Chunk(chunk_key(doc.root, doc.source, text), text, doc.source, doc.root, doc.title,
-                            " › ".join(h for h in first.headings if h != doc.title), first.page or 0, len(chunks),
+                            " › ".join(h for h in first.headings if not h.startswith(doc.title)), first.page or 0, len(chunks),
                             doc.doc_hash))
         current.clear()
 
@@ -380,7 +391,7 @@ def _subheading(first: Section, section: Section) -> str:
 def _header(title: str, headings: tuple[str, ...]) -> str:
     """ "title — description › section › subsection" (a heading repeating the title is left out)."""
     name = title.split(" — ", 1)[0]
-    return " › ".join([title, *[h for h in headings if h != name]])
+    return " › ".join([title, *[h for h in headings if not h.startswith(name)]])
 
 
 def _force_split(chunks: list[Chunk], count_tokens, max_tokens: int, doc: LoadedDoc) -> list[Chunk]:

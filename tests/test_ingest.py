@@ -47,6 +47,27 @@ def test_html_keeps_main_content_title_and_headings():
     assert ("Milvus on OpenShift", "Security", "Roles") in [s.headings for s in sections]
 
 
+def test_html_page_title_block_is_kept_and_describes_every_chunk():
+    """Asciidoc/man pages put the title and the NAME line (what the page is about) in #header, before
+    #content: that block is content; a site header without the page's <h1>, and a table of contents, are not."""
+    page = (b"<html><head><title>tool-undo(1)</title></head><body>"
+            b"<header><a href='/'>Home</a> Site menu</header>"
+            b"<div id='header'><h1>tool-undo(1) Manual Page</h1><h2>NAME</h2>"
+            b"<p>tool-undo -\n  Take back the last\n  change</p></div>"
+            b"<div id='toc' class='toc'>Table of Contents</div>"
+            b"<div id='content'><h2>DESCRIPTION</h2><p>Moves the head back one step.</p></div></body></html>")
+    title, sections = load_html(page, [])
+    text = "\n".join(s.text for s in sections)
+    assert "Site menu" not in text and "Table of Contents" not in text
+    item = SourceItem("tool-undo.html", "/x", lambda: page)
+    doc = load(item, page, "h")
+    assert doc.description == "tool-undo - Take back the last change"
+    chunks = chunk_document(doc, lambda t: len(t.split()), 200, 250)
+    assert chunks and all(c.text.startswith("tool-undo(1) — tool-undo - Take back the last change") for c in chunks)
+    assert "Manual Page" not in chunks[-1].text.partition("\n")[0]
+    assert "Moves the head back one step." in chunks[-1].text
+
+
 def test_markdown_sections_ignore_hashes_in_code():
     md = b"# Guide\nintro\n## Setup\n```bash\n# not a heading\npip install x\n```\n### Deep\ndetail\n"
     title, sections = load_markdown(md, [])
