@@ -190,15 +190,19 @@ def load_html(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
         soup = BeautifulSoup(decode_text(data, notes), "lxml")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     meta = soup.find("meta", attrs={"name": "description"})
-    for tag in soup(BOILERPLATE_TAGS) + soup.find_all(id=BOILERPLATE_IDS):
+    refresh = soup.find("meta", attrs={"http-equiv": re.compile("^refresh$", re.I)})
+    target = re.search(r"url\s*=\s*['\"]?([^'\";]+)", refresh.get("content", ""), re.I) if refresh else None
+    if target:  # a stub that sends the browser elsewhere (Texinfo writes one per node): its text is elsewhere
+        raise BadDocument(f"a redirect to {target.group(1).strip()}: nothing of its own to ingest")
+    for tag in (soup(BOILERPLATE_TAGS) + soup.find_all(id=BOILERPLATE_IDS)
+                + soup.find_all(class_=BOILERPLATE_IDS)):  # by class too: Asciidoc's .toc, Texinfo's nav .header
+        if tag.decomposed or tag.name in ("html", "body", "main", "article"):
+            continue
         # a page header holding the page's own <h1> is content (Asciidoc's #header: the title and a man
         # page's NAME line, what the page is about); site headers, menus and footers are not
-        if tag.decomposed or (tag.name == "header" or tag.get("id", "").lower() == "header") and tag.find("h1"):
+        if tag.find("h1") and "header" in [tag.name, tag.get("id", "").lower(), *tag.get("class", [])]:
             continue
         tag.decompose()
-    for tag in soup.find_all(class_=BOILERPLATE_IDS):  # tables of contents by class (Asciidoc, DocBook)
-        if not tag.decomposed and tag.name not in ("html", "body", "main", "article"):
-            tag.decompose()
     main = soup.find("main") or soup.find("article") or soup.find(id="content") or soup.body or soup
     heading = soup.find("h1")
     if heading and main is not soup and heading not in main.descendants:

@@ -160,6 +160,8 @@ def test_bad_inputs_are_skipped_with_reasons(settings, tmp_path, collection):
     (folder / "latin1.txt").write_bytes("Caf\xe9 au lait and Milvus.".encode("latin-1"))
     (folder / "picture.png").write_bytes(b"\x89PNG\r\n")
     (folder / "huge.txt").write_text("big " * 400_000)
+    (folder / "moved.html").write_text('<html><head><title>Moved</title><meta http-equiv="Refresh" '
+                                       'content="0; url=good.html#part"></head><body>The node is at good</body></html>')
     settings = settings.model_copy(update={"max_document_mb": 1.0})
     report = ingest(settings, [str(folder), str(folder / "good.md")], collection=collection, progress=False)
     reasons = dict(report.skipped)
@@ -169,6 +171,7 @@ def test_bad_inputs_are_skipped_with_reasons(settings, tmp_path, collection):
     assert "unsupported type .png" in reasons["picture.png"]
     assert "too large" in reasons["huge.txt"] and "DOCBOT_MAX_DOCUMENT_MB" in reasons["huge.txt"]
     assert reasons["good.md"].startswith("same content as") or reasons["copy.md"].startswith("same content as")
+    assert reasons["moved.html"].startswith("a redirect to good.html#part")
     assert "invalid UTF-8" in dict(report.notes)["latin1.txt"]
     assert report.new == 2  # one of good/copy, and latin1.txt
     assert {r["source"] for r in rows(settings, collection)} <= {"good.md", "copy.md", "latin1.txt"}
