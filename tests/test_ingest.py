@@ -12,7 +12,7 @@ from docbot_lib.embeddings import get_embeddings
 from docbot_lib.ingest import (BadDocument, SourceItem, chunk_document, discover, ingest, load, load_html,
                                load_markdown, load_pdf)
 from docbot_lib.samples import prepare_sample_docs, write_pdf
-from docbot_lib.store import ChunkStore, search, source_filter
+from docbot_lib.store import ChunkStore, keywords_of, reciprocal_rank_fusion, search, source_filter
 
 from conftest import REPO
 
@@ -285,3 +285,10 @@ def test_one_document_cannot_fill_every_place():
     order = ["a1", "a2", "a3", "b1", "a4", "c1"]
     assert diversify(order, lambda pk: pk[0], 2) == ["a1", "a2", "b1", "c1", "a3", "a4"]
     assert diversify(order, lambda pk: pk[0], None) == order
+
+
+def test_bm25_gets_the_question_without_function_words_and_ranks_fuse_by_weight():
+    assert keywords_of("How do I undo the last commit but keep it's changes?") == "undo last commit keep it's changes"
+    assert keywords_of("Why is it not?") == "Why is it not"  # nothing but function words: all of them
+    fused = reciprocal_rank_fusion([["a", "b"], ["b", "c"]], [1.0, 0.5])
+    assert fused["a"] == 1 / 61 and fused["b"] == 1 / 62 + 0.5 / 61 and fused["c"] == 0.5 / 62
