@@ -59,9 +59,11 @@ lab: install
 	trap '$(BIN)/docbot local down' EXIT; $(BIN)/jupyter lab --notebook-dir=notebooks --no-browser $(JUPYTER_ROOT)
 
 bench: install
-	@test -d /usr/share/doc/git-doc || { apt-get update -qq && apt-get install -y -qq git-doc; }
+	@test -d /usr/share/doc/git-doc -a -d /usr/share/doc/zsh-common/html || \
+	  { apt-get update -qq && apt-get install -y -qq git-doc zsh-doc; }
 	$(BIN)/python bench/local_stack.py
 	$(BIN)/python bench/ingest_retrieval.py
+	$(BIN)/python bench/ingest_retrieval.py --docs /usr/share/doc/zsh-common/html --questions bench/data/zsh_qa.jsonl
 	$(BIN)/python bench/s3_upload.py
 	$(BIN)/python bench/hub_download.py
 
