@@ -73,6 +73,13 @@ class LocalEmbeddings(Embeddings):
         self.normalize, self.batch_size = normalize, batch_size
         self.query_prefix, self.document_prefix = query_prefix, document_prefix
         self.tokenizer = self.model.tokenizer
+        # counting has its own copy of the fast tokenizer, without padding or truncation: the model's resets
+        # those on every call, and chunking the Git docs took 6.9 s through it, 4.6 s through the copy
+        from tokenizers import Tokenizer
+
+        self._counter = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+        self._counter.no_truncation()
+        self._counter.no_padding()
         self.dimension = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") \
             else self.model.get_sentence_embedding_dimension()
         # the model reads at most max_seq_length word pieces, [CLS] and [SEP] included
@@ -80,8 +87,7 @@ class LocalEmbeddings(Embeddings):
 
     def count_tokens(self, text: str) -> int:
         """Word pieces of `text` as the model sees it (without [CLS]/[SEP])."""
-        # verbose=False: counting a long text is not feeding it to the model (no length warning)
-        return len(self.tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         vectors = np.asarray(self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
