@@ -2,12 +2,14 @@
 
 Corpus: Git's HTML documentation (`apt-get install -y git-doc`: /usr/share/doc/git-doc, 242 pages).
 Questions: ../shared/eval/git_qa.jsonl (50 questions, each with the page that answers it).
+Held-out: --docs /usr/share/doc/zsh-common/html --questions bench/data/zsh_qa.jsonl (zsh-doc, 40 questions).
 
 peer    = the seed recipe: pages as text (BeautifulSoup get_text), RecursiveCharacterTextSplitter(1024, 40),
           sentence-transformers all-MiniLM-L6-v2 (HuggingFaceEmbeddings, float32), LangChain's Milvus store
           with its defaults (drop and rebuild), dense search;
 Doc Bot = docbot_lib.ingest + docbot_lib.store: main content only, structure-aware token-sized chunks with
-          title/section headers, the same model (bf16 where the CPU has it), hybrid dense + BM25 with RRF.
+          title/section headers, the same model (bf16 where the CPU has it), hybrid dense + BM25 with weighted
+          RRF; and, from the same collection, dense search only.
 Both write to their own Milvus Lite database. Prints, for each: pages, chunks, ingest wall time,
 chunks/s, hit@4, hit@10, MRR@10, p50 search latency (query embedding included); for Doc Bot also the
 unchanged re-ingest time. Ranks count chunks.
@@ -72,16 +74,20 @@ def docbot(docs: Path, questions, db: str, dtype: str) -> dict:
 
     embedder = get_embeddings(settings)
     store = ChunkStore(settings, "docbot", create=False)
-    ranked, latencies = [], []
     store.search(embedder.embed_query("warm up"), "warm up", k=10)
-    for q in questions:
-        t = time.perf_counter()
-        hits = store.search(embedder.embed_query(q.question), q.question, k=10)
-        latencies.append(time.perf_counter() - t)
-        ranked.append([h.source for h in hits])
-    return {"pages": report.documents, "chunks": report.chunks_written, "ingest_s": ingest_s,
-            "reingest_s": reingest_s, "ranked": ranked, "latencies": latencies, "report": str(report),
-            "retrieval": store.describe(), "dtype": embedder.dtype}
+    runs = {}
+    for hybrid in (True, False):
+        ranked, latencies = [], []
+        for q in questions:
+            t = time.perf_counter()
+            hits = store.search(embedder.embed_query(q.question), q.question, k=10, hybrid=hybrid)
+            latencies.append(time.perf_counter() - t)
+            ranked.append([h.source for h in hits])
+        runs[hybrid] = ranked, latencies
+    common = {"pages": report.documents, "chunks": report.chunks_written, "ingest_s": ingest_s,
+              "reingest_s": reingest_s, "report": str(report), "dtype": embedder.dtype}
+    return ({**common, "ranked": runs[True][0], "latencies": runs[True][1], "retrieval": store.describe()},
+            {**common, "ranked": runs[False][0], "latencies": runs[False][1]})
 
 
 def main() -> None:
@@ -103,19 +109,20 @@ def main() -> None:
         results = {}
         if not args.skip_peer:
             results["peer (seed recipe)"] = peer(args.docs, questions, str(work / "peer.db"))
-        results["Doc Bot"] = docbot(args.docs, questions, str(work / "docbot.db"), args.dtype)
+        results["Doc Bot"], results["Doc Bot, dense only"] = docbot(args.docs, questions, str(work / "docbot.db"),
+                                                                    args.dtype)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"\ncorpus {args.docs} · {len(questions)} questions ({args.questions.name}) · {os.cpu_count()} cores")
-    header = f"{'':<20}{'pages':>6}{'chunks':>8}{'ingest s':>10}{'chunks/s':>10}{'hit@4':>7}{'hit@10':>8}" \
+    header = f"{'':<22}{'pages':>6}{'chunks':>8}{'ingest s':>10}{'chunks/s':>10}{'hit@4':>7}{'hit@10':>8}" \
              f"{'MRR@10':>8}{'p50 ms':>8}"
     print(header)
     scores = {}
     for name, r in results.items():
         s = score_retrieval(questions, r["ranked"])
         scores[name] = s
-        print(f"{name:<20}{r['pages']:>6}{r['chunks']:>8}{r['ingest_s']:>10.1f}{r['chunks'] / r['ingest_s']:>10.1f}"
+        print(f"{name:<22}{r['pages']:>6}{r['chunks']:>8}{r['ingest_s']:>10.1f}{r['chunks'] / r['ingest_s']:>10.1f}"
               f"{s.hit_at[4]:>7.2f}{s.hit_at[10]:>8.2f}{s.mrr_at_10:>8.3f}{median_ms(r['latencies']):>8.1f}")
     mine = results["Doc Bot"]
     print(f"\nDoc Bot: {mine['retrieval']}; embeddings in {mine['dtype']}")

@@ -96,7 +96,7 @@ class ChunkStore:
 
     def describe(self) -> str:
         if self.hybrid:
-            return "hybrid search: dense (HNSW, COSINE) + BM25, reciprocal-rank fusion"
+            return f"hybrid search: dense (HNSW, COSINE) + BM25 (weight {BM25_WEIGHT:g}), reciprocal-rank fusion"
         return f"dense search only (HNSW, COSINE): Milvus {self.version} has no BM25 full-text search (needs 2.5+)"
 
     # -- schema -------------------------------------------------------------------------------------
