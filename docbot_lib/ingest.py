@@ -173,6 +173,8 @@ BOILERPLATE_TAGS = ["script", "style", "noscript", "nav", "header", "footer", "a
                     "button", "template"]
 BOILERPLATE_IDS = re.compile(r"^(header|footer|nav|navbar|navigation|toc|sidebar|menu|breadcrumbs?|"
                              r"footer-text|cookie.*|skip.*)$", re.I)
+BOILERPLATE_ROLES = re.compile(r"^(navigation|banner|contentinfo|search)$", re.I)
+PERMALINKS = re.compile(r"^(headerlink|anchor|anchorjs-link|permalink|hash-link)$", re.I)
 BLOCK_TAGS = ["p", "div", "pre", "li", "dt", "dd", "tr", "table", "ul", "ol", "dl", "blockquote", "section",
               "article", "br", "hr", "td", "th", "figure", "figcaption"]
 HEADING = "\x00H"
@@ -195,7 +197,9 @@ def load_html(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
     if target:  # a stub that sends the browser elsewhere (Texinfo writes one per node): its text is elsewhere
         raise BadDocument(f"a redirect to {target.group(1).strip()}: nothing of its own to ingest")
     for tag in (soup(BOILERPLATE_TAGS) + soup.find_all(id=BOILERPLATE_IDS)
-                + soup.find_all(class_=BOILERPLATE_IDS)):  # by class too: Asciidoc's .toc, Texinfo's nav .header
+                + soup.find_all(class_=BOILERPLATE_IDS)  # by class too: Asciidoc's .toc, Texinfo's nav .header
+                + soup.find_all(role=BOILERPLATE_ROLES)  # ARIA landmarks: Sphinx's sidebar and related links
+                + soup.find_all("a", class_=PERMALINKS)):  # the ¶ after each heading
         if tag.decomposed or tag.name in ("html", "body", "main", "article"):
             continue
         # a page header holding the page's own <h1> is content (Asciidoc's #header: the title and a man
@@ -203,8 +207,12 @@ def load_html(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
         if tag.find("h1") and "header" in [tag.name, tag.get("id", "").lower(), *tag.get("class", [])]:
             continue
         tag.decompose()
-    main = soup.find("main") or soup.find("article") or soup.find(id="content") or soup.body or soup
+    main = (soup.find("main") or soup.find(role="main") or soup.find("article") or soup.find(id="content")
+            or soup.body or soup)
     heading = soup.find("h1")
+    name = " ".join(heading.get_text(" ", strip=True).split()) if heading else ""
+    if name and name != title and name in title:
+        title = name  # "json — JSON encoder and decoder", not "... — Python 3.11 documentation" on every chunk
     if heading and main is not soup and heading not in main.descendants:
         # the page's title block sits before its content (Asciidoc's #header): it says what the page is
         main.insert(0, heading.find_parent(id=re.compile("^header$", re.I)) or heading.find_parent("header")

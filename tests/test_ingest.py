@@ -68,6 +68,22 @@ def test_html_page_title_block_is_kept_and_describes_every_chunk():
     assert "Moves the head back one step." in chunks[-1].text
 
 
+def test_html_sphinx_page_keeps_its_main_role_without_landmarks_permalinks_or_site_name():
+    page = (b"<html><head><title>json \xe2\x80\x94 JSON codec \xe2\x80\x94 Python 3.11 documentation</title></head><body>"
+            b"<div class='related' role='navigation'><a>modules</a> | <a>next</a></div>"
+            b"<div class='document'><div class='body' role='main'>"
+            b"<h1>json \xe2\x80\x94 JSON codec<a class='headerlink' href='#x'>\xc2\xb6</a></h1><p>Encodes objects.</p>"
+            b"<h2>Basic Usage<a class='headerlink' href='#y'>\xc2\xb6</a></h2><p>json.dumps(obj)</p></div></div>"
+            b"<div class='sphinxsidebar' role='navigation'><h3>Table of Contents</h3><p>Previous topic</p></div>"
+            b"<div role='search'><form><input name='q'></form>Quick search</div></body></html>")
+    title, sections = load_html(page, [])
+    text = "\n".join(s.text for s in sections)
+    assert title == "json \u2014 JSON codec"
+    assert [s.headings for s in sections] == [("json \u2014 JSON codec",), ("json \u2014 JSON codec", "Basic Usage")]
+    for boilerplate in ("modules", "Previous topic", "Quick search", "\u00b6"):
+        assert boilerplate not in text and all(boilerplate not in h for s in sections for h in s.headings)
+
+
 def test_markdown_sections_ignore_hashes_in_code():
     md = b"# Guide\nintro\n## Setup\n```bash\n# not a heading\npip install x\n```\n### Deep\ndetail\n"
     title, sections = load_markdown(md, [])
