@@ -165,19 +165,27 @@ def test_a_killed_download_resumes_where_it_stopped(tiny_repo, tmp_path):
         assert not list(models.rglob("*.part"))
 
 
-def test_ctrl_c_stops_the_download_and_the_next_run_resumes(tmp_path):
+def test_ctrl_c_stops_the_download_and_the_next_run_resumes(tmp_path, monkeypatch):
     """KeyboardInterrupt (Ctrl-C in a notebook) while a transfer hangs: it stops at once; run again, it resumes."""
     import _thread
     import threading
 
+    # the hang must outlast the test: huggingface_hub would otherwise time out after 10 s and resume by itself
+    monkeypatch.setattr(hf_constants, "HF_HUB_DOWNLOAD_TIMEOUT", 120)
     chunk = hf_constants.DOWNLOAD_CHUNK_SIZE
     big = build_repo(tmp_path / "big" / REPO_ID, first_shard_floats=(chunk + 2 * 1024 * 1024) // 4)
     models = tmp_path / "models"
 
+    def size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:  # a small file's partial file, moved in place meanwhile
+            return 0
+
     def interrupt_when_a_chunk_is_on_disk():
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if [p for p in models.rglob("*.part") if p.stat().st_size >= chunk]:
+            if [p for p in models.rglob("*.part") if size(p) >= chunk]:
                 break
             time.sleep(0.05)
         _thread.interrupt_main()
