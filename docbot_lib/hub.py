@@ -21,10 +21,10 @@ import functools
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import threading
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -582,23 +582,44 @@ def _fetch_all(plan: DownloadPlan, files: list[ModelFile], folder: Path, token: 
     """
     stop = threading.Event()
     bars = _progress_bars(progress, stop)
+    todo: queue.SimpleQueue = queue.SimpleQueue()
+    for f in files:
+        todo.put(f)
+    results: queue.SimpleQueue = queue.SimpleQueue()
+
+    def work() -> None:
+        while not stop.is_set():
+            try:
+                f = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results.put((f.path, _fetch(plan, f, folder, token, bars), None))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                results.put((f.path, None, exc))
+
+    # daemon threads, not a ThreadPoolExecutor: the interpreter waits for an executor's threads at exit, so a
+    # thread stuck on a hanging transfer would hold a Ctrl-C'd process until the transfer timed out
+    for n in range(max(1, min(workers, len(files)))):
+        threading.Thread(target=work, name=f"docbot-hub-{n}", daemon=True).start()
     done: dict[str, tuple[int, bool, str | None]] = {}
-    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(files))), thread_name_prefix="docbot-hub")
     try:
-        pending = {pool.submit(_fetch, plan, f, folder, token, bars): f for f in files}
         with tqdm(total=len(files), desc="files", unit="file", disable=not progress or len(files) < 2) as bar:
-            while pending:
-                # short waits: Ctrl-C (KeyboardInterrupt) reaches this thread within half a second
-                finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    done[pending.pop(future).path] = future.result()
-                    bar.update(1)
+            while len(done) < len(files):
+                try:
+                    # short waits: Ctrl-C (KeyboardInterrupt) reaches this thread within half a second
+                    path, result, error = results.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if error is not None:
+                    raise error
+                done[path] = result
+                bar.update(1)
     except BaseException:
+        # the others stop at their next chunk, writing nothing more; a thread stuck on a dead connection is
+        # not waited for (its partial file stays for the next run to resume)
         stop.set()
-        # no waiting: a thread stuck on a dead connection stops at its next chunk, writing nothing more
-        pool.shutdown(wait=False, cancel_futures=True)
         raise
-    pool.shutdown()
     return done
 
 
