@@ -182,8 +182,11 @@ def test_ctrl_c_stops_the_download_and_the_next_run_resumes(tmp_path):
         env = {**os.environ, "DOCBOT_STACK": "cluster", "DOCBOT_HF_ENDPOINT": server.url,
                "DOCBOT_MODEL_ID": REPO_ID, "DOCBOT_MODEL_DIR": str(models),
                "HF_HUB_DOWNLOAD_TIMEOUT": "120"}  # the hang outlasts the test: no timeout ends it for us
+        # Ctrl-C as in a terminal: a test run started in the background (`make test &`) passes SIGINT on
+        # ignored, as POSIX shells do for background jobs, so the child takes the default handler back
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from docbot_lib.hub import download_model; from docbot_lib import Settings; "
+            [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                                   "from docbot_lib.hub import download_model; from docbot_lib import Settings; "
                                    "download_model(Settings.load(), progress=False)"],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
