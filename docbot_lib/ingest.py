@@ -365,7 +365,7 @@ def chunk_document(doc: LoadedDoc, count_tokens: Callable[[str], int], chunk_tok
         body = current[0][1] + "".join(f"\n\n{_subheading(first, section)}{part}" for section, part in current[1:])
         text = _header(title, first.headings) + "\n" + body
         chunks.append(Chunk(chunk_key(doc.root, doc.source, text), text, doc.source, doc.root, doc.title,
-                            " › ".join(h for h in first.headings if not h.startswith(doc.title)), first.page or 0, len(chunks),
+                            " › ".join(_below_title(doc.title, first.headings)), first.page or 0, len(chunks),
                             doc.doc_hash))
         current.clear()
 
@@ -402,8 +402,13 @@ def _subheading(first: Section, section: Section) -> str:
 
 def _header(title: str, headings: tuple[str, ...]) -> str:
     """ "title — description › section › subsection" (a heading repeating the title is left out)."""
-    name = title.split(" — ", 1)[0]
-    return " › ".join([title, *[h for h in headings if not h.startswith(name)]])
+    return " › ".join([title, *_below_title(title.split(" — ", 1)[0], headings)])
+
+
+def _below_title(name: str, headings: tuple[str, ...]) -> list[str]:
+    """The section path without the headings that repeat the page's title: the title itself, and a top
+    heading that only extends it ("git-reset(1) Manual Page" on the page "git-reset(1)")."""
+    return [h for i, h in enumerate(headings) if h != name and not (i == 0 and h.startswith(name + " "))]
 
 
 def _force_split(chunks: list[Chunk], count_tokens, max_tokens: int, doc: LoadedDoc) -> list[Chunk]:
