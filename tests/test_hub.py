@@ -124,24 +124,45 @@ def test_download_fetches_the_planned_files_of_the_commit_and_verifies_them(serv
     assert resolve_gets(server) == [], "a second run downloads nothing"
 
 
+def start_download(server: HubServer, models: Path, **popen) -> subprocess.Popen:
+    """`download_model` from `server` into `models`, in a child process. Ctrl-C reaches it as in a terminal:
+    a test run started in the background (`make test &`) passes SIGINT on ignored, as POSIX shells do for
+    background jobs, so the child takes the default handler back. The hub's hang outlasts the tests: no
+    download timeout ends it for them."""
+    env = {**os.environ, "DOCBOT_STACK": "cluster", "DOCBOT_HF_ENDPOINT": server.url, "DOCBOT_MODEL_ID": REPO_ID,
+           "DOCBOT_MODEL_DIR": str(models), "HF_HUB_DOWNLOAD_TIMEOUT": "120"}
+    return subprocess.Popen(
+        [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                               "from docbot_lib.hub import download_model; from docbot_lib import Settings; "
+                               "download_model(Settings.load(), progress=False)"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, **popen)
+
+
+def wait_for_a_written_chunk(models: Path, proc: subprocess.Popen, chunk: int) -> list[Path]:
+    """The partial files holding at least `chunk` bytes, once there is one (or the process ended, or 60 s)."""
+    def size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:  # a small file's partial file, moved in place meanwhile
+            return 0
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if parts := [p for p in models.rglob("*.part") if size(p) >= chunk]:
+            return parts
+        time.sleep(0.05)
+    return []
+
+
 def test_a_killed_download_resumes_where_it_stopped(tiny_repo, tmp_path):
     """A download process killed mid-file; the next run asks only for the missing bytes (HTTP Range)."""
     chunk = hf_constants.DOWNLOAD_CHUNK_SIZE  # the client writes to disk in chunks of this size
     big = build_repo(tmp_path / "big" / REPO_ID, first_shard_floats=(chunk + 2 * 1024 * 1024) // 4)
     models = tmp_path / "models"
     with HubServer({REPO_ID: big}, stall_after=chunk + 1024 * 1024) as server:
-        env = {**os.environ, "DOCBOT_STACK": "cluster", "DOCBOT_HF_ENDPOINT": server.url,
-               "DOCBOT_MODEL_ID": REPO_ID, "DOCBOT_MODEL_DIR": str(models)}
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from docbot_lib.hub import download_model; from docbot_lib import Settings; "
-                                   "download_model(Settings.load(), progress=False)"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = start_download(server, models, stderr=subprocess.DEVNULL)
         try:
-            deadline = time.monotonic() + 60
-            parts: list[Path] = []
-            while time.monotonic() < deadline and proc.poll() is None and not parts:
-                parts = [p for p in models.rglob("*.part") if p.stat().st_size >= chunk]
-                time.sleep(0.05)
+            parts = wait_for_a_written_chunk(models, proc, chunk)
             assert parts, "the download of the big shard never got going"
         finally:
             proc.kill()
@@ -171,30 +192,10 @@ def test_ctrl_c_stops_the_download_and_the_next_run_resumes(tmp_path):
     chunk = hf_constants.DOWNLOAD_CHUNK_SIZE
     big = build_repo(tmp_path / "big" / REPO_ID, first_shard_floats=(chunk + 2 * 1024 * 1024) // 4)
     models = tmp_path / "models"
-
-    def size(path: Path) -> int:
-        try:
-            return path.stat().st_size
-        except FileNotFoundError:  # a small file's partial file, moved in place meanwhile
-            return 0
-
     with HubServer({REPO_ID: big}, stall_after=chunk + 1024 * 1024) as server:
-        env = {**os.environ, "DOCBOT_STACK": "cluster", "DOCBOT_HF_ENDPOINT": server.url,
-               "DOCBOT_MODEL_ID": REPO_ID, "DOCBOT_MODEL_DIR": str(models),
-               "HF_HUB_DOWNLOAD_TIMEOUT": "120"}  # the hang outlasts the test: no timeout ends it for us
-        # Ctrl-C as in a terminal: a test run started in the background (`make test &`) passes SIGINT on
-        # ignored, as POSIX shells do for background jobs, so the child takes the default handler back
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-                                   "from docbot_lib.hub import download_model; from docbot_lib import Settings; "
-                                   "download_model(Settings.load(), progress=False)"],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = start_download(server, models, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and proc.poll() is None:
-                if [p for p in models.rglob("*.part") if size(p) >= chunk]:
-                    break
-                time.sleep(0.05)
+            wait_for_a_written_chunk(models, proc, chunk)
             assert proc.poll() is None, "the download ended before it could be interrupted"
             proc.send_signal(signal.SIGINT)
             started = time.monotonic()
