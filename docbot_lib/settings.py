@@ -1,11 +1,14 @@
 """Every endpoint, credential and knob of Doc Bot, read in one place.
 
 Precedence, highest first:
-  1. explicit values (notebook parameters, CLI flags) passed to `Settings.load(...)`;
+  1. explicit values (notebook parameters, CLI flags) passed to `Settings.load(...)`; a parameter left at
+     None is not given, so it never hides the environment;
   2. environment variables (`DOCBOT_*`, and the names an OpenShift AI data connection injects:
      `AWS_S3_ENDPOINT`, `AWS_ACCESS_KEY_ID`, ...);
   3. a `.env` file in the project folder (or the current folder);
-  4. with `stack="local"`: the endpoints and generated credentials of the running local stack;
+  4. what the lab itself recorded: with `stack="local"` the endpoints and generated credentials of the
+     running local stack; with `stack="cluster"` the cluster state file (`cluster.env`, next to the first
+     `.env`) that notebooks 03 and 04 write: the model's endpoint, served name and token, Milvus' URI;
   5. the defaults below.
 
 Secrets are `SecretStr`: their repr, `str()` and `Settings.table()` show them masked.
@@ -16,10 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from docbot_lib.errors import DocbotError
@@ -36,6 +40,46 @@ def env_files() -> tuple[Path, ...]:
     chosen = os.environ.get("DOCBOT_ENV_FILE")
     files = [Path(chosen)] if chosen else [project_dir() / ".env", Path.cwd() / ".env"]
     return tuple(dict.fromkeys(p.resolve() for p in files))
+
+
+def cluster_state_file() -> Path:
+    """What notebooks 03 and 04 record on a cluster (endpoints, names, the model's token): `cluster.env`
+    beside the first `.env` file (mode 600, never committed)."""
+    return env_files()[0].parent / "cluster.env"
+
+
+def write_env(path: Path, values: dict[str, str]) -> None:
+    """Set KEY=value lines in an env file, keeping its other lines; written whole then renamed, mode 600
+    (a crash never leaves half a file, and other users of the machine cannot read it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = path.read_text().splitlines() if path.is_file() else []
+    pending = dict(values)
+    out = []
+    for line in lines:
+        match = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", line)
+        if match and match[1] in pending:
+            out.append(f"{match[1]}={pending.pop(match[1])}")
+        else:
+            out.append(line)
+    out += [f"{key}={value}" for key, value in pending.items()]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(out) + "\n")
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """The KEY=value pairs of an env file (empty when it does not exist)."""
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None} if Path(path).is_file() else {}
 
 
 def _env(name: str, *aliases: str) -> Any:
@@ -77,6 +121,9 @@ class Settings(BaseSettings):
     local_llm_gguf: Path | None = Field(None, validation_alias=_env("local_llm_gguf"),
                                         description="model file of the local LLM; default SmolLM2-135M")
 
+    # the OpenShift project (namespace) the lab deploys into; None: the workbench's own, or `oc project`'s
+    namespace: str | None = Field(None, validation_alias=_env("namespace"))
+
     # S3 (MinIO / ODF / AWS): the same names as an OpenShift AI data connection
     s3_endpoint: str | None = Field(None, validation_alias=_env("s3_endpoint", "AWS_S3_ENDPOINT"))
     s3_access_key: str | None = Field(None, validation_alias=_env("s3_access_key", "AWS_ACCESS_KEY_ID"))
@@ -116,6 +163,8 @@ class Settings(BaseSettings):
     milvus_uri: str | None = Field(None, validation_alias=_env("milvus_uri"))
     milvus_token: SecretStr | None = Field(None, validation_alias=_env("milvus_token"),
                                            description="user:password, or an API token")
+    milvus_app_token: SecretStr | None = Field(None, validation_alias=_env("milvus_app_token"),
+                                               description="the read-only user's token: the chatbot, notebook 06")
     milvus_root_token: SecretStr | None = Field(None, validation_alias=_env("milvus_root_token"),
                                                 description="root:password, for the day-2 steps (`docbot milvus secure`)")
     milvus_collection: str = Field("docbot", validation_alias=_env("milvus_collection"))
@@ -152,6 +201,8 @@ class Settings(BaseSettings):
     api_max_concurrency: int = Field(4, ge=1, validation_alias=_env("api_max_concurrency"),
                                      description="answers generated at once; more requests get HTTP 429")
 
+    _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)  # what load() was given explicitly
+
     @classmethod
     def load(cls, **overrides: Any) -> "Settings":
         """Settings from parameters (None means "not given"), environment, `.env`, local stack, defaults."""
@@ -163,7 +214,37 @@ class Settings(BaseSettings):
         settings = cls(_env_file=env_files(), **given)
         if settings.stack == "local":
             settings = settings._with_local_stack()
+        elif cluster_state_file().is_file():
+            # what notebooks 03 and 04 recorded, below .env (pydantic-settings: later files win)
+            settings = cls(_env_file=(cluster_state_file(), *env_files()), **given)
+        settings._overrides = {k: v for k, v in overrides.items() if v is not None}
         return settings
+
+    def record(self, **values: Any) -> "Settings":
+        """Remember values for the next notebooks on this cluster (the cluster state file, mode 600), and
+        return the settings with them. Explicit settings (parameters, environment, `.env`) still win."""
+        if self.stack != "cluster":
+            raise DocbotError("only a cluster's state is recorded (the local stack keeps its own)",
+                              "record after deploying to a cluster (STACK = cluster)")
+        unknown = set(values) - set(type(self).model_fields)
+        if unknown:
+            raise DocbotError(f"unknown setting(s) {sorted(unknown)}", "record fields of Settings")
+        write_env(cluster_state_file(), {f"DOCBOT_{k.upper()}": str(getattr(v, "get_secret_value", lambda: v)())
+                                         for k, v in values.items() if v is not None})
+        return self.reload()
+
+    @property
+    def milvus_user(self) -> str:
+        """The Milvus user the token logs in as (never its password): "(no token)" without one."""
+        token = self.secret("milvus_token")
+        return token.split(":", 1)[0] if token and ":" in token else "(API token)" if token else "(no token)"
+
+    def as_reader(self) -> "Settings":
+        """The same settings as the read-only Milvus user (the chatbot's, from notebook 04) when one is known;
+        the ingest user writes, the chatbot and notebook 06 only read."""
+        if self.milvus_app_token is None:
+            return self
+        return self.model_copy(update={"milvus_token": self.milvus_app_token})
 
     # -- the local stack ---------------------------------------------------------------
     @property
@@ -200,8 +281,9 @@ class Settings(BaseSettings):
         return merged
 
     def reload(self) -> "Settings":
-        """The same explicit values, with the local stack's state read again (after `docbot local up`)."""
-        return type(self).load(**{name: getattr(self, name) for name in self.model_fields_set})
+        """The same explicit values, with the environment, `.env` and the lab's recorded state read again
+        (after `docbot local up`, or after a notebook recorded what it deployed)."""
+        return type(self).load(**self._overrides)
 
     # -- derived values -----------------------------------------------------------------
     @property

@@ -1,6 +1,8 @@
 """Settings: precedence (parameters > environment > .env > local stack > defaults) and secret masking."""
 import json
 
+from pydantic import SecretStr
+
 from docbot_lib.settings import Settings
 
 
@@ -96,3 +98,51 @@ def test_a_misspelt_parameter_is_an_error():
 
     with pytest.raises(DocbotError, match="unknown setting.*llm_base_ur"):
         Settings.load(llm_base_ur="http://typo/v1")
+
+
+def test_a_parameter_left_at_none_does_not_hide_the_environment(monkeypatch, tmp_path):
+    """The notebooks' `STACK = None`: DOCBOT_STACK=cluster in the environment or .env decides."""
+    env_file = tmp_path / "test.env"
+    env_file.write_text("DOCBOT_STACK=cluster\n")
+    monkeypatch.setenv("DOCBOT_ENV_FILE", str(env_file))
+    assert Settings.load(stack=None).stack == "cluster"
+    assert Settings.load(stack="local").stack == "local"   # a value the learner gives still wins
+    monkeypatch.setenv("DOCBOT_STACK", "local")
+    assert Settings.load(stack=None).stack == "local"       # the environment beats .env
+
+
+def test_what_the_cluster_notebooks_record_is_found_below_dotenv(monkeypatch, tmp_path):
+    import stat
+
+    from docbot_lib.settings import cluster_state_file
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("DOCBOT_STACK=cluster\nDOCBOT_MILVUS_URI=http://from-dotenv:19530\n")
+    monkeypatch.setenv("DOCBOT_ENV_FILE", str(env_file))
+    s = Settings.load()
+    assert s.llm_base_url is None
+    recorded = s.record(llm_base_url="https://model.apps.example/v1", llm_model_name="mistral",
+                        llm_api_key=SecretStr("token-VALUE"), milvus_uri="http://milvus.ns.svc:19530")
+    assert cluster_state_file() == tmp_path / "cluster.env"
+    assert stat.S_IMODE(cluster_state_file().stat().st_mode) == 0o600
+    for again in (recorded, Settings.load()):  # the next notebook finds it
+        assert again.llm_base_url == "https://model.apps.example/v1" and again.llm_model_name == "mistral"
+        assert again.secret("llm_api_key") == "token-VALUE"
+        assert again.milvus_uri == "http://from-dotenv:19530"   # .env beats what was recorded
+    assert Settings.load(llm_model_name="mine").llm_model_name == "mine"
+    monkeypatch.setenv("DOCBOT_STACK", "local")
+    monkeypatch.setenv("DOCBOT_HOME", str(tmp_path / "home"))
+    assert Settings.load().llm_base_url.startswith("http://127.0.0.1:")  # the local stack ignores it
+
+
+def test_as_reader_uses_the_read_only_token(monkeypatch, tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("DOCBOT_MILVUS_TOKEN=docbot_ingest:w-secret\nDOCBOT_MILVUS_APP_TOKEN=docbot_app:r-secret\n")
+    monkeypatch.setenv("DOCBOT_ENV_FILE", str(env_file))
+    s = Settings.load()
+    assert s.milvus_user == "docbot_ingest"
+    reader = s.as_reader()
+    assert reader.milvus_user == "docbot_app" and reader.secret("milvus_token") == "docbot_app:r-secret"
+    assert "r-secret" not in str(reader)
+    env_file.write_text("")
+    assert Settings.load().as_reader().milvus_user == "(no token)"
