@@ -188,6 +188,18 @@ def compare_retrieval(settings: Settings, questions: list[Question], variants: d
     return runs
 
 
+def eval_collection(settings: Settings, name: str | None = None) -> str:
+    """The evaluation's collection: `name`, else <milvus_collection>_eval (notebook 04's roles cover it)."""
+    from docbot_lib.vectordb import EVAL_SUFFIX
+
+    return name or f"{settings.milvus_collection}{EVAL_SUFFIX}"
+
+
+def variant_collection(collection: str, chunk_tokens: int | None) -> str:
+    """The collection of a chunk-size variant: <collection>_c<tokens> (roles cover vectordb.EVAL_SMALL_CHUNKS)."""
+    return f"{collection}_c{chunk_tokens}"
+
+
 def ingest_variant(settings: Settings, docs: Iterable[str], collection: str, pattern: str | None = None,
                    progress: bool = False, **overrides: Any):
     """Ingest the same documents into another collection with other settings (e.g. chunk_tokens=100);

@@ -75,7 +75,7 @@ class ChunkStore:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", name):
             raise DocbotError(f"invalid collection name {name!r}",
                               "use letters, digits and underscores, starting with a letter")
-        self.settings, self.name, self.docs = settings, name, f"{name}_docs"
+        self.settings, self.name, self.docs = settings, name, record_collection(name)
         self.client = milvus_client(settings)
         self.version = str(self.client.get_server_version())
         if self.client.has_collection(name):
@@ -217,16 +217,17 @@ class ChunkStore:
             self.name, data=[query_vector], anns_field="dense", limit=candidates, filter=filter,
             search_params={"metric_type": "COSINE", "params": {"ef": max(64, candidates)}},
             output_fields=OUTPUT)[0]
-        rankings = [[h["pk"] for h in dense]]
-        rows = {h["pk"]: {**h["entity"], "score": float(h["distance"])} for h in dense}
+        # hit.id: the primary key under its own name ("pk"), or "id" from a server that does not name it (2.3)
+        rankings = [[h.id for h in dense]]
+        rows = {h.id: {**h["entity"], "score": float(h["distance"])} for h in dense}
         keywords = keywords_of(query_text)
         if hybrid and self.hybrid and keywords:
             sparse = self.client.search(
                 self.name, data=[keywords], anns_field="sparse", limit=candidates, filter=filter,
                 search_params={"metric_type": "BM25", "params": {}}, output_fields=OUTPUT)[0]
-            rankings.append([h["pk"] for h in sparse])
+            rankings.append([h.id for h in sparse])
             for h in sparse:
-                rows.setdefault(h["pk"], {**h["entity"], "score": None})  # cosine fetched below if needed
+                rows.setdefault(h.id, {**h["entity"], "score": None})  # cosine fetched below if needed
         fused = reciprocal_rank_fusion(rankings, [1.0, BM25_WEIGHT])
         order = diversify(sorted(fused, key=lambda pk: -fused[pk]),
                           lambda pk: (rows[pk]["root"], rows[pk]["source"]), per_source)[:2 * k]
@@ -254,6 +255,11 @@ class ChunkStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def record_collection(name: str) -> str:
+    """The collection that records what was ingested into collection `name`."""
+    return f"{name}_docs"
 
 
 def keywords_of(question: str) -> str:

@@ -4,12 +4,16 @@ The collection and vector-store code of the ingestion stage lives in this module
 this first section is the server side: `server_info`, `supports_bm25`, `supports_rbac`, `connect`,
 and `secure` (= `change_root_password` + `ensure_roles_and_users`) followed by `verify_least_privilege`.
 
-Roles Doc Bot creates, granted on one collection (and on a small probe collection that `verify_least_privilege`
-uses, so that the grants can be proved before anything is ingested):
+Roles Doc Bot creates, granted on the lab's collections (`lab_collections`: the chatbot's collection, the
+evaluation's, each with its `_docs` record, and a small probe collection that `verify_least_privilege` uses,
+so that the grants can be proved before anything is ingested):
   docbot_reader  search and query (the chatbot app, user `docbot_app`)
   docbot_writer  the reader's privileges + insert, delete, upsert, flush, indexes (the ingestion job,
-                 user `docbot_ingest`); it may create collections but not drop them (DropCollection is a
-                 global privilege in Milvus: it would allow dropping every collection).
+                 user `docbot_ingest`).
+Three privileges are global in Milvus 2.3 (object "*", every collection of the database): DescribeCollection and
+ShowCollections (both roles: a client lists and describes collections before it opens one), and
+CreateCollection (the writer: ingestion creates its collection and record). Neither role gets DropCollection,
+which is global too: it would allow dropping every collection; dropping stays root's.
 Generated passwords are stored, never printed: in an env file (mode 600, written whole then renamed) and,
 on a cluster, in a Secret (`credentials_secret`).
 """
@@ -27,6 +31,7 @@ from typing import Any, Callable, Iterator
 
 from docbot_lib.checks import tcp_open
 from docbot_lib.errors import DocbotError, ServiceUnavailable
+from docbot_lib.settings import read_env, write_env
 
 # =====================================================================================================
 # Server capabilities and day-2 security
@@ -223,39 +228,6 @@ def generate_password() -> str:
     return secrets.token_urlsafe(24)
 
 
-def write_env(path: Path, values: dict[str, str]) -> None:
-    """Set KEY=value lines in an env file, keeping its other lines; written whole then renamed, mode 600."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = path.read_text().splitlines() if path.is_file() else []
-    pending = dict(values)
-    out = []
-    for line in lines:
-        match = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", line)
-        if match and match[1] in pending:
-            out.append(f"{match[1]}={pending.pop(match[1])}")
-        else:
-            out.append(line)
-    out += [f"{key}={value}" for key, value in pending.items()]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write("\n".join(out) + "\n")
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def read_env(path: Path) -> dict[str, str]:
-    """The KEY=value pairs of an env file (empty when it does not exist)."""
-    from dotenv import dotenv_values
-
-    return {k: v for k, v in dotenv_values(path).items() if v is not None} if Path(path).is_file() else {}
-
-
 def credentials_secret(tokens: dict[str, str], name: str = "docbot-milvus-credentials") -> dict[str, Any]:
     """A Secret manifest holding the generated tokens (keys as in the env file), for `kubectl apply`
     or the kubernetes client; a Deployment reads one key with `secretKeyRef`."""
@@ -311,6 +283,20 @@ def change_root_password(client, old_token: str, env_file: Path) -> str:
     return new_token
 
 
+EVAL_SUFFIX = "_eval"          # notebook 07's collection: <collection>_eval
+EVAL_SMALL_CHUNKS = (100,)     # its chunk-size variants: <collection>_eval_c100
+
+
+def lab_collections(collection: str) -> list[str]:
+    """Every collection the lab creates around `collection`, each with the `_docs` record the store keeps:
+    the chatbot's, the evaluation's and its chunk-size variants, and the probe. The roles are granted on these."""
+    from docbot_lib.store import record_collection
+
+    evaluation = f"{collection}{EVAL_SUFFIX}"
+    stores = [collection, evaluation] + [f"{evaluation}_c{tokens}" for tokens in EVAL_SMALL_CHUNKS]
+    return [name for store in stores for name in (store, record_collection(store))] + [probe_collection(collection)]
+
+
 def _privileges(spec: dict[str, tuple[str, ...]], collections: list[str]) -> list[tuple[str, str, str]]:
     rows = []
     for object_type, names in spec.items():
@@ -321,11 +307,11 @@ def _privileges(spec: dict[str, tuple[str, ...]], collections: list[str]) -> lis
 
 def ensure_roles_and_users(client, uri: str, collection: str,
                            passwords: dict[str, str]) -> tuple[list[str], int]:
-    """Create (if missing) the reader and writer roles, grant them on `collection` and its probe collection,
+    """Create (if missing) the reader and writer roles, grant them on `lab_collections(collection)`,
     create the users `docbot_app` (reader) and `docbot_ingest` (writer) with the given passwords (a user
     whose password is not the given one is recreated: root cannot read passwords). Idempotent. Returns (what was created, number of grants ensured)."""
     created = []
-    collections = [collection, probe_collection(collection)]
+    collections = lab_collections(collection)
     roles = set(client.list_roles())
     granted = 0
     for role, spec in ((READER_ROLE, READER_PRIVILEGES), (WRITER_ROLE, WRITER_PRIVILEGES)):
