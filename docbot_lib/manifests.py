@@ -305,23 +305,83 @@ class Applied:
         return f"{self.kind}/{self.name} {self.action}"
 
 
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def _default_kubeconfig() -> Path:
+    """Where `oc login` writes: the kubernetes client's own default (KUBECONFIG, else ~/.kube/config)."""
+    from kubernetes.config import kube_config
+
+    return Path(kube_config.KUBE_CONFIG_DEFAULT_LOCATION.split(":")[0]).expanduser()
+
+
 def kube_api_client(kubeconfig: str | Path | None = None, context: str | None = None):
-    """A `kubernetes` ApiClient: from `kubeconfig` if given; else, in a pod (a workbench), its service
-    account; else ~/.kube/config (what `oc login` writes)."""
+    """A `kubernetes` ApiClient, as the learner: `kubeconfig` if given; else the login `oc login` wrote
+    (KUBECONFIG or ~/.kube/config), so that a learner who logged in inside a workbench acts as themself;
+    else, in a pod (a workbench), the pod's service account. `identity(api)` says which one is used."""
     from kubernetes import client, config
 
-    if kubeconfig is None:
+    path = Path(kubeconfig) if kubeconfig else _default_kubeconfig()
+    if kubeconfig or path.is_file():
         try:
-            config.load_incluster_config()
-            return client.ApiClient()
-        except config.ConfigException:
-            pass
+            api = config.new_client_from_config(config_file=str(path), context=context)
+        except (config.ConfigException, OSError, TypeError, yaml.YAMLError) as exc:
+            if kubeconfig or not (SERVICE_ACCOUNT_DIR / "token").is_file():
+                raise DocbotError(f"no usable Kubernetes credentials in {path} ({type(exc).__name__}: {exc})",
+                                  "log in again with `oc login ...` (OpenShift console: your name → "
+                                  "Copy login command)") from None
+        else:
+            api.docbot_source = f"your login in {path}"
+            return api
     try:
-        return config.new_client_from_config(config_file=str(kubeconfig) if kubeconfig else None, context=context)
-    except (config.ConfigException, OSError, TypeError, yaml.YAMLError) as exc:
-        raise DocbotError(f"no Kubernetes cluster is configured: no usable Kubernetes credentials "
-                          f"({type(exc).__name__}: {exc})",
-                          "log in with `oc login ...` (or run in an OpenShift AI workbench)") from None
+        config.load_incluster_config()
+    except config.ConfigException:
+        raise DocbotError("no Kubernetes cluster is configured: no `oc login` and not in a pod",
+                          "log in with `oc login ...` (OpenShift console: your name → Copy login command), "
+                          "or run in an OpenShift AI workbench") from None
+    api = client.ApiClient()
+    api.docbot_source = "the workbench pod's service account (no `oc login` in this workbench)"
+    return api
+
+
+def whoami(api_client) -> str | None:
+    """The user name the cluster sees behind `api_client` (`oc whoami`): a user, or
+    system:serviceaccount:NS:NAME; None when the cluster does not say (SelfSubjectReview: Kubernetes 1.28+)."""
+    try:
+        review = kube_request(api_client, "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                          {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    except Exception:  # noqa: BLE001 - an older cluster, or no right to ask
+        return None
+    return ((review.get("status") or {}).get("userInfo") or {}).get("username") or None
+
+
+def identity(api_client) -> str:
+    """Who acts through `api_client`, and where that login comes from, e.g. "alice (your login in ~/.kube/config)"."""
+    source = getattr(api_client, "docbot_source", "the given client")
+    name = whoami(api_client)
+    return f"{name} ({source})" if name else source
+
+
+def current_namespace(settings=None) -> str:
+    """The project to deploy into: settings.namespace (DOCBOT_NAMESPACE / a NAMESPACE parameter); else, in a
+    workbench, the workbench's own project; else the current project of your `oc login` (`oc project`)."""
+    if settings is not None and settings.namespace:
+        return settings.namespace
+    pod_namespace = SERVICE_ACCOUNT_DIR / "namespace"
+    if pod_namespace.is_file() and pod_namespace.read_text().strip():
+        return pod_namespace.read_text().strip()
+    try:
+        from kubernetes import config
+
+        _contexts, active = config.list_kube_config_contexts(config_file=str(_default_kubeconfig()))
+        found = (active or {}).get("context", {}).get("namespace")
+    except Exception:  # noqa: BLE001 - no kubeconfig: no namespace from it
+        found = None
+    if found:
+        return found
+    raise DocbotError("no namespace (OpenShift project) to deploy into",
+                      "set NAMESPACE in the parameters cell (or DOCBOT_NAMESPACE), or choose one with "
+                      "`oc project NAME`")
 
 
 def _collection_path(obj: dict[str, Any], namespace: str) -> str:
@@ -331,7 +391,7 @@ def _collection_path(obj: dict[str, Any], namespace: str) -> str:
     return f"{prefix}/namespaces/{namespace}/{plural}"
 
 
-def _request(api_client, method: str, path: str, body: dict | None = None,
+def kube_request(api_client, method: str, path: str, body: dict | None = None,
              query: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """One call of the Kubernetes API through the client's own serialization, auth and TLS."""
     headers = {"Accept": "application/json"}
@@ -344,8 +404,12 @@ def _request(api_client, method: str, path: str, body: dict | None = None,
     return api_client.response_deserialize(response, {"2XX": "object"}).data
 
 
-def api_error(exc: Exception, what: str, namespace: str) -> DocbotError:
-    """The DocbotError for a failed Kubernetes API call about `what` (e.g. "InferenceService/x")."""
+_FORBIDDEN = re.compile(r'cannot (\w+) resource "([^"]+)"(?: in API group "([^"]*)")?')
+
+
+def api_error(exc: Exception, what: str, namespace: str, api_client=None) -> DocbotError:
+    """The DocbotError for a failed Kubernetes API call about `what` (e.g. "InferenceService/x"); a 403
+    names the identity that lacked the right (asked of the cluster through `api_client`) and how to grant it."""
     from kubernetes.client.exceptions import ApiException
 
     if not isinstance(exc, ApiException):
@@ -355,10 +419,22 @@ def api_error(exc: Exception, what: str, namespace: str) -> DocbotError:
         message = json.loads(exc.body or "{}").get("message") or exc.reason
     except ValueError:
         message = exc.reason
-    if exc.status in (401, 403):
-        return DocbotError(f"the cluster refused {what} in namespace {namespace} (HTTP {exc.status}: {message})",
-                           "log in again (`oc login`) or ask for edit rights in the namespace "
-                           "(a workbench's service account needs a RoleBinding to `edit`)")
+    if exc.status == 401:
+        return DocbotError(f"the cluster did not accept the login used for {what} (HTTP 401: {message})",
+                           "log in again: `oc login ...` (OpenShift console: your name → Copy login command)")
+    if exc.status == 403:
+        user = whoami(api_client) if api_client is not None else None
+        source = getattr(api_client, "docbot_source", "")
+        who = f"{user} ({source})" if user and source else user or source or "your login"
+        found = _FORBIDDEN.search(message or "")
+        right = (f"{found[1]} {found[2]}" + (f" ({found[3]})" if found[3] else "")) if found else f"write {what}"
+        grant = f"oc adm policy add-role-to-user edit {user} -n {namespace}" if user else ""
+        return DocbotError(
+            f"{who} may not {right} in namespace {namespace} (HTTP 403)",
+            "use a login that may, or ask the project's admin to grant it"
+            + (f": `{grant}`" if grant else "")
+            + "; in a workbench, `oc login` as yourself in its terminal: Doc Bot then uses your login, "
+              "not the pod's service account")
     if exc.status == 404:
         return DocbotError(f"the cluster has no API for {what} (HTTP 404: {message})",
                            "check that the namespace exists and that the operator serving this kind is installed "
@@ -367,7 +443,8 @@ def api_error(exc: Exception, what: str, namespace: str) -> DocbotError:
                        "correct the manifest (docbot_lib.manifests.validate shows schema problems offline)")
 
 
-def _apply_one(api_client, obj: dict[str, Any], namespace: str, dry_run: bool) -> Applied:
+def _apply_one(api_client, obj: dict[str, Any], namespace: str, dry_run: bool,
+               keep_existing: frozenset[str] = frozenset()) -> Applied:
     from kubernetes.client.exceptions import ApiException
 
     body = copy.deepcopy(obj)
@@ -377,25 +454,27 @@ def _apply_one(api_client, obj: dict[str, Any], namespace: str, dry_run: bool) -
     query = [("fieldValidation", "Strict"), ("fieldManager", "docbot")]
     query += [("dryRun", "All")] if dry_run else []
     try:
-        _request(api_client, "POST", collection, body, query)
+        kube_request(api_client, "POST", collection, body, query)
         return Applied(kind, name, "created")
     except ApiException as exc:
         if exc.status != 409:
             raise
-    existing = _request(api_client, "GET", f"{collection}/{name}")
-    if kind == "PersistentVolumeClaim":  # its spec is immutable once bound, and it holds data
+    existing = kube_request(api_client, "GET", f"{collection}/{name}")
+    if kind == "PersistentVolumeClaim" or kind in keep_existing:  # a PVC's spec is immutable once bound
         return Applied(kind, name, "kept")
     body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
     if kind == "Service":  # the cluster IP is immutable; a replace without it is rejected
         for field in ("clusterIP", "clusterIPs"):
             if field in (existing.get("spec") or {}):
                 body.setdefault("spec", {})[field] = existing["spec"][field]
-    _request(api_client, "PUT", f"{collection}/{name}", body, query)
+    kube_request(api_client, "PUT", f"{collection}/{name}", body, query)
     return Applied(kind, name, "replaced")
 
 
-def apply(objects: Iterable[dict[str, Any]], namespace: str, api_client) -> list[Applied]:
-    """Create each object in the namespace, or replace it when it exists (a PVC that exists is kept).
+def apply(objects: Iterable[dict[str, Any]], namespace: str, api_client,
+          keep_existing: Iterable[str] = ()) -> list[Applied]:
+    """Create each object in the namespace, or replace it when it exists; a PVC that exists is kept, and so
+    is an object of a kind in `keep_existing` (e.g. "Secret": a data connection made in the dashboard).
 
     Every object goes through a server-side dry run first (admission webhooks and strict field validation
     included), so a rejected object stops the whole apply before anything is written.
@@ -405,9 +484,9 @@ def apply(objects: Iterable[dict[str, Any]], namespace: str, api_client) -> list
         done = []
         for obj in items:
             try:
-                done.append(_apply_one(api_client, obj, namespace, dry_run))
+                done.append(_apply_one(api_client, obj, namespace, dry_run, frozenset(keep_existing)))
             except DocbotError:
                 raise
             except Exception as exc:  # noqa: BLE001 - ApiException, or urllib3's connection errors
-                raise api_error(exc, _describe(obj), namespace) from None
+                raise api_error(exc, _describe(obj), namespace, api_client) from None
     return done

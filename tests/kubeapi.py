@@ -17,7 +17,10 @@ PATCH (JSON merge patch; a strategic merge patch is applied as a merge patch, li
 JSON patch add/replace/remove), DELETE, the `status` subresource; metadata.uid, resourceVersion,
 creationTimestamp, generation; Secret stringData folded into base64 data; errors as `Status` bodies.
 Options: `token` (401 without that bearer token), `namespaces` (404 for any other namespace),
-`forbid` ({(verb, plural)} answered 403). `dryRun=All` answers as the write would but stores nothing.
+`forbid` ({(verb, plural)} answered 403, with the real server's message naming `user`), `user` (who the
+token is: `oc whoami`). `dryRun=All` answers as the write would but stores nothing. The review APIs answer as
+the real server does, storing nothing: SelfSubjectReview (`oc whoami`) and SelfSubjectAccessReview
+(`oc auth can-i`: allowed unless `forbid` holds the verb and resource).
 `hooks`: callables `hook(kube, request)` run before each request is answered, to play a controller
 (e.g. flip an InferenceService to Ready after a few polls).
 Not modelled: watch, server-side apply, admission, RBAC beyond `forbid`.
@@ -38,6 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 Key = tuple[str, str | None, str, str]  # (API path, namespace or None, plural, name)
 
 VERBS = {"POST": "create", "GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+REVIEWS = ("selfsubjectreviews", "selfsubjectaccessreviews")  # answered, never stored
 REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
            409: "AlreadyExists", 415: "UnsupportedMediaType", 422: "Invalid"}
 
@@ -132,8 +136,8 @@ class KubeApi:
     """The stand-in server: start with `with KubeApi() as kube:` (or start()/stop())."""
 
     def __init__(self, token: str | None = None, namespaces: set[str] | None = None,
-                 forbid: set[tuple[str, str]] | None = None):
-        self.token, self.namespaces, self.forbid = token, namespaces, forbid or set()
+                 forbid: set[tuple[str, str]] | None = None, user: str = "system:serviceaccount:test:default"):
+        self.token, self.namespaces, self.forbid, self.user = token, namespaces, forbid or set(), user
         self.objects: dict[Key, dict] = {}
         self.kinds: dict[tuple[str, str], str] = {}  # (api, plural) -> kind, learnt from created objects
         self.requests: list[Request] = []
@@ -211,10 +215,14 @@ class KubeApi:
             if self.token and authorization != f"Bearer {self.token}":
                 raise KubeError(401, "Unauthorized")
             route = parse_path(split.path)
+            if method == "POST" and route.plural in REVIEWS:
+                return 201, self._review(route.plural, body or {})
             verb = "list" if method == "GET" and route.name is None else VERBS.get(method, "")
             if (verb, route.plural) in self.forbid:
-                raise KubeError(403, f'{route.plural} is forbidden: User "system:serviceaccount:test" cannot '
-                                     f'{verb} resource "{route.plural}" in the namespace "{route.namespace}"',
+                group = route.api.split("/")[1] if route.api.startswith("apis/") else ""
+                raise KubeError(403, f'{route.plural}{"." + group if group else ""} is forbidden: User '
+                                     f'"{self.user}" cannot {verb} resource "{route.plural}" in API group '
+                                     f'"{group}" in the namespace "{route.namespace}"',
                                 details={"kind": route.plural})
             if self.namespaces is not None and route.namespace is not None and route.namespace not in self.namespaces:
                 raise KubeError(404, f'namespaces "{route.namespace}" not found',
@@ -229,6 +237,16 @@ class KubeApi:
                     self.objects, self.kinds, self._version = saved
         except KubeError as exc:
             return exc.code, exc.status()
+
+    def _review(self, plural: str, body: dict) -> dict:
+        answer = copy.deepcopy(body)
+        if plural == "selfsubjectreviews":
+            answer["status"] = {"userInfo": {"username": self.user, "groups": ["system:authenticated"]}}
+        else:
+            attributes = (body.get("spec") or {}).get("resourceAttributes") or {}
+            allowed = (attributes.get("verb"), attributes.get("resource")) not in self.forbid
+            answer["status"] = {"allowed": allowed, **({} if allowed else {"reason": "no RBAC rule allows it"})}
+        return answer
 
     def _dispatch(self, method: str, route: Route, query: dict, body: Any, content_type: str) -> tuple[int, dict]:
         key = (route.api, route.namespace, route.plural, route.name or "")

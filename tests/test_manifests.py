@@ -179,7 +179,7 @@ def test_a_refused_object_leaves_nothing_applied(serving_objects):
     with KubeApi(forbid={("create", "inferenceservices")}) as kube:
         with pytest.raises(DocbotError) as err:
             manifests.apply(serving_objects, "docbot", kube.api_client())
-        assert "refused InferenceService/mistral-7b-instruct in namespace docbot (HTTP 403" in str(err.value)
+        assert "may not create inferenceservices (serving.kserve.io) in namespace docbot (HTTP 403)" in str(err.value)
         assert "edit" in err.value.fix
         assert kube.objects == {}  # the ServingRuntime before it was only dry-run
 
@@ -215,3 +215,63 @@ def test_kube_api_client_from_a_kubeconfig(serving_objects, tmp_path):
     with pytest.raises(DocbotError, match="no usable Kubernetes credentials") as err:
         manifests.kube_api_client(tmp_path / "missing")
     assert "oc login" in err.value.fix
+
+
+def test_the_learners_login_comes_before_the_pods_service_account(tmp_path, monkeypatch):
+    """In a workbench, `oc login` writes ~/.kube/config: Doc Bot acts as the learner, not as the pod."""
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    (sa / "namespace").write_text("from-the-pod\n")
+    (sa / "token").write_text("pod-token")
+    monkeypatch.setattr(manifests, "SERVICE_ACCOUNT_DIR", sa)
+    with KubeApi(token="t0ken", user="alice") as kube:
+        kubeconfig = tmp_path / "config"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+            "clusters": [{"name": "lab", "cluster": {"server": kube.url}}],
+            "users": [{"name": "alice", "user": {"token": "t0ken"}}],
+            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "alice", "namespace": "mine"}}]}))
+        monkeypatch.setattr(manifests, "_default_kubeconfig", lambda: kubeconfig)
+        api = manifests.kube_api_client()
+        assert manifests.identity(api) == f"alice (your login in {kubeconfig})"
+    # the workbench's own project comes first; then the login's; DOCBOT_NAMESPACE beats both
+    assert manifests.current_namespace() == "from-the-pod"
+    (sa / "namespace").unlink()
+    assert manifests.current_namespace() == "mine"
+    assert manifests.current_namespace(Settings.load(namespace="given")) == "given"
+    kubeconfig.unlink()
+    with pytest.raises(DocbotError, match="no namespace") as err:
+        manifests.current_namespace()
+    assert "NAMESPACE" in err.value.fix
+
+
+def test_a_refusal_names_who_lacked_which_right_and_how_to_grant_it(serving_objects):
+    with KubeApi(namespaces={"docbot"}, forbid={("create", "inferenceservices")},
+                 user="system:serviceaccount:docbot:workbench") as kube:
+        with pytest.raises(DocbotError) as err:
+            manifests.apply(serving_objects, "docbot", kube.api_client())
+    problem, fix = err.value.problem, err.value.fix
+    assert "system:serviceaccount:docbot:workbench" in problem
+    assert "may not create inferenceservices (serving.kserve.io) in namespace docbot" in problem
+    assert "oc adm policy add-role-to-user edit system:serviceaccount:docbot:workbench -n docbot" in fix
+    assert "oc login" in fix
+
+
+def test_the_environment_check_says_who_may_not_deploy_and_how_to_grant_it(tmp_path, monkeypatch):
+    from docbot_lib.checks import check_kubernetes
+
+    with KubeApi(token="t0ken", user="bob", forbid={("create", "inferenceservices")}) as kube:
+        kubeconfig = tmp_path / "config"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+            "clusters": [{"name": "lab", "cluster": {"server": kube.url}}],
+            "users": [{"name": "bob", "user": {"token": "t0ken"}}],
+            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "bob", "namespace": "bobs"}}]}))
+        monkeypatch.setattr(manifests, "_default_kubeconfig", lambda: kubeconfig)
+        monkeypatch.setattr(manifests, "SERVICE_ACCOUNT_DIR", tmp_path / "not-a-pod")
+        with pytest.raises(DocbotError) as err:
+            check_kubernetes(Settings.load(stack="cluster"))
+        assert err.value.problem == f"bob (your login in {kubeconfig}) may not create inferenceservices in project 'bobs'"
+        assert "oc adm policy add-role-to-user edit bob -n bobs" in err.value.fix
+        kube.forbid.clear()
+        assert "may deploy into project 'bobs'" in check_kubernetes(Settings.load(stack="cluster"))
