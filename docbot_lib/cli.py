@@ -29,9 +29,9 @@ def _local(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
-    from docbot_lib.checks import check_all
+    from docbot_lib.checks import check_all, check_lab
 
-    report = check_all(settings, args.services or None)
+    report = check_all(settings, args.services) if args.services else check_lab(settings)
     print(report)
     return 0 if report.ok else 1
 
@@ -62,7 +62,7 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
 
     from docbot_lib.store import search
 
-    hits = search(settings, args.question, k=args.k, collection=args.collection)
+    hits = search(settings.as_reader(), args.question, k=args.k, collection=args.collection)
     for hit in hits:
         if args.json:
             print(json.dumps(hit.to_dict(), ensure_ascii=False))
@@ -103,7 +103,7 @@ def _gpu_size(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from docbot_lib.api import serve
 
-    serve(settings, host=args.host, port=args.port, collection=args.collection)
+    serve(settings.as_reader(), host=args.host, port=args.port, collection=args.collection)
     return 0
 
 
@@ -118,7 +118,7 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
 
     print(f"Q: {args.question}", flush=True)
     answer, started = None, False
-    for piece in RagChain(settings, collection=args.collection).stream(args.question):
+    for piece in RagChain(settings.as_reader(), collection=args.collection).stream(args.question):
         if isinstance(piece, Answer):
             answer = piece
         else:

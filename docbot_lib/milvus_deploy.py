@@ -20,6 +20,47 @@ ATTU = MILVUS_DIR / "attu.yaml"
 HELM_VALUES = MILVUS_DIR / "helm" / "values-openshift.yaml"
 # what the app and the notebooks reach inside the namespace
 SERVICE_URI = "http://milvus:19530"
+MILVUS_PORT = 19530
+
+
+def service_uri(objects: list[dict[str, Any]], namespace: str) -> str:
+    """The in-cluster URI of the Service among `objects` that serves Milvus' gRPC port (19530)."""
+    for obj in objects:
+        ports = ((obj.get("spec") or {}).get("ports") or []) if obj.get("kind") == "Service" else []
+        if any(p.get("port") == MILVUS_PORT for p in ports):
+            return f"http://{obj['metadata']['name']}.{namespace}.svc.cluster.local:{MILVUS_PORT}"
+    from docbot_lib.errors import DocbotError
+
+    raise DocbotError(f"no Service with port {MILVUS_PORT} among the Milvus objects",
+                      "deploy Milvus' own Service (standalone_objects(), or the whole Helm output)")
+
+
+def deploy(settings, objects: list[dict[str, Any]], namespace: str | None = None, api_client=None,
+           timeout: float = 600, echo=print):
+    """Apply the Milvus objects, wait until they are ready, and record Milvus' URI for the next notebooks:
+    the one the settings name (a MILVUS_URI parameter, DOCBOT_MILVUS_URI), else the in-cluster address of the
+    Service just deployed. Returns the settings with it."""
+    from docbot_lib import manifests
+
+    api = api_client or manifests.kube_api_client()
+    namespace = namespace or manifests.current_namespace(settings)
+    for applied in manifests.apply(objects, namespace, api):
+        echo(str(applied))
+    wait_ready(api, namespace, objects, timeout=timeout, echo=echo)
+    uri = settings.milvus_uri or service_uri(objects, namespace)
+    echo(f"recorded for the next notebooks: Milvus at {uri}")
+    return settings.record(milvus_uri=uri, namespace=namespace)
+
+
+def apply_credentials(settings, tokens: dict[str, str], api_client=None, echo=print) -> None:
+    """The generated Milvus credentials as a Secret in the lab's namespace (the chatbot and ingestion
+    Deployments read it with secretKeyRef)."""
+    from docbot_lib import manifests
+    from docbot_lib.vectordb import credentials_secret
+
+    api = api_client or manifests.kube_api_client()
+    for applied in manifests.apply([credentials_secret(tokens)], manifests.current_namespace(settings), api):
+        echo(str(applied))
 
 
 def _load(path: Path) -> list[dict[str, Any]]:

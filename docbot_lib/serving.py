@@ -148,11 +148,43 @@ def inference_service_manifests(settings: Settings, opts: VllmOptions | None = N
             meta["labels"]["networking.knative.dev/visibility"] = "cluster-local"
     elif opts.expose:
         meta["labels"]["networking.kserve.io/visibility"] = "exposed"  # OpenShift AI then creates a Route
-    if opts.auth:
-        meta["annotations"]["security.opendatahub.io/enable-auth"] = "true"
     if opts.gpu_product:
         predictor["nodeSelector"] = {"nvidia.com/gpu.product": opts.gpu_product}
+    if opts.auth:
+        meta["annotations"]["security.opendatahub.io/enable-auth"] = "true"
+        predictor["serviceAccountName"] = f"{opts.name}-sa"
+        return token_auth_manifests(opts.name) + [runtime, isvc]
     return [runtime, isvc]
+
+
+def token_auth_manifests(name: str) -> list[dict[str, Any]]:
+    """[ServiceAccount, Role, RoleBinding, token Secret]: the identity whose token may call the model `name`
+    when its InferenceService has token authentication on (manifests/serving/vllm-token-auth.yaml)."""
+    return manifests.render("serving/vllm-token-auth.yaml", {"name": name})
+
+
+def read_token(name: str, namespace: str, api_client, timeout: float = 60, poll: float = 2) -> str:
+    """The bearer token clients send to the model `name` (its service account's token Secret, filled in by
+    the cluster's token controller within seconds of being created). Never print it."""
+    import base64
+
+    from kubernetes import client
+
+    api = client.CoreV1Api(api_client)
+    secret = f"{name}-sa-token"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            data = api.read_namespaced_secret(secret, namespace).data or {}
+        except Exception as exc:  # noqa: BLE001
+            raise manifests.api_error(exc, f"Secret/{secret}", namespace, api_client) from None
+        if data.get("token"):
+            return base64.b64decode(data["token"]).decode()
+        if time.monotonic() + poll > deadline:
+            raise DocbotError(f"the token Secret {secret} in {namespace} has no token after {timeout:.0f} s",
+                              f"check that the ServiceAccount {name}-sa exists (`oc get sa`); the cluster's token "
+                              "controller fills the Secret in")
+        time.sleep(poll)
 
 
 def standalone_manifests(settings: Settings, opts: VllmOptions | None = None,
@@ -177,6 +209,14 @@ def standalone_manifests(settings: Settings, opts: VllmOptions | None = None,
     if opts.gpu_product:
         pod["nodeSelector"] = {"nvidia.com/gpu.product": opts.gpu_product}
     return objects
+
+
+def serving_objects(settings: Settings, opts: VllmOptions) -> list[dict[str, Any]]:
+    """What notebook 03 applies: the data connection Secret (when the settings hold S3 keys; else the one the
+    project already has is used) and the serving objects of `inference_service_manifests`."""
+    have_keys = bool(settings.s3_access_key and settings.secret("s3_secret_key"))
+    connection = [data_connection(settings, opts.data_connection)] if have_keys else []
+    return connection + inference_service_manifests(settings, opts)
 
 
 def data_connection(settings: Settings, name: str = "models") -> dict[str, Any]:
@@ -245,7 +285,7 @@ def wait_inference_service_ready(name: str, namespace: str, api_client, timeout:
             isvc = api.get_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace,
                                                     "inferenceservices", name)
         except Exception as exc:  # noqa: BLE001
-            raise manifests.api_error(exc, f"InferenceService/{name}", namespace) from None
+            raise manifests.api_error(exc, f"InferenceService/{name}", namespace, api_client) from None
         status = isvc.get("status") or {}
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in _conditions(isvc))
         url = status.get("url") or (status.get("address") or {}).get("url")
@@ -268,6 +308,26 @@ def wait_inference_service_ready(name: str, namespace: str, api_client, timeout:
         "read the events above: Insufficient nvidia.com/gpu = no free GPU node (check tolerations/nodeSelector); "
         "ImagePullBackOff = image name or pull secret; a model load error = wrong storage path or a "
         "--max-model-len too large for the GPU (see `docbot_lib.sizing`); then call this again")
+
+
+def deploy(settings: Settings, objects: list[dict[str, Any]], options: VllmOptions, namespace: str | None = None,
+           api_client=None, timeout: float = 1200, echo: Callable[[str], None] = print) -> Settings:
+    """Apply the serving objects to the cluster, wait for the InferenceService, and record what the next
+    notebooks need (the endpoint, the served name and, with token auth, the token) in the cluster state file.
+
+    A Secret that exists is kept, not replaced: the data connection may have been made in the dashboard
+    with other keys than this workbench's. Returns the settings with the recorded values."""
+    api = api_client or manifests.kube_api_client()
+    namespace = namespace or manifests.current_namespace(settings)
+    for applied in manifests.apply(objects, namespace, api, keep_existing=["Secret"]):
+        echo(str(applied))
+    url = wait_inference_service_ready(options.name, namespace, api, timeout=timeout, echo=echo)
+    token = read_token(options.name, namespace, api) if options.auth else None
+    served = options.served_model_name or settings.llm_model_name
+    echo(f"recorded for the next notebooks: endpoint {url}/v1, model {served!r}"
+         + (", its token (not shown)" if token else ""))
+    return settings.record(llm_base_url=url.rstrip("/") + "/v1", llm_model_name=served, llm_api_key=token,
+                           namespace=namespace)
 
 
 # -- vLLM's Prometheus metrics ------------------------------------------------------------------------

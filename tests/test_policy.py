@@ -37,6 +37,8 @@ def _serving(part: str) -> Callable[[], list[dict[str, Any]]]:
         settings = _cluster_settings()
         if part == "standalone":
             return serving.standalone_manifests(settings)
+        if part == "token-auth":
+            return serving.token_auth_manifests("mistral-7b-instruct")
         runtime, isvc = serving.inference_service_manifests(settings)
         return [runtime] if part == "servingruntime" else [isvc]
     return render
@@ -60,6 +62,7 @@ RENDERERS: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "serving/vllm-servingruntime.yaml": _serving("servingruntime"),
     "serving/vllm-inferenceservice.yaml": _serving("inferenceservice"),
     "serving/vllm-standalone.yaml": _serving("standalone"),
+    "serving/vllm-token-auth.yaml": _serving("token-auth"),
 }
 
 

@@ -57,8 +57,13 @@ def test_inference_service_serves_the_settings_model_from_the_data_connection(cl
 def test_serverless_with_auth_and_scale_to_zero(cluster_settings):
     opts = VllmOptions(name="granite", deployment_mode="Serverless", min_replicas=0, max_replicas=2, auth=True,
                        served_model_name="granite-3b", gpus=2, model_path="models/ibm/granite/")
-    runtime, isvc = serving.inference_service_manifests(cluster_settings, opts)
-    manifests.validate([runtime, isvc])
+    *auth, runtime, isvc = serving.inference_service_manifests(cluster_settings, opts)
+    manifests.validate(auth + [runtime, isvc])
+    assert [o["kind"] for o in auth] == ["ServiceAccount", "Role", "RoleBinding", "Secret"]
+    assert isvc["spec"]["predictor"]["serviceAccountName"] == "granite-sa" == auth[0]["metadata"]["name"]
+    assert auth[1]["rules"] == [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
+                                 "resourceNames": ["granite"], "verbs": ["get"]}]
+    assert auth[3]["type"] == "kubernetes.io/service-account-token"
     annotations = isvc["metadata"]["annotations"]
     assert annotations["serving.kserve.io/deploymentMode"] == "Serverless"
     assert annotations["sidecar.istio.io/inject"] == "true"
