@@ -1,7 +1,9 @@
 """Does each service answer? One real request per service, an OK/FAILED row with the reason and the fix.
 
 The same checks serve the local stack (`docbot local up` waits on them) and a cluster
-(`00-environment-check.ipynb`, `docbot check`).
+(`00-environment-check.ipynb`, `docbot check`). On a cluster, `check_lab` checks only what should exist at
+the start of the lab (the hub, S3, the cluster login, the embeddings) and shows what a later notebook
+deploys (the model: 03, Milvus: 04) as TO DO until that notebook has recorded it.
 """
 from __future__ import annotations
 
@@ -153,16 +155,18 @@ class CheckResult:
     detail: str  # what answered, or what failed
     fix: str = ""
     seconds: float = 0.0
+    later: bool = False  # not expected yet: a later notebook creates it (ok stays True)
 
     @property
     def status(self) -> str:
-        return "OK" if self.ok else "FAILED"
+        return "TO DO" if self.later else "OK" if self.ok else "FAILED"
 
 
-def run_check(name: str, settings: Settings) -> CheckResult:
+def run_check(name: str, settings: Settings, check: Callable[[Settings], str] | None = None) -> CheckResult:
+    """One check (by name, or the given function) as a row: a failure is reported, never raised."""
     start = time.perf_counter()
     try:
-        detail = CHECKS[name](settings)
+        detail = (check or CHECKS[name])(settings)
     except DocbotError as exc:
         return CheckResult(name, False, exc.problem, exc.fix, time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - a check reports, it never raises
@@ -172,7 +176,9 @@ def run_check(name: str, settings: Settings) -> CheckResult:
 
 
 class CheckReport(list):
-    """The results of `check_all`, printable as a table (also in a notebook)."""
+    """The results of `check_all`, printable as a table (also in a notebook); `place` says where it ran."""
+
+    place: str = ""
 
     @property
     def ok(self) -> bool:
@@ -183,7 +189,8 @@ class CheckReport(list):
 
     def __str__(self) -> str:
         width = max(len("service"), *(len(r.service) for r in self))
-        lines = [f"{'service':<{width}}  status  detail", f"{'-' * width}  ------  ------"]
+        lines = [f"running in: {self.place}", ""] if self.place else []
+        lines += [f"{'service':<{width}}  status  detail", f"{'-' * width}  ------  ------"]
         for r in self:
             lines.append(f"{r.service:<{width}}  {r.status:<6}  {r.detail}")
             if r.fix:
@@ -200,3 +207,81 @@ def check_all(settings: Settings, services: list[str] | None = None) -> CheckRep
     if unknown:
         raise DocbotError(f"unknown service(s) {sorted(unknown)}", f"choose among {list(CHECKS)}")
     return CheckReport(run_check(name, settings) for name in (services or list(CHECKS)))
+
+
+# -- the start of the lab on a cluster ----------------------------------------------------------------
+
+def where_it_runs(settings: Settings) -> str:
+    """Where the lab runs, in a learner's words: this machine, or an OpenShift AI workbench (with or without
+    S3 credentials, which a data connection attached to the workbench injects)."""
+    from docbot_lib.manifests import SERVICE_ACCOUNT_DIR
+
+    s3 = "S3 credentials set (a data connection, or .env)" if settings.s3_access_key and settings.s3_secret_key \
+        else "no S3 credentials: attach a data connection to the workbench (or set AWS_* in .env)"
+    if (SERVICE_ACCOUNT_DIR / "namespace").is_file():
+        namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
+        return f"an OpenShift AI workbench in project {namespace!r}, stack {settings.stack}; {s3}"
+    if settings.stack == "local":
+        return "this machine, on the local stack (`docbot local up`)"
+    return f"this machine, against a cluster; {s3}"
+
+
+def check_hub(settings: Settings) -> str:
+    """The model's repo on the hub answers, and the token may download it (a gated model needs one)."""
+    from docbot_lib.hub import human_size, plan_download
+
+    plan = plan_download(settings)
+    access = "gated: your token has access" if plan.gated else "public"
+    return f"{plan.repo_id}@{plan.revision}: {len(plan.files)} files, {human_size(plan.total_bytes)} ({access})"
+
+
+def check_kubernetes(settings: Settings) -> str:
+    """Who the cluster sees, in which project, and whether that login may deploy the lab there
+    (create InferenceServices, Deployments, Secrets: a SelfSubjectAccessReview each)."""
+    from docbot_lib.manifests import current_namespace, kube_api_client, kube_request, whoami
+
+    api = kube_api_client()
+    namespace = current_namespace(settings)
+    user = whoami(api)
+    who = f"{user} ({api.docbot_source})" if user else api.docbot_source
+    missing = []
+    for group, resource in (("serving.kserve.io", "inferenceservices"), ("apps", "deployments"), ("", "secrets")):
+        review = kube_request(api, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", {
+            "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"namespace": namespace, "verb": "create", "group": group,
+                                            "resource": resource}}})
+        if not (review.get("status") or {}).get("allowed"):
+            missing.append(resource)
+    if missing:
+        raise DocbotError(f"{who} may not create {', '.join(missing)} in project {namespace!r}",
+                          f"ask the project's admin: `oc adm policy add-role-to-user edit {user or 'YOU'} "
+                          f"-n {namespace}`; in a workbench, `oc login` as yourself in its terminal")
+    return f"{who} may deploy into project {namespace!r}"
+
+
+# notebook that records each later service (LLM: its endpoint; Milvus: its URI)
+_DEPLOYED_BY = {"LLM": ("llm_base_url", "03-serve-model.ipynb serves the model and records its endpoint"),
+                "Milvus": ("milvus_uri", "04-deploy-milvus.ipynb deploys Milvus and records its URI")}
+CLUSTER_CHECKS: dict[str, Callable[[Settings], str]] = {
+    "Hugging Face": check_hub, "S3": check_s3, "Kubernetes": check_kubernetes,
+    "LLM": check_llm, "Milvus": check_milvus, "embeddings": check_embeddings,
+}
+
+
+def check_lab(settings: Settings) -> CheckReport:
+    """What notebook 00 shows. Locally: every service of the stack. On a cluster: the hub, S3, the cluster
+    login and the embeddings now, and the model and Milvus once notebooks 03 and 04 have recorded them
+    (TO DO rows before that, saying which notebook makes them)."""
+    if settings.stack == "local":
+        report = check_all(settings)
+    else:
+        report = CheckReport()
+        for name, check in CLUSTER_CHECKS.items():
+            field, later = _DEPLOYED_BY.get(name, (None, ""))
+            if field and not getattr(settings, field):
+                report.append(CheckResult(name, True, "not deployed yet", f"{later} (or set DOCBOT_"
+                                          f"{field.upper()} to one that exists)", later=True))
+                continue
+            report.append(run_check(name, settings, check))
+    report.place = where_it_runs(settings)
+    return report
