@@ -1,0 +1,242 @@
+"""The cluster path, executed: notebooks 00-07 as a learner in an OpenShift AI workbench runs them.
+
+`DOCBOT_STACK=cluster` comes from the environment only (the notebooks' STACK parameter stays None), and every
+service is a real one standing in for the cluster's:
+  - the Kubernetes API: the stand-in at its HTTP boundary (tests/kubeapi.py), reached through a kubeconfig as
+    after `oc login`; hooks play the controllers (the InferenceService turning Ready with the LLM's URL, the
+    token controller filling the model's service-account token, Deployments becoming ready);
+  - "MinIO": the local S3 server, through the `AWS_*` variables a data connection injects;
+  - "vLLM": the local llama.cpp server, which requires its token; the learner never types it: notebook 03
+    reads it from the token Secret and records it;
+  - Milvus: the real Milvus 2.3.5 server with auth on (no BM25: the store runs dense-only), secured by
+    notebook 04, then used as the least-privilege users it created: ingestion as the writer (05, 07),
+    the chat and the API as the reader (06).
+What 03 and 04 deploy reaches 05-07 through the cluster state file only. After the run, every forbidden
+action is tried and must be refused.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from kubeapi import KubeApi
+from milvus_server import milvus_server  # noqa: F401 - the session fixture
+
+from docbot_lib import vectordb
+from docbot_lib.local import LOCAL_MODEL_NAME
+from docbot_lib.settings import Settings, read_env
+from docbot_lib.workshop import execute, lab_notebooks
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "learner1"
+LEARNER = "learner1"
+KUBE_TOKEN = "sha256~learner1-login-token"
+BUCKET = "learner1-models"
+NOTEBOOKS = [p for p in lab_notebooks(REPO / "notebooks") if p.name[:2] <= "07"]
+
+pytestmark = [pytest.mark.stack, pytest.mark.cluster]
+
+
+def controllers(llm_url: str, llm_key: str):
+    """What the cluster's controllers would do, as a KubeApi hook: the token controller fills a
+    service-account token Secret; KServe makes the InferenceService Ready (after it was polled once);
+    Deployments get their replicas ready."""
+    polls: dict[str, int] = {}
+
+    def hook(kube: KubeApi, request) -> None:
+        for (api, ns, plural, name), obj in list(kube.objects.items()):
+            if plural == "secrets" and obj.get("type") == "kubernetes.io/service-account-token" \
+                    and not (obj.get("data") or {}).get("token"):
+                obj.setdefault("data", {})["token"] = base64.b64encode(llm_key.encode()).decode()
+            elif plural == "deployments" and not (obj.get("status") or {}).get("readyReplicas"):
+                replicas = (obj.get("spec") or {}).get("replicas", 1)
+                kube.set_status(api, ns, plural, name, {"replicas": replicas, "readyReplicas": replicas})
+            elif plural == "inferenceservices" and request.method == "GET" and request.path.endswith(f"/{name}"):
+                polls[name] = polls.get(name, 0) + 1
+                if polls[name] == 2:  # the first poll sees it not ready yet
+                    kube.set_status(api, ns, plural, name, {
+                        "url": llm_url.removesuffix("/v1"),
+                        "conditions": [{"type": "Ready", "status": "True"},
+                                       {"type": "PredictorReady", "status": "True"}]})
+    return hook
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    """What `oc login --token=... --server=...` writes, with the learner's project as the context's namespace."""
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "learner",
+        "clusters": [{"name": "lab", "cluster": {"server": server}}],
+        "users": [{"name": LEARNER, "user": {"token": KUBE_TOKEN}}],
+        "contexts": [{"name": "learner", "context": {"cluster": "lab", "user": LEARNER, "namespace": NAMESPACE}}],
+    }))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="module")
+def workbench(_session_stack, milvus_server, tmp_path_factory):  # noqa: F811
+    """A learner's workbench: the environment a kernel there has, and the cluster it talks to."""
+    stack, env = _session_stack
+    local = Settings.load(**{k.removeprefix("DOCBOT_").lower(): v for k, v in env.items()})
+    folder = tmp_path_factory.mktemp("workbench")
+    kube = KubeApi(token=KUBE_TOKEN, namespaces={NAMESPACE}, user=LEARNER).start()
+    kube.hooks.append(controllers(local.llm_base_url, local.secret("llm_api_key")))
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith(("DOCBOT_", "AWS_")) or name in ("HF_TOKEN", "HF_ENDPOINT", "KUBECONFIG"):
+                mp.delenv(name)
+        workbench_env = {
+            "DOCBOT_STACK": "cluster",
+            "DOCBOT_HOME": str(folder / "home"),
+            # the learner's .env: notebook 04 writes the Milvus users' tokens into it
+            "DOCBOT_ENV_FILE": str(milvus_server.env_file),
+            "KUBECONFIG": str(write_kubeconfig(folder / "kubeconfig", kube.url)),
+            # the data connection attached to the workbench
+            "AWS_S3_ENDPOINT": local.s3_endpoint, "AWS_ACCESS_KEY_ID": local.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": local.secret("s3_secret_key"), "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_S3_BUCKET": BUCKET,
+            # the hub (a stand-in: the real one is not reachable here) and the model the lab serves
+            "HF_ENDPOINT": local.hf_endpoint, "DOCBOT_MODEL_ID": local.model_id,
+            "DOCBOT_MODEL_REVISION": local.model_revision,
+        }
+        for key, value in workbench_env.items():
+            mp.setenv(key, value)
+        yield {"kube": kube, "local": local, "milvus": milvus_server, "folder": folder, "env": workbench_env,
+               "state": milvus_server.env_file.parent / "cluster.env"}
+    kube.stop()
+
+
+PARAMETERS = {
+    "02-upload-model-to-s3.ipynb": {"APPLY_TO_CLUSTER": True},
+    "03-serve-model.ipynb": {"NAME": LOCAL_MODEL_NAME, "APPLY_TO_CLUSTER": True, "WAIT_TIMEOUT": 120},
+    "04-deploy-milvus.ipynb": {"APPLY_TO_CLUSTER": True},
+    "07-evaluate.ipynb": {"ANSWER_QUESTIONS": 1},
+}
+
+
+def outputs(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                     if isinstance(o.get("text"), str))
+
+
+@pytest.fixture(scope="module")
+def lab_run(workbench):
+    """Notebooks 00-07 in order, as `make workshop` runs them; stops at the first failure."""
+    runs = {}
+    for notebook in NOTEBOOKS:
+        parameters = dict(PARAMETERS.get(notebook.name, {}))
+        if notebook.name.startswith("04"):
+            parameters["MILVUS_URI"] = workbench["milvus"].uri  # the Milvus the learner was given
+        if notebook.name.startswith("07"):
+            parameters["OUTPUT_DIR"] = str(workbench["folder"] / "figures")
+        run = execute(notebook, workbench["folder"] / "runs" / notebook.name, parameters)
+        runs[notebook.name[:2]] = run
+        if not run.ok:
+            break
+    return runs
+
+
+@pytest.mark.parametrize("number", [p.name[:2] for p in NOTEBOOKS])
+def test_notebook_runs_in_cluster_mode(lab_run, number):
+    assert number in lab_run, "an earlier notebook failed"
+    run = lab_run[number]
+    assert run.ok, f"{run.notebook}: {run.error}"
+
+
+def test_the_start_of_the_lab_checks_only_what_exists_yet(lab_run):
+    text = outputs(lab_run["00"].output)
+    assert "running in: this machine, against a cluster; S3 credentials set" in text
+    rows = {line.split()[0]: line for line in text.splitlines() if line.split()[:1] and
+            line.split()[0] in ("S3", "Kubernetes", "LLM", "Milvus", "embeddings", "Hugging")}
+    assert "OK" in rows["S3"] and "OK" in rows["Hugging"] and "OK" in rows["embeddings"]
+    assert f"{LEARNER} (your login in" in rows["Kubernetes"] and f"project '{NAMESPACE}'" in rows["Kubernetes"]
+    assert "TO DO" in rows["LLM"] and "TO DO" in rows["Milvus"]
+    assert "03-serve-model.ipynb serves the model" in text and "04-deploy-milvus.ipynb deploys Milvus" in text
+    assert "Ready for the next notebook (LLM, Milvus: deployed later in the lab)." in text
+
+
+def test_what_03_and_04_deployed_is_recorded_and_nothing_secret_is_shown(lab_run, workbench):
+    state_file = workbench["state"]
+    state = read_env(state_file)
+    assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
+    assert state["DOCBOT_LLM_BASE_URL"] == workbench["local"].llm_base_url
+    assert state["DOCBOT_LLM_MODEL_NAME"] == LOCAL_MODEL_NAME
+    assert state["DOCBOT_LLM_API_KEY"] == workbench["local"].secret("llm_api_key")  # read from the token Secret
+    assert state["DOCBOT_MILVUS_URI"] == workbench["milvus"].uri and state["DOCBOT_NAMESPACE"] == NAMESPACE
+    kube = workbench["kube"]
+    isvc = kube.get("apis/serving.kserve.io/v1beta1", NAMESPACE, "inferenceservices", LOCAL_MODEL_NAME)
+    assert isvc["metadata"]["annotations"]["security.opendatahub.io/enable-auth"] == "true"
+    assert kube.get("api/v1", NAMESPACE, "secrets", "docbot-milvus-credentials")
+    assert kube.get("apis/apps/v1", NAMESPACE, "deployments", "milvus")
+    secrets = [workbench["local"].secret("llm_api_key"), workbench["local"].secret("s3_secret_key"),
+               KUBE_TOKEN] + [t.split(":", 1)[1] for t in read_env(workbench["milvus"].env_file).values()]
+    for run in lab_run.values():
+        text = run.output.read_text()
+        for secret in secrets:
+            assert secret not in text, f"a secret leaked into the executed {run.notebook}"
+
+
+def test_an_existing_data_connection_is_kept(lab_run, workbench):
+    """02 creates the data connection (the learner's explicit step); 03 keeps the one that exists."""
+    assert f"Secret aws-connection-models created in namespace {NAMESPACE}." in outputs(lab_run["02"].output)
+    assert "Secret/aws-connection-models kept" in outputs(lab_run["03"].output)
+    replaced = [r for r in workbench["kube"].requests
+                if r.method == "PUT" and "/secrets/aws-connection-models" in r.path]
+    assert not replaced, "notebook 03 replaced the data connection Secret"
+
+
+def test_each_notebook_acted_as_the_right_milvus_user(lab_run):
+    assert f"Milvus user: {vectordb.APP_USER}" in outputs(lab_run["06"].output)
+    assert "dense search only (HNSW, COSINE): Milvus v2.3.5" in outputs(lab_run["05"].output)
+
+
+def test_forbidden_actions_are_refused(lab_run, workbench):
+    """The users notebook 04 created, on the collections 05-07 filled: what each may not do is refused."""
+    tokens = read_env(workbench["milvus"].env_file)
+    uri = workbench["milvus"].uri
+    reader = vectordb.connect(uri, tokens[vectordb.APP_TOKEN_KEY])
+    writer = vectordb.connect(uri, tokens[vectordb.INGEST_TOKEN_KEY])
+    row = {"pk": "x" * 64, "text": "t", "dense": [0.0] * 384, "source": "s", "root": "r", "title": "t",
+           "section": "", "page": 0, "chunk_index": 0, "doc_hash": "h"}
+    attempts = {
+        "reader inserts": lambda: reader.insert("docbot", [row]),
+        "reader deletes": lambda: reader.delete("docbot", ids=["x"]),
+        "reader drops the collection": lambda: reader.drop_collection("docbot"),
+        "reader creates a collection": lambda: reader.create_collection("intruder", dimension=4),
+        "writer drops the collection": lambda: writer.drop_collection("docbot"),
+        "writer drops the evaluation's": lambda: writer.drop_collection("docbot_eval"),
+        "writer creates a user": lambda: writer.create_user("intruder", "password-123"),
+        "writer grants itself a role": lambda: writer.grant_role(vectordb.INGEST_USER, "admin"),
+    }
+    try:
+        seen = {what: vectordb._attempt(op) for what, op in attempts.items()}
+        searched = reader.search("docbot", [[0.1] * 384], limit=1, anns_field="dense")
+    finally:
+        reader.close()
+        writer.close()
+    assert seen == {what: "refused" for what in attempts}, seen
+    assert searched and searched[0], "the reader searches the collection 05 filled"
+
+
+def test_the_api_serves_as_the_read_only_user(lab_run, workbench, monkeypatch):
+    """The chatbot API as it runs on the cluster: the reader's token, the recorded model endpoint and token."""
+    from fastapi.testclient import TestClient
+
+    from docbot_lib.api import create_app
+
+    for key, value in workbench["env"].items():  # each test starts with a clean environment (conftest)
+        monkeypatch.setenv(key, value)
+    settings = Settings.load(api_key="cluster-api-key-0123456789", max_tokens=24).as_reader()
+    assert settings.milvus_user == vectordb.APP_USER and settings.llm_base_url == workbench["local"].llm_base_url
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/v1/chat/completions", headers={"Authorization": "Bearer cluster-api-key-0123456789"},
+                             json={"model": "docbot", "messages": [
+                                 {"role": "user", "content": "Which role should the chatbot's Milvus user get?"}]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["sources"], "the answer comes with the passages it was given"
