@@ -7,6 +7,7 @@ normalisation come from the settings.
 """
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -144,9 +145,20 @@ class EndpointEmbeddings(Embeddings):
         return self._post([self.client.embed_query(self.query_prefix + text)])[0]
 
 
+# One model load at a time: loading with a dtype sets torch's process-wide default dtype for a moment, so two
+# threads loading at once (three ingestions in one process, the API's first requests) mixed bfloat16 and float32
+# weights in one model ("mat1 and mat2 must have the same dtype"); and each would load its own copy.
+_LOADING = threading.Lock()
+
+
 @lru_cache(maxsize=4)
-def _local(path: str, dtype: str, normalize: bool, batch_size: int, query: str, document: str) -> LocalEmbeddings:
+def _load(path: str, dtype: str, normalize: bool, batch_size: int, query: str, document: str) -> LocalEmbeddings:
     return LocalEmbeddings(path, dtype, normalize, batch_size, query, document)
+
+
+def _local(*key) -> LocalEmbeddings:
+    with _LOADING:
+        return _load(*key)
 
 
 def get_embeddings(settings: Settings) -> LocalEmbeddings | EndpointEmbeddings:
