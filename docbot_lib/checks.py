@@ -111,7 +111,8 @@ def milvus_client(settings: Settings, timeout: float = 10.0):
     from docbot_lib.vectordb import connect
 
     try:
-        return connect(settings.milvus_uri, settings.secret("milvus_token"), timeout=timeout)
+        return connect(settings.milvus_uri, settings.secret("milvus_token"), timeout=timeout,
+                       database=settings.names.database)
     except ServiceUnavailable as exc:
         raise ServiceUnavailable(exc.problem, _start_hint(settings, "DOCBOT_MILVUS_URI")
                                  if "does not answer" in exc.problem or "no Milvus URI" in exc.problem

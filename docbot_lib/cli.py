@@ -83,9 +83,11 @@ def _milvus(args: argparse.Namespace, settings: Settings) -> int:
         print(vectordb.inspect(settings.milvus_uri, env_file, root))
         return 0
     if args.action == "secure":
-        print(vectordb.secure(settings.milvus_uri, collection, env_file, root_token=root, echo=print))
+        print(vectordb.secure(settings.milvus_uri, collection, env_file, root_token=root, echo=print,
+                              names=settings.names))
         return 0
-    report = vectordb.verify_least_privilege(settings.milvus_uri, collection, vectordb.read_env(env_file))
+    report = vectordb.verify_least_privilege(settings.milvus_uri, collection, vectordb.read_env(env_file),
+                                             names=settings.names)
     print(report)
     return 0 if report.ok else 1
 
@@ -179,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.set_defaults(func=_ask)
 
     serve = sub.add_parser("serve", help="the chatbot: OpenAI-compatible API and web UI (needs DOCBOT_API_KEY)")
-    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--host", default=None, help="address to bind (default: DOCBOT_API_HOST, 127.0.0.1; "
+                                                    "0.0.0.0 in a container)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--collection", default=None, help="default: DOCBOT_MILVUS_COLLECTION")
     serve.set_defaults(func=_serve)

@@ -82,6 +82,17 @@ def read_env(path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v is not None} if Path(path).is_file() else {}
 
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _workbench_namespace() -> str | None:
+    """The project of the workbench pod this runs in (None outside a pod): a learner's default `user`."""
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or None
+    except OSError:
+        return None
+
+
 def _env(name: str, *aliases: str) -> Any:
     """Environment names of a field: `DOCBOT_<NAME>` first, then well-known ones (data connection, HF).
 
@@ -123,6 +134,9 @@ class Settings(BaseSettings):
 
     # the OpenShift project (namespace) the lab deploys into; None: the workbench's own, or `oc project`'s
     namespace: str | None = Field(None, validation_alias=_env("namespace"))
+    # the learner: names their Milvus database, users and roles, S3 prefix (docbot_lib.names); one per learner
+    # when a class shares a cluster. None: the workbench's namespace in a workbench, else no learner (plain names)
+    user: str | None = Field(None, validation_alias=_env("user"))
 
     # S3 (MinIO / ODF / AWS): the same names as an OpenShift AI data connection
     s3_endpoint: str | None = Field(None, validation_alias=_env("s3_endpoint", "AWS_S3_ENDPOINT"))
@@ -199,7 +213,23 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(None, validation_alias=_env("api_key"),
                                       description="the chatbot API's bearer token (a Secret on the cluster)")
     api_max_concurrency: int = Field(4, ge=1, validation_alias=_env("api_max_concurrency"),
-                                     description="answers generated at once; more requests get HTTP 429")
+                                     description="answers generated at once; more requests wait for a slot")
+    api_queue_timeout: float = Field(30.0, ge=0, validation_alias=_env("api_queue_timeout"),
+                                     description="seconds a request waits for a slot, then 503 with Retry-After")
+    api_max_queue: int = Field(64, ge=0, validation_alias=_env("api_max_queue"),
+                               description="requests waiting for a slot at most; beyond that 503 at once")
+    api_max_body_kb: int = Field(64, ge=1, validation_alias=_env("api_max_body_kb"),
+                                 description="largest request body (KiB); larger: HTTP 413")
+    api_max_messages: int = Field(50, ge=1, validation_alias=_env("api_max_messages"),
+                                  description="messages in one request at most; more: HTTP 422")
+    api_max_message_chars: int = Field(8000, ge=1, validation_alias=_env("api_max_message_chars"),
+                                       description="characters in one message at most; longer: HTTP 422")
+    api_public_docs: bool = Field(False, validation_alias=_env("api_public_docs"),
+                                  description="serve /docs, /openapi.json and /metrics without the API key")
+    api_host: str = Field("127.0.0.1", validation_alias=_env("api_host"),
+                          description="address `docbot serve` binds; 0.0.0.0 in a container")
+    api_trusted_proxies: str = Field("127.0.0.1", validation_alias=_env("api_trusted_proxies"),
+                                     description="addresses whose X-Forwarded-* headers are trusted (comma-separated)")
 
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)  # what load() was given explicitly
 
@@ -232,6 +262,13 @@ class Settings(BaseSettings):
         write_env(cluster_state_file(), {f"DOCBOT_{k.upper()}": str(getattr(v, "get_secret_value", lambda: v)())
                                          for k, v in values.items() if v is not None})
         return self.reload()
+
+    @property
+    def names(self) -> "LabNames":
+        """The names of this learner's objects (`user`, else the workbench's namespace, else the plain ones)."""
+        from docbot_lib.names import LabNames
+
+        return LabNames(self.user or _workbench_namespace())
 
     @property
     def milvus_user(self) -> str:

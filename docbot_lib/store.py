@@ -305,7 +305,7 @@ def open_store(settings: Settings, collection: str | None = None) -> ChunkStore:
     """The collection's store, opened once per process and reused: pymilvus shares one connection per
     address, and opening and closing a client per question makes Milvus drop it (GOAWAY too_many_pings)."""
     name = collection or settings.milvus_collection
-    key = (settings.milvus_uri, settings.secret("milvus_token"), name)
+    key = (settings.milvus_uri, settings.secret("milvus_token"), settings.names.database, name)
     with _STORES_LOCK:
         if key not in _STORES:
             _STORES[key] = ChunkStore(settings, name, create=False)
@@ -314,7 +314,8 @@ def open_store(settings: Settings, collection: str | None = None) -> ChunkStore:
 
 def forget_store(settings: Settings, collection: str | None = None) -> None:
     """Drop a cached store (after the collection was dropped, or its connection failed)."""
-    key = (settings.milvus_uri, settings.secret("milvus_token"), collection or settings.milvus_collection)
+    key = (settings.milvus_uri, settings.secret("milvus_token"), settings.names.database,
+           collection or settings.milvus_collection)
     with _STORES_LOCK:
         _STORES.pop(key, None)
 

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator
 
 from docbot_lib.checks import tcp_open
 from docbot_lib.errors import DocbotError, ServiceUnavailable
+from docbot_lib.names import DEFAULT_DATABASE, LabNames
 from docbot_lib.settings import read_env, write_env
 
 # =====================================================================================================
@@ -38,8 +39,9 @@ from docbot_lib.settings import read_env, write_env
 # =====================================================================================================
 
 DEFAULT_ROOT_TOKEN = "root:Milvus"  # what every fresh Milvus server accepts: public knowledge
-READER_ROLE, WRITER_ROLE = "docbot_reader", "docbot_writer"
-APP_USER, INGEST_USER = "docbot_app", "docbot_ingest"
+PLAIN = LabNames()  # one learner (or none): the plain names; a class gives each learner LabNames(user)
+READER_ROLE, WRITER_ROLE = PLAIN.reader_role, PLAIN.writer_role
+APP_USER, INGEST_USER = PLAIN.app_user, PLAIN.ingest_user
 # Where the generated credentials go (env file keys; the Secret uses the same names).
 ROOT_TOKEN_KEY = "DOCBOT_MILVUS_ROOT_TOKEN"   # Settings.milvus_root_token: for re-running `secure`
 INGEST_TOKEN_KEY = "DOCBOT_MILVUS_TOKEN"      # Settings.milvus_token: the next notebooks ingest and search
@@ -106,9 +108,9 @@ def _user(token: str) -> str:
 GRPC_OPTIONS = {"grpc.keepalive_time_ms": 60_000, "grpc.keepalive_permit_without_calls": False}
 
 
-def connect(uri: str | None, token: str | None = None, timeout: float = 10.0):
-    """A MilvusClient for `uri` as `token` ("user:password"); a refused password or a silent server is a
-    clear ServiceUnavailable that never shows the password."""
+def connect(uri: str | None, token: str | None = None, timeout: float = 10.0, database: str = DEFAULT_DATABASE):
+    """A MilvusClient for `uri` as `token` ("user:password"), in `database` (a learner's own); a refused
+    password or a silent server is a clear ServiceUnavailable that never shows the password."""
     from pymilvus import MilvusClient
 
     if not uri:
@@ -120,7 +122,8 @@ def connect(uri: str | None, token: str | None = None, timeout: float = 10.0):
         client = None
         try:
             with _quiet_pymilvus():
-                client = MilvusClient(uri=uri, token=token or "", timeout=timeout, grpc_options=GRPC_OPTIONS)
+                client = MilvusClient(uri=uri, token=token or "", timeout=timeout, grpc_options=GRPC_OPTIONS,
+                                      **({"db_name": database} if database != DEFAULT_DATABASE else {}))
                 # pymilvus shares connections: the constructor alone may not have asked the server
                 try:
                     client.list_collections()
@@ -305,8 +308,8 @@ def _privileges(spec: dict[str, tuple[str, ...]], collections: list[str]) -> lis
     return rows
 
 
-def ensure_roles_and_users(client, uri: str, collection: str,
-                           passwords: dict[str, str]) -> tuple[list[str], int]:
+def ensure_roles_and_users(client, uri: str, collection: str, passwords: dict[str, str],
+                           names: LabNames = PLAIN) -> tuple[list[str], int]:
     """Create (if missing) the reader and writer roles, grant them on `lab_collections(collection)`,
     create the users `docbot_app` (reader) and `docbot_ingest` (writer) with the given passwords (a user
     whose password is not the given one is recreated: root cannot read passwords). Idempotent. Returns (what was created, number of grants ensured)."""
@@ -314,19 +317,20 @@ def ensure_roles_and_users(client, uri: str, collection: str,
     collections = lab_collections(collection)
     roles = set(client.list_roles())
     granted = 0
-    for role, spec in ((READER_ROLE, READER_PRIVILEGES), (WRITER_ROLE, WRITER_PRIVILEGES)):
+    for role, spec in ((names.reader_role, READER_PRIVILEGES), (names.writer_role, WRITER_PRIVILEGES)):
         if role not in roles:
             client.create_role(role)
             created.append(f"role {role}")
         for object_type, privilege, target in _privileges(spec, collections):
-            client.grant_privilege(role, object_type, privilege, target)  # granting twice is a no-op
+            # in the learner's database only; granting twice is a no-op
+            client.grant_privilege(role, object_type, privilege, target, db_name=names.database)
             granted += 1
     users = set(client.list_users())
-    for user, role in ((APP_USER, READER_ROLE), (INGEST_USER, WRITER_ROLE)):
+    for user, role in ((names.app_user, names.reader_role), (names.ingest_user, names.writer_role)):
         if user in users:
             # root may not know the old password: replacing the user is the one way to set it
             current = client.describe_user(user).get("roles", ())
-            if role not in current or not _password_works(uri, user, passwords[user]):
+            if role not in current or not _password_works(uri, user, passwords[user], names.database):
                 client.drop_user(user)
                 client.create_user(user, passwords[user])
                 created.append(f"user {user} (password reset)")
@@ -337,9 +341,9 @@ def ensure_roles_and_users(client, uri: str, collection: str,
     return created, granted
 
 
-def _password_works(uri: str, user: str, password: str) -> bool:
+def _password_works(uri: str, user: str, password: str, database: str = DEFAULT_DATABASE) -> bool:
     try:
-        connect(uri, f"{user}:{password}").close()
+        connect(uri, f"{user}:{password}", database=database).close()
     except ServiceUnavailable:
         return False
     return True
@@ -351,7 +355,7 @@ def probe_collection(collection: str) -> str:
 
 
 def secure(uri: str, collection: str, env_file: Path, root_token: str | None = None,
-           echo: Callable[[str], None] = lambda _msg: None) -> SecureResult:
+           echo: Callable[[str], None] = lambda _msg: None, names: LabNames = PLAIN) -> SecureResult:
     """Day 2 in one call, safe to re-run: root gets a generated password (unless it already has one),
     the roles and users exist with their grants, and every password is stored in `env_file` (mode 600).
 
@@ -382,21 +386,81 @@ def secure(uri: str, collection: str, env_file: Path, root_token: str | None = N
             client = connect(uri, token)
         elif stored.get(ROOT_TOKEN_KEY) != token:
             write_env(env_file, {ROOT_TOKEN_KEY: token})
-        passwords = {}
-        for user, key in ((INGEST_USER, INGEST_TOKEN_KEY), (APP_USER, APP_TOKEN_KEY)):
-            known = stored.get(key, "")
-            passwords[user] = known.split(":", 1)[1] if known.startswith(f"{user}:") else generate_password()
-        tokens = {ROOT_TOKEN_KEY: token, INGEST_TOKEN_KEY: f"{INGEST_USER}:{passwords[INGEST_USER]}",
-                  APP_TOKEN_KEY: f"{APP_USER}:{passwords[APP_USER]}"}
+        tokens = {ROOT_TOKEN_KEY: token, **learner_tokens(stored, names)}
         # stored before the users get them: a crash in between leaves a password to retry with, never none
         write_env(env_file, tokens)
-        created, granted = ensure_roles_and_users(client, uri, collection, passwords)
-        _ensure_probe(client, collection)
+        created, granted = secure_learner(client, uri, token, collection, tokens, names)
         for item in created:
             echo(f"created {item}")
     finally:
         client.close()
     return SecureResult(uri, env_file, changed, created, granted, tokens)
+
+
+def learner_tokens(stored: dict[str, str], names: LabNames = PLAIN) -> dict[str, str]:
+    """The ingest and app users' tokens (env-file keys): the stored ones where they belong to these users,
+    new generated passwords otherwise."""
+    tokens = {}
+    for user, key in ((names.ingest_user, INGEST_TOKEN_KEY), (names.app_user, APP_TOKEN_KEY)):
+        known = stored.get(key, "")
+        tokens[key] = known if known.startswith(f"{user}:") else f"{user}:{generate_password()}"
+    return tokens
+
+
+def secure_learner(root, uri: str, root_token: str, collection: str, tokens: dict[str, str],
+                   names: LabNames = PLAIN) -> tuple[list[str], int]:
+    """As root (`root` is root's client, `root_token` its token): the learner's database (when not the default
+    one), roles granted in it on the lab's collections, users with the passwords of `tokens`, and the probe
+    collection. Idempotent. Returns (what was created, grants ensured)."""
+    created = []
+    if names.database != DEFAULT_DATABASE and names.database not in root.list_databases():
+        root.create_database(names.database)
+        created.append(f"database {names.database}")
+    passwords = {tokens[key].split(":", 1)[0]: tokens[key].split(":", 1)[1]
+                 for key in (INGEST_TOKEN_KEY, APP_TOKEN_KEY)}
+    made, granted = ensure_roles_and_users(root, uri, collection, passwords, names)
+    inside = connect(uri, root_token, database=names.database) if names.database != DEFAULT_DATABASE else root
+    try:
+        _ensure_probe(inside, collection)
+    finally:
+        if inside is not root:
+            inside.close()
+    return created + made, granted
+
+
+def drop_learner(uri: str, root_token: str, names: LabNames, collection: str = "docbot") -> list[str]:
+    """As root: remove one learner's database (its collections first), users and roles; every other learner's
+    stay intact. Idempotent. Returns what was removed."""
+    if names.user is None:
+        raise DocbotError("refusing to drop the plain (shared) names", "name the learner: LabNames(user)")
+    removed = []
+    root = connect(uri, root_token)
+    try:
+        if names.database in root.list_databases():
+            inside = connect(uri, root_token, database=names.database)
+            try:
+                for name in inside.list_collections():
+                    inside.drop_collection(name)
+            finally:
+                inside.close()
+            root.drop_database(names.database)
+            removed.append(f"database {names.database}")
+        users = set(root.list_users())
+        for user in (names.app_user, names.ingest_user):
+            if user in users:
+                root.drop_user(user)
+                removed.append(f"user {user}")
+        roles = set(root.list_roles())
+        for role, spec in ((names.reader_role, READER_PRIVILEGES), (names.writer_role, WRITER_PRIVILEGES)):
+            if role in roles:
+                for object_type, privilege, target in _privileges(spec, lab_collections(collection)):
+                    with _quiet_pymilvus(), contextlib.suppress(Exception):  # a grant already gone
+                        root.revoke_privilege(role, object_type, privilege, target, db_name=names.database)
+                root.drop_role(role)
+                removed.append(f"role {role}")
+    finally:
+        root.close()
+    return removed
 
 
 # -- verification ------------------------------------------------------------------------------------
@@ -474,7 +538,7 @@ def _permitted(op: Callable[[], Any], timeout: float) -> str:
 
 
 def verify_least_privilege(uri: str, collection: str, tokens: dict[str, str],
-                           timeout: float = GRANT_TIMEOUT) -> VerifyReport:
+                           timeout: float = GRANT_TIMEOUT, names: LabNames = PLAIN) -> VerifyReport:
     """Prove the grants on the probe collection: the app user searches but may not insert, delete or drop;
     the ingest user inserts; a wrong password is refused. Waits (polling) for fresh grants to apply.
     `tokens` are the env-file keys of `secure` (SecureResult.tokens or `read_env(env_file)`)."""
@@ -482,16 +546,17 @@ def verify_least_privilege(uri: str, collection: str, tokens: dict[str, str],
     report = VerifyReport()
     app_token, ingest_token = tokens[APP_TOKEN_KEY], tokens[INGEST_TOKEN_KEY]
 
+    APP_USER, INGEST_USER = names.app_user, names.ingest_user  # noqa: N806 - the learner's, in their database
     wrong = f"{APP_USER}:{generate_password()}"
     try:
-        connect(uri, wrong).close()
+        connect(uri, wrong, database=names.database).close()
         seen = "allowed"
     except ServiceUnavailable as exc:
         seen = "refused" if "refused the password" in exc.problem else f"error: {exc.problem}"
     report.append(Verdict(APP_USER, "log in with a wrong password", "refused", seen))
 
-    app = connect(uri, app_token)
-    ingest = connect(uri, ingest_token)
+    app = connect(uri, app_token, database=names.database)
+    ingest = connect(uri, ingest_token, database=names.database)
     try:
         search = _permitted(lambda: app.search(probe, [[1.0, 0.0, 0.0, 0.0]], limit=1), timeout)
         report.append(Verdict(APP_USER, f"search {probe}", "allowed", search))

@@ -1,0 +1,148 @@
+"""One Milvus for a class: each learner (`user`) gets a database, users and roles of their own. On the real
+Milvus 2.3.5 server with auth on: three learners ingest and query at the same time, each finds only their own
+documents, one learner's credentials are refused in another's database, and dropping one leaves the others."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from milvus_server import milvus_server  # noqa: F401 - the session fixture
+
+from docbot_lib import vectordb
+from docbot_lib.names import LabNames, expand_users
+from docbot_lib.errors import DocbotError, ServiceUnavailable
+from docbot_lib.settings import Settings, read_env
+
+LEARNERS = ["ann", "bob", "cyd"]
+pytestmark = pytest.mark.stack
+
+
+def test_names_per_learner_and_the_plain_ones():
+    ann = LabNames("ann-lee")
+    assert (ann.database, ann.reader_role, ann.writer_role, ann.app_user, ann.ingest_user, ann.s3_prefix) == (
+        "docbot_ann_lee", "docbot_ann_lee_reader", "docbot_ann_lee_writer", "docbot_ann_lee_app",
+        "docbot_ann_lee_ingest", "ann-lee/")
+    plain = LabNames()
+    assert (plain.database, plain.app_user, plain.ingest_user, plain.s3_prefix) == (
+        "default", vectordb.APP_USER, vectordb.INGEST_USER, "")
+    assert expand_users("user1..user3,zoe") == ["user1", "user2", "user3", "zoe"]
+    for bad in ("Root", "a_b", "x" * 40, "user3..user1", "u1..v3"):
+        with pytest.raises(DocbotError):
+            expand_users(bad)
+    assert Settings.load(user="bob").names.database == "docbot_bob"
+
+
+def _root_token(server) -> str:
+    """Root's current token: the day-2 tests of this session may have changed it (they store it)."""
+    stored = read_env(server.env_file).get(vectordb.ROOT_TOKEN_KEY)
+    for token in filter(None, (stored, vectordb.DEFAULT_ROOT_TOKEN)):
+        try:
+            vectordb.connect(server.uri, token).close()
+            return token
+        except Exception:  # noqa: BLE001 - the other one
+            continue
+    raise AssertionError("no root password works")
+
+
+@pytest.fixture(scope="module")
+def learners(milvus_server, tmp_path_factory):  # noqa: F811
+    """Each learner secured by root (their database, roles, users), with their own env file."""
+    root_token = _root_token(milvus_server)
+    if root_token == vectordb.DEFAULT_ROOT_TOKEN:  # change it as the day-2 step would, and keep it
+        vectordb.secure(milvus_server.uri, "docbot", milvus_server.env_file)
+        root_token = _root_token(milvus_server)
+    base = tmp_path_factory.mktemp("learners")
+    out = {}
+    for user in LEARNERS:
+        env_file = base / f"{user}.env"
+        env_file.write_text(f"{vectordb.ROOT_TOKEN_KEY}={root_token}\n")
+        result = vectordb.secure(milvus_server.uri, "docbot", env_file, names=LabNames(user))
+        assert f"database docbot_{user}" in result.created
+        out[user] = result.tokens
+    for user in LEARNERS:  # as notebook 04 does: prove the grants, which also waits until they apply
+        report = vectordb.verify_least_privilege(milvus_server.uri, "docbot", out[user], names=LabNames(user))
+        assert report.ok, str(report)
+    return milvus_server, root_token, out, base
+
+
+def _settings(server, user: str, token: str, home: Path) -> Settings:
+    return Settings.load(stack="cluster", user=user, milvus_uri=server.uri, milvus_token=token, home=home)
+
+
+def test_three_learners_ingest_and_query_at_once_and_see_only_their_own(learners):
+    from docbot_lib.ingest import ingest
+    from docbot_lib.store import search
+
+    server, _root, tokens, base = learners
+    for user in LEARNERS:  # each learner's own document, with a word only theirs
+        docs = base / f"docs-{user}"
+        docs.mkdir()
+        (docs / f"{user}-notes.md").write_text(
+            f"# Notes of {user}\n\nThe secret ingredient of {user} is {user}berry jam, kept in the {user} pantry.\n")
+    errors, reports = [], {}
+
+    def run(user: str) -> None:
+        try:
+            settings = _settings(server, user, tokens[user][vectordb.INGEST_TOKEN_KEY], base / f"home-{user}")
+            reports[user] = ingest(settings, [str(base / f"docs-{user}")])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(f"{user}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=run, args=(user,)) for user in LEARNERS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    assert all(reports[user].new == 1 for user in LEARNERS)
+    for user in LEARNERS:
+        reader = _settings(server, user, tokens[user][vectordb.APP_TOKEN_KEY], base / f"home-{user}")
+        hits = search(reader, "What is the secret ingredient?", k=5)
+        assert hits and {h.source for h in hits} == {f"{user}-notes.md"}, (user, [h.source for h in hits])
+
+
+def test_one_learners_credentials_are_refused_in_anothers_database(learners):
+    server, _root, tokens, _base = learners
+    ann_ingest, ann_app = tokens["ann"][vectordb.INGEST_TOKEN_KEY], tokens["ann"][vectordb.APP_TOKEN_KEY]
+    row = {"pk": "p" * 64, "text": "t", "dense": [0.0] * 384, "source": "s", "root": "r", "title": "t",
+           "section": "", "page": 0, "chunk_index": 0, "doc_hash": "h"}
+    seen = {}
+    for who, token in (("ann's writer", ann_ingest), ("ann's reader", ann_app)):
+        in_bob = vectordb.connect(server.uri, token, database="docbot_bob")
+        try:
+            seen[f"{who} searches bob's"] = vectordb._attempt(
+                lambda: in_bob.search("docbot", [[0.1] * 384], limit=1, anns_field="dense"))
+            seen[f"{who} queries bob's"] = vectordb._attempt(
+                lambda: in_bob.query("docbot", filter='pk != ""', output_fields=["text"], limit=1))
+            seen[f"{who} inserts into bob's"] = vectordb._attempt(lambda: in_bob.insert("docbot", [row]))
+            seen[f"{who} drops bob's collection"] = vectordb._attempt(lambda: in_bob.drop_collection("docbot"))
+            seen[f"{who} drops bob's database"] = vectordb._attempt(lambda: in_bob.drop_database("docbot_bob"))
+            seen[f"{who} lists the databases"] = vectordb._attempt(lambda: in_bob.list_databases())
+        finally:
+            in_bob.close()
+    assert seen == {what: "refused" for what in seen}, seen
+
+
+def test_dropping_one_learner_leaves_the_others(learners):
+    from docbot_lib.store import search
+
+    server, root, tokens, base = learners
+    removed = vectordb.drop_learner(server.uri, root, LabNames("cyd"))
+    assert "database docbot_cyd" in removed and "user docbot_cyd_app" in removed and "role docbot_cyd_writer" in removed
+    assert vectordb.drop_learner(server.uri, root, LabNames("cyd")) == []  # nothing left to drop
+    deadline = time.monotonic() + vectordb.GRANT_TIMEOUT  # the proxies learn of a dropped user as of a grant
+    while True:
+        try:
+            vectordb.connect(server.uri, tokens["cyd"][vectordb.APP_TOKEN_KEY], database="docbot_ann").close()
+        except ServiceUnavailable as exc:
+            assert "refused the password" in exc.problem
+            break
+        assert time.monotonic() < deadline, "a dropped learner still logs in"
+        time.sleep(1)
+    for user in ("ann", "bob"):
+        reader = _settings(server, user, tokens[user][vectordb.APP_TOKEN_KEY], base / f"home-{user}")
+        assert {h.source for h in search(reader, "What is the secret ingredient?", k=3)} == {f"{user}-notes.md"}
+    with pytest.raises(DocbotError, match="plain"):
+        vectordb.drop_learner(server.uri, root, LabNames())
