@@ -92,6 +92,20 @@ def _milvus(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+def _lab(args: argparse.Namespace, settings: Settings) -> int:
+    from docbot_lib import lab
+    from docbot_lib.names import expand_users
+
+    users = expand_users(args.users)
+    options = {"milvus": not args.no_milvus, "kube": not args.no_kube}
+    if args.action == "provision":
+        report = lab.provision(settings, users, echo=lambda m: print(m, file=sys.stderr), **options)
+    else:
+        report = getattr(lab, args.action)(settings, users, **options)
+    print(report)
+    return 0
+
+
 def _gpu_size(args: argparse.Namespace, settings: Settings) -> int:
     from docbot_lib import sizing
 
@@ -194,6 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also ask the LLM the first N questions: answer checks and time per stage")
     ev.add_argument("--json", action="store_true", help="print the figures as JSON")
     ev.set_defaults(func=_eval)
+
+    lab = sub.add_parser("lab", help="the lab's administrator: provision, status, teardown of a class of learners")
+    lab.add_argument("action", choices=["provision", "status", "teardown"])
+    lab.add_argument("--users", required=True, help="e.g. user1..user30, or ann,bob (each names a project)")
+    lab.add_argument("--no-milvus", action="store_true", help="leave Milvus alone (no root token needed)")
+    lab.add_argument("--no-kube", action="store_true", help="leave the cluster alone (Milvus only)")
+    lab.set_defaults(func=_lab)
 
     show = sub.add_parser("settings", help="print the settings in use (secrets masked)")
     show.set_defaults(func=_settings)

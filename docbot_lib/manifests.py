@@ -40,6 +40,7 @@ CRD_SCHEMAS: dict[tuple[str, str], str] = {
     ("route.openshift.io/v1", "Route"): "openshift/route-route-v1.json",
 }
 PLURALS: dict[str, str] = {}  # kind -> plural, where it is not kind.lower() + "s"
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}  # not inside a namespace
 
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 _POD_SPEC_PATHS = {
@@ -388,7 +389,7 @@ def _collection_path(obj: dict[str, Any], namespace: str) -> str:
     api_version, kind = obj["apiVersion"], obj["kind"]
     plural = PLURALS.get(kind, kind.lower() + "s")
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    return f"{prefix}/namespaces/{namespace}/{plural}"
+    return f"{prefix}/{plural}" if kind in CLUSTER_SCOPED else f"{prefix}/namespaces/{namespace}/{plural}"
 
 
 def kube_request(api_client, method: str, path: str, body: dict | None = None,
@@ -448,7 +449,8 @@ def _apply_one(api_client, obj: dict[str, Any], namespace: str, dry_run: bool,
     from kubernetes.client.exceptions import ApiException
 
     body = copy.deepcopy(obj)
-    body.setdefault("metadata", {})["namespace"] = namespace
+    if body["kind"] not in CLUSTER_SCOPED:
+        body.setdefault("metadata", {})["namespace"] = namespace
     name, kind = body["metadata"]["name"], body["kind"]
     collection = _collection_path(body, namespace)
     query = [("fieldValidation", "Strict"), ("fieldManager", "docbot")]

@@ -278,7 +278,8 @@ class KubeApi:
             if "=" in term:
                 name, _, value = term.partition("=")
                 wanted[name.rstrip("=!")] = value  # equality only: a=b, a==b
-        items = [copy.deepcopy(obj) for (api, ns, plural, _n), obj in sorted(self.objects.items())
+        in_order = sorted(self.objects.items(), key=lambda item: tuple(part or "" for part in item[0]))
+        items = [copy.deepcopy(obj) for (api, ns, plural, _n), obj in in_order
                  if api == route.api and plural == route.plural and (route.namespace in (None, ns))
                  and all(obj["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())]
         kind = self.kinds.get((route.api, route.plural), "")

@@ -81,6 +81,9 @@ def start_milvus(base: Path) -> MilvusServer:
         "DEPLOY_MODE": "STANDALONE",
         "METRICS_PORT": str(metrics_port),
         "ETCD_CONFIG_PATH": str(etcd_config),  # Milvus maps ETCD_CONFIG_PATH to etcd.config.path
+        # as manifests/milvus sets them for a class (the defaults, 10 roles and 100 users, stop at five learners;
+        # the wheel's config template has no such keys to set)
+        "PROXY_MAXROLENUM": "210", "PROXY_MAXUSERNUM": "210",
         "MILVUS_RUN_DIR": str(data / "run"),
         "LD_LIBRARY_PATH": ":".join(filter(None, [str(data / "bin"), os.environ.get("LD_LIBRARY_PATH")])),
     }

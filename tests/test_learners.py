@@ -3,6 +3,7 @@ Milvus 2.3.5 server with auth on: three learners ingest and query at the same ti
 documents, one learner's credentials are refused in another's database, and dropping one leaves the others."""
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from pathlib import Path
@@ -146,3 +147,82 @@ def test_dropping_one_learner_leaves_the_others(learners):
         assert {h.source for h in search(reader, "What is the secret ingredient?", k=3)} == {f"{user}-notes.md"}
     with pytest.raises(DocbotError, match="plain"):
         vectordb.drop_learner(server.uri, root, LabNames())
+
+
+# -- the administrator's commands -------------------------------------------------------------------------
+
+@pytest.fixture
+def admin(learners, monkeypatch):
+    """The administrator's settings: the class's Milvus with root's token, the class's S3 bucket."""
+    server, root, _tokens, _base = learners
+    for key, value in {"DOCBOT_STACK": "cluster", "DOCBOT_MILVUS_URI": server.uri, "DOCBOT_MILVUS_ROOT_TOKEN": root,
+                       "AWS_S3_ENDPOINT": "https://minio.example", "AWS_ACCESS_KEY_ID": "admin-key",
+                       "AWS_SECRET_ACCESS_KEY": "admin-SECRET-value", "AWS_S3_BUCKET": "class-models"}.items():
+        monkeypatch.setenv(key, value)
+    return Settings.load()
+
+
+def test_provision_creates_each_learner_once_and_their_tokens_work(admin, learners):
+    from kubeapi import KubeApi
+
+    from docbot_lib import lab
+
+    server = learners[0]
+    users = ["dee", "eve"]
+    with KubeApi() as kube:
+        first = lab.provision(admin, users, api_client=kube.api_client())
+        text = str(first)
+        assert first.count("created") == len(first.rows) == 2 * 9, text
+        for user in users:
+            assert kube.get("api/v1", None, "namespaces", user)["metadata"]["labels"]["opendatahub.io/dashboard"] == "true"
+            binding = kube.get("apis/rbac.authorization.k8s.io/v1", user, "rolebindings", lab.ROLEBINDING)
+            assert binding["roleRef"]["name"] == "edit" and binding["subjects"][0]["name"] == user
+            assert kube.get("api/v1", user, "secrets", "aws-connection-models")
+        secret = kube.get("api/v1", "dee", "secrets", lab.LEARNER_SECRET)
+        stored = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+        assert stored["DOCBOT_USER"] == "dee" and vectordb.ROOT_TOKEN_KEY not in stored
+        assert stored[vectordb.APP_TOKEN_KEY].startswith("docbot_dee_app:")
+        for secret_value in [stored[vectordb.APP_TOKEN_KEY].split(":", 1)[1], "admin-SECRET-value", learners[1]]:
+            assert secret_value not in text
+        report = vectordb.verify_least_privilege(server.uri, "docbot", stored, names=LabNames("dee"))
+        assert report.ok, str(report)
+
+        again = lab.provision(admin, users, api_client=kube.api_client())
+        assert again.count("already there") == len(again.rows) == len(first.rows), str(again)
+        assert "nothing changed: everything was already there" in str(again)
+        writes = [r for r in kube.requests[len(kube.requests) // 2:] if r.method in ("PUT", "DELETE")]
+        assert not writes, "a second provision replaced or deleted something"
+        secret_again = kube.get("api/v1", "dee", "secrets", lab.LEARNER_SECRET)
+        assert secret_again["data"] == secret["data"], "the learner's passwords were kept"
+
+        status = lab.status(admin, users, api_client=kube.api_client())
+        assert "not deployed (notebook 03)" in str(status) and "none yet (notebook 05)" in str(status)
+
+        gone = lab.teardown(admin, ["eve"], api_client=kube.api_client())
+        assert "removed" in str(gone) and kube.get("api/v1", None, "namespaces", "eve") is None
+        assert kube.get("api/v1", None, "namespaces", "dee")
+        assert "eve" not in str(lab.status(admin, ["dee"], api_client=kube.api_client()))
+    vectordb.drop_learner(server.uri, learners[1], LabNames("dee"))
+
+
+def test_provision_reports_the_right_the_administrator_lacks(admin):
+    from kubeapi import KubeApi
+
+    from docbot_lib import lab
+
+    with KubeApi(forbid={("create", "namespaces")}, user="helper") as kube:
+        with pytest.raises(DocbotError) as err:
+            lab.provision(admin, ["fay"], milvus=False, api_client=kube.api_client())
+    assert "helper may not create namespaces in namespace fay" in err.value.problem
+    assert "oc adm policy" in err.value.fix
+
+
+def test_the_lab_command_line_shows_each_learners_progress(admin, capsys):
+    from docbot_lib.cli import main
+
+    assert main(["lab", "status", "--users", "ann,bob", "--no-kube"]) == 0
+    out = capsys.readouterr().out
+    for user in ("ann", "bob"):
+        assert any(line.startswith(user) and "chunks in docbot" in line for line in out.splitlines()), out
+    assert main(["lab", "status", "--users", "Ann", "--no-kube"]) == 2
+    assert "cannot name a learner's objects" in capsys.readouterr().err

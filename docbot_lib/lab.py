@@ -1,0 +1,252 @@
+"""The lab's administrator: provision a class of learners on one cluster, show their progress, tear them down.
+
+Layer: top (a pipeline step beside the CLI); uses names, vectordb, manifests, s3.
+
+For each learner (`docbot_lib.names.LabNames(user)`):
+  Milvus       their database, reader and writer roles granted in it, their two users (vectordb.secure_learner)
+  Kubernetes   their project (namespace <user>, an OpenShift AI data science project), a RoleBinding that gives
+               the learner `edit` there and nowhere else (what creating an InferenceService, the chatbot's
+               Deployment, Route and Secrets needs), the data connection Secret, and a Secret
+               `docbot-learner` holding their Milvus URI, user name and their two users' tokens (never root's)
+Idempotent: what exists is kept and reported "already there" (a second run changes nothing); passwords are
+read back from the learner's Secret, so their tokens keep working. Nothing secret is ever printed.
+"""
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from docbot_lib import manifests, vectordb
+from docbot_lib.errors import DocbotError
+from docbot_lib.names import LabNames
+from docbot_lib.settings import Settings
+
+LEARNER_SECRET = "docbot-learner"
+ROLEBINDING = "docbot-learner-edit"
+
+
+@dataclass
+class LabRow:
+    user: str
+    what: str
+    state: str  # created | already there | removed | absent | a progress value
+
+
+@dataclass
+class LabReport:
+    """What a lab command did, one row per object; printable (no secret in it)."""
+
+    action: str
+    rows: list[LabRow] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, state: str) -> int:
+        return sum(r.state == state for r in self.rows)
+
+    def __str__(self) -> str:
+        width = max([len("user")] + [len(r.user) for r in self.rows])
+        what = max([len("object")] + [len(r.what) for r in self.rows])
+        lines = [f"{'user':<{width}}  {'object':<{what}}  state", f"{'-' * width}  {'-' * what}  -----"]
+        lines += [f"{r.user:<{width}}  {r.what:<{what}}  {r.state}" for r in self.rows]
+        states = sorted({r.state for r in self.rows})
+        learners = len({r.user for r in self.rows})
+        lines.append(f"{self.action}: {learners} learner(s) in {self.seconds:.1f} s; "
+                     + ", ".join(f"{self.count(s)} {s}" for s in states))
+        if self.action == "provision" and self.rows and self.count("created") == 0:
+            lines.append("nothing changed: everything was already there")
+        return "\n".join(lines)
+
+
+def learner_objects(settings: Settings, names: LabNames, tokens: dict[str, str]) -> list[dict[str, Any]]:
+    """The learner's namespaced objects: their edit RoleBinding, data connection and credentials Secret."""
+    from docbot_lib.s3 import data_connection_secret
+
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": ROLEBINDING, "labels": {"app.kubernetes.io/part-of": "docbot"}},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": names.user}],
+    }
+    credentials = {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": LEARNER_SECRET, "labels": {"app.kubernetes.io/part-of": "docbot"}},
+        # what the learner's .env needs (the workbench can mount it as environment variables)
+        "stringData": {"DOCBOT_STACK": "cluster", "DOCBOT_USER": names.user,
+                       "DOCBOT_MILVUS_URI": settings.milvus_uri or "", **tokens},
+    }
+    objects = [binding, credentials]
+    if settings.s3_access_key and settings.secret("s3_secret_key"):
+        objects.append(data_connection_secret(settings, "models", reveal=True))
+    return objects
+
+
+def _namespace(names: LabNames) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": names.user,
+                         "labels": {"opendatahub.io/dashboard": "true", "app.kubernetes.io/part-of": "docbot"},
+                         "annotations": {"openshift.io/display-name": f"Doc Bot lab: {names.user}"}}}
+
+
+def _stored_tokens(api_client, names: LabNames) -> dict[str, str]:
+    """The learner's tokens from their Secret (a second run keeps their passwords), or {}."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        secret = manifests.kube_request(api_client, "GET", f"/api/v1/namespaces/{names.user}/secrets/{LEARNER_SECRET}")
+    except ApiException as exc:
+        if exc.status == 404:
+            return {}
+        raise manifests.api_error(exc, f"Secret/{LEARNER_SECRET}", names.user, api_client) from None
+    data = secret.get("data") or {}
+    return {k: base64.b64decode(v).decode() for k, v in data.items()
+            if k in (vectordb.INGEST_TOKEN_KEY, vectordb.APP_TOKEN_KEY)}
+
+
+def provision(settings: Settings, users: list[str], *, milvus: bool = True, kube: bool = True,
+              api_client=None, echo: Callable[[str], None] = lambda _m: None) -> LabReport:
+    """Everything each learner needs, as described in the module's docstring; safe to run again."""
+    start = time.monotonic()
+    report = LabReport("provision")
+    api = (api_client or manifests.kube_api_client()) if kube else None
+    root, root_token = _root(settings) if milvus else (None, None)
+    try:
+        for user in users:
+            names = LabNames(user)
+            echo(f"provisioning {user} ...")
+            if api is not None:
+                manifests.validate([_namespace(names)])
+                applied = manifests.apply([_namespace(names)], user, api, keep_existing=["Namespace"])
+                report.rows += [_row(user, a) for a in applied]
+            tokens = vectordb.learner_tokens(_stored_tokens(api, names) if api is not None else {}, names)
+            if root is not None:
+                created, _granted = vectordb.secure_learner(root, settings.milvus_uri, root_token,
+                                                            settings.milvus_collection, tokens, names)
+                for item in (f"database {names.database}", f"role {names.reader_role}", f"role {names.writer_role}",
+                             f"user {names.app_user}", f"user {names.ingest_user}"):
+                    state = "created" if item in created else \
+                        "password reset" if f"{item} (password reset)" in created else "already there"
+                    report.rows.append(LabRow(user, f"Milvus {item}", state))
+            if api is not None:
+                objects = learner_objects(settings, names, tokens)
+                manifests.validate(objects)
+                applied = manifests.apply(objects, user, api, keep_existing=["Secret", "RoleBinding"])
+                report.rows += [_row(user, a) for a in applied]
+    finally:
+        if root is not None:
+            root.close()
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def teardown(settings: Settings, users: list[str], *, milvus: bool = True, kube: bool = True,
+             api_client=None) -> LabReport:
+    """Remove each learner's Milvus database, users and roles, and their project; others stay intact."""
+    from kubernetes.client.exceptions import ApiException
+
+    start = time.monotonic()
+    report = LabReport("teardown")
+    api = (api_client or manifests.kube_api_client()) if kube else None
+    root_token = _root_token(settings) if milvus else None
+    for user in users:
+        names = LabNames(user)
+        if root_token:
+            removed = vectordb.drop_learner(settings.milvus_uri, root_token, names, settings.milvus_collection)
+            report.rows += [LabRow(user, f"Milvus {item}", "removed") for item in removed] or \
+                [LabRow(user, f"Milvus database {names.database}", "absent")]
+        if api is not None:
+            try:
+                manifests.kube_request(api, "DELETE", f"/api/v1/namespaces/{user}")
+                report.rows.append(LabRow(user, f"Namespace/{user}", "removed"))
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise manifests.api_error(exc, f"Namespace/{user}", user, api) from None
+                report.rows.append(LabRow(user, f"Namespace/{user}", "absent"))
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def status(settings: Settings, users: list[str], *, milvus: bool = True, kube: bool = True,
+           api_client=None) -> LabReport:
+    """Each learner's progress, for the workshop host: model deployed? documents ingested? chatbot up?"""
+    start = time.monotonic()
+    report = LabReport("status")
+    api = (api_client or manifests.kube_api_client()) if kube else None
+    root, root_token = _root(settings) if milvus else (None, None)
+    try:
+        for user in users:
+            names = LabNames(user)
+            if api is not None:
+                report.rows.append(LabRow(user, "model (InferenceService)", _isvc_state(api, user)))
+                report.rows.append(LabRow(user, "chatbot (Deployment)", _deployment_state(api, user)))
+            if root is not None:
+                report.rows.append(LabRow(user, "documents ingested", _documents(settings, root, root_token, names)))
+    finally:
+        if root is not None:
+            root.close()
+    report.seconds = time.monotonic() - start
+    return report
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+def _row(user: str, applied: manifests.Applied) -> LabRow:
+    return LabRow(user, f"{applied.kind}/{applied.name}", "already there" if applied.action == "kept" else applied.action)
+
+
+def _root_token(settings: Settings) -> str:
+    """Root's token (Settings.milvus_root_token); a clear error without it or the URI."""
+    token = settings.secret("milvus_root_token")
+    if not settings.milvus_uri or not token:
+        raise DocbotError("the lab's Milvus steps need its URI and root's token",
+                          "set DOCBOT_MILVUS_URI and DOCBOT_MILVUS_ROOT_TOKEN=root:<password> (or pass --no-milvus)")
+    return token
+
+
+def _root(settings: Settings):
+    """Root's client and token."""
+    token = _root_token(settings)
+    return vectordb.connect(settings.milvus_uri, token), token
+
+
+def _list(api, path: str) -> list[dict[str, Any]]:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return manifests.kube_request(api, "GET", path).get("items") or []
+    except ApiException as exc:
+        if exc.status == 404:
+            return []
+        raise
+
+
+def _isvc_state(api, namespace: str) -> str:
+    items = _list(api, f"/apis/serving.kserve.io/v1beta1/namespaces/{namespace}/inferenceservices")
+    if not items:
+        return "not deployed (notebook 03)"
+    ready = [i["metadata"]["name"] for i in items if any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in (i.get("status") or {}).get("conditions", []))]
+    return f"ready: {', '.join(ready)}" if ready else f"deployed, not ready: {items[0]['metadata']['name']}"
+
+
+def _deployment_state(api, namespace: str) -> str:
+    items = [d for d in _list(api, f"/apis/apps/v1/namespaces/{namespace}/deployments")
+             if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "chatbot"]
+    if not items:
+        return "not deployed"
+    ready = (items[0].get("status") or {}).get("readyReplicas") or 0
+    return f"{'up' if ready else 'not ready'}: {items[0]['metadata']['name']}"
+
+
+def _documents(settings: Settings, root, root_token: str, names: LabNames) -> str:
+    if names.database not in root.list_databases():
+        return "no database (provision first)"
+    inside = vectordb.connect(settings.milvus_uri, root_token, database=names.database)
+    try:
+        if not inside.has_collection(settings.milvus_collection):
+            return "none yet (notebook 05)"
+        rows = inside.get_collection_stats(settings.milvus_collection).get("row_count", 0)
+        return f"{rows} chunks in {settings.milvus_collection}"
+    finally:
+        inside.close()
