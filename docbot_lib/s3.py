@@ -62,6 +62,12 @@ def model_prefix(model_id: str) -> str:
     return "models/" + "/".join(parts) + "/"
 
 
+def learner_model_prefix(settings) -> str:
+    """Where the settings' model goes in the bucket: `<user>/models/<model id>/` for a learner of a class
+    (docbot_lib.names: the bucket is shared, the prefix is theirs), else `models/<model id>/`."""
+    return settings.names.s3_prefix + model_prefix(settings.model_id)
+
+
 def storage_uri(settings: Settings, prefix: str) -> str:
     """The `s3://bucket/prefix` an InferenceService's storageUri names (no trailing slash)."""
     return f"s3://{settings.s3_bucket}/{prefix.strip('/')}"
@@ -423,7 +429,7 @@ def upload_model(settings: Settings, model_dir: Path | str, prefix: str | None =
     if part_size < 5 * MiB:
         raise DocbotError(f"part size {part_size} is below S3's minimum of 5 MiB", "use part_size >= 5 * 2**20")
     files = model_files(model_dir)
-    prefix = _normal_prefix(prefix) if prefix else model_prefix(settings.model_id)
+    prefix = _normal_prefix(prefix) if prefix else learner_model_prefix(settings)
     report = UploadReport(settings.s3_bucket, prefix)
     start = time.perf_counter()
     client = s3_client(settings, max_pool_connections=concurrency + 4)
@@ -544,7 +550,7 @@ def verify_model(settings: Settings, model_dir: Path | str, prefix: str | None =
     CRC32; with `reread=True` also download each object and hash its bytes. Raises DocbotError only
     when S3 cannot be asked; differences are in the report (`.ok`)."""
     files = model_files(model_dir)
-    prefix = _normal_prefix(prefix) if prefix else model_prefix(settings.model_id)
+    prefix = _normal_prefix(prefix) if prefix else learner_model_prefix(settings)
     bucket = settings.s3_bucket
     report = VerifyReport(bucket, prefix, reread=reread)
     client = s3_client(settings)

@@ -16,7 +16,7 @@ import httpx
 
 from docbot_lib import manifests
 from docbot_lib.errors import DocbotError
-from docbot_lib.s3 import model_prefix
+from docbot_lib.s3 import learner_model_prefix
 from docbot_lib.settings import Settings
 
 # Upstream vLLM, pinned to a release tag: the tags of quay.io/modh/vllm (rhoai-2.x-cuda) move with each
@@ -48,7 +48,7 @@ class VllmOptions:
 
     name: str = "mistral-7b-instruct"
     data_connection: str = "models"
-    model_path: str | None = None  # in the bucket; default docbot_lib.s3.model_prefix(settings.model_id)
+    model_path: str | None = None  # in the bucket; default docbot_lib.s3.learner_model_prefix(settings)
     served_model_name: str | None = None
     image: str = VLLM_IMAGE
     gpus: int = 1
@@ -133,7 +133,7 @@ def inference_service_manifests(settings: Settings, opts: VllmOptions | None = N
         "name": opts.name, "display_name": settings.model_id, "deployment_mode": opts.deployment_mode,
         "min_replicas": opts.min_replicas, "max_replicas": opts.max_replicas, "runtime": opts.name,
         "storage_key": data_connection_secret_name(opts.data_connection),
-        "storage_path": opts.model_path or model_prefix(settings.model_id),
+        "storage_path": opts.model_path or learner_model_prefix(settings),
         **_resource_values(opts),
     })
     meta, predictor = isvc["metadata"], isvc["spec"]["predictor"]
@@ -202,7 +202,7 @@ def standalone_manifests(settings: Settings, opts: VllmOptions | None = None,
         "cache_size": cache_size, "storage_initializer_image": storage_initializer_image,
         "storage_key": data_connection_secret_name(opts.data_connection),
         "bucket": settings.s3_bucket,
-        "storage_path": opts.model_path or model_prefix(settings.model_id),
+        "storage_path": opts.model_path or learner_model_prefix(settings),
     })
     pod = objects[1]["spec"]["template"]["spec"]
     pod["containers"][0]["args"] += list(opts.extra_args)
@@ -502,7 +502,7 @@ def storage_initialize(settings: Settings, dest, prefix: str | None = None, prog
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    prefix = prefix or model_prefix(settings.model_id)
+    prefix = prefix or learner_model_prefix(settings)
     bucket = settings.s3_bucket
     client = s3_client(settings)
     config = TransferConfig(multipart_chunksize=32 << 20, multipart_threshold=32 << 20, max_concurrency=4)

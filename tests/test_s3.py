@@ -347,3 +347,10 @@ def test_apply_refusals_are_clear_errors_without_the_secret(cluster_settings):
     nobody.configuration.retries = 0
     with pytest.raises(ServiceUnavailable, match="does not answer"):
         s3.apply_data_connection(cluster_settings, "docbot", "m", api_client=nobody)
+
+
+def test_a_learner_of_a_class_has_their_own_prefix_in_the_shared_bucket():
+    from docbot_lib.settings import Settings
+
+    assert s3.learner_model_prefix(Settings.load(model_id="org/m")) == "models/org/m/"
+    assert s3.learner_model_prefix(Settings.load(model_id="org/m", user="ann")) == "ann/models/org/m/"
