@@ -219,6 +219,8 @@ def where_it_runs(settings: Settings) -> str:
 
     s3 = "S3 credentials set (a data connection, or .env)" if settings.s3_access_key and settings.s3_secret_key \
         else "no S3 credentials: attach a data connection to the workbench (or set AWS_* in .env)"
+    if settings.names.user:
+        s3 += f"; learner {settings.names.user} (Milvus database {settings.names.database})"
     if (SERVICE_ACCOUNT_DIR / "namespace").is_file():
         namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
         return f"an OpenShift AI workbench in project {namespace!r}, stack {settings.stack}; {s3}"

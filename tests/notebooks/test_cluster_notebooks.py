@@ -29,6 +29,7 @@ from milvus_server import milvus_server  # noqa: F401 - the session fixture
 
 from docbot_lib import vectordb
 from docbot_lib.local import LOCAL_MODEL_NAME
+from docbot_lib.names import LabNames
 from docbot_lib.settings import Settings, read_env
 from docbot_lib.workshop import execute, lab_notebooks
 
@@ -37,6 +38,7 @@ NAMESPACE = "learner1"
 LEARNER = "learner1"
 KUBE_TOKEN = "sha256~learner1-login-token"
 BUCKET = "learner1-models"
+NAMES = LabNames(LEARNER)
 NOTEBOOKS = [p for p in lab_notebooks(REPO / "notebooks") if p.name[:2] <= "07"]
 
 pytestmark = [pytest.mark.stack, pytest.mark.cluster]
@@ -112,6 +114,7 @@ def workbench(_session_stack, milvus_server, tmp_path_factory):  # noqa: F811
 
 
 PARAMETERS = {
+    "00-environment-check.ipynb": {"USER": LEARNER},  # the one thing a learner of a class sets, once
     "02-upload-model-to-s3.ipynb": {"APPLY_TO_CLUSTER": True},
     "03-serve-model.ipynb": {"NAME": LOCAL_MODEL_NAME, "APPLY_TO_CLUSTER": True, "WAIT_TIMEOUT": 120},
     "04-deploy-milvus.ipynb": {"APPLY_TO_CLUSTER": True},
@@ -152,6 +155,7 @@ def test_notebook_runs_in_cluster_mode(lab_run, number):
 def test_the_start_of_the_lab_checks_only_what_exists_yet(lab_run):
     text = outputs(lab_run["00"].output)
     assert "running in: this machine, against a cluster; S3 credentials set" in text
+    assert f"learner {LEARNER} (Milvus database {NAMES.database})" in text
     rows = {line.split()[0]: line for line in text.splitlines() if line.split()[:1] and
             line.split()[0] in ("S3", "Kubernetes", "LLM", "Milvus", "embeddings", "Hugging")}
     assert "OK" in rows["S3"] and "OK" in rows["Hugging"] and "OK" in rows["embeddings"]
@@ -169,6 +173,7 @@ def test_what_03_and_04_deployed_is_recorded_and_nothing_secret_is_shown(lab_run
     assert state["DOCBOT_LLM_MODEL_NAME"] == LOCAL_MODEL_NAME
     assert state["DOCBOT_LLM_API_KEY"] == workbench["local"].secret("llm_api_key")  # read from the token Secret
     assert state["DOCBOT_MILVUS_URI"] == workbench["milvus"].uri and state["DOCBOT_NAMESPACE"] == NAMESPACE
+    assert state["DOCBOT_USER"] == LEARNER
     kube = workbench["kube"]
     isvc = kube.get("apis/serving.kserve.io/v1beta1", NAMESPACE, "inferenceservices", LOCAL_MODEL_NAME)
     assert isvc["metadata"]["annotations"]["security.opendatahub.io/enable-auth"] == "true"
@@ -192,7 +197,8 @@ def test_an_existing_data_connection_is_kept(lab_run, workbench):
 
 
 def test_each_notebook_acted_as_the_right_milvus_user(lab_run):
-    assert f"Milvus user: {vectordb.APP_USER}" in outputs(lab_run["06"].output)
+    assert f"Milvus user: {NAMES.app_user}" in outputs(lab_run["06"].output)
+    assert f"{NAMES.ingest_user} can write, in database {NAMES.database}" in outputs(lab_run["04"].output)
     assert "dense search only (HNSW, COSINE): Milvus v2.3.5" in outputs(lab_run["05"].output)
 
 
@@ -200,8 +206,8 @@ def test_forbidden_actions_are_refused(lab_run, workbench):
     """The users notebook 04 created, on the collections 05-07 filled: what each may not do is refused."""
     tokens = read_env(workbench["milvus"].env_file)
     uri = workbench["milvus"].uri
-    reader = vectordb.connect(uri, tokens[vectordb.APP_TOKEN_KEY])
-    writer = vectordb.connect(uri, tokens[vectordb.INGEST_TOKEN_KEY])
+    reader = vectordb.connect(uri, tokens[vectordb.APP_TOKEN_KEY], database=NAMES.database)
+    writer = vectordb.connect(uri, tokens[vectordb.INGEST_TOKEN_KEY], database=NAMES.database)
     row = {"pk": "x" * 64, "text": "t", "dense": [0.0] * 384, "source": "s", "root": "r", "title": "t",
            "section": "", "page": 0, "chunk_index": 0, "doc_hash": "h"}
     attempts = {
@@ -212,7 +218,8 @@ def test_forbidden_actions_are_refused(lab_run, workbench):
         "writer drops the collection": lambda: writer.drop_collection("docbot"),
         "writer drops the evaluation's": lambda: writer.drop_collection("docbot_eval"),
         "writer creates a user": lambda: writer.create_user("intruder", "password-123"),
-        "writer grants itself a role": lambda: writer.grant_role(vectordb.INGEST_USER, "admin"),
+        "writer grants itself a role": lambda: writer.grant_role(NAMES.ingest_user, "admin"),
+        "writer drops its database": lambda: writer.drop_database(NAMES.database),
     }
     try:
         seen = {what: vectordb._attempt(op) for what, op in attempts.items()}
@@ -233,7 +240,7 @@ def test_the_api_serves_as_the_read_only_user(lab_run, workbench, monkeypatch):
     for key, value in workbench["env"].items():  # each test starts with a clean environment (conftest)
         monkeypatch.setenv(key, value)
     settings = Settings.load(api_key="cluster-api-key-0123456789", max_tokens=24).as_reader()
-    assert settings.milvus_user == vectordb.APP_USER and settings.llm_base_url == workbench["local"].llm_base_url
+    assert settings.milvus_user == NAMES.app_user and settings.llm_base_url == workbench["local"].llm_base_url
     with TestClient(create_app(settings)) as client:
         answer = client.post("/v1/chat/completions", headers={"Authorization": "Bearer cluster-api-key-0123456789"},
                              json={"model": "docbot", "messages": [
