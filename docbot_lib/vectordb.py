@@ -167,6 +167,8 @@ def supports_rbac(client) -> bool:
     except Exception as exc:  # noqa: BLE001
         if _status_code(exc) == "UNIMPLEMENTED" or "unimplemented" in str(exc).lower():
             return False
+        if is_permission_denied(exc):  # a user who may not list roles: the server has them
+            return True
         raise
     return True
 
@@ -187,6 +189,7 @@ class ServerInfo:
     rbac: bool  # users, roles and grants
     bm25: bool  # sparse vectors + the BM25 function (hybrid search)
     collections: list[str] = field(default_factory=list)
+    as_root: bool = True  # False: seen as a learner's own user (root's password is the administrator's)
 
     @property
     def kind(self) -> str:
@@ -212,16 +215,26 @@ def server_info(client, uri: str = "") -> ServerInfo:
                       bm25=parse_version(version) >= BM25_SINCE, collections=sorted(client.list_collections()))
 
 
-def inspect(uri: str, env_file: Path | None = None, root_token: str | None = None) -> ServerInfo:
+def inspect(uri: str, env_file: Path | None = None, root_token: str | None = None,
+            names: LabNames = PLAIN) -> ServerInfo:
     """`server_info` of the server at `uri`, logged in as root with the first password that works (the given
-    one, the one stored in `env_file`, the default); Milvus Lite needs none."""
+    one, the one stored in `env_file`, the default); Milvus Lite needs none. A learner of a class, whose
+    administrator keeps root's password, is seen as their own ingest user instead (`as_root` False)."""
     stored = read_env(env_file) if env_file else {}
     candidates = [t for t in (root_token, stored.get(ROOT_TOKEN_KEY), DEFAULT_ROOT_TOKEN) if t]
-    client, _token = _login(uri, list(dict.fromkeys(candidates)))
     try:
-        return server_info(client, uri)
+        client, _token = _login(uri, list(dict.fromkeys(candidates)))
+        as_root = True
+    except ServiceUnavailable as exc:
+        own = stored.get(INGEST_TOKEN_KEY, "")
+        if "refused the password" not in exc.problem or not own.startswith(f"{names.ingest_user}:"):
+            raise
+        client, as_root = connect(uri, own, database=names.database), False
+    try:
+        info = server_info(client, uri)
     finally:
         client.close()
+    return ServerInfo(info.uri, info.version, info.rbac, info.bm25, info.collections, as_root)
 
 
 # -- credentials storage ------------------------------------------------------------------------------

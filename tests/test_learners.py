@@ -226,3 +226,25 @@ def test_the_lab_command_line_shows_each_learners_progress(admin, capsys):
         assert any(line.startswith(user) and "chunks in docbot" in line for line in out.splitlines()), out
     assert main(["lab", "status", "--users", "Ann", "--no-kube"]) == 2
     assert "cannot name a learner's objects" in capsys.readouterr().err
+
+
+def test_a_provisioned_learner_runs_notebook_04_without_roots_password(learners, tmp_path, monkeypatch):
+    """In a class the administrator keeps root's password: the learner's 04 sees their own users and proves them."""
+    from docbot_lib.workshop import execute
+
+    server, root, tokens, _base = learners
+    env_file = tmp_path / ".env"  # what the learner copied from their docbot-learner Secret: no root token
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in tokens["bob"].items() if k != vectordb.ROOT_TOKEN_KEY))
+    monkeypatch.setenv("DOCBOT_ENV_FILE", str(env_file))
+    monkeypatch.setenv("DOCBOT_USER", "bob")
+    run = execute(Path(__file__).resolve().parents[1] / "notebooks" / "04-deploy-milvus.ipynb", tmp_path / "04.ipynb",
+                  parameters={"MILVUS_URI": server.uri})
+    assert run.ok, run.error
+    import nbformat
+
+    shown = "\n".join(o.get("text", "") for c in nbformat.read(run.output, as_version=4).cells
+                      if c.cell_type == "code" for o in c.outputs if isinstance(o.get("text"), str))
+    assert "Secured by your lab's administrator: your users docbot_bob_app and docbot_bob_ingest exist" in shown
+    assert "OK    docbot_bob_app" in shown and "FAIL" not in shown, shown
+    text = run.output.read_text()
+    assert root.split(":", 1)[1] not in text and tokens["bob"][vectordb.APP_TOKEN_KEY].split(":", 1)[1] not in text
