@@ -1,11 +1,19 @@
 """Benchmark: the chatbot API under load — 50 concurrent clients, 500 requests in all.
 
 Starts a private local stack (LLM + Milvus), ingests the sample docs, runs `docbot serve` in a subprocess on a
-free port, then 50 clients (httpx, async) send 500 streamed chat completions in all. Prints requests/s,
-p50/p95 latency and time to first token of the answered requests, and the count of responses by status.
-Target: no errors other than the deliberate 429s (the API answers at most DOCBOT_API_MAX_CONCURRENCY at
-once; the local llama.cpp server generates one answer at a time). Peer: none runs here; the figure to
-read is "0 non-2xx other than 429".
+free port, then 50 clients (httpx, async) send 500 streamed chat completions in all, each client its next one
+as soon as the last is done. Prints how many were answered (200), refused (503 with Retry-After: no slot came
+within DOCBOT_API_QUEUE_TIMEOUT, or the queue of DOCBOT_API_MAX_QUEUE was full) and failed otherwise; the
+p50/p95 wait (from the request to its response's status: the queue, retrieval and the first token for an
+answer); the total time. Target: every request answered or refused with Retry-After, 0 other errors.
+Peer: none runs here.
+
+The right concurrency depends on the model server. llama.cpp, the local stack's, generates one answer at a
+time: slots beyond 1 only interleave answers (and llama-cpp-python, unless started with --interrupt_requests
+False, cuts a streamed answer short when another request comes), so DOCBOT_API_MAX_CONCURRENCY=1 and the
+queue. vLLM batches many requests at once: there raise DOCBOT_API_MAX_CONCURRENCY (e.g. 16-64, within its
+--max-num-seqs). The default (4, queue 64, 30 s) sits between; try others through the environment
+(DOCBOT_API_*), which the server inherits.
 
     .venv/bin/python bench/api_load.py [--clients 50] [--requests 500] [--max-tokens 32]
 """
@@ -23,6 +31,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 
 def free_port() -> int:
@@ -31,19 +40,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def one(client, url: str, key: str, question: str, max_tokens: int) -> tuple[int, float, float | None]:
+class Result(NamedTuple):
+    outcome: str    # "answered" (200, the stream ended with [DONE]), "refused" (503 + Retry-After), else "error"
+    wait: float     # seconds from the request to its response's status
+    seconds: float  # to the end of the response
+    detail: str = ""
+
+
+async def one(client, url: str, key: str, question: str, max_tokens: int) -> Result:
     start = time.perf_counter()
-    first = None
     body = {"model": "docbot", "stream": True, "max_tokens": max_tokens,
             "messages": [{"role": "user", "content": question}]}
     async with client.stream("POST", url, json=body, headers={"Authorization": f"Bearer {key}"}) as response:
-        async for line in response.aiter_lines():
-            if first is None and line.startswith("data:") and '"content"' in line:
-                first = time.perf_counter() - start
-        return response.status_code, time.perf_counter() - start, first
+        wait = time.perf_counter() - start
+        lines = [line async for line in response.aiter_lines()]
+    seconds = time.perf_counter() - start
+    if response.status_code == 200 and "data: [DONE]" in lines and not any('"error"' in line for line in lines):
+        return Result("answered", wait, seconds)
+    if response.status_code == 503 and response.headers.get("Retry-After", "").isdigit():
+        return Result("refused", wait, seconds)
+    return Result("error", wait, seconds, f"HTTP {response.status_code}: {' '.join(lines)[:200]}")
 
 
-async def load(url: str, key: str, clients: int, total: int, max_tokens: int) -> list[tuple[int, float, float | None]]:
+async def load(url: str, key: str, clients: int, total: int, max_tokens: int) -> list[Result]:
     import httpx
 
     questions = ["Which role should the chatbot's Milvus user get?", "Why does vLLM need a /dev/shm volume?",
@@ -51,7 +70,7 @@ async def load(url: str, key: str, clients: int, total: int, max_tokens: int) ->
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(total):
         queue.put_nowait(i)
-    results: list[tuple[int, float, float | None]] = []
+    results: list[Result] = []
 
     async def worker():
         async with httpx.AsyncClient(timeout=600) as client:
@@ -60,8 +79,7 @@ async def load(url: str, key: str, clients: int, total: int, max_tokens: int) ->
                 try:
                     results.append(await one(client, url, key, questions[i % len(questions)], max_tokens))
                 except httpx.HTTPError as exc:
-                    results.append((0, 0.0, None))
-                    print(f"request {i}: {type(exc).__name__}", file=sys.stderr)
+                    results.append(Result("error", 0.0, 0.0, type(exc).__name__))
 
     await asyncio.gather(*(worker() for _ in range(clients)))
     return results
@@ -113,19 +131,26 @@ def main() -> None:
             server.wait(timeout=30)
         stack.down()
 
-    statuses = Counter(status for status, _, _ in results)
-    ok = [(s, t, f) for s, t, f in results if s == 200]
-    ms = lambda values, q: 1000 * statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else float("nan")  # noqa: E731
-    latencies = [t for _, t, _ in ok]
-    firsts = [f for _, _, f in ok if f is not None]
-    print(f"{len(results)} requests from {args.clients} clients in {wall:.1f} s: {len(results) / wall:.1f} requests/s "
-          f"({len(ok) / wall:.2f} answered/s); max_tokens {args.max_tokens}; API concurrency "
-          f"{settings.api_max_concurrency}; {os.cpu_count()} cores")
-    print("responses by status: " + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items())))
-    print(f"answered (200): p50 {ms(latencies, 50):.0f} ms, p95 {ms(latencies, 95):.0f} ms; "
-          f"time to first token p50 {ms(firsts, 50):.0f} ms, p95 {ms(firsts, 95):.0f} ms")
-    errors = sum(n for s, n in statuses.items() if s not in (200, 429))
-    print(f"errors other than the deliberate 429s: {errors} (target 0)")
+    outcomes = Counter(r.outcome for r in results)
+
+    def quantiles(values: list[float]) -> str:
+        if len(values) < 2:
+            return "p50 -, p95 -"
+        cuts = statistics.quantiles(values, n=100)
+        return f"p50 {cuts[49]:.1f} s, p95 {cuts[94]:.1f} s"
+
+    print(f"{len(results)} requests from {args.clients} clients; max_tokens {args.max_tokens}; API concurrency "
+          f"{settings.api_max_concurrency}, queue {settings.api_max_queue}, queue timeout "
+          f"{settings.api_queue_timeout:g} s; {os.cpu_count()} cores")
+    print(f"answered: {outcomes['answered']}, refused (503 + Retry-After): {outcomes['refused']}, "
+          f"other errors: {outcomes['error']} (target 0)")
+    print(f"wait (to the response's status), all: {quantiles([r.wait for r in results])}; "
+          f"answered: {quantiles([r.wait for r in results if r.outcome == 'answered'])}; "
+          f"refused: {quantiles([r.wait for r in results if r.outcome == 'refused'])}")
+    print(f"answered, to the end of the answer: {quantiles([r.seconds for r in results if r.outcome == 'answered'])}")
+    print(f"total time: {wall:.1f} s ({outcomes['answered'] / wall:.2f} answered/s)")
+    for detail, count in Counter(r.detail for r in results if r.outcome == "error").most_common(5):
+        print(f"  error x{count}: {detail}")
 
 
 if __name__ == "__main__":
