@@ -74,7 +74,9 @@ class Service:
     port_setting: str  # the Settings field holding its port
     command: Callable[["LocalStack", int], list[str]]
     ready: Callable[["LocalStack"], bool]  # True once it answers a real request
-    env: dict[str, str] = field(default_factory=dict)
+    # extra environment of the process; a callable is asked at start (secrets: never on a command line, which
+    # `ps` shows every user of the machine)
+    env: dict[str, str] | Callable[["LocalStack"], dict[str, str]] = field(default_factory=dict)
     timeout: float = 120.0
 
 
@@ -144,10 +146,14 @@ class LocalStack:
                     "--model_alias", LOCAL_MODEL_NAME, "--host", HOST, "--port", str(port),
                     # 1/1 threads: the defaults stall on a busy 2-core machine
                     "--n_ctx", "4096", "--n_threads", "1", "--n_threads_batch", "1",
-                    "--api_key", stack._read_state()["settings"]["llm_api_key"],
+                    # by default a new request cuts the streamed answer in progress short (72 chunks alone, 5
+                    # with a second request arriving): let each answer finish, the next one waits
+                    "--interrupt_requests", "False",
                 ],
                 lambda stack: checks.tcp_open(f"http://{HOST}:{stack.settings.local_llm_port}")
                 and bool(checks.check_llm(stack._current())),
+                # the server's settings read API_KEY from the environment (pydantic-settings), like --api_key
+                env=lambda stack: {"API_KEY": stack._read_state()["settings"]["llm_api_key"]},
                 timeout=120,
             ),
             Service(
@@ -268,7 +274,7 @@ class LocalStack:
             fh.flush()
             proc = subprocess.Popen(
                 command, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.dir, env={**os.environ, **service.env},
+                cwd=self.dir, env={**os.environ, **(service.env(self) if callable(service.env) else service.env)},
                 start_new_session=True,  # its own process group: down() stops it and its children
             )
         return {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(), "port": port,

@@ -53,6 +53,19 @@ def test_llm_chat_completion_through_openai_client(settings):
         OpenAI(base_url=settings.llm_base_url, api_key="wrong-key").models.list()
 
 
+def test_the_llm_key_is_not_on_the_servers_command_line(local_stack, settings):
+    import httpx
+
+    key = settings.secret("llm_api_key")
+    llm = next(s for s in local_stack.status() if s.name == "llm")
+    server = psutil.Process(llm.pid)
+    for proc in (server, *server.children(recursive=True)):  # what `ps` shows every user of the machine
+        assert key and not any(key in arg for arg in proc.cmdline()), "the LLM's API key is on its command line"
+    assert httpx.get(f"{settings.llm_base_url}/models", timeout=30).status_code == 401  # the key still applies
+    assert httpx.get(f"{settings.llm_base_url}/models", timeout=30,
+                     headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+
 def test_milvus_insert_and_search(settings):
     from pymilvus import MilvusClient
 
