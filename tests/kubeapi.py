@@ -181,6 +181,19 @@ class KubeApi:
             config.api_key_prefix = {"BearerToken": "Bearer"}
         return client.ApiClient(config)
 
+    def write_kubeconfig(self, path, user: str = "me", token: str | None = None, namespace: str | None = None):
+        """What `oc login --token=... --server=<this server>` writes: a kubeconfig at `path` (mode 600)."""
+        import yaml
+
+        context = {"cluster": "lab", "user": user, **({"namespace": namespace} if namespace else {})}
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+            "clusters": [{"name": "lab", "cluster": {"server": self.url}}],
+            "users": [{"name": user, "user": {"token": token or self.token or ""}}],
+            "contexts": [{"name": "lab", "context": context}]}))
+        path.chmod(0o600)
+        return path
+
     # -- what tests read ------------------------------------------------------------------------
     def get(self, api: str, namespace: str | None, plural: str, name: str) -> dict | None:
         with self._lock:

@@ -204,12 +204,7 @@ def test_apply_explains_an_unreachable_cluster(serving_objects):
 
 def test_kube_api_client_from_a_kubeconfig(serving_objects, tmp_path):
     with KubeApi(token="t0ken", namespaces={"docbot"}) as kube:
-        kubeconfig = tmp_path / "config"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
-            "clusters": [{"name": "lab", "cluster": {"server": kube.url}}],
-            "users": [{"name": "me", "user": {"token": "t0ken"}}],
-            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "me", "namespace": "docbot"}}]}))
+        kubeconfig = kube.write_kubeconfig(tmp_path / "config", "me", "t0ken", "docbot")
         api = manifests.kube_api_client(kubeconfig)
         assert [a.action for a in manifests.apply(serving_objects[:1], "docbot", api)] == ["created"]
     with pytest.raises(DocbotError, match="no usable Kubernetes credentials") as err:
@@ -225,12 +220,7 @@ def test_the_learners_login_comes_before_the_pods_service_account(tmp_path, monk
     (sa / "token").write_text("pod-token")
     monkeypatch.setattr(manifests, "SERVICE_ACCOUNT_DIR", sa)
     with KubeApi(token="t0ken", user="alice") as kube:
-        kubeconfig = tmp_path / "config"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
-            "clusters": [{"name": "lab", "cluster": {"server": kube.url}}],
-            "users": [{"name": "alice", "user": {"token": "t0ken"}}],
-            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "alice", "namespace": "mine"}}]}))
+        kubeconfig = kube.write_kubeconfig(tmp_path / "config", "alice", "t0ken", "mine")
         monkeypatch.setattr(manifests, "_default_kubeconfig", lambda: kubeconfig)
         api = manifests.kube_api_client()
         assert manifests.identity(api) == f"alice (your login in {kubeconfig})"
@@ -261,12 +251,7 @@ def test_the_environment_check_says_who_may_not_deploy_and_how_to_grant_it(tmp_p
     from docbot_lib.checks import check_kubernetes
 
     with KubeApi(token="t0ken", user="bob", forbid={("create", "inferenceservices")}) as kube:
-        kubeconfig = tmp_path / "config"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
-            "clusters": [{"name": "lab", "cluster": {"server": kube.url}}],
-            "users": [{"name": "bob", "user": {"token": "t0ken"}}],
-            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "bob", "namespace": "bobs"}}]}))
+        kubeconfig = kube.write_kubeconfig(tmp_path / "config", "bob", "t0ken", "bobs")
         monkeypatch.setattr(manifests, "_default_kubeconfig", lambda: kubeconfig)
         monkeypatch.setattr(manifests, "SERVICE_ACCOUNT_DIR", tmp_path / "not-a-pod")
         with pytest.raises(DocbotError) as err:

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 from kubeapi import KubeApi
 from milvus_server import milvus_server  # noqa: F401 - the session fixture
 
@@ -68,18 +67,6 @@ def controllers(llm_url: str, llm_key: str):
     return hook
 
 
-def write_kubeconfig(path: Path, server: str) -> Path:
-    """What `oc login --token=... --server=...` writes, with the learner's project as the context's namespace."""
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "learner",
-        "clusters": [{"name": "lab", "cluster": {"server": server}}],
-        "users": [{"name": LEARNER, "user": {"token": KUBE_TOKEN}}],
-        "contexts": [{"name": "learner", "context": {"cluster": "lab", "user": LEARNER, "namespace": NAMESPACE}}],
-    }))
-    path.chmod(0o600)
-    return path
-
-
 @pytest.fixture(scope="module")
 def workbench(_session_stack, milvus_server, tmp_path_factory):  # noqa: F811
     """A learner's workbench: the environment a kernel there has, and the cluster it talks to."""
@@ -97,7 +84,7 @@ def workbench(_session_stack, milvus_server, tmp_path_factory):  # noqa: F811
             "DOCBOT_HOME": str(folder / "home"),
             # the learner's .env: notebook 04 writes the Milvus users' tokens into it
             "DOCBOT_ENV_FILE": str(milvus_server.env_file),
-            "KUBECONFIG": str(write_kubeconfig(folder / "kubeconfig", kube.url)),
+            "KUBECONFIG": str(kube.write_kubeconfig(folder / "kubeconfig", LEARNER, KUBE_TOKEN, NAMESPACE)),
             # the data connection attached to the workbench
             "AWS_S3_ENDPOINT": local.s3_endpoint, "AWS_ACCESS_KEY_ID": local.s3_access_key,
             "AWS_SECRET_ACCESS_KEY": local.secret("s3_secret_key"), "AWS_DEFAULT_REGION": "us-east-1",
