@@ -277,6 +277,9 @@ class KubeApi:
             return 200, copy.deepcopy(current)
         if method == "DELETE":
             del self.objects[key]
+            if route.plural == "namespaces" and route.namespace is None:  # what the namespace held goes with it
+                for inner in [k for k in self.objects if k[1] == route.name]:
+                    del self.objects[inner]
             return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                          "details": {"name": route.name, "kind": route.plural, "uid": current["metadata"]["uid"]}}
         if method == "PUT":
