@@ -265,9 +265,12 @@ class Settings(BaseSettings):
 
     @property
     def names(self) -> "LabNames":
-        """The names of this learner's objects (`user`, else the workbench's namespace, else the plain ones)."""
+        """The names of this learner's objects on a cluster (`user`, else the workbench's namespace); the plain
+        ones on the local stack, which serves one person (Milvus Lite has one database)."""
         from docbot_lib.names import LabNames
 
+        if self.stack != "cluster":
+            return LabNames()
         return LabNames(self.user or _workbench_namespace())
 
     @property

@@ -32,7 +32,8 @@ def test_names_per_learner_and_the_plain_ones():
     for bad in ("Root", "a_b", "x" * 40, "user3..user1", "u1..v3"):
         with pytest.raises(DocbotError):
             expand_users(bad)
-    assert Settings.load(user="bob").names.database == "docbot_bob"
+    assert Settings.load(stack="cluster", user="bob").names.database == "docbot_bob"
+    assert Settings.load(stack="local", user="bob").names.database == "default"  # Milvus Lite: one database
 
 
 def _root_token(server) -> str:

@@ -353,4 +353,4 @@ def test_a_learner_of_a_class_has_their_own_prefix_in_the_shared_bucket():
     from docbot_lib.settings import Settings
 
     assert s3.learner_model_prefix(Settings.load(model_id="org/m")) == "models/org/m/"
-    assert s3.learner_model_prefix(Settings.load(model_id="org/m", user="ann")) == "ann/models/org/m/"
+    assert s3.learner_model_prefix(Settings.load(stack="cluster", model_id="org/m", user="ann")) == "ann/models/org/m/"
