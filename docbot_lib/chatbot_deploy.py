@@ -35,7 +35,7 @@ class ChatbotOptions:
     """How to run the chatbot. `image` must be pinned (a tag other than latest, or a digest)."""
 
     name: str = "docbot"
-    image: str = "image-registry.openshift-image-registry.svc:5000/docbot/docbot-chatbot:0.1.0"
+    image: str | None = None  # default: docbot-chatbot:0.1.0 in the project's own internal registry (image_for)
     llm_base_url: str | None = None  # default: the InferenceService's predictor Service
     milvus_uri: str = SERVICE_URI
     replicas: int = 1
@@ -48,8 +48,8 @@ class ChatbotOptions:
         if not _DNS_LABEL.match(self.name) or len(self.name) > 50:
             raise DocbotError(f"chatbot name {self.name!r} is not a DNS label of at most 50 characters",
                               "use lowercase letters, digits and '-'")
-        last = self.image.rsplit("/", 1)[-1]
-        if "@sha256:" not in self.image and (":" not in last or last.endswith(":latest")):
+        last = (self.image or ":0").rsplit("/", 1)[-1]
+        if self.image and "@sha256:" not in self.image and (":" not in last or last.endswith(":latest")):
             raise DocbotError(f"image {self.image!r} is not pinned", "give a version tag or a @sha256: digest")
         for key in ("cpu", "cpu_limit", "memory", "memory_limit"):
             if not _QUANTITY.match(getattr(self, key)):
@@ -58,11 +58,20 @@ class ChatbotOptions:
             raise DocbotError(f"replicas={self.replicas}", "use 1 or more")
 
 
+def image_for(settings: Settings) -> str:
+    """The chatbot image a BuildConfig pushes to the project's internal registry: the project is the settings'
+    namespace, else the learner's (a class: one project per learner), else `docbot`."""
+    project = settings.namespace or settings.names.user or "docbot"
+    return f"image-registry.openshift-image-registry.svc:5000/{project}/docbot-chatbot:0.1.0"
+
+
 def chatbot_manifests(settings: Settings, opts: ChatbotOptions | None = None) -> list[dict[str, Any]]:
-    """[ConfigMap, Deployment, Service, Route] of the chatbot answering from settings.milvus_collection."""
+    """[ConfigMap, Deployment, Service, Route] of the chatbot answering from settings.milvus_collection, in the
+    learner's Milvus database (DOCBOT_USER)."""
     opts = opts or ChatbotOptions()
     return manifests.render("chatbot/chatbot.yaml", {
-        "name": opts.name, "image": opts.image, "replicas": opts.replicas,
+        "name": opts.name, "image": opts.image or image_for(settings), "replicas": opts.replicas,
+        "user": settings.names.user or "",
         "llm_base_url": opts.llm_base_url or inference_service_url(),
         "llm_model_name": settings.llm_model_name,
         "milvus_uri": opts.milvus_uri, "collection": settings.milvus_collection,

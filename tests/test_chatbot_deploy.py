@@ -64,3 +64,15 @@ def test_the_prompt_is_in_the_configmap_and_reaches_the_bot():
     assert config(base)["DOCBOT_RAG_INSTRUCTIONS"] == INSTRUCTIONS
     own = 'Answer in "French"; cite [n].\nNever guess.'
     assert config(base.model_copy(update={"rag_instructions": own}))["DOCBOT_RAG_INSTRUCTIONS"] == own
+
+
+def test_the_default_image_and_database_are_the_learners(cluster):
+    from docbot_lib.chatbot_deploy import image_for
+
+    ann = cluster.model_copy(update={"user": "ann", "namespace": None})
+    assert ann.stack == "cluster"
+    config, deployment = chatbot_manifests(ann)[:2]
+    assert config["data"]["DOCBOT_USER"] == "ann"
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        "image-registry.openshift-image-registry.svc:5000/ann/docbot-chatbot:0.1.0" == image_for(ann)
+    assert "/team-x/" in image_for(cluster.model_copy(update={"namespace": "team-x"}))
