@@ -238,6 +238,7 @@ def test_a_provisioned_learner_runs_notebook_04_without_roots_password(learners,
     env_file.write_text("".join(f"{k}={v}\n" for k, v in tokens["bob"].items() if k != vectordb.ROOT_TOKEN_KEY))
     monkeypatch.setenv("DOCBOT_ENV_FILE", str(env_file))
     monkeypatch.setenv("DOCBOT_USER", "bob")
+    monkeypatch.setenv("DOCBOT_STACK", "cluster")  # a learner's names apply on a cluster
     run = execute(Path(__file__).resolve().parents[1] / "notebooks" / "04-deploy-milvus.ipynb", tmp_path / "04.ipynb",
                   parameters={"MILVUS_URI": server.uri})
     assert run.ok, run.error
