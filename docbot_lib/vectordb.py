@@ -315,7 +315,9 @@ def lab_collections(collection: str) -> list[str]:
 
 def _privileges(spec: dict[str, tuple[str, ...]], collections: list[str]) -> list[tuple[str, str, str]]:
     rows = []
-    for object_type, names in spec.items():
+    # Global first: grants reach the proxies in the order given, so once a collection grant the probe proves
+    # has applied, the global ones (CreateCollection: ingestion's first call) have too
+    for object_type, names in sorted(spec.items(), key=lambda item: item[0] != "Global"):
         targets = collections if object_type == "Collection" else ["*"]
         rows += [(object_type, name, target) for name in names for target in targets]
     return rows
