@@ -85,7 +85,10 @@ class ChunkStore:
             if dimension is None:
                 raise DocbotError("creating a collection needs the embedding dimension", "pass dimension=")
             self.hybrid = supports_bm25(self.client)  # never BM25 where it would crash the server
-            self._create(dimension)
+            # a freshly provisioned learner's CreateCollection grant may still be on its way to the proxies
+            from docbot_lib.vectordb import wait_until_permitted
+
+            wait_until_permitted(lambda: self._create(dimension))
         else:
             raise DocbotError(f"collection {name!r} does not exist in Milvus at {settings.milvus_uri}",
                               "ingest documents first: `docbot ingest PATH` (or notebook 05)")
