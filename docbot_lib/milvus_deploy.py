@@ -53,13 +53,14 @@ def deploy(settings, objects: list[dict[str, Any]], namespace: str | None = None
 
 
 def apply_credentials(settings, tokens: dict[str, str], api_client=None, echo=print) -> None:
-    """The generated Milvus credentials as a Secret in the lab's namespace (the chatbot and ingestion
-    Deployments read it with secretKeyRef)."""
+    """The generated Milvus credentials as Secrets in the lab's namespace, one per identity
+    (`vectordb.credentials_secrets`): the chatbot's Deployment reads only the reader's, ingestion the
+    writer's; root's is read by the day-2 steps alone."""
     from docbot_lib import manifests
-    from docbot_lib.vectordb import credentials_secret
+    from docbot_lib.vectordb import credentials_secrets
 
     api = api_client or manifests.kube_api_client()
-    for applied in manifests.apply([credentials_secret(tokens)], manifests.current_namespace(settings), api):
+    for applied in manifests.apply(credentials_secrets(tokens), manifests.current_namespace(settings), api):
         echo(str(applied))
 
 

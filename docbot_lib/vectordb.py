@@ -15,7 +15,7 @@ ShowCollections (both roles: a client lists and describes collections before it 
 CreateCollection (the writer: ingestion creates its collection and record). Neither role gets DropCollection,
 which is global too: it would allow dropping every collection; dropping stays root's.
 Generated passwords are stored, never printed: in an env file (mode 600, written whole then renamed) and,
-on a cluster, in a Secret (`credentials_secret`).
+on a cluster, in one Secret per identity (`credentials_secrets`: root's, the writer's, the reader's).
 """
 from __future__ import annotations
 
@@ -244,15 +244,28 @@ def generate_password() -> str:
     return secrets.token_urlsafe(24)
 
 
-def credentials_secret(tokens: dict[str, str], name: str = "docbot-milvus-credentials") -> dict[str, Any]:
-    """A Secret manifest holding the generated tokens (keys as in the env file), for `kubectl apply`
-    or the kubernetes client; a Deployment reads one key with `secretKeyRef`."""
-    return {
+# One Secret per identity, so that each workload can be given exactly one: the chatbot mounts the reader's, an
+# ingestion job the writer's, and no Deployment mounts root's (only the day-2 steps read it, from the workbench).
+ROOT_SECRET = "docbot-milvus-root"
+WRITER_SECRET = "docbot-milvus-writer"
+READER_SECRET = "docbot-milvus-reader"
+SECRET_OF_KEY = {ROOT_TOKEN_KEY: ROOT_SECRET, INGEST_TOKEN_KEY: WRITER_SECRET, APP_TOKEN_KEY: READER_SECRET}
+
+
+def credentials_secrets(tokens: dict[str, str]) -> list[dict[str, Any]]:
+    """The generated tokens as Secret manifests, one per identity (`SECRET_OF_KEY`: root's, the writer's, the
+    reader's), each holding its one key as in the env file; a Deployment reads it with `secretKeyRef`.
+    Keys of `tokens` that name no identity are refused (they would land in no Secret)."""
+    unknown = set(tokens) - set(SECRET_OF_KEY)
+    if unknown:
+        raise DocbotError(f"no Secret holds {', '.join(sorted(unknown))}",
+                          f"pass only {', '.join(SECRET_OF_KEY)} (SecureResult.tokens)")
+    return [{
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "docbot",
-                                              "app.kubernetes.io/component": "vectordb"}},
-        "stringData": dict(tokens),
-    }
+        "metadata": {"name": SECRET_OF_KEY[key], "labels": {"app.kubernetes.io/part-of": "docbot",
+                                                            "app.kubernetes.io/component": "vectordb"}},
+        "stringData": {key: token},
+    } for key, token in tokens.items()]
 
 
 # -- day 2: root password, roles, users ----------------------------------------------------------------
@@ -357,11 +370,7 @@ def ensure_roles_and_users(client, uri: str, collection: str, passwords: dict[st
 
 
 def _password_works(uri: str, user: str, password: str, database: str = DEFAULT_DATABASE) -> bool:
-    try:
-        connect(uri, f"{user}:{password}", database=database).close()
-    except ServiceUnavailable:
-        return False
-    return True
+    return _login_outcome(uri, f"{user}:{password}", database) == "allowed"
 
 
 def probe_collection(collection: str) -> str:
@@ -386,7 +395,7 @@ def secure(uri: str, collection: str, env_file: Path, root_token: str | None = N
             raise DocbotError(
                 f"Milvus at {uri} refused every root password known here (the default one has been changed)",
                 f"set {ROOT_TOKEN_KEY}=root:<password> in the environment or {env_file} "
-                "(on the cluster: from the Secret docbot-milvus-credentials)") from None
+                f"(on the cluster: from the Secret {ROOT_SECRET})") from None
         raise
     try:
         if not supports_rbac(client):
@@ -552,23 +561,30 @@ def _permitted(op: Callable[[], Any], timeout: float) -> str:
     return "allowed"
 
 
+def _login_outcome(uri: str, token: str, database: str = DEFAULT_DATABASE) -> str:
+    """"allowed" or "refused" for a login with `token` (or the error, when the server said something else)."""
+    try:
+        connect(uri, token, database=database).close()
+    except ServiceUnavailable as exc:
+        return "refused" if "refused the password" in exc.problem else f"error: {exc.problem}"
+    return "allowed"
+
+
 def verify_least_privilege(uri: str, collection: str, tokens: dict[str, str],
                            timeout: float = GRANT_TIMEOUT, names: LabNames = PLAIN) -> VerifyReport:
-    """Prove the grants on the probe collection: the app user searches but may not insert, delete or drop;
-    the ingest user inserts; a wrong password is refused. Waits (polling) for fresh grants to apply.
-    `tokens` are the env-file keys of `secure` (SecureResult.tokens or `read_env(env_file)`)."""
+    """Prove the day-2 work on the server: root's public default password no longer logs in; a wrong password
+    is refused; on the probe collection the app user searches but may not insert, delete or drop; the ingest
+    user inserts but may not drop, nor create users or roles, nor grant itself a role. Waits (polling) for
+    fresh grants to apply. `tokens` are the env-file keys of `secure` (SecureResult.tokens or `read_env(env_file)`)."""
     probe = probe_collection(collection)
     report = VerifyReport()
     app_token, ingest_token = tokens[APP_TOKEN_KEY], tokens[INGEST_TOKEN_KEY]
 
     APP_USER, INGEST_USER = names.app_user, names.ingest_user  # noqa: N806 - the learner's, in their database
-    wrong = f"{APP_USER}:{generate_password()}"
-    try:
-        connect(uri, wrong, database=names.database).close()
-        seen = "allowed"
-    except ServiceUnavailable as exc:
-        seen = "refused" if "refused the password" in exc.problem else f"error: {exc.problem}"
-    report.append(Verdict(APP_USER, "log in with a wrong password", "refused", seen))
+    report.append(Verdict("root", f"log in as {DEFAULT_ROOT_TOKEN} (the default)", "refused",
+                          _login_outcome(uri, DEFAULT_ROOT_TOKEN)))
+    report.append(Verdict(APP_USER, "log in with a wrong password", "refused",
+                          _login_outcome(uri, f"{APP_USER}:{generate_password()}", names.database)))
 
     app = connect(uri, app_token, database=names.database)
     ingest = connect(uri, ingest_token, database=names.database)
@@ -585,6 +601,13 @@ def verify_least_privilege(uri: str, collection: str, tokens: dict[str, str],
         report.append(Verdict(INGEST_USER, f"insert into {probe}", "allowed", insert))
         report.append(Verdict(INGEST_USER, f"drop {probe}", "refused",
                               _attempt(lambda: ingest.drop_collection(probe))))
+        # user and role management stays root's: a leaked ingestion token cannot mint itself more rights
+        intruder = f"{INGEST_USER}_intruder"
+        report.append(Verdict(INGEST_USER, "create a user", "refused",
+                              _attempt(lambda: ingest.create_user(intruder, generate_password()))))
+        report.append(Verdict(INGEST_USER, "create a role", "refused", _attempt(lambda: ingest.create_role(intruder))))
+        report.append(Verdict(INGEST_USER, "grant itself the admin role", "refused",
+                              _attempt(lambda: ingest.grant_role(INGEST_USER, "admin"))))
     finally:
         app.close()
         ingest.close()

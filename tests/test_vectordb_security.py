@@ -87,7 +87,11 @@ def test_least_privilege_is_verified(secured):
     assert report.ok, str(report)
     actions = {(v.user, v.action.split()[0]) for v in report}
     assert {("docbot_app", "search"), ("docbot_app", "insert"), ("docbot_app", "drop"),
-            ("docbot_ingest", "insert")} <= actions
+            ("docbot_ingest", "insert"), ("root", "log"), ("docbot_ingest", "create"), ("docbot_ingest", "grant")} <= actions
+    # what each proves, as seen: root's default refused, the writer refused user and role management
+    seen = {v.action: v.seen for v in report}
+    assert seen["log in as root:Milvus (the default)"] == "refused"
+    assert seen["create a user"] == seen["create a role"] == seen["grant itself the admin role"] == "refused"
 
 
 def test_reader_searches_but_cannot_write_and_writer_ingests(secured):

@@ -164,7 +164,10 @@ def test_what_03_and_04_deployed_is_recorded_and_nothing_secret_is_shown(lab_run
     kube = workbench["kube"]
     isvc = kube.get("apis/serving.kserve.io/v1beta1", NAMESPACE, "inferenceservices", LOCAL_MODEL_NAME)
     assert isvc["metadata"]["annotations"]["security.opendatahub.io/enable-auth"] == "true"
-    assert kube.get("api/v1", NAMESPACE, "secrets", "docbot-milvus-credentials")
+    # one Secret per identity: the chatbot's holds the read-only user's token and nothing else
+    reader = kube.get("api/v1", NAMESPACE, "secrets", "docbot-milvus-reader")
+    assert set(reader["data"]) == {"DOCBOT_MILVUS_APP_TOKEN"}
+    assert set(kube.get("api/v1", NAMESPACE, "secrets", "docbot-milvus-writer")["data"]) == {"DOCBOT_MILVUS_TOKEN"}
     assert kube.get("apis/apps/v1", NAMESPACE, "deployments", "milvus")
     secrets = [workbench["local"].secret("llm_api_key"), workbench["local"].secret("s3_secret_key"),
                KUBE_TOKEN] + [t.split(":", 1)[1] for t in read_env(workbench["milvus"].env_file).values()]
@@ -185,8 +188,20 @@ def test_an_existing_data_connection_is_kept(lab_run, workbench):
 
 def test_each_notebook_acted_as_the_right_milvus_user(lab_run):
     assert f"Milvus user: {NAMES.app_user}" in outputs(lab_run["06"].output)
-    assert f"{NAMES.ingest_user} can write, in database {NAMES.database}" in outputs(lab_run["04"].output)
+    assert f"{NAMES.ingest_user} can write but not manage users or roles, in database {NAMES.database}" \
+        in outputs(lab_run["04"].output)
     assert "dense search only (HNSW, COSINE): Milvus v2.3.5" in outputs(lab_run["05"].output)
+
+
+def test_notebook_04_proves_the_day_2_work_on_the_server(lab_run):
+    """Its report, each line a real request: the default root password, the reader's and the writer's limits."""
+    verdicts = [line for line in outputs(lab_run["04"].output).splitlines() if line.startswith(("OK  ", "FAIL"))]
+    assert verdicts and not [v for v in verdicts if v.startswith("FAIL")], verdicts
+    proven = " | ".join(verdicts)
+    for who, action in (("root", "log in as root:Milvus (the default)"), (NAMES.app_user, "insert into"),
+                        (NAMES.app_user, "drop"), (NAMES.ingest_user, "create a user"),
+                        (NAMES.ingest_user, "create a role"), (NAMES.ingest_user, "grant itself the admin role")):
+        assert any(who in v and action in v and "refused" in v for v in verdicts), (who, action, proven)
 
 
 def test_forbidden_actions_are_refused(lab_run, workbench):
