@@ -4,8 +4,9 @@
     manifests.validate(objects); manifests.apply([chatbot_secret(settings), *objects], namespace, api_client)
 
 The image is built from images/chatbot/Containerfile (e.g. with an OpenShift BuildConfig, which pushes to the
-namespace's internal registry: the default image name below). The Milvus credentials Secret is the one
-notebook 04 writes (docbot_lib.vectordb.credentials_secret); the chatbot reads its read-only app user.
+namespace's internal registry: the default image name below). The chatbot reads Milvus' read-only user from
+the Secret docbot-milvus-reader (docbot_lib.vectordb.credentials_secrets: notebook 04, or `docbot lab provision`),
+which holds that one token: never root's, never the writer's.
 """
 from __future__ import annotations
 
@@ -24,10 +25,19 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 
 
-def inference_service_url(name: str = VllmOptions.name) -> str:
-    """The in-cluster OpenAI URL of a RawDeployment InferenceService in the same namespace (its predictor
-    Service); `serving.wait_inference_service_ready()` returns the exact URL of a running one."""
-    return f"http://{name}-predictor/v1"
+def inference_service_url(name: str = VllmOptions.name, namespace: str | None = None, auth: bool = True) -> str:
+    """The in-cluster OpenAI URL of a RawDeployment InferenceService (its predictor Service).
+
+    With token authentication (the default, `VllmOptions.auth`) the predictor is reached through its proxy
+    (kube-rbac-proxy on RHOAI 3.x, oauth-proxy on 2.x): HTTPS on port 8443, with a certificate from OpenShift's
+    service CA issued for `<service>.<namespace>.svc`, so the URL names the namespace, the chatbot trusts that
+    CA (SSL_CERT_FILE in chatbot.yaml) and sends the model's token. Without auth: plain HTTP in the namespace."""
+    if not auth:
+        return f"http://{name}-predictor/v1"
+    if not namespace:
+        raise DocbotError("the predictor's certificate names its namespace, and none is known",
+                          "set DOCBOT_NAMESPACE (or NAMESPACE) to the project the model runs in, or give llm_base_url")
+    return f"https://{name}-predictor.{namespace}.svc.cluster.local:8443/v1"
 
 
 @dataclass(frozen=True)
@@ -36,7 +46,8 @@ class ChatbotOptions:
 
     name: str = "docbot"
     image: str | None = None  # default: docbot-chatbot:0.1.0 in the project's own internal registry (image_for)
-    llm_base_url: str | None = None  # default: the InferenceService's predictor Service
+    llm_base_url: str | None = None  # default: the InferenceService's predictor Service (inference_service_url)
+    llm_auth: bool = True  # the model has token authentication on (notebook 03's AUTH): reach it through its proxy
     milvus_uri: str = SERVICE_URI
     replicas: int = 1
     cpu: str = "500m"
@@ -58,11 +69,14 @@ class ChatbotOptions:
             raise DocbotError(f"replicas={self.replicas}", "use 1 or more")
 
 
+def project_of(settings: Settings) -> str | None:
+    """The chatbot's project: the settings' namespace, else the learner's (a class: one project per learner)."""
+    return settings.namespace or settings.names.user
+
+
 def image_for(settings: Settings) -> str:
-    """The chatbot image a BuildConfig pushes to the project's internal registry: the project is the settings'
-    namespace, else the learner's (a class: one project per learner), else `docbot`."""
-    project = settings.namespace or settings.names.user or "docbot"
-    return f"image-registry.openshift-image-registry.svc:5000/{project}/docbot-chatbot:0.1.0"
+    """The chatbot image a BuildConfig pushes to the project's internal registry (`project_of`, else `docbot`)."""
+    return f"image-registry.openshift-image-registry.svc:5000/{project_of(settings) or 'docbot'}/docbot-chatbot:0.1.0"
 
 
 def chatbot_manifests(settings: Settings, opts: ChatbotOptions | None = None) -> list[dict[str, Any]]:
@@ -72,7 +86,7 @@ def chatbot_manifests(settings: Settings, opts: ChatbotOptions | None = None) ->
     return manifests.render("chatbot/chatbot.yaml", {
         "name": opts.name, "image": opts.image or image_for(settings), "replicas": opts.replicas,
         "user": settings.names.user or "",
-        "llm_base_url": opts.llm_base_url or inference_service_url(),
+        "llm_base_url": opts.llm_base_url or inference_service_url(namespace=project_of(settings), auth=opts.llm_auth),
         "llm_model_name": settings.llm_model_name,
         "milvus_uri": opts.milvus_uri, "collection": settings.milvus_collection,
         "search_k": str(settings.search_k), "max_tokens": str(settings.max_tokens),

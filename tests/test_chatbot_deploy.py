@@ -13,7 +13,7 @@ from docbot_lib.settings import Settings
 
 @pytest.fixture
 def cluster() -> Settings:
-    return Settings.load(stack="cluster", milvus_collection="git_docs", search_k=4,
+    return Settings.load(stack="cluster", namespace="lab", milvus_collection="git_docs", search_k=4,
                          api_key="api-key-not-shown", llm_api_key="llm-key-not-shown")
 
 
@@ -24,13 +24,16 @@ def test_manifests_carry_the_settings_and_validate(cluster):
     assert [o["kind"] for o in objects] == ["ConfigMap", "Deployment", "Service", "Route"]
     assert config["data"]["DOCBOT_MILVUS_COLLECTION"] == "git_docs" and config["data"]["DOCBOT_SEARCH_K"] == "4"
     assert config["data"]["DOCBOT_MILVUS_URI"] == "http://milvus:19530"
-    assert config["data"]["DOCBOT_LLM_BASE_URL"] == "http://mistral-7b-instruct-predictor/v1"
+    # token auth on (the default): through the predictor's proxy, HTTPS with the service CA's certificate
+    assert config["data"]["DOCBOT_LLM_BASE_URL"] == "https://mistral-7b-instruct-predictor.lab.svc.cluster.local:8443/v1"
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SSL_CERT_FILE"] == "/var/run/secrets/kubernetes.io/serviceaccount/service-ca.crt"
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "quay.io/acme/docbot:1.2.3"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
-    assert refs["DOCBOT_MILVUS_TOKEN"] == {"name": "docbot-milvus-credentials", "key": "DOCBOT_MILVUS_APP_TOKEN"}
+    assert refs["DOCBOT_MILVUS_TOKEN"] == {"name": "docbot-milvus-reader", "key": "DOCBOT_MILVUS_APP_TOKEN"}
     assert refs["DOCBOT_API_KEY"]["name"] == "docbot-secrets"
     assert route["spec"]["tls"] == {"termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"}
     assert "not-shown" not in yaml.safe_dump_all(objects)  # no credential outside the Secret
@@ -60,7 +63,7 @@ def test_the_prompt_is_in_the_configmap_and_reaches_the_bot():
     def config(settings):
         return next(o for o in chatbot_manifests(settings) if o["kind"] == "ConfigMap")["data"]
 
-    base = Settings.load(stack="cluster", llm_base_url="http://llm/v1", milvus_uri="http://milvus:19530")
+    base = Settings.load(stack="cluster", namespace="lab", llm_base_url="http://llm/v1", milvus_uri="http://milvus:19530")
     assert config(base)["DOCBOT_RAG_INSTRUCTIONS"] == INSTRUCTIONS
     own = 'Answer in "French"; cite [n].\nNever guess.'
     assert config(base.model_copy(update={"rag_instructions": own}))["DOCBOT_RAG_INSTRUCTIONS"] == own
@@ -76,3 +79,17 @@ def test_the_default_image_and_database_are_the_learners(cluster):
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == \
         "image-registry.openshift-image-registry.svc:5000/ann/docbot-chatbot:0.1.0" == image_for(ann)
     assert "/team-x/" in image_for(cluster.model_copy(update={"namespace": "team-x"}))
+
+
+def test_the_model_is_reached_the_way_its_authentication_needs(cluster):
+    from docbot_lib.chatbot_deploy import inference_service_url
+
+    def url(settings, **options):
+        return chatbot_manifests(settings, ChatbotOptions(**options))[0]["data"]["DOCBOT_LLM_BASE_URL"]
+
+    assert url(cluster, llm_auth=False) == "http://mistral-7b-instruct-predictor/v1"
+    assert url(cluster.model_copy(update={"namespace": None, "user": "ann"})).startswith(
+        "https://mistral-7b-instruct-predictor.ann.svc.cluster.local:8443/")
+    assert url(cluster, llm_base_url="https://model.apps.example/v1") == "https://model.apps.example/v1"
+    with pytest.raises(DocbotError, match="names its namespace"):
+        inference_service_url("mistral", namespace=None)

@@ -26,7 +26,8 @@ NOT_MANIFESTS = ("helm/",)
 
 def _cluster_settings() -> Settings:
     # placeholders only: rendering needs values, nothing here is a real credential
-    return Settings.load(stack="cluster", s3_endpoint="https://s3.example.com", s3_access_key="AKIAEXAMPLE",
+    return Settings.load(stack="cluster", namespace="lab", s3_endpoint="https://s3.example.com",
+                         s3_access_key="AKIAEXAMPLE",
                          s3_secret_key="example-secret-key", s3_bucket="models")
 
 
