@@ -98,6 +98,8 @@ def _lab(args: argparse.Namespace, settings: Settings) -> int:
 
     users = expand_users(args.users)
     options = {"milvus": not args.no_milvus, "kube": not args.no_kube}
+    if args.action != "status":
+        options["model"] = args.model
     if args.action == "provision":
         report = lab.provision(settings, users, echo=lambda m: print(m, file=sys.stderr), **options)
     else:
@@ -214,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--users", required=True, help="e.g. user1..user30, or ann,bob (each names a project)")
     lab.add_argument("--no-milvus", action="store_true", help="leave Milvus alone (no root token needed)")
     lab.add_argument("--no-kube", action="store_true", help="leave the cluster alone (Milvus only)")
+    lab.add_argument("--model", metavar="NAMESPACE/NAME",
+                     help="the InferenceService the class shares (token auth on): each learner gets a token that may "
+                          "only call it, in their docbot-learner Secret")
     lab.set_defaults(func=_lab)
 
     show = sub.add_parser("settings", help="print the settings in use (secrets masked)")

@@ -6,8 +6,14 @@ For each learner (`docbot_lib.names.LabNames(user)`):
   Milvus       their database, reader and writer roles granted in it, their two users (vectordb.secure_learner)
   Kubernetes   their project (namespace <user>, an OpenShift AI data science project), a RoleBinding that gives
                the learner `edit` there and nowhere else (what creating an InferenceService, the chatbot's
-               Deployment, Route and Secrets needs), the data connection Secret, and a Secret
-               `docbot-learner` holding their Milvus URI, user name and their two users' tokens (never root's)
+               Deployment, Route and Secrets needs), the data connection Secret, a Secret `docbot-learner`
+               holding their Milvus URI, user name and their two users' tokens (never root's; for their .env),
+               and the reader's and writer's Secrets the chatbot and ingestion read (vectordb.credentials_secrets)
+  One model    with `model="NAMESPACE/NAME"` (the class shares one InferenceService the administrator deployed,
+               token authentication on): in the model's namespace a service account per learner whose token may
+               only `get` that InferenceService (serving.token_auth_manifests), and the model's endpoint, served
+               name and that token in the learner's `docbot-learner` Secret. Without it, each learner deploys
+               their own model (notebook 03) where the cluster has GPUs for it.
 Idempotent: what exists is kept and reported "already there" (a second run changes nothing); passwords are
 read back from the learner's Secret, so their tokens keep working. Nothing secret is ever printed.
 """
@@ -59,8 +65,10 @@ class LabReport:
         return "\n".join(lines)
 
 
-def learner_objects(settings: Settings, names: LabNames, tokens: dict[str, str]) -> list[dict[str, Any]]:
-    """The learner's namespaced objects: their edit RoleBinding, data connection and credentials Secret."""
+def learner_objects(settings: Settings, names: LabNames, tokens: dict[str, str],
+                    model: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The learner's namespaced objects: their edit RoleBinding, data connection and credentials Secrets.
+    `model`: the shared model's settings for their .env (`SharedModel.learner_settings`), when the class has one."""
     from docbot_lib.s3 import data_connection_secret
 
     binding = {
@@ -74,12 +82,57 @@ def learner_objects(settings: Settings, names: LabNames, tokens: dict[str, str])
         "metadata": {"name": LEARNER_SECRET, "labels": {"app.kubernetes.io/part-of": "docbot"}},
         # what the learner's .env needs (the workbench can mount it as environment variables)
         "stringData": {"DOCBOT_STACK": "cluster", "DOCBOT_USER": names.user,
-                       "DOCBOT_MILVUS_URI": settings.milvus_uri or "", **tokens},
+                       "DOCBOT_MILVUS_URI": settings.milvus_uri or "", **tokens, **(model or {})},
     }
-    objects = [binding, credentials]
+    # the same per-identity Secrets notebook 04 writes: the learner's chatbot reads its reader's token from one
+    objects = [binding, credentials, *vectordb.credentials_secrets(tokens)]
     if settings.s3_access_key and settings.secret("s3_secret_key"):
         objects.append(data_connection_secret(settings, "models", reveal=True))
     return objects
+
+
+@dataclass(frozen=True)
+class SharedModel:
+    """The class's one model: the InferenceService `name` in `namespace`, deployed by the administrator."""
+
+    namespace: str
+    name: str
+
+    @classmethod
+    def parse(cls, spec: str) -> "SharedModel":
+        """"NAMESPACE/NAME" → SharedModel; one clear error for anything else."""
+        from docbot_lib.names import USER_PATTERN
+
+        namespace, _, name = spec.partition("/")
+        if not (USER_PATTERN.match(namespace) and USER_PATTERN.match(name)):
+            raise DocbotError(f"cannot read the model {spec!r}",
+                              "name the class's InferenceService as NAMESPACE/NAME, e.g. --model models/mistral-7b-instruct")
+        return cls(namespace, name)
+
+    def identity(self, user: str) -> str:
+        """The learner's service account (and its Role, RoleBinding, token Secret) in the model's namespace."""
+        return f"{self.name}-{user}"
+
+    def objects(self, user: str) -> list[dict[str, Any]]:
+        from docbot_lib import serving
+
+        return serving.token_auth_manifests(self.name, self.identity(user))
+
+    def url(self, api_client) -> str:
+        """The model's OpenAI endpoint; a clear error while it is not deployed and ready."""
+        from docbot_lib import serving
+
+        try:
+            url = serving.wait_inference_service_ready(self.name, self.namespace, api_client, timeout=0, echo=None)
+        except DocbotError as exc:
+            raise DocbotError(f"the class's model {self.namespace}/{self.name} is not ready, so no learner can use it "
+                              f"yet ({exc.problem.splitlines()[0]})",
+                              "deploy it first (notebook 03 in that project, token authentication on), then provision "
+                              "again") from None
+        return url.rstrip("/") + "/v1"
+
+    def learner_settings(self, url: str, token: str) -> dict[str, str]:
+        return {"DOCBOT_LLM_BASE_URL": url, "DOCBOT_LLM_MODEL_NAME": self.name, "DOCBOT_LLM_API_KEY": token}
 
 
 def _namespace(names: LabNames) -> dict[str, Any]:
@@ -105,11 +158,16 @@ def _stored_tokens(api_client, names: LabNames) -> dict[str, str]:
 
 
 def provision(settings: Settings, users: list[str], *, milvus: bool = True, kube: bool = True,
-              api_client=None, echo: Callable[[str], None] = lambda _m: None) -> LabReport:
-    """Everything each learner needs, as described in the module's docstring; safe to run again."""
+              model: str | None = None, api_client=None, echo: Callable[[str], None] = lambda _m: None) -> LabReport:
+    """Everything each learner needs, as described in the module's docstring; safe to run again.
+    `model`: "NAMESPACE/NAME" of the InferenceService the class shares (its token authentication on)."""
     start = time.monotonic()
     report = LabReport("provision")
     api = (api_client or manifests.kube_api_client()) if kube else None
+    shared = SharedModel.parse(model) if model else None
+    if shared and api is None:
+        raise DocbotError("a shared model needs the cluster", "drop --no-kube, or leave out --model")
+    model_url = shared.url(api) if shared and api is not None else None
     root, root_token = _root(settings) if milvus else (None, None)
     try:
         for user in users:
@@ -128,8 +186,16 @@ def provision(settings: Settings, users: list[str], *, milvus: bool = True, kube
                     state = "created" if item in created else \
                         "password reset" if f"{item} (password reset)" in created else "already there"
                     report.rows.append(LabRow(user, f"Milvus {item}", state))
+            model_settings = None
+            if shared is not None and model_url is not None:
+                access = shared.objects(user)
+                manifests.validate(access)
+                applied = manifests.apply(access, shared.namespace, api, keep_existing=[o["kind"] for o in access])
+                report.rows += [_row(user, a) for a in applied]
+                token = serving_token(shared.identity(user), shared.namespace, api)
+                model_settings = shared.learner_settings(model_url, token)
             if api is not None:
-                objects = learner_objects(settings, names, tokens)
+                objects = learner_objects(settings, names, tokens, model_settings)
                 manifests.validate(objects)
                 applied = manifests.apply(objects, user, api, keep_existing=["Secret", "RoleBinding"])
                 report.rows += [_row(user, a) for a in applied]
@@ -141,14 +207,16 @@ def provision(settings: Settings, users: list[str], *, milvus: bool = True, kube
 
 
 def teardown(settings: Settings, users: list[str], *, milvus: bool = True, kube: bool = True,
-             api_client=None) -> LabReport:
-    """Remove each learner's Milvus database, users and roles, and their project; others stay intact."""
+             model: str | None = None, api_client=None) -> LabReport:
+    """Remove each learner's Milvus database, users and roles, their project and (with `model`) their access to
+    the shared model; the other learners' stay intact."""
     from kubernetes.client.exceptions import ApiException
 
     start = time.monotonic()
     report = LabReport("teardown")
     api = (api_client or manifests.kube_api_client()) if kube else None
     root_token = _root_token(settings) if milvus else None
+    shared = SharedModel.parse(model) if model else None
     for user in users:
         names = LabNames(user)
         if root_token:
@@ -163,6 +231,9 @@ def teardown(settings: Settings, users: list[str], *, milvus: bool = True, kube:
                 if exc.status != 404:
                     raise manifests.api_error(exc, f"Namespace/{user}", user, api) from None
                 report.rows.append(LabRow(user, f"Namespace/{user}", "absent"))
+            for obj in shared.objects(user) if shared else []:
+                report.rows.append(LabRow(user, f"{obj['kind']}/{obj['metadata']['name']}",
+                                          _delete(api, obj, shared.namespace)))
     report.seconds = time.monotonic() - start
     return report
 
@@ -178,6 +249,7 @@ def status(settings: Settings, users: list[str], *, milvus: bool = True, kube: b
         for user in users:
             names = LabNames(user)
             if api is not None:
+                report.rows.append(LabRow(user, "workbench (Notebook)", _workbench_state(api, user)))
                 report.rows.append(LabRow(user, "model (InferenceService)", _isvc_state(api, user)))
                 report.rows.append(LabRow(user, "chatbot (Deployment)", _deployment_state(api, user)))
             if root is not None:
@@ -219,6 +291,39 @@ def _list(api, path: str) -> list[dict[str, Any]]:
         if exc.status == 404:
             return []
         raise
+
+
+def serving_token(identity: str, namespace: str, api_client) -> str:
+    from docbot_lib import serving
+
+    return serving.read_token(identity, namespace, api_client)
+
+
+def _delete(api, obj: dict[str, Any], namespace: str) -> str:
+    """Delete one object; "removed", or "absent" when it was not there."""
+    from kubernetes.client.exceptions import ApiException
+
+    path = manifests.object_path(obj, namespace)
+    try:
+        manifests.kube_request(api, "DELETE", path)
+    except ApiException as exc:
+        if exc.status == 404:
+            return "absent"
+        raise manifests.api_error(exc, f"{obj['kind']}/{obj['metadata']['name']}", namespace, api) from None
+    return "removed"
+
+
+def _workbench_state(api, namespace: str) -> str:
+    """The learner's workbench (OpenShift AI's Notebook resource): running, starting, stopped, or none yet."""
+    items = _list(api, f"/apis/kubeflow.org/v1/namespaces/{namespace}/notebooks")
+    if not items:
+        return "none yet (create one in the dashboard)"
+    notebook = items[0]
+    name = notebook["metadata"]["name"]
+    if "kubeflow-resource-stopped" in (notebook["metadata"].get("annotations") or {}):
+        return f"stopped: {name}"
+    ready = (notebook.get("status") or {}).get("readyReplicas") or 0
+    return f"{'running' if ready else 'starting'}: {name}"
 
 
 def _isvc_state(api, namespace: str) -> str:

@@ -392,6 +392,11 @@ def _collection_path(obj: dict[str, Any], namespace: str) -> str:
     return f"{prefix}/{plural}" if kind in CLUSTER_SCOPED else f"{prefix}/namespaces/{namespace}/{plural}"
 
 
+def object_path(obj: dict[str, Any], namespace: str) -> str:
+    """The API path of one object (e.g. /api/v1/namespaces/ns/secrets/name), for a GET or DELETE."""
+    return f"{_collection_path(obj, namespace)}/{obj['metadata']['name']}"
+
+
 def kube_request(api_client, method: str, path: str, body: dict | None = None,
              query: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """One call of the Kubernetes API through the client's own serialization, auth and TLS."""

@@ -157,15 +157,17 @@ def inference_service_manifests(settings: Settings, opts: VllmOptions | None = N
     return [runtime, isvc]
 
 
-def token_auth_manifests(name: str) -> list[dict[str, Any]]:
+def token_auth_manifests(name: str, identity: str | None = None) -> list[dict[str, Any]]:
     """[ServiceAccount, Role, RoleBinding, token Secret]: the identity whose token may call the model `name`
-    when its InferenceService has token authentication on (manifests/serving/vllm-token-auth.yaml)."""
-    return manifests.render("serving/vllm-token-auth.yaml", {"name": name})
+    when its InferenceService has token authentication on (manifests/serving/vllm-token-auth.yaml).
+    `identity` names the service account and its objects (default: the model's name; one per learner when a
+    class shares one model)."""
+    return manifests.render("serving/vllm-token-auth.yaml", {"name": name, "identity": identity or name})
 
 
 def read_token(name: str, namespace: str, api_client, timeout: float = 60, poll: float = 2) -> str:
-    """The bearer token clients send to the model `name` (its service account's token Secret, filled in by
-    the cluster's token controller within seconds of being created). Never print it."""
+    """The bearer token of the identity `name` (`token_auth_manifests`' identity: its service account's token
+    Secret, filled in by the cluster's token controller within seconds of being created). Never print it."""
     import base64
 
     from kubernetes import client

@@ -4,6 +4,7 @@ documents, one learner's credentials are refused in another's database, and drop
 from __future__ import annotations
 
 import base64
+import os
 import threading
 import time
 from pathlib import Path
@@ -173,7 +174,7 @@ def test_provision_creates_each_learner_once_and_their_tokens_work(admin, learne
     with KubeApi() as kube:
         first = lab.provision(admin, users, api_client=kube.api_client())
         text = str(first)
-        assert first.count("created") == len(first.rows) == 2 * 9, text
+        assert first.count("created") == len(first.rows) == 2 * 11, text
         for user in users:
             assert kube.get("api/v1", None, "namespaces", user)["metadata"]["labels"]["opendatahub.io/dashboard"] == "true"
             binding = kube.get("apis/rbac.authorization.k8s.io/v1", user, "rolebindings", lab.ROLEBINDING)
@@ -250,3 +251,90 @@ def test_a_provisioned_learner_runs_notebook_04_without_roots_password(learners,
     assert "OK    docbot_bob_app" in shown and "FAIL" not in shown, shown
     text = run.output.read_text()
     assert root.split(":", 1)[1] not in text and tokens["bob"][vectordb.APP_TOKEN_KEY].split(":", 1)[1] not in text
+
+
+# -- one model for the class -------------------------------------------------------------------------------
+
+def _class_model(kube) -> None:
+    """The administrator's InferenceService in project `models`, Ready, and the token controller: each service
+    account's token Secret gets a token of its own (so that one learner's can be told from another's)."""
+    from docbot_lib import manifests, serving
+
+    isvc = serving.inference_service_manifests(Settings.load(stack="cluster", s3_bucket="models"))[1]
+    isvc["metadata"]["name"] = "mistral"
+    manifests.apply([isvc], "models", kube.api_client())
+    kube.set_status("apis/serving.kserve.io/v1beta1", "models", "inferenceservices", "mistral", {
+        "url": "https://mistral-models.apps.example", "conditions": [{"type": "Ready", "status": "True"}]})
+
+    def token_controller(k, _request) -> None:
+        for (_api, _ns, plural, _name), obj in list(k.objects.items()):
+            if plural == "secrets" and obj.get("type") == "kubernetes.io/service-account-token" \
+                    and not (obj.get("data") or {}).get("token"):
+                account = obj["metadata"]["annotations"]["kubernetes.io/service-account.name"]
+                obj.setdefault("data", {})["token"] = base64.b64encode(f"tok-{account}-s3cret".encode()).decode()
+    kube.hooks.append(token_controller)
+
+
+def test_a_shared_model_gives_each_learner_a_token_that_may_only_get_it(monkeypatch):
+    from kubeapi import KubeApi
+
+    from docbot_lib import lab
+
+    for name in [n for n in os.environ if n.startswith(("DOCBOT_", "AWS_"))]:
+        monkeypatch.delenv(name)
+    settings = Settings.load(stack="cluster", milvus_uri="http://milvus.class:19530")
+    with KubeApi() as kube:
+        with pytest.raises(DocbotError, match="models/mistral is not ready"):
+            lab.provision(settings, ["gus"], milvus=False, model="models/mistral", api_client=kube.api_client())
+        _class_model(kube)
+        first = lab.provision(settings, ["gus", "hal"], milvus=False, model="models/mistral",
+                              api_client=kube.api_client())
+        text = str(first)
+        for user in ("gus", "hal"):
+            role = kube.get("apis/rbac.authorization.k8s.io/v1", "models", "roles", f"mistral-{user}-view-role")
+            assert role["rules"] == [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
+                                      "resourceNames": ["mistral"], "verbs": ["get"]}]
+            binding = kube.get("apis/rbac.authorization.k8s.io/v1", "models", "rolebindings", f"mistral-{user}-view")
+            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"mistral-{user}-sa"}]
+            secret = kube.get("api/v1", user, "secrets", lab.LEARNER_SECRET)
+            stored = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+            assert stored["DOCBOT_LLM_BASE_URL"] == "https://mistral-models.apps.example/v1"
+            assert stored["DOCBOT_LLM_MODEL_NAME"] == "mistral"
+            assert stored["DOCBOT_LLM_API_KEY"] == f"tok-mistral-{user}-sa-s3cret"  # their own, not another's
+            # the chatbot's Secret holds the reader's token and nothing else
+            reader = kube.get("api/v1", user, "secrets", vectordb.READER_SECRET)
+            assert set(reader["data"]) == {vectordb.APP_TOKEN_KEY}
+        assert "s3cret" not in text
+        assert kube.get("apis/serving.kserve.io/v1beta1", "models", "inferenceservices", "mistral")  # untouched
+
+        again = lab.provision(settings, ["gus", "hal"], milvus=False, model="models/mistral",
+                              api_client=kube.api_client())
+        assert again.count("already there") == len(again.rows) == len(first.rows), str(again)
+
+        gone = lab.teardown(settings, ["hal"], milvus=False, model="models/mistral", api_client=kube.api_client())
+        assert gone.count("removed") == 5, str(gone)  # the project, the service account and its 3 objects
+        assert kube.get("api/v1", "models", "serviceaccounts", "mistral-hal-sa") is None
+        assert kube.get("api/v1", "models", "serviceaccounts", "mistral-gus-sa")
+        assert kube.get("apis/serving.kserve.io/v1beta1", "models", "inferenceservices", "mistral")
+
+
+def test_status_shows_each_learners_workbench(monkeypatch):
+    from kubeapi import KubeApi
+
+    from docbot_lib import lab
+
+    settings = Settings.load(stack="cluster")
+    with KubeApi() as kube:
+        notebooks = "apis/kubeflow.org/v1"
+        kube.objects[(notebooks, "ivy", "notebooks", "ivy-wb")] = {
+            "apiVersion": "kubeflow.org/v1", "kind": "Notebook",
+            "metadata": {"name": "ivy-wb", "namespace": "ivy", "resourceVersion": "1"}, "status": {"readyReplicas": 1}}
+        kube.objects[(notebooks, "jon", "notebooks", "jon-wb")] = {
+            "apiVersion": "kubeflow.org/v1", "kind": "Notebook",
+            "metadata": {"name": "jon-wb", "namespace": "jon", "resourceVersion": "1",
+                         "annotations": {"kubeflow-resource-stopped": "2026-12-02T08:00:00Z"}}}
+        report = lab.status(settings, ["ivy", "jon", "kim"], milvus=False, api_client=kube.api_client())
+    rows = {(r.user, r.what): r.state for r in report.rows}
+    assert rows[("ivy", "workbench (Notebook)")] == "running: ivy-wb"
+    assert rows[("jon", "workbench (Notebook)")] == "stopped: jon-wb"
+    assert rows[("kim", "workbench (Notebook)")] == "none yet (create one in the dashboard)"
