@@ -99,7 +99,7 @@ def _lab(args: argparse.Namespace, settings: Settings) -> int:
     users = expand_users(args.users)
     options = {"milvus": not args.no_milvus, "kube": not args.no_kube}
     if args.action != "status":
-        options["model"] = args.model
+        options.update(model=args.model, s3_users=args.s3_users)
     if args.action == "provision":
         report = lab.provision(settings, users, echo=lambda m: print(m, file=sys.stderr), **options)
     else:
@@ -219,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--model", metavar="NAMESPACE/NAME",
                      help="the InferenceService the class shares (token auth on): each learner gets a token that may "
                           "only call it, in their docbot-learner Secret")
+    lab.add_argument("--s3-users", action="store_true",
+                     help="an S3 user per learner, limited to their prefix, through the storage's IAM API (AWS, Ceph "
+                          "RGW/ODF); without it every data connection holds the class's key")
     lab.set_defaults(func=_lab)
 
     show = sub.add_parser("settings", help="print the settings in use (secrets masked)")

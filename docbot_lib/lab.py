@@ -9,6 +9,10 @@ For each learner (`docbot_lib.names.LabNames(user)`):
                Deployment, Route and Secrets needs), the data connection Secret, a Secret `docbot-learner`
                holding their Milvus URI, user name and their two users' tokens (never root's; for their .env),
                and the reader's and writer's Secrets the chatbot and ingestion read (vectordb.credentials_secrets)
+  S3           with `s3_users=True`: an S3 user of their own (`docbot-<user>`, through the storage's IAM API: AWS,
+               Ceph RGW / ODF, the local moto) whose policy allows their prefix `<user>/` of the class's bucket and
+               nothing else, and their data connection holds that user's key, not the administrator's. Without it
+               every learner's data connection holds the class's key and only the prefix separates them.
   One model    with `model="NAMESPACE/NAME"` (the class shares one InferenceService the administrator deployed,
                token authentication on): in the model's namespace a service account per learner whose token may
                only `get` that InferenceService (serving.token_auth_manifests), and the model's endpoint, served
@@ -30,6 +34,7 @@ from docbot_lib.names import LabNames
 from docbot_lib.settings import Settings
 
 LEARNER_SECRET = "docbot-learner"
+DATA_CONNECTION = "models"  # the learner's data connection: Secret aws-connection-models
 ROLEBINDING = "docbot-learner-edit"
 
 
@@ -66,9 +71,10 @@ class LabReport:
 
 
 def learner_objects(settings: Settings, names: LabNames, tokens: dict[str, str],
-                    model: dict[str, str] | None = None) -> list[dict[str, Any]]:
+                    model: dict[str, str] | None = None, s3_key: tuple[str, str] | None = None) -> list[dict[str, Any]]:
     """The learner's namespaced objects: their edit RoleBinding, data connection and credentials Secrets.
-    `model`: the shared model's settings for their .env (`SharedModel.learner_settings`), when the class has one."""
+    `model`: the shared model's settings for their .env (`SharedModel.learner_settings`), when the class has one;
+    `s3_key`: their own S3 (access key, secret key) for the data connection, else the class's."""
     from docbot_lib.s3 import data_connection_secret
 
     binding = {
@@ -86,8 +92,12 @@ def learner_objects(settings: Settings, names: LabNames, tokens: dict[str, str],
     }
     # the same per-identity Secrets notebook 04 writes: the learner's chatbot reads its reader's token from one
     objects = [binding, credentials, *vectordb.credentials_secrets(tokens)]
+    if s3_key is not None:
+        from pydantic import SecretStr
+
+        settings = settings.model_copy(update={"s3_access_key": s3_key[0], "s3_secret_key": SecretStr(s3_key[1])})
     if settings.s3_access_key and settings.secret("s3_secret_key"):
-        objects.append(data_connection_secret(settings, "models", reveal=True))
+        objects.append(data_connection_secret(settings, DATA_CONNECTION, reveal=True))
     return objects
 
 
@@ -135,6 +145,103 @@ class SharedModel:
         return {"DOCBOT_LLM_BASE_URL": url, "DOCBOT_LLM_MODEL_NAME": self.name, "DOCBOT_LLM_API_KEY": token}
 
 
+# -- S3: a user per learner, limited to their prefix ------------------------------------------------------
+
+S3_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
+              "s3:ListMultipartUploadParts"]
+
+
+def s3_user(names: LabNames) -> str:
+    return f"docbot-{names.user}"
+
+
+def learner_s3_policy(bucket: str, names: LabNames) -> dict[str, Any]:
+    """The learner's S3 policy (AWS's policy language, which MinIO and Ceph RGW read too): list, read and write
+    under their prefix `<user>/` of the class's bucket, and nothing else. For MinIO, which has no IAM API:
+    `mc admin policy create ALIAS docbot-<user> policy.json` then `mc admin policy attach ALIAS docbot-<user>
+    --user docbot-<user>` (README: the lab's administrator)."""
+    prefix = names.s3_prefix
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}",
+         "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}}},
+        {"Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": f"arn:aws:s3:::{bucket}"},
+        {"Effect": "Allow", "Action": S3_ACTIONS, "Resource": f"arn:aws:s3:::{bucket}/{prefix}*"},
+    ]}
+
+
+def _iam(settings: Settings):
+    """The storage's IAM API, as the administrator (the class's S3 key)."""
+    import boto3
+
+    return boto3.client("iam", endpoint_url=settings.s3_endpoint or None, region_name=settings.s3_region,
+                        aws_access_key_id=settings.s3_access_key,
+                        aws_secret_access_key=settings.secret("s3_secret_key"))
+
+
+def _iam_error(exc: Exception, doing: str) -> DocbotError:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+    return DocbotError(f"the S3 service refused to {doing} ({code})",
+                       "the class's S3 key needs IAM rights (iam:CreateUser, PutUserPolicy, CreateAccessKey, "
+                       "DeleteUser...); on MinIO, which has no IAM API, create the users with `mc admin` and leave "
+                       "out --s3-users (README: the lab's administrator)")
+
+
+def ensure_s3_user(settings: Settings, names: LabNames, stored: tuple[str, str] | None) -> tuple[tuple[str, str], str]:
+    """The learner's S3 user with their policy; returns (their key, "created" | "already there"). `stored` is the
+    key their data connection holds (kept when it still belongs to the user); else a new key replaces the old."""
+    import json
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    iam, user = _iam(settings), s3_user(names)
+    try:
+        try:
+            iam.create_user(UserName=user, Tags=[{"Key": "app.kubernetes.io/part-of", "Value": "docbot"}])
+            state = "created"
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "EntityAlreadyExists":
+                raise
+            state = "already there"
+        iam.put_user_policy(UserName=user, PolicyName="docbot-learner",
+                            PolicyDocument=json.dumps(learner_s3_policy(settings.s3_bucket, names)))
+        keys = [k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]]
+        if stored is not None and stored[0] in keys:
+            return stored, state
+        for old in keys:  # a key whose secret nobody kept is of no use, and IAM allows two a user
+            iam.delete_access_key(UserName=user, AccessKeyId=old)
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+    except (BotoCoreError, ClientError) as exc:
+        raise _iam_error(exc, f"create the S3 user {user}") from None
+    return (key["AccessKeyId"], key["SecretAccessKey"]), "created"
+
+
+def drop_s3_user(settings: Settings, names: LabNames) -> str:
+    """Remove the learner's S3 user (keys and policy first); "removed" or "absent". Their objects stay in the
+    bucket under `<user>/` for the administrator to keep or delete."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    iam, user = _iam(settings), s3_user(names)
+    try:
+        for key in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]:
+            iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
+        for policy in iam.list_user_policies(UserName=user)["PolicyNames"]:
+            iam.delete_user_policy(UserName=user, PolicyName=policy)
+        iam.delete_user(UserName=user)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "NoSuchEntity":
+            return "absent"
+        raise _iam_error(exc, f"remove the S3 user {user}") from None
+    except BotoCoreError as exc:
+        raise _iam_error(exc, f"remove the S3 user {user}") from None
+    return "removed"
+
+
+def _stored_s3_key(api_client, names: LabNames) -> tuple[str, str] | None:
+    """The S3 key the learner's data connection holds, or None."""
+    data = _secret_data(api_client, names, f"aws-connection-{DATA_CONNECTION}")
+    return (data["AWS_ACCESS_KEY_ID"], data["AWS_SECRET_ACCESS_KEY"]) if "AWS_ACCESS_KEY_ID" in data else None
+
+
 def _namespace(names: LabNames) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": names.user,
@@ -142,25 +249,31 @@ def _namespace(names: LabNames) -> dict[str, Any]:
                          "annotations": {"openshift.io/display-name": f"Doc Bot lab: {names.user}"}}}
 
 
-def _stored_tokens(api_client, names: LabNames) -> dict[str, str]:
-    """The learner's tokens from their Secret (a second run keeps their passwords), or {}."""
+def _secret_data(api_client, names: LabNames, name: str) -> dict[str, str]:
+    """The decoded data of a Secret in the learner's project, or {} when it is not there."""
     from kubernetes.client.exceptions import ApiException
 
     try:
-        secret = manifests.kube_request(api_client, "GET", f"/api/v1/namespaces/{names.user}/secrets/{LEARNER_SECRET}")
+        secret = manifests.kube_request(api_client, "GET", f"/api/v1/namespaces/{names.user}/secrets/{name}")
     except ApiException as exc:
         if exc.status == 404:
             return {}
-        raise manifests.api_error(exc, f"Secret/{LEARNER_SECRET}", names.user, api_client) from None
-    data = secret.get("data") or {}
-    return {k: base64.b64decode(v).decode() for k, v in data.items()
-            if k in (vectordb.INGEST_TOKEN_KEY, vectordb.APP_TOKEN_KEY)}
+        raise manifests.api_error(exc, f"Secret/{name}", names.user, api_client) from None
+    return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+
+def _stored_tokens(api_client, names: LabNames) -> dict[str, str]:
+    """The learner's tokens from their Secret (a second run keeps their passwords), or {}."""
+    data = _secret_data(api_client, names, LEARNER_SECRET)
+    return {k: v for k, v in data.items() if k in (vectordb.INGEST_TOKEN_KEY, vectordb.APP_TOKEN_KEY)}
 
 
 def provision(settings: Settings, users: list[str], *, milvus: bool = True, kube: bool = True,
-              model: str | None = None, api_client=None, echo: Callable[[str], None] = lambda _m: None) -> LabReport:
+              model: str | None = None, s3_users: bool = False, api_client=None,
+              echo: Callable[[str], None] = lambda _m: None) -> LabReport:
     """Everything each learner needs, as described in the module's docstring; safe to run again.
-    `model`: "NAMESPACE/NAME" of the InferenceService the class shares (its token authentication on)."""
+    `model`: "NAMESPACE/NAME" of the InferenceService the class shares (its token authentication on);
+    `s3_users`: an S3 user per learner, limited to their prefix (else the class's key in every data connection)."""
     start = time.monotonic()
     report = LabReport("provision")
     api = (api_client or manifests.kube_api_client()) if kube else None
@@ -194,10 +307,19 @@ def provision(settings: Settings, users: list[str], *, milvus: bool = True, kube
                 report.rows += [_row(user, a) for a in applied]
                 token = serving_token(shared.identity(user), shared.namespace, api)
                 model_settings = shared.learner_settings(model_url, token)
+            s3_key = stored_key = None
+            if s3_users:
+                stored_key = _stored_s3_key(api, names) if api is not None else None
+                s3_key, state = ensure_s3_user(settings, names, stored_key)
+                report.rows.append(LabRow(user, f"S3 user {s3_user(names)} ({names.s3_prefix} only)", state))
             if api is not None:
-                objects = learner_objects(settings, names, tokens, model_settings)
+                objects = learner_objects(settings, names, tokens, model_settings, s3_key)
                 manifests.validate(objects)
-                applied = manifests.apply(objects, user, api, keep_existing=["Secret", "RoleBinding"])
+                # a data connection that holds a stale key (or the class's) is replaced; other Secrets are kept
+                stale = [o for o in objects if o["metadata"]["name"] == f"aws-connection-{DATA_CONNECTION}"
+                         and s3_key is not None and stored_key is not None and s3_key != stored_key]
+                applied = manifests.apply([o for o in objects if o not in stale], user, api,
+                                          keep_existing=["Secret", "RoleBinding"]) + manifests.apply(stale, user, api)
                 report.rows += [_row(user, a) for a in applied]
     finally:
         if root is not None:
@@ -207,9 +329,9 @@ def provision(settings: Settings, users: list[str], *, milvus: bool = True, kube
 
 
 def teardown(settings: Settings, users: list[str], *, milvus: bool = True, kube: bool = True,
-             model: str | None = None, api_client=None) -> LabReport:
-    """Remove each learner's Milvus database, users and roles, their project and (with `model`) their access to
-    the shared model; the other learners' stay intact."""
+             model: str | None = None, s3_users: bool = False, api_client=None) -> LabReport:
+    """Remove each learner's Milvus database, users and roles, their project, (with `model`) their access to
+    the shared model and (with `s3_users`) their S3 user; the other learners' stay intact."""
     from kubernetes.client.exceptions import ApiException
 
     start = time.monotonic()
@@ -234,6 +356,8 @@ def teardown(settings: Settings, users: list[str], *, milvus: bool = True, kube:
             for obj in shared.objects(user) if shared else []:
                 report.rows.append(LabRow(user, f"{obj['kind']}/{obj['metadata']['name']}",
                                           _delete(api, obj, shared.namespace)))
+        if s3_users:
+            report.rows.append(LabRow(user, f"S3 user {s3_user(names)}", drop_s3_user(settings, names)))
     report.seconds = time.monotonic() - start
     return report
 

@@ -275,13 +275,11 @@ def _class_model(kube) -> None:
     kube.hooks.append(token_controller)
 
 
-def test_a_shared_model_gives_each_learner_a_token_that_may_only_get_it(monkeypatch):
+def test_a_shared_model_gives_each_learner_a_token_that_may_only_get_it():
     from kubeapi import KubeApi
 
     from docbot_lib import lab
 
-    for name in [n for n in os.environ if n.startswith(("DOCBOT_", "AWS_"))]:
-        monkeypatch.delenv(name)
     settings = Settings.load(stack="cluster", milvus_uri="http://milvus.class:19530")
     with KubeApi() as kube:
         with pytest.raises(DocbotError, match="models/mistral is not ready"):
@@ -318,7 +316,7 @@ def test_a_shared_model_gives_each_learner_a_token_that_may_only_get_it(monkeypa
         assert kube.get("apis/serving.kserve.io/v1beta1", "models", "inferenceservices", "mistral")
 
 
-def test_status_shows_each_learners_workbench(monkeypatch):
+def test_status_shows_each_learners_workbench():
     from kubeapi import KubeApi
 
     from docbot_lib import lab
@@ -338,3 +336,117 @@ def test_status_shows_each_learners_workbench(monkeypatch):
     assert rows[("ivy", "workbench (Notebook)")] == "running: ivy-wb"
     assert rows[("jon", "workbench (Notebook)")] == "stopped: jon-wb"
     assert rows[("kim", "workbench (Notebook)")] == "none yet (create one in the dashboard)"
+
+
+# -- an S3 user per learner ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def class_s3(tmp_path):
+    """A moto S3 server with IAM auth on (as the local stack runs it), its administrator allowed IAM and S3, and
+    the class's bucket: the storage of a class, whose IAM API makes one user per learner."""
+    import json
+    import subprocess
+    import sys
+
+    import boto3
+    import httpx
+    from conftest import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "moto.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/moto-api/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "moto did not start"
+            time.sleep(0.2)
+        iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bootstrap",
+                           aws_secret_access_key="bootstrap")
+        iam.create_user(UserName="class-admin")
+        key = iam.create_access_key(UserName="class-admin")["AccessKey"]
+        iam.put_user_policy(UserName="class-admin", PolicyName="admin", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*", "iam:*"], "Resource": "*"}]}))
+        settings = Settings.load(stack="cluster", s3_endpoint=url, s3_access_key=key["AccessKeyId"],
+                                 s3_secret_key=key["SecretAccessKey"], s3_bucket="class-models")
+        _s3_as(settings).create_bucket(Bucket="class-models")
+        yield settings
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        log.close()
+
+
+def _s3_as(settings: Settings, key: tuple[str, str] | None = None):
+    from pydantic import SecretStr
+
+    from docbot_lib.s3 import s3_client
+
+    if key:
+        settings = settings.model_copy(update={"s3_access_key": key[0], "s3_secret_key": SecretStr(key[1])})
+    return s3_client(settings, max_attempts=1)
+
+
+def _data_connection_key(kube, user: str) -> tuple[str, str]:
+    data = kube.get("api/v1", user, "secrets", "aws-connection-models")["data"]
+    return tuple(base64.b64decode(data[k]).decode() for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+
+
+def test_each_learner_gets_an_s3_user_limited_to_their_prefix(class_s3):
+    from botocore.exceptions import ClientError
+    from kubeapi import KubeApi
+
+    from docbot_lib import lab
+
+    admin_key = (class_s3.s3_access_key, class_s3.secret("s3_secret_key"))
+    with KubeApi() as kube:
+        first = lab.provision(class_s3, ["lee", "max"], milvus=False, s3_users=True, api_client=kube.api_client())
+        text = str(first)
+        assert [r.state for r in first.rows if r.what.startswith("S3 user")] == ["created", "created"], text
+        keys = {user: _data_connection_key(kube, user) for user in ("lee", "max")}
+        assert admin_key not in keys.values() and keys["lee"] != keys["max"]
+        assert not any(secret in text for _access, secret in [*keys.values(), admin_key])
+        lee, mx = _s3_as(class_s3, keys["lee"]), _s3_as(class_s3, keys["max"])
+        lee.put_object(Bucket="class-models", Key="lee/models/m/config.json", Body=b"{}")
+        mx.put_object(Bucket="class-models", Key="max/models/m/config.json", Body=b"{}")
+        assert lee.get_object(Bucket="class-models", Key="lee/models/m/config.json")["Body"].read() == b"{}"
+        for forbidden in (lambda: lee.get_object(Bucket="class-models", Key="max/models/m/config.json"),
+                          lambda: lee.put_object(Bucket="class-models", Key="max/models/m/config.json", Body=b"x"),
+                          lambda: lee.delete_object(Bucket="class-models", Key="max/models/m/config.json"),
+                          lambda: lee.put_object(Bucket="class-models", Key="shared.txt", Body=b"x"),
+                          lambda: lee.delete_bucket(Bucket="class-models")):
+            with pytest.raises(ClientError) as err:
+                forbidden()
+            assert err.value.response["Error"]["Code"] == "AccessDenied"
+
+        again = lab.provision(class_s3, ["lee", "max"], milvus=False, s3_users=True, api_client=kube.api_client())
+        assert again.count("already there") == len(again.rows), str(again)
+        assert _data_connection_key(kube, "lee") == keys["lee"], "the learner's key was kept"
+
+        # a key lost on the storage side: the next provision gives a new one and replaces the data connection
+        iam = lab._iam(class_s3)
+        iam.delete_access_key(UserName="docbot-lee", AccessKeyId=keys["lee"][0])
+        lab.provision(class_s3, ["lee"], milvus=False, s3_users=True, api_client=kube.api_client())
+        renewed = _data_connection_key(kube, "lee")
+        assert renewed != keys["lee"]
+        _s3_as(class_s3, renewed).get_object(Bucket="class-models", Key="lee/models/m/config.json")
+
+        gone = lab.teardown(class_s3, ["max"], milvus=False, s3_users=True, api_client=kube.api_client())
+        assert ("max", "S3 user docbot-max", "removed") in [(r.user, r.what, r.state) for r in gone.rows]
+        with pytest.raises(ClientError):
+            mx.get_object(Bucket="class-models", Key="max/models/m/config.json")
+        _s3_as(class_s3, renewed).get_object(Bucket="class-models", Key="lee/models/m/config.json")  # lee intact
+        assert lab.teardown(class_s3, ["max"], milvus=False, s3_users=True, kube=False).rows[-1].state == "absent"
+
+        # a learner's key is no administrator's: it may not make S3 users
+        from pydantic import SecretStr
+
+        as_lee = class_s3.model_copy(update={"s3_access_key": renewed[0], "s3_secret_key": SecretStr(renewed[1])})
+        with pytest.raises(DocbotError, match="refused to create the S3 user docbot-ned"):
+            lab.provision(as_lee, ["ned"], milvus=False, s3_users=True, kube=False)
