@@ -4,10 +4,38 @@ from __future__ import annotations
 import pytest
 from kubeapi import KubeApi
 
+import yaml
+
 from docbot_lib import manifests, milvus_deploy, vectordb
 from docbot_lib.errors import DocbotError
+from docbot_lib.vectordb import parse_version
 
 NS = "docbot"
+# The first release of each line without the published advisories (GHSA-mhjq-8c7m-3f7p / CVE-2025-64513,
+# GHSA-7ppg-37fh-vcr6 / CVE-2026-26190); a line not listed has no fixed release.
+FIXED = {(2, 5): (2, 5, 27), (2, 6): (2, 6, 10)}
+
+
+def _milvus_tags() -> dict[str, str]:
+    """Every Milvus server tag Doc Bot ships: the one-pod manifest and the Helm values."""
+    tags = {f"standalone {i}": image.rsplit(":", 1)[1] for i, image in enumerate(
+        milvus_deploy.images(milvus_deploy.standalone_objects())) if "/milvus:" in image}
+    for path in sorted((milvus_deploy.MILVUS_DIR / "helm").glob("*.yaml")):
+        values = yaml.safe_load(path.read_text()) or {}
+        tag = (((values.get("image") or {}).get("all") or {}).get("tag"))
+        if tag:
+            tags[path.name] = tag
+    return tags
+
+
+def test_every_milvus_image_has_the_advisories_fixed():
+    tags = _milvus_tags()
+    assert "values-openshift.yaml" in tags and any(k.startswith("standalone") for k in tags)
+    for where, tag in tags.items():
+        version = parse_version(tag)
+        assert version[:2] in FIXED and version >= FIXED[version[:2]], f"{where}: Milvus {tag} has published advisories"
+    # one version everywhere: the chart's default, which the standalone manifest follows
+    assert set(tags.values()) == {"v2.6.15"}
 
 
 def test_standalone_is_one_pod_with_auth_on_and_pinned_images():
@@ -18,7 +46,11 @@ def test_standalone_is_one_pod_with_auth_on_and_pinned_images():
     assert "authorizationEnabled: true" in config["data"]["user.yaml"]
     pod = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["image"].startswith("docker.io/milvusdb/milvus:v2.5.")
+    assert container["image"] == "docker.io/milvusdb/milvus:v2.6.15"
+    assert container["command"] == ["milvus", "run", "standalone"]
+    # the message queue is pinned (it must never change across an upgrade) and lives on the PVC
+    user = yaml.safe_load(config["data"]["user.yaml"])
+    assert user["mq"] == {"type": "rocksmq"}
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["ETCD_USE_EMBED"] == "true" and env["COMMON_STORAGETYPE"] == "local"
     assert {"mountPath": "/milvus/configs/user.yaml", "name": "user-config", "subPath": "user.yaml",

@@ -34,7 +34,7 @@ RENDERED = textwrap.dedent("""\
           securityContext: {fsGroup: 1001}
           containers:
             - name: etcd
-              image: docker.io/milvusdb/etcd:3.5.18-r1
+              image: docker.io/milvusdb/etcd:3.5.25-r1
               securityContext: {runAsNonRoot: true, runAsUser: 1001}
               resources:
                 requests: {cpu: 100m, memory: 256Mi}
@@ -57,14 +57,14 @@ RENDERED = textwrap.dedent("""\
           securityContext: {runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000}
           initContainers:
             - name: init
-              image: quay.io/minio/minio:RELEASE.2023-03-20T20-16-18Z
+              image: docker.io/minio/minio:RELEASE.2024-12-18T13-15-44Z
               command: [sh, -c, "true"]
               resources:
                 requests: {cpu: 10m, memory: 16Mi}
                 limits: {memory: 64Mi}
           containers:
             - name: minio
-              image: quay.io/minio/minio:RELEASE.2023-03-20T20-16-18Z
+              image: docker.io/minio/minio:RELEASE.2024-12-18T13-15-44Z
               command: [/bin/sh, -ce, "/usr/bin/docker-entrypoint.sh minio server /export"]
               env:
                 - name: MINIO_ACCESS_KEY
@@ -88,7 +88,7 @@ RENDERED = textwrap.dedent("""\
         spec:
           containers:
             - name: standalone
-              image: milvusdb/milvus:v2.5.4
+              image: milvusdb/milvus:v2.6.15
               args: [milvus, run, standalone]
               resources:
                 requests: {cpu: 500m, memory: 2Gi}
@@ -182,7 +182,35 @@ def test_helm_values_pin_images_and_keep_auth_on_without_default_credentials():
     assert values["pulsar"]["enabled"] is False and values["pulsarv3"]["enabled"] is False
     assert values["metrics"]["enabled"] is True
     assert yaml.safe_load(values["extraConfigFiles"]["user.yaml"])["common"]["security"]["authorizationEnabled"]
-    tag = values["image"]["all"]["tag"]
-    assert tag.startswith("v2.5.") and tag != "latest"
+    assert values["image"]["all"]["tag"] == "v2.6.15"
+    assert values["standalone"]["messageQueue"] == "rocksmq"  # must not change across the 2.5 -> 2.6 upgrade
     assert values["minio"]["existingSecret"] and not values["minio"]["accessKey"] and not values["minio"]["secretKey"]
-    assert values["etcd"]["image"]["tag"] and values["minio"]["image"]["tag"]
+    # the images the chart 5.0.19 pins (the 2023-03 MinIO and etcd 3.5.18 were older releases)
+    assert values["etcd"]["image"] == {"repository": "milvusdb/etcd", "tag": "3.5.25-r1"}
+    assert values["minio"]["image"] == {"repository": "minio/minio", "tag": "RELEASE.2024-12-18T13-15-44Z"}
+
+
+def _minio_key_refs(env: list[dict]) -> dict[str, tuple[str, str]]:
+    return {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+            for e in env or [] if "secretKeyRef" in (e.get("valueFrom") or {})}
+
+
+def test_milvus_itself_reads_the_minio_keys_from_the_secret_never_minioadmin():
+    """The chart writes minio.accessKey/secretKey (default minioadmin) into Milvus' own config and ignores
+    minio.existingSecret there: every Milvus component needs the Secret's keys as environment variables."""
+    wanted = {"MINIO_ACCESS_KEY_ID": ("milvus-minio", "accesskey"),
+              "MINIO_SECRET_ACCESS_KEY": ("milvus-minio", "secretkey")}
+    standalone = yaml.safe_load(HELM_VALUES.read_text())
+    assert standalone["minio"]["existingSecret"] == "milvus-minio"
+    assert _minio_key_refs(standalone["standalone"]["extraEnv"]) == wanted
+    cluster = yaml.safe_load((HELM_VALUES.parent / "values-cluster.yaml").read_text())
+    for component in ("proxy", "mixCoordinator", "queryNode", "dataNode", "streamingNode"):
+        assert _minio_key_refs(cluster[component]["extraEnv"]) == wanted, component
+
+    def strings(node):
+        if isinstance(node, dict):
+            return [s for v in node.values() for s in strings(v)]
+        return [s for v in node for s in strings(v)] if isinstance(node, list) else [node]
+
+    for path in HELM_VALUES.parent.glob("*.yaml"):
+        assert "minioadmin" not in strings(yaml.safe_load(path.read_text())), path.name
