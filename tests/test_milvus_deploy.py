@@ -56,6 +56,12 @@ def test_standalone_is_one_pod_with_auth_on_and_pinned_images():
     assert {"mountPath": "/milvus/configs/user.yaml", "name": "user-config", "subPath": "user.yaml",
             "readOnly": True} in container["volumeMounts"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    # 9091 serves the probes from the container port, and no Service carries it (GHSA-7ppg-37fh-vcr6)
+    assert {"name": "metrics", "containerPort": 9091} in container["ports"]
+    service = next(o for o in objects if o["kind"] == "Service")
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(19530, "grpc")]
+    template = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]
+    assert "prometheus.io/port" not in template["metadata"].get("annotations", {})
     attu = next(o for o in milvus_deploy.attu_objects() if o["kind"] == "Deployment")
     attu_env = attu["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "MILVUS_URL", "value": "milvus:19530"} in attu_env

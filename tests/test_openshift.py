@@ -112,6 +112,7 @@ RENDERED = textwrap.dedent("""\
       labels: {app: pulsarv3, component: zookeeper}
     data: {PULSAR_MEM: "-Xms256m"}
     ---
+    # Source: milvus/templates/service.yaml (metrics.enabled: true puts 9091 beside 19530)
     apiVersion: v1
     kind: Service
     metadata:
@@ -119,7 +120,19 @@ RENDERED = textwrap.dedent("""\
       labels: {app.kubernetes.io/name: milvus}
     spec:
       selector: {app.kubernetes.io/name: milvus}
-      ports: [{name: milvus, port: 19530, targetPort: 19530}]
+      ports:
+        - {name: milvus, port: 19530, targetPort: milvus}
+        - {name: metrics, port: 9091, targetPort: metrics}
+    ---
+    # Source: milvus/templates/datanode-svc.yaml (cluster mode: a Service for metrics only)
+    apiVersion: v1
+    kind: Service
+    metadata:
+      name: milvus-datanode
+      labels: {app.kubernetes.io/name: milvus, component: datanode}
+    spec:
+      selector: {app.kubernetes.io/name: milvus, component: datanode}
+      ports: [{name: metrics, port: 9091, targetPort: metrics}]
     """)
 
 
@@ -153,7 +166,8 @@ def test_patch_makes_every_pod_restricted_and_valid():
     assert env[0]["valueFrom"]["secretKeyRef"]["name"] == "milvus-minio"
     # dropped, each with its reason, and said out loud
     assert {(d.kind, d.name) for d in dropped} == {("ClusterRole", "milvus-pulsarv3-psp"),
-                                                   ("ConfigMap", "milvus-pulsarv3-zookeeper")}
+                                                   ("ConfigMap", "milvus-pulsarv3-zookeeper"),
+                                                   ("Service", "milvus-datanode")}
     assert any("cluster-scoped" in line and "ClusterRole/milvus-pulsarv3-psp" in line for line in printed)
     assert any("Pulsar is disabled" in line for line in printed)
 
@@ -161,7 +175,24 @@ def test_patch_makes_every_pod_restricted_and_valid():
 def test_pulsar_kept_when_enabled_but_cluster_rbac_still_dropped():
     kept, dropped = helm_objects(RENDERED, pulsar_enabled=True, echo=lambda _l: None)
     assert ("ConfigMap", "milvus-pulsarv3-zookeeper") in {(o["kind"], o["metadata"]["name"]) for o in kept}
-    assert [d.kind for d in dropped] == ["ClusterRole"]
+    assert [d.kind for d in dropped] == ["ClusterRole", "Service"]
+
+
+def test_port_9091_comes_off_every_service():
+    """9091 answers REST /api/v1 and /expr without authentication (GHSA-7ppg-37fh-vcr6): no Service may carry it,
+    the app's Service keeps 19530, a metrics-only Service goes, and both are said out loud."""
+    raw = {o["metadata"]["name"]: o for o in yaml.safe_load_all(RENDERED) if o and o["kind"] == "Service"}
+    assert 9091 in [p["port"] for p in raw["milvus"]["spec"]["ports"]]  # the fixture has the problem
+    printed = []
+    kept, dropped = patch_rendered(RENDERED, echo=printed.append)
+    services = {o["metadata"]["name"]: o for o in kept if o["kind"] == "Service"}
+    assert [p["port"] for p in services["milvus"]["spec"]["ports"]] == [19530]
+    assert "milvus-datanode" not in services
+    assert any("9091" in d.reason for d in dropped if d.name == "milvus-datanode")
+    assert any("removed port 9091 from Service/milvus" in line for line in printed)
+    for service in services.values():
+        for port in service["spec"]["ports"]:
+            assert 9091 not in (port.get("port"), port.get("targetPort"))
 
 
 def test_patch_does_not_change_its_input():
@@ -180,7 +211,7 @@ def test_helm_values_pin_images_and_keep_auth_on_without_default_credentials():
     values = yaml.safe_load(HELM_VALUES.read_text())
     assert values["cluster"]["enabled"] is False
     assert values["pulsar"]["enabled"] is False and values["pulsarv3"]["enabled"] is False
-    assert values["metrics"]["enabled"] is True
+    assert values["metrics"]["enabled"] is False  # else the chart puts 9091 on the main Service
     assert yaml.safe_load(values["extraConfigFiles"]["user.yaml"])["common"]["security"]["authorizationEnabled"]
     assert values["image"]["all"]["tag"] == "v2.6.15"
     assert values["standalone"]["messageQueue"] == "rocksmq"  # must not change across the 2.5 -> 2.6 upgrade
