@@ -39,7 +39,7 @@ CRD_SCHEMAS: dict[tuple[str, str], str] = {
     ("serving.kserve.io/v1beta1", "InferenceService"): "kserve/inferenceservice-serving-v1beta1.json",
     ("route.openshift.io/v1", "Route"): "openshift/route-route-v1.json",
 }
-PLURALS: dict[str, str] = {}  # kind -> plural, where it is not kind.lower() + "s"
+PLURALS: dict[str, str] = {"NetworkPolicy": "networkpolicies"}  # kind -> plural, where not kind.lower() + "s"
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}  # not inside a namespace
 
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"

@@ -1,6 +1,8 @@
 """Milvus on the cluster: the manifests Doc Bot ships (standalone in one pod, Attu), and Helm's output patched.
 
 `standalone_objects()` / `attu_objects()` read manifests/milvus/ (plain YAML that `oc apply -f` takes too);
+`attu_objects(expose=True, ...)` adds a public Route through an OpenShift OAuth proxy, only once root's
+default password is gone;
 `helm_objects(rendered)` patches `helm template` output for OpenShift (docbot_lib.openshift);
 `summary(objects)` is the short listing a notebook prints instead of the whole YAML.
 Applying goes through docbot_lib.manifests.apply (server-side dry run first).
@@ -17,6 +19,7 @@ from docbot_lib.settings import project_dir
 MILVUS_DIR = project_dir() / "manifests" / "milvus"
 STANDALONE = MILVUS_DIR / "milvus-standalone.yaml"
 ATTU = MILVUS_DIR / "attu.yaml"
+ATTU_OAUTH = MILVUS_DIR / "attu-oauth.yaml"
 HELM_VALUES = MILVUS_DIR / "helm" / "values-openshift.yaml"
 # what the app and the notebooks reach inside the namespace
 SERVICE_URI = "http://milvus:19530"
@@ -72,9 +75,44 @@ def standalone_objects() -> list[dict[str, Any]]:
     return _load(STANDALONE)
 
 
-def attu_objects() -> list[dict[str, Any]]:
-    """Attu: Deployment, Service and an edge-TLS Route, pointing at the `milvus` Service."""
-    return _load(ATTU)
+def attu_objects(expose: bool = False, *, namespace: str | None = None,
+                 root_password_changed: bool = False) -> list[dict[str, Any]]:
+    """Attu, pointing at the `milvus` Service: by default a Deployment, a Service and a NetworkPolicy that lets
+    nobody in (reach it with `oc port-forward svc/attu 3000:3000`).
+
+    `expose=True` puts it on a public Route behind an OpenShift OAuth proxy: reencrypt TLS, and only cluster
+    users who may `get` the Service attu in `namespace` (required) get through. Anyone who gets through sees
+    Attu's Milvus login, so exposing needs `root_password_changed=True`: pass it only after root's default
+    password is gone (vectordb.secure() returned, or your lab's administrator secured this Milvus).
+    The result holds a Secret (the proxy's cookie key): show it with `manifests.to_yaml()`.
+    """
+    objects = _load(ATTU)
+    if not expose:
+        return objects
+    import re
+    import secrets
+
+    from docbot_lib import manifests
+    from docbot_lib.errors import DocbotError
+
+    if not root_password_changed:
+        raise DocbotError("Attu is not exposed while Milvus' root may still have its default password (root/Milvus "
+                          "is public knowledge, and Attu's login page would take it)",
+                          "run the day-2 step first (vectordb.secure, notebook 04), then call "
+                          "attu_objects(expose=True, namespace=..., root_password_changed=True); "
+                          "until then use `oc port-forward svc/attu 3000:3000`")
+    if not namespace or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace):
+        raise DocbotError(f"exposing Attu needs the namespace it runs in, got {namespace!r}",
+                          "pass namespace= your project (manifests.current_namespace(settings)): the proxy admits "
+                          "only users who may get the Service attu there")
+    # 32 random bytes as 32 hex characters: an AES-256 key for the proxy's session cookie
+    extra = manifests.render(ATTU_OAUTH, {"namespace": namespace, "cookie_secret": secrets.token_hex(16)})
+    replaced = {(o["kind"], o["metadata"]["name"]) for o in extra}
+    kept = [o for o in objects if (o["kind"], o["metadata"]["name"]) not in replaced]
+    # the service account and the cookie Secret before the Deployment that uses them
+    first = [o for o in extra if o["kind"] in ("ServiceAccount", "Secret")]
+    return first + [o for o in extra if o["kind"] == "Deployment"] + kept + \
+        [o for o in extra if o["kind"] not in ("ServiceAccount", "Secret", "Deployment")]
 
 
 def helm_objects(rendered: str, *, pulsar_enabled: bool = False,

@@ -1,10 +1,11 @@
 """Milvus manifests applied through the real `kubernetes` client to the Kubernetes API stand-in (tests/kubeapi.py)."""
 from __future__ import annotations
 
-import pytest
-from kubeapi import KubeApi
+import json
 
+import pytest
 import yaml
+from kubeapi import KubeApi
 
 from docbot_lib import manifests, milvus_deploy, vectordb
 from docbot_lib.errors import DocbotError
@@ -87,12 +88,13 @@ def test_apply_and_wait_until_ready():
         assert [str(a) for a in applied] == [
             "ConfigMap/milvus-user-config created", "PersistentVolumeClaim/milvus-data created",
             "Deployment/milvus created", "Service/milvus created", "Deployment/attu created",
-            "Service/attu created", "Route/attu created"]
+            "Service/attu created", "NetworkPolicy/attu created"]
         said = []
         milvus_deploy.wait_ready(api, NS, objects, timeout=30, interval=0.05, echo=said.append)
         assert sorted(said) == ["Deployment/attu: ready", "Deployment/milvus: ready"]
-        route = kube.get("apis/route.openshift.io/v1", NS, "routes", "attu")
-        assert route["spec"]["tls"] == {"termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"}
+        # no public Route by default; the policy lands where the API serves NetworkPolicies (plural -ies)
+        assert kube.get("apis/route.openshift.io/v1", NS, "routes", "attu") is None
+        assert kube.get("apis/networking.k8s.io/v1", NS, "networkpolicies", "attu")["spec"]["ingress"] == []
         # the credentials Secret goes the same way; its values never appear in the printed YAML
         secret = vectordb.credentials_secret({"DOCBOT_MILVUS_TOKEN": "docbot_ingest:s3cret-value"})
         manifests.apply([secret], NS, api)
@@ -108,3 +110,68 @@ def test_wait_ready_names_what_never_became_ready():
         with pytest.raises(DocbotError) as err:
             milvus_deploy.wait_ready(api, NS, objects, timeout=0.3, interval=0.05, echo=lambda _m: None)
     assert "Deployment/milvus" in err.value.problem and "oc get pods -n docbot" in err.value.fix
+
+
+# -- Attu: not exposed by default; exposed only behind the OAuth proxy, after root's password changed ------------
+
+def test_attu_is_not_exposed_by_default():
+    objects = milvus_deploy.attu_objects()
+    manifests.validate(objects)
+    assert [o["kind"] for o in objects] == ["Deployment", "Service", "NetworkPolicy"]
+    policy = objects[2]
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "attu"}
+    assert policy["spec"]["ingress"] == []  # nobody; `oc port-forward` enters through the kubelet
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"namespace": "team-a"}, "default password"),
+    ({"namespace": "team-a", "root_password_changed": False}, "default password"),
+    ({"root_password_changed": True}, "needs the namespace"),
+    ({"namespace": "Team A", "root_password_changed": True}, "needs the namespace"),
+])
+def test_exposing_attu_needs_root_password_changed_and_a_namespace(kwargs, message):
+    with pytest.raises(DocbotError, match=message) as err:
+        milvus_deploy.attu_objects(expose=True, **kwargs)
+    assert "port-forward" in err.value.fix or "namespace" in err.value.fix
+
+
+def test_exposed_attu_goes_through_the_oauth_proxy_only():
+    objects = milvus_deploy.attu_objects(expose=True, namespace="team-a", root_password_changed=True)
+    manifests.validate(objects)
+    by = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    assert list(by) == [("ServiceAccount", "attu-proxy"), ("Secret", "attu-proxy"), ("Deployment", "attu"),
+                        ("Service", "attu"), ("Service", "attu-proxy"), ("Route", "attu"), ("NetworkPolicy", "attu")]
+    route = by[("Route", "attu")]["spec"]
+    proxy_service = by[("Service", "attu-proxy")]
+    assert route["to"]["name"] == "attu-proxy" and route["port"]["targetPort"] == "https"
+    assert route["tls"] == {"termination": "reencrypt", "insecureEdgeTerminationPolicy": "Redirect"}
+    # the service CA signs the proxy's certificate, which the pod mounts
+    cert = proxy_service["metadata"]["annotations"]["service.beta.openshift.io/serving-cert-secret-name"]
+    pod = by[("Deployment", "attu")]["spec"]["template"]["spec"]
+    assert {"name": "proxy-tls", "secret": {"secretName": cert}} in pod["volumes"]
+    # the service account is the OAuth client, redirecting to the Route
+    sa = by[("ServiceAccount", "attu-proxy")]
+    assert pod["serviceAccountName"] == sa["metadata"]["name"]
+    redirect = json.loads(sa["metadata"]["annotations"]["serviceaccounts.openshift.io/oauth-redirectreference.primary"])
+    assert redirect["reference"] == {"kind": "Route", "name": "attu"}
+    attu, proxy = pod["containers"]
+    assert proxy["name"] == "oauth-proxy"
+    assert proxy["image"] == "registry.redhat.io/openshift4/ose-oauth-proxy-rhel9:v4.18"
+    args = dict(a.split("=", 1) for a in proxy["args"])
+    assert args["--upstream"] == "http://localhost:3000" and args["--https-address"] == ":8443"
+    assert args["--openshift-service-account"] == "attu-proxy"
+    assert json.loads(args["--openshift-sar"]) == {"namespace": "team-a", "resource": "services",
+                                                   "resourceName": "attu", "verb": "get"}
+    assert args["--cookie-secret-file"].startswith("/etc/proxy/secrets/")
+    # Attu itself is the same container as unexposed (the two files cannot drift apart)
+    plain = next(o for o in milvus_deploy.attu_objects() if o["kind"] == "Deployment")
+    assert attu == plain["spec"]["template"]["spec"]["containers"][0]
+    # only the router, only to the proxy's port
+    policy = by[("NetworkPolicy", "attu")]["spec"]
+    assert policy["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {
+        "network.openshift.io/policy-group": "ingress"}}}], "ports": [{"protocol": "TCP", "port": 8443}]}]
+    # the cookie key: random per render, 32 bytes, masked when shown
+    cookie = by[("Secret", "attu-proxy")]["stringData"]["session_secret"]
+    again = milvus_deploy.attu_objects(expose=True, namespace="team-a", root_password_changed=True)
+    assert len(cookie) == 32 and cookie != next(o for o in again if o["kind"] == "Secret")["stringData"]["session_secret"]
+    assert cookie not in manifests.to_yaml(objects)

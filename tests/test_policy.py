@@ -55,8 +55,15 @@ def _chatbot(part: str) -> Callable[[], list[dict[str, Any]]]:
     return render
 
 
+def _attu_exposed() -> list[dict[str, Any]]:
+    from docbot_lib import milvus_deploy
+
+    return milvus_deploy.attu_objects(expose=True, namespace="docbot", root_password_changed=True)
+
+
 # templated file (relative to manifests/) -> how to render it with defaults
 RENDERERS: dict[str, Callable[[], list[dict[str, Any]]]] = {
+    "milvus/attu-oauth.yaml": _attu_exposed,
     "chatbot/chatbot.yaml": _chatbot("app"),
     "chatbot/chatbot-secret.yaml": _chatbot("secret"),
     "serving/vllm-servingruntime.yaml": _serving("servingruntime"),
