@@ -3,7 +3,8 @@
 `standalone_objects()` / `attu_objects()` read manifests/milvus/ (plain YAML that `oc apply -f` takes too);
 `attu_objects(expose=True, ...)` adds a public Route through an OpenShift OAuth proxy, only once root's
 default password is gone;
-`helm_objects(rendered)` patches `helm template` output for OpenShift (docbot_lib.openshift);
+`helm_objects(rendered)` patches `helm template` output for OpenShift (docbot_lib.openshift) and adds the
+release's NetworkPolicies; every component comes with NetworkPolicies (manifests/milvus/networkpolicy.yaml);
 `summary(objects)` is the short listing a notebook prints instead of the whole YAML.
 Applying goes through docbot_lib.manifests.apply (server-side dry run first).
 """
@@ -20,6 +21,7 @@ MILVUS_DIR = project_dir() / "manifests" / "milvus"
 STANDALONE = MILVUS_DIR / "milvus-standalone.yaml"
 ATTU = MILVUS_DIR / "attu.yaml"
 ATTU_OAUTH = MILVUS_DIR / "attu-oauth.yaml"
+NETWORK_POLICY = MILVUS_DIR / "networkpolicy.yaml"
 HELM_VALUES = MILVUS_DIR / "helm" / "values-openshift.yaml"
 # what the app and the notebooks reach inside the namespace
 SERVICE_URI = "http://milvus:19530"
@@ -71,8 +73,50 @@ def _load(path: Path) -> list[dict[str, Any]]:
 
 
 def standalone_objects() -> list[dict[str, Any]]:
-    """Milvus standalone in one pod: user.yaml ConfigMap (auth on), PVC, Deployment, Service."""
-    return _load(STANDALONE)
+    """Milvus standalone in one pod: user.yaml ConfigMap (auth on), PVC, Deployment, Service (19530 only), and
+    the NetworkPolicy that admits only Doc Bot's clients."""
+    return _load(STANDALONE) + _load(NETWORK_POLICY)
+
+
+def client_peers() -> list[dict[str, Any]]:
+    """Who may reach Milvus' 19530 (workbenches, chatbot, ingestion, Attu; the same in a class's learner
+    projects): the `from` list of manifests/milvus/networkpolicy.yaml, the one place it is written."""
+    policy, = _load(NETWORK_POLICY)
+    return policy["spec"]["ingress"][0]["from"]
+
+
+def release_network_policies(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """NetworkPolicies for a Helm release's objects: each Service's pods accept connections from the release's
+    own pods (Milvus, etcd, MinIO, Pulsar talk to each other), and Milvus' 19530 also from `client_peers()`.
+
+    The release is named by the Service with port 19530 (its selector's app.kubernetes.io/instance). The
+    chart's subcharts label pods with app.kubernetes.io/instance (Milvus, etcd) or release (MinIO, Pulsar)."""
+    from docbot_lib.errors import DocbotError
+
+    services = [o for o in objects if o["kind"] == "Service" and (o.get("spec") or {}).get("selector")]
+    main = next((s for s in services if any(p.get("port") == MILVUS_PORT for p in s["spec"].get("ports") or [])), None)
+    release = ((main or {}).get("spec", {}).get("selector") or {}).get("app.kubernetes.io/instance")
+    if not release:
+        raise DocbotError(f"no Milvus Service with port {MILVUS_PORT} and an app.kubernetes.io/instance selector "
+                          "in the Helm output", "pass the whole, unchanged output of `helm template`")
+    own = [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": release}}},
+           {"podSelector": {"matchLabels": {"release": release}}}]
+    policies, seen = [], []
+    for service in services:
+        selector = service["spec"]["selector"]
+        rules = [{"from": own}]
+        if service is main:
+            rules.append({"from": client_peers(), "ports": [{"protocol": "TCP", "port": MILVUS_PORT}]})
+        if selector in seen and service is not main:
+            continue  # e.g. a headless Service beside the normal one: the same pods, already covered
+        seen.append(selector)
+        policies.append({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": f"{service['metadata']['name']}-docbot",
+                         "labels": {"app.kubernetes.io/instance": release, "app.kubernetes.io/part-of": "docbot"}},
+            "spec": {"podSelector": {"matchLabels": dict(selector)}, "policyTypes": ["Ingress"], "ingress": rules},
+        })
+    return policies
 
 
 def attu_objects(expose: bool = False, *, namespace: str | None = None,
@@ -117,8 +161,10 @@ def attu_objects(expose: bool = False, *, namespace: str | None = None,
 
 def helm_objects(rendered: str, *, pulsar_enabled: bool = False,
                  echo=print) -> tuple[list[dict[str, Any]], list[Dropped]]:
-    """`helm template` output (standalone or cluster) made applicable on OpenShift by a namespace admin."""
-    return patch_rendered(rendered, pulsar_enabled=pulsar_enabled, echo=echo)
+    """`helm template` output (standalone or cluster) made applicable on OpenShift by a namespace admin, plus
+    the release's NetworkPolicies (`release_network_policies`)."""
+    objects, dropped = patch_rendered(rendered, pulsar_enabled=pulsar_enabled, echo=echo)
+    return objects + release_network_policies(objects), dropped
 
 
 def images(objects: list[dict[str, Any]]) -> list[str]:

@@ -26,6 +26,9 @@ VLLM_IMAGE = "vllm/vllm-openai:v0.32.0"
 # KServe's own S3 copier, used by the plain-Deployment variant (the release of the CRD schemas we check against).
 STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:v0.20.0"
 
+# the namespaces of the OpenShift router (ingress controller), as a NetworkPolicy selects them
+ROUTER_NAMESPACES = {"network.openshift.io/policy-group": "ingress"}
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _S3_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -123,7 +126,9 @@ def _resource_values(opts: VllmOptions) -> dict[str, Any]:
 
 
 def inference_service_manifests(settings: Settings, opts: VllmOptions | None = None) -> list[dict[str, Any]]:
-    """[ServingRuntime, InferenceService] serving the settings' model from S3 with vLLM on KServe."""
+    """[ServingRuntime, InferenceService, NetworkPolicy] serving the settings' model from S3 with vLLM on KServe
+    (with `auth`, the token's ServiceAccount, Role, RoleBinding and Secret first). The NetworkPolicy admits this
+    project, the router (when exposed) and user-workload monitoring to the predictor pods."""
     opts = opts or VllmOptions()
     runtime, = manifests.render("serving/vllm-servingruntime.yaml", {
         **_model_values(settings, opts), "display_name": f"vLLM {settings.model_id}"})
@@ -150,11 +155,19 @@ def inference_service_manifests(settings: Settings, opts: VllmOptions | None = N
         meta["labels"]["networking.kserve.io/visibility"] = "exposed"  # OpenShift AI then creates a Route
     if opts.gpu_product:
         predictor["nodeSelector"] = {"nvidia.com/gpu.product": opts.gpu_product}
+    policy, = manifests.render("serving/vllm-networkpolicy.yaml", {"name": opts.name})
+    if not opts.expose:  # no Route: the router has nothing to reach
+        policy["spec"]["ingress"] = [rule for rule in policy["spec"]["ingress"] if not _from_router(rule)]
     if opts.auth:
         meta["annotations"]["security.opendatahub.io/enable-auth"] = "true"
         predictor["serviceAccountName"] = f"{opts.name}-sa"
-        return token_auth_manifests(opts.name) + [runtime, isvc]
-    return [runtime, isvc]
+        return token_auth_manifests(opts.name) + [runtime, isvc, policy]
+    return [runtime, isvc, policy]
+
+
+def _from_router(rule: dict[str, Any]) -> bool:
+    return any((peer.get("namespaceSelector") or {}).get("matchLabels") == ROUTER_NAMESPACES
+               for peer in rule.get("from") or [])
 
 
 def token_auth_manifests(name: str) -> list[dict[str, Any]]:

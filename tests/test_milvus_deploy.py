@@ -87,7 +87,8 @@ def test_apply_and_wait_until_ready():
         applied = manifests.apply(objects, NS, api)
         assert [str(a) for a in applied] == [
             "ConfigMap/milvus-user-config created", "PersistentVolumeClaim/milvus-data created",
-            "Deployment/milvus created", "Service/milvus created", "Deployment/attu created",
+            "Deployment/milvus created", "Service/milvus created", "NetworkPolicy/milvus created",
+            "Deployment/attu created",
             "Service/attu created", "NetworkPolicy/attu created"]
         said = []
         milvus_deploy.wait_ready(api, NS, objects, timeout=30, interval=0.05, echo=said.append)
@@ -175,3 +176,35 @@ def test_exposed_attu_goes_through_the_oauth_proxy_only():
     again = milvus_deploy.attu_objects(expose=True, namespace="team-a", root_password_changed=True)
     assert len(cookie) == 32 and cookie != next(o for o in again if o["kind"] == "Secret")["stringData"]["session_secret"]
     assert cookie not in manifests.to_yaml(objects)
+
+
+def test_milvus_admits_only_its_clients_on_19530():
+    objects = milvus_deploy.standalone_objects()
+    manifests.validate(objects)
+    policy = next(o for o in objects if o["kind"] == "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 19530}]  # not 9091
+    peers = rule["from"]
+    workbench = {"matchExpressions": [{"key": "notebook-name", "operator": "Exists"}]}
+    chatbot = {"matchLabels": {"app.kubernetes.io/component": "chatbot"}}
+    ingest = {"matchLabels": {"app.kubernetes.io/component": "ingest"}}
+    learners = {"matchLabels": {"app.kubernetes.io/part-of": "docbot"}}
+    assert {"podSelector": workbench} in peers and {"podSelector": chatbot} in peers
+    assert {"podSelector": ingest} in peers
+    attu = {"matchLabels": {"app.kubernetes.io/name": "attu"}}
+    assert {"podSelector": attu} in peers
+    for pod in (workbench, chatbot, ingest):
+        assert {"namespaceSelector": learners, "podSelector": pod} in peers
+    # no peer admits a whole namespace or everything (a namespaceSelector always comes with a podSelector)
+    assert all("podSelector" in peer and peer["podSelector"] for peer in peers)
+    # the chatbot's and Attu's pods really carry the labels admitted here
+    from docbot_lib.chatbot_deploy import chatbot_manifests
+    from docbot_lib.settings import Settings
+
+    chatbot_pod = next(o for o in chatbot_manifests(Settings.load(stack="cluster"))
+                       if o["kind"] == "Deployment")["spec"]["template"]["metadata"]["labels"]
+    attu_pod = next(o for o in milvus_deploy.attu_objects()
+                    if o["kind"] == "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert manifests._selects(chatbot, chatbot_pod) and manifests._selects(attu, attu_pod)
+    assert manifests.services_without_network_policy(objects) == []

@@ -26,10 +26,10 @@ RENDERED = textwrap.dedent("""\
       replicas: 1
       serviceName: milvus-etcd-headless
       selector:
-        matchLabels: {app.kubernetes.io/name: etcd}
+        matchLabels: {app.kubernetes.io/name: etcd, app.kubernetes.io/instance: milvus}
       template:
         metadata:
-          labels: {app.kubernetes.io/name: etcd}
+          labels: {app.kubernetes.io/name: etcd, app.kubernetes.io/instance: milvus}
         spec:
           securityContext: {fsGroup: 1001}
           containers:
@@ -49,10 +49,10 @@ RENDERED = textwrap.dedent("""\
       labels: {app: minio, release: milvus}
     spec:
       selector:
-        matchLabels: {app: minio}
+        matchLabels: {app: minio, release: milvus}
       template:
         metadata:
-          labels: {app: minio}
+          labels: {app: minio, release: milvus}
         spec:
           securityContext: {runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000}
           initContainers:
@@ -81,10 +81,10 @@ RENDERED = textwrap.dedent("""\
       labels: {app.kubernetes.io/name: milvus, component: standalone}
     spec:
       selector:
-        matchLabels: {app.kubernetes.io/name: milvus}
+        matchLabels: {app.kubernetes.io/name: milvus, app.kubernetes.io/instance: milvus, component: standalone}
       template:
         metadata:
-          labels: {app.kubernetes.io/name: milvus}
+          labels: {app.kubernetes.io/name: milvus, app.kubernetes.io/instance: milvus, component: standalone}
         spec:
           containers:
             - name: standalone
@@ -117,9 +117,9 @@ RENDERED = textwrap.dedent("""\
     kind: Service
     metadata:
       name: milvus
-      labels: {app.kubernetes.io/name: milvus}
+      labels: {app.kubernetes.io/name: milvus, app.kubernetes.io/instance: milvus}
     spec:
-      selector: {app.kubernetes.io/name: milvus}
+      selector: {app.kubernetes.io/name: milvus, app.kubernetes.io/instance: milvus, component: standalone}
       ports:
         - {name: milvus, port: 19530, targetPort: milvus}
         - {name: metrics, port: 9091, targetPort: metrics}
@@ -131,8 +131,38 @@ RENDERED = textwrap.dedent("""\
       name: milvus-datanode
       labels: {app.kubernetes.io/name: milvus, component: datanode}
     spec:
-      selector: {app.kubernetes.io/name: milvus, component: datanode}
+      selector: {app.kubernetes.io/name: milvus, app.kubernetes.io/instance: milvus, component: datanode}
       ports: [{name: metrics, port: 9091, targetPort: metrics}]
+    ---
+    # Source: milvus/charts/etcd/templates/svc.yaml and svc-headless.yaml
+    apiVersion: v1
+    kind: Service
+    metadata:
+      name: milvus-etcd
+      labels: {app.kubernetes.io/name: etcd, app.kubernetes.io/instance: milvus}
+    spec:
+      selector: {app.kubernetes.io/name: etcd, app.kubernetes.io/instance: milvus}
+      ports: [{name: client, port: 2379, targetPort: client}]
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata:
+      name: milvus-etcd-headless
+      labels: {app.kubernetes.io/name: etcd, app.kubernetes.io/instance: milvus}
+    spec:
+      clusterIP: None
+      selector: {app.kubernetes.io/name: etcd, app.kubernetes.io/instance: milvus}
+      ports: [{name: peer, port: 2380, targetPort: peer}]
+    ---
+    # Source: milvus/charts/minio/templates/service.yaml
+    apiVersion: v1
+    kind: Service
+    metadata:
+      name: milvus-minio
+      labels: {app: minio, release: milvus}
+    spec:
+      selector: {app: minio, release: milvus}
+      ports: [{name: http, port: 9000, targetPort: 9000}]
     """)
 
 
@@ -149,7 +179,8 @@ def test_patch_makes_every_pod_restricted_and_valid():
     kept, dropped = patch_rendered(RENDERED, echo=printed.append)
     names = {(o["kind"], o["metadata"]["name"]) for o in kept}
     assert names == {("StatefulSet", "milvus-etcd"), ("Deployment", "milvus-minio"),
-                     ("Deployment", "milvus-standalone"), ("Service", "milvus")}
+                     ("Deployment", "milvus-standalone"), ("Service", "milvus"), ("Service", "milvus-etcd"),
+                     ("Service", "milvus-etcd-headless"), ("Service", "milvus-minio")}
     for obj in kept:
         assert manifests.problems(obj) == [], obj["metadata"]["name"]
         spec = pod_spec(obj)
@@ -245,3 +276,26 @@ def test_milvus_itself_reads_the_minio_keys_from_the_secret_never_minioadmin():
 
     for path in HELM_VALUES.parent.glob("*.yaml"):
         assert "minioadmin" not in strings(yaml.safe_load(path.read_text())), path.name
+
+
+def test_helm_release_gets_network_policies_for_every_service():
+    """The release's pods talk to each other (Milvus -> etcd, MinIO); only Doc Bot's clients reach 19530."""
+    from docbot_lib import milvus_deploy
+
+    objects, _dropped = helm_objects(RENDERED, echo=lambda _l: None)
+    plain, _ = patch_rendered(RENDERED, echo=lambda _l: None)
+    assert manifests.services_without_network_policy(plain)  # without the policies the check fails
+    assert manifests.services_without_network_policy(objects) == []
+    policies = {o["metadata"]["name"]: o for o in objects if o["kind"] == "NetworkPolicy"}
+    manifests.validate(list(policies.values()))
+    # one per set of pods: the headless etcd Service shares the etcd policy
+    assert set(policies) == {"milvus-docbot", "milvus-etcd-docbot", "milvus-minio-docbot"}
+    own = [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "milvus"}}},
+           {"podSelector": {"matchLabels": {"release": "milvus"}}}]
+    for policy in policies.values():
+        assert policy["spec"]["ingress"][0] == {"from": own}
+    assert policies["milvus-minio-docbot"]["spec"]["podSelector"] == {"matchLabels": {"app": "minio",
+                                                                                      "release": "milvus"}}
+    milvus = policies["milvus-docbot"]["spec"]["ingress"]
+    assert milvus[1] == {"from": milvus_deploy.client_peers(), "ports": [{"protocol": "TCP", "port": 19530}]}
+    assert len(milvus) == 2 and len(policies["milvus-etcd-docbot"]["spec"]["ingress"]) == 1

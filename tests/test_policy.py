@@ -8,6 +8,7 @@ Route has a spec pointing at a Service with TLS.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,8 +40,8 @@ def _serving(part: str) -> Callable[[], list[dict[str, Any]]]:
             return serving.standalone_manifests(settings)
         if part == "token-auth":
             return serving.token_auth_manifests("mistral-7b-instruct")
-        runtime, isvc = serving.inference_service_manifests(settings)
-        return [runtime] if part == "servingruntime" else [isvc]
+        runtime, isvc, policy = serving.inference_service_manifests(settings)
+        return {"servingruntime": [runtime], "inferenceservice": [isvc], "networkpolicy": [policy]}[part]
     return render
 
 
@@ -66,6 +67,8 @@ RENDERERS: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "milvus/attu-oauth.yaml": _attu_exposed,
     "chatbot/chatbot.yaml": _chatbot("app"),
     "chatbot/chatbot-secret.yaml": _chatbot("secret"),
+    "chatbot/networkpolicy.yaml": _chatbot("app"),
+    "serving/vllm-networkpolicy.yaml": _serving("networkpolicy"),
     "serving/vllm-servingruntime.yaml": _serving("servingruntime"),
     "serving/vllm-inferenceservice.yaml": _serving("inferenceservice"),
     "serving/vllm-standalone.yaml": _serving("standalone"),
@@ -159,3 +162,71 @@ def test_the_policy_catches_what_openshift_refuses():
     misplaced = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "labels": {"a": "b"},
                  "spec": {"ports": [{"port": 80}]}}
     assert any("labels" in p for p in manifests.problems(misplaced))
+
+
+# -- NetworkPolicies: every component's Services have one --------------------------------------------------
+
+def _components() -> dict[str, list[dict[str, Any]]]:
+    from docbot_lib import milvus_deploy
+
+    return {
+        "milvus standalone": milvus_deploy.standalone_objects(),
+        "attu": milvus_deploy.attu_objects(),
+        "attu exposed": _attu_exposed(),
+        "vllm standalone": _serving("standalone")(),
+        "chatbot": _chatbot("app")(),
+    }
+
+
+@pytest.mark.parametrize("component", list(_components()))
+def test_every_service_of_a_component_has_a_network_policy(component):
+    """Each component's objects carry NetworkPolicies that select the pods behind each of its Services
+    (the Helm release: tests/test_openshift.py; KServe's predictor, which has no Service here: test_serving)."""
+    objects = _components()[component]
+    assert any(o["kind"] == "Service" for o in objects)
+    assert any(o["kind"] == "NetworkPolicy" for o in objects)
+    assert manifests.services_without_network_policy(objects) == []
+
+
+def _deployment(labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": {**labels, "tier": "web"}}, "spec": {"containers": []}}}}
+
+
+def _service(name: str, selector: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": selector, "ports": [{"port": 80}]}}
+
+
+def _policy(pod_selector: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p"},
+            "spec": {"podSelector": pod_selector, "policyTypes": ["Ingress"], "ingress": []}}
+
+
+def test_the_network_policy_check_can_fail():
+    app = {"app": "a"}
+    assert manifests.services_without_network_policy([_deployment(app), _service("s", app)]) == ["Service/s"]
+    # a policy for other pods does not count; one on the pod template's own labels does
+    other = _policy({"matchLabels": {"app": "b"}})
+    assert manifests.services_without_network_policy([_deployment(app), _service("s", app), other]) == ["Service/s"]
+    tier = _policy({"matchLabels": {"tier": "web"}})
+    assert manifests.services_without_network_policy([_deployment(app), _service("s", app), tier]) == []
+    # matchExpressions, and {} (every pod)
+    assert manifests.services_without_network_policy(
+        [_service("s", app), _policy({"matchExpressions": [{"key": "app", "operator": "In", "values": ["a"]}]})]) == []
+    assert manifests.services_without_network_policy(
+        [_service("s", app), _policy({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]})]) == ["Service/s"]
+    assert manifests.services_without_network_policy([_service("s", app), _policy({})]) == []
+
+
+def test_network_policies_are_checked_against_their_schema():
+    good = _policy({"matchLabels": {"app": "a"}})
+    good["metadata"]["labels"] = {"app": "a"}
+    assert manifests.problems(good) == []
+    misspelt = copy.deepcopy(good)
+    misspelt["spec"]["podSelectr"] = misspelt["spec"].pop("podSelector")
+    assert any("podSelectr" in p for p in manifests.problems(misspelt))
+    bad_port = copy.deepcopy(good)
+    bad_port["spec"]["ingress"] = [{"ports": [{"port": {"number": 80}}]}]
+    assert manifests.problems(bad_port)
