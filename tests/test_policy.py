@@ -38,6 +38,8 @@ def _serving(part: str) -> Callable[[], list[dict[str, Any]]]:
         settings = _cluster_settings()
         if part == "standalone":
             return serving.standalone_manifests(settings)
+        if part == "standalone-secret":
+            return [serving.standalone_secret(settings.model_copy(update={"llm_api_key": SecretStr("example-key")}))]
         if part == "token-auth":
             return serving.token_auth_manifests("mistral-7b-instruct")
         runtime, isvc, policy = serving.inference_service_manifests(settings)
@@ -72,6 +74,7 @@ RENDERERS: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "serving/vllm-servingruntime.yaml": _serving("servingruntime"),
     "serving/vllm-inferenceservice.yaml": _serving("inferenceservice"),
     "serving/vllm-standalone.yaml": _serving("standalone"),
+    "serving/vllm-standalone-secret.yaml": _serving("standalone-secret"),
     "serving/vllm-token-auth.yaml": _serving("token-auth"),
 }
 

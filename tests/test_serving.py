@@ -5,6 +5,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import yaml
+from pydantic import SecretStr
 
 from docbot_lib import manifests, serving
 from docbot_lib.errors import DocbotError
@@ -114,6 +116,44 @@ def test_the_predictor_pods_admit_their_project_the_router_and_monitoring_only(c
     assert ROUTER not in [peer for rule in hidden["spec"]["ingress"] for peer in rule["from"]]
     assert "networking.kserve.io/visibility" not in serving.inference_service_manifests(
         cluster_settings, VllmOptions(expose=False))[1]["metadata"]["labels"]
+
+
+def test_standalone_vllm_never_answers_without_its_api_key(cluster_settings):
+    """vLLM without KServe: the key comes from a Secret (VLLM_API_KEY, which vLLM reads as --api-key), the pod
+    cannot start without it, and the public Route forwards only /v1, the paths vLLM checks the key on."""
+    pvc, deployment, service, route, policy = serving.standalone_manifests(cluster_settings)
+    vllm = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in vllm["env"]}
+    assert env["VLLM_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": f"{NAME}-api-key", "key": "VLLM_API_KEY"}}
+    assert "optional" not in env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"]  # no key, no pod
+    assert not any(a.startswith("--api-key") for a in vllm["args"])  # never in the pod spec in clear
+    assert route["spec"]["path"] == "/v1"
+    # the Secret it reads: the settings' LLM key, masked when shown; none is an error, never an open endpoint
+    keyed = cluster_settings.model_copy(update={"llm_api_key": SecretStr("vllm-key-not-shown")})
+    secret = serving.standalone_secret(keyed)
+    manifests.validate(secret)
+    assert secret["metadata"]["name"] == f"{NAME}-api-key"
+    assert secret["stringData"] == {"VLLM_API_KEY": "vllm-key-not-shown"}
+    assert "vllm-key-not-shown" not in manifests.to_yaml([secret])
+    assert "not-shown" not in yaml.safe_dump_all([pvc, deployment, service, route, policy])
+    with pytest.raises(DocbotError, match="no API key for vLLM") as err:
+        serving.standalone_secret(cluster_settings)
+    assert "DOCBOT_LLM_API_KEY" in err.value.fix
+    # not exposed: no Route, and the router may not connect
+    hidden = serving.standalone_manifests(cluster_settings, VllmOptions(expose=False))
+    assert [o["kind"] for o in hidden] == ["PersistentVolumeClaim", "Deployment", "Service", "NetworkPolicy"]
+    assert ROUTER not in [peer for rule in hidden[-1]["spec"]["ingress"] for peer in rule["from"]]
+
+
+def test_serverless_is_an_openshift_ai_2x_option_only():
+    """OpenShift AI 3.x has no Serverless: RawDeployment is the default, and the errors say which release has what."""
+    assert VllmOptions().deployment_mode == "RawDeployment"
+    with pytest.raises(DocbotError) as err:
+        VllmOptions(deployment_mode="Knative")
+    assert "3.x has no other" in err.value.fix and "2.x only" in err.value.fix
+    with pytest.raises(DocbotError) as err:
+        VllmOptions(min_replicas=0)
+    assert "OpenShift AI 2.x" in err.value.problem and "3.x: RawDeployment only" in err.value.fix
 
 
 @pytest.mark.parametrize("kwargs, message", [
