@@ -233,3 +233,55 @@ def test_network_policies_are_checked_against_their_schema():
     bad_port = copy.deepcopy(good)
     bad_port["spec"]["ingress"] = [{"ports": [{"port": {"number": 80}}]}]
     assert manifests.problems(bad_port)
+
+
+# -- container images: every base pinned ----------------------------------------------------------------------
+
+IMAGES = MANIFESTS.parent / "images"
+
+
+def unpinned_bases(text: str) -> list[str]:
+    """The base images of a Containerfile that are not pinned (no tag, :latest, no digest), ARG defaults resolved."""
+    import re
+
+    args: dict[str, str] = {}
+    stages: set[str] = set()
+    found = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) >= 2 and words[0].upper() == "ARG" and "=" in words[1]:
+            name, default = words[1].split("=", 1)
+            args[name] = default.strip("\"'")
+        elif len(words) >= 2 and words[0].upper() == "FROM":
+            image = next(w for w in words[1:] if not w.startswith("--"))
+            image = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m[1], ""), image)
+            if len(words) >= 4 and words[-2].upper() == "AS":
+                stages.add(words[-1])
+            if image in stages or image == "scratch":
+                continue
+            last = image.rsplit("/", 1)[-1]
+            if "@sha256:" not in image and (":" not in last or last.endswith(":latest")):
+                found.append(image or "(empty: an ARG without a default)")
+    return found
+
+
+def containerfiles() -> list[Path]:
+    return sorted(p for p in IMAGES.rglob("*") if p.is_file() and p.name.split(".")[0] in ("Containerfile", "Dockerfile"))
+
+
+@pytest.mark.parametrize("path", containerfiles(), ids=lambda p: p.relative_to(IMAGES).as_posix())
+def test_container_base_images_are_pinned(path):
+    assert "FROM" in path.read_text()
+    assert unpinned_bases(path.read_text()) == []
+
+
+def test_the_base_image_check_can_fail():
+    assert containerfiles(), "no Containerfile under images/"
+    assert unpinned_bases("ARG BASE=registry.access.redhat.com/ubi9/python-311:latest\nFROM ${BASE}\n") == [
+        "registry.access.redhat.com/ubi9/python-311:latest"]
+    assert unpinned_bases("FROM registry.access.redhat.com/ubi9/python-311\n") == [
+        "registry.access.redhat.com/ubi9/python-311"]
+    assert unpinned_bases("ARG BASE\nFROM $BASE\n") == ["(empty: an ARG without a default)"]
+    assert unpinned_bases("FROM --platform=linux/amd64 quay.io/a/b:1.2 AS build\nFROM build\n"
+                          "FROM localhost:5000/x@sha256:" + "0" * 64 + "\n") == []
+    assert unpinned_bases("FROM localhost:5000/x\n") == ["localhost:5000/x"]
