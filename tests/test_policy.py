@@ -169,23 +169,29 @@ def test_the_policy_catches_what_openshift_refuses():
 
 # -- NetworkPolicies: every component's Services have one --------------------------------------------------
 
-def _components() -> dict[str, list[dict[str, Any]]]:
-    from docbot_lib import milvus_deploy
+def _milvus(part: str) -> Callable[[], list[dict[str, Any]]]:
+    def render() -> list[dict[str, Any]]:
+        from docbot_lib import milvus_deploy
 
-    return {
-        "milvus standalone": milvus_deploy.standalone_objects(),
-        "attu": milvus_deploy.attu_objects(),
-        "attu exposed": _attu_exposed(),
-        "vllm standalone": _serving("standalone")(),
-        "chatbot": _chatbot("app")(),
-    }
+        return milvus_deploy.standalone_objects() if part == "standalone" else milvus_deploy.attu_objects()
+    return render
 
 
-@pytest.mark.parametrize("component", list(_components()))
+# each component's objects, as its library function returns them
+COMPONENTS: dict[str, Callable[[], list[dict[str, Any]]]] = {
+    "milvus standalone": _milvus("standalone"),
+    "attu": _milvus("attu"),
+    "attu exposed": _attu_exposed,
+    "vllm standalone": _serving("standalone"),
+    "chatbot": _chatbot("app"),
+}
+
+
+@pytest.mark.parametrize("component", list(COMPONENTS))
 def test_every_service_of_a_component_has_a_network_policy(component):
     """Each component's objects carry NetworkPolicies that select the pods behind each of its Services
     (the Helm release: tests/test_openshift.py; KServe's predictor, which has no Service here: test_serving)."""
-    objects = _components()[component]
+    objects = COMPONENTS[component]()
     assert any(o["kind"] == "Service" for o in objects)
     assert any(o["kind"] == "NetworkPolicy" for o in objects)
     assert manifests.services_without_network_policy(objects) == []
