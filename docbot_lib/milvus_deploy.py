@@ -86,11 +86,13 @@ def client_peers() -> list[dict[str, Any]]:
 
 
 def release_network_policies(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """NetworkPolicies for a Helm release's objects: each Service's pods accept connections from the release's
-    own pods (Milvus, etcd, MinIO, Pulsar talk to each other), and Milvus' 19530 also from `client_peers()`.
+    """NetworkPolicies for a Helm release: every pod of the release accepts connections from the release's own
+    pods only (Milvus, etcd, MinIO, Pulsar talk to each other; 9091 of every Milvus component stays closed to
+    the rest of the cluster), and Milvus' 19530 also from `client_peers()`.
 
     The release is named by the Service with port 19530 (its selector's app.kubernetes.io/instance). The
-    chart's subcharts label pods with app.kubernetes.io/instance (Milvus, etcd) or release (MinIO, Pulsar)."""
+    chart's subcharts label pods with app.kubernetes.io/instance (Milvus, etcd) or release (MinIO, Pulsar):
+    one policy for each label covers every pod, with a Service or without."""
     from docbot_lib.errors import DocbotError
 
     services = [o for o in objects if o["kind"] == "Service" and (o.get("spec") or {}).get("selector")]
@@ -99,24 +101,21 @@ def release_network_policies(objects: list[dict[str, Any]]) -> list[dict[str, An
     if not release:
         raise DocbotError(f"no Milvus Service with port {MILVUS_PORT} and an app.kubernetes.io/instance selector "
                           "in the Helm output", "pass the whole, unchanged output of `helm template`")
-    own = [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": release}}},
-           {"podSelector": {"matchLabels": {"release": release}}}]
-    policies, seen = [], []
-    for service in services:
-        selector = service["spec"]["selector"]
-        rules = [{"from": own}]
-        if service is main:
-            rules.append({"from": client_peers(), "ports": [{"protocol": "TCP", "port": MILVUS_PORT}]})
-        if selector in seen and service is not main:
-            continue  # e.g. a headless Service beside the normal one: the same pods, already covered
-        seen.append(selector)
-        policies.append({
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": f"{service['metadata']['name']}-docbot",
-                         "labels": {"app.kubernetes.io/instance": release, "app.kubernetes.io/part-of": "docbot"}},
-            "spec": {"podSelector": {"matchLabels": dict(selector)}, "policyTypes": ["Ingress"], "ingress": rules},
-        })
-    return policies
+    labels = [{"app.kubernetes.io/instance": release}, {"release": release}]
+    own = [{"podSelector": {"matchLabels": pods}} for pods in labels]
+
+    def policy(name: str, pods: dict[str, str], rule: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": name, "labels": {"app.kubernetes.io/instance": release,
+                                                      "app.kubernetes.io/part-of": "docbot"}},
+                "spec": {"podSelector": {"matchLabels": dict(pods)}, "policyTypes": ["Ingress"], "ingress": [rule]}}
+
+    return [
+        policy(f"{release}-release", labels[0], {"from": own}),
+        policy(f"{release}-release-subcharts", labels[1], {"from": own}),
+        policy(f"{release}-clients", main["spec"]["selector"],
+               {"from": client_peers(), "ports": [{"protocol": "TCP", "port": MILVUS_PORT}]}),
+    ]
 
 
 def attu_objects(expose: bool = False, *, namespace: str | None = None,

@@ -279,7 +279,8 @@ def test_milvus_itself_reads_the_minio_keys_from_the_secret_never_minioadmin():
 
 
 def test_helm_release_gets_network_policies_for_every_service():
-    """The release's pods talk to each other (Milvus -> etcd, MinIO); only Doc Bot's clients reach 19530."""
+    """The release's pods talk to each other (Milvus -> etcd, MinIO); only Doc Bot's clients reach 19530; pods
+    whose only Service was dropped (9091) are covered too."""
     from docbot_lib import milvus_deploy
 
     objects, _dropped = helm_objects(RENDERED, echo=lambda _l: None)
@@ -288,14 +289,25 @@ def test_helm_release_gets_network_policies_for_every_service():
     assert manifests.services_without_network_policy(objects) == []
     policies = {o["metadata"]["name"]: o for o in objects if o["kind"] == "NetworkPolicy"}
     manifests.validate(list(policies.values()))
-    # one per set of pods: the headless etcd Service shares the etcd policy
-    assert set(policies) == {"milvus-docbot", "milvus-etcd-docbot", "milvus-minio-docbot"}
     own = [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "milvus"}}},
            {"podSelector": {"matchLabels": {"release": "milvus"}}}]
-    for policy in policies.values():
-        assert policy["spec"]["ingress"][0] == {"from": own}
-    assert policies["milvus-minio-docbot"]["spec"]["podSelector"] == {"matchLabels": {"app": "minio",
-                                                                                      "release": "milvus"}}
-    milvus = policies["milvus-docbot"]["spec"]["ingress"]
-    assert milvus[1] == {"from": milvus_deploy.client_peers(), "ports": [{"protocol": "TCP", "port": 19530}]}
-    assert len(milvus) == 2 and len(policies["milvus-etcd-docbot"]["spec"]["ingress"]) == 1
+    assert policies["milvus-release"]["spec"]["podSelector"] == own[0]["podSelector"]
+    assert policies["milvus-release-subcharts"]["spec"]["podSelector"] == own[1]["podSelector"]
+    for name in ("milvus-release", "milvus-release-subcharts"):
+        assert policies[name]["spec"]["ingress"] == [{"from": own}]  # all ports, release pods only
+    clients = policies["milvus-clients"]["spec"]
+    assert clients["podSelector"]["matchLabels"]["component"] == "standalone"
+    assert clients["ingress"] == [{"from": milvus_deploy.client_peers(),
+                                   "ports": [{"protocol": "TCP", "port": 19530}]}]
+    assert len(policies) == 3
+    # every pod of the release is selected by a policy: the dropped datanode Service's pods, etcd's, MinIO's
+    pods = [o["spec"]["template"]["metadata"]["labels"] for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    datanode = {"app.kubernetes.io/name": "milvus", "app.kubernetes.io/instance": "milvus", "component": "datanode"}
+    for labels in pods + [datanode]:
+        assert any(manifests._selects(p["spec"]["podSelector"], labels) for p in policies.values()), labels
+
+
+def test_helm_objects_need_the_milvus_service():
+    without = "\n---\n".join(doc for doc in RENDERED.split("\n---\n") if "port: 19530" not in doc)
+    with pytest.raises(DocbotError, match="no Milvus Service with port 19530"):
+        helm_objects(without, echo=lambda _l: None)
