@@ -80,9 +80,11 @@ def image_for(settings: Settings) -> str:
 
 
 def chatbot_manifests(settings: Settings, opts: ChatbotOptions | None = None) -> list[dict[str, Any]]:
-    """[ConfigMap, Deployment, Service, Route] of the chatbot answering from settings.milvus_collection, in the
-    learner's Milvus database (DOCBOT_USER)."""
+    """[ConfigMap, Deployment, Service, Route, NetworkPolicy] of the chatbot answering from
+    settings.milvus_collection, in the learner's Milvus database (DOCBOT_USER). The NetworkPolicy admits only
+    the OpenShift router."""
     opts = opts or ChatbotOptions()
+    policy = manifests.render("chatbot/networkpolicy.yaml", {"name": opts.name})
     return manifests.render("chatbot/chatbot.yaml", {
         "name": opts.name, "image": opts.image or image_for(settings), "replicas": opts.replicas,
         "user": settings.names.user or "",
@@ -93,7 +95,7 @@ def chatbot_manifests(settings: Settings, opts: ChatbotOptions | None = None) ->
         "max_concurrency": str(settings.api_max_concurrency), "embedding_model": settings.embedding_model,
         "instructions": settings.rag_instructions or INSTRUCTIONS,
         "cpu": opts.cpu, "cpu_limit": opts.cpu_limit, "memory": opts.memory, "memory_limit": opts.memory_limit,
-    })
+    }) + policy
 
 
 def chatbot_secret(settings: Settings, name: str = ChatbotOptions.name) -> dict[str, Any]:

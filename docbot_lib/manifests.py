@@ -9,6 +9,8 @@
   restricted security context on every container, TLS on every Route).
 - `apply(objects, namespace, api_client)`: create, or replace what exists, after a server-side dry run of
   every object, so that a rejected object leaves nothing half-applied.
+- `services_without_network_policy(objects)`: the Services among a component's objects whose pods no
+  NetworkPolicy of the same objects selects (every component ships its policies with its objects).
 
 Other components (Milvus, the chatbot) use the same functions; a new custom kind needs its CRD schema in
 `CRD_SCHEMAS` (and its plural in `PLURALS` when it is not kind + "s").
@@ -39,7 +41,7 @@ CRD_SCHEMAS: dict[tuple[str, str], str] = {
     ("serving.kserve.io/v1beta1", "InferenceService"): "kserve/inferenceservice-serving-v1beta1.json",
     ("route.openshift.io/v1", "Route"): "openshift/route-route-v1.json",
 }
-PLURALS: dict[str, str] = {}  # kind -> plural, where it is not kind.lower() + "s"
+PLURALS: dict[str, str] = {"NetworkPolicy": "networkpolicies"}  # kind -> plural, where not kind.lower() + "s"
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}  # not inside a namespace
 
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
@@ -292,6 +294,44 @@ def validate(objects: dict[str, Any] | Iterable[dict[str, Any]], *,
     if report:
         raise DocbotError("invalid manifest(s):\n  " + "\n  ".join(report),
                           "correct the template or the values passed to it")
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a LabelSelector (matchLabels and matchExpressions) selects pods with these labels."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In":
+            ok = labels.get(key) in values
+        elif op == "NotIn":
+            ok = labels.get(key) not in values
+        else:
+            ok = (key in labels) == (op == "Exists") and op in ("Exists", "DoesNotExist")
+        if not ok:
+            return False
+    return True
+
+
+def services_without_network_policy(objects: Iterable[dict[str, Any]]) -> list[str]:
+    """"Service/<name>" for each Service among `objects` whose pods no NetworkPolicy among `objects` selects.
+
+    A Service's pods are those of the workloads among `objects` whose pod template labels its selector matches;
+    when none is there (KServe, a Helm subchart made elsewhere), a pod carrying exactly the selector's labels.
+    A policy selects them when its podSelector matches those labels ({} selects every pod)."""
+    items = list(objects)
+    policies = [_dig(o, "spec", "podSelector") or {} for o in items if o.get("kind") == "NetworkPolicy"]
+    pods = [_dig(o, *_POD_SPEC_PATHS[o["kind"]][:-1], "metadata", "labels") or {}
+            for o in items if o.get("kind") in _POD_SPEC_PATHS]
+    missing = []
+    for service in (o for o in items if o.get("kind") == "Service"):
+        selector = _dig(service, "spec", "selector") or {}
+        if not selector:  # no selector: no pods of its own (an ExternalName or hand-made Endpoints)
+            continue
+        targets = [labels for labels in pods if _selects({"matchLabels": selector}, labels)] or [selector]
+        if not all(any(_selects(policy, labels) for policy in policies) for labels in targets):
+            missing.append(f"Service/{_dig(service, 'metadata', 'name')}")
+    return missing
 
 
 # -- applying to a cluster ----------------------------------------------------------------------------

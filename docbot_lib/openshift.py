@@ -7,7 +7,10 @@ and why. It does in Python what hand-run `yq` steps used to do, and does it righ
     gets the restricted one (drop ALL capabilities, runAsNonRoot, no privilege escalation, seccomp RuntimeDefault);
   - cluster-scoped objects (ClusterRole, ClusterRoleBinding, PodSecurityPolicy, ...) are dropped: a namespace
     admin cannot create them (the Pulsar charts render them even when Pulsar is disabled);
-  - with `pulsar_enabled=False`, anything of Pulsar's is dropped too.
+  - with `pulsar_enabled=False`, anything of Pulsar's is dropped too;
+  - Milvus' port 9091 (metrics, health and a REST API without authentication: GHSA-7ppg-37fh-vcr6) comes off
+    every Service (the chart puts it on the main one beside 19530); a Service left without ports is dropped.
+    The kubelet's probes reach the container port directly, so health checks keep working.
 """
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ RESTRICTED_CONTAINER = {
 }
 # what OpenShift assigns itself, and what restricted-v2 refuses
 _FIXED_IDS = ("runAsUser", "runAsGroup", "fsGroup", "privileged")
+# Milvus' metrics/health/REST port: never behind a Service (see the module docstring)
+MILVUS_METRICS_PORT = 9091
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,16 @@ def _is_pulsar(obj: dict[str, Any]) -> bool:
     return any("pulsar" in str(n).lower() for n in names)
 
 
+def _without_metrics_port(service: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Service's ports without 9091 (as `port` or `targetPort`), in place; returns the removed ones."""
+    spec = service.get("spec") or {}
+    ports = spec.get("ports") or []
+    removed = [p for p in ports if MILVUS_METRICS_PORT in (p.get("port"), p.get("targetPort"))]
+    if removed:
+        spec["ports"] = [p for p in ports if p not in removed]
+    return removed
+
+
 def patch_rendered(text: str, *, pulsar_enabled: bool = False,
                    echo=print) -> tuple[list[dict[str, Any]], list[Dropped]]:
     """(objects to apply, objects dropped with the reason) from `helm template` output; each drop is echoed."""
@@ -108,7 +123,14 @@ def patch_rendered(text: str, *, pulsar_enabled: bool = False,
             spec = pod_spec(obj)
             if spec is not None:
                 restrict_pod(spec)
-            kept.append(obj)
-            continue
+            removed = _without_metrics_port(obj) if kind == "Service" else []
+            if not removed or obj["spec"]["ports"]:
+                if removed:
+                    echo(f"removed port {MILVUS_METRICS_PORT} from Service/{name}: metrics and a REST API "
+                         "without authentication (GHSA-7ppg-37fh-vcr6); probes use the container port")
+                kept.append(obj)
+                continue
+            dropped.append(Dropped(kind, name, f"its only port is {MILVUS_METRICS_PORT} (metrics and a REST API "
+                                               "without authentication, GHSA-7ppg-37fh-vcr6)"))
         echo(str(dropped[-1]))
     return kept, dropped

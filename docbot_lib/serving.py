@@ -26,6 +26,9 @@ VLLM_IMAGE = "vllm/vllm-openai:v0.32.0"
 # KServe's own S3 copier, used by the plain-Deployment variant (the release of the CRD schemas we check against).
 STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:v0.20.0"
 
+# the namespaces of the OpenShift router (ingress controller), as a NetworkPolicy selects them
+ROUTER_NAMESPACES = {"network.openshift.io/policy-group": "ingress"}
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _S3_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -44,6 +47,9 @@ class VllmOptions:
     `name` names the InferenceService, its ServingRuntime (one per model, as the dashboard does) or the
     Deployment; `served_model_name` is the model name clients send (default: settings.llm_model_name).
     `max_model_len` must fit the GPU: `docbot_lib.sizing.gpu_report()` tells the largest that does.
+    `deployment_mode`: RawDeployment, the default and the only mode of OpenShift AI 3.x (which ships no
+    Serverless: an InferenceService asking for it is never served). "Serverless" (Knative, scale to zero) is
+    kept for OpenShift AI 2.x clusters only.
     """
 
     name: str = "mistral-7b-instruct"
@@ -56,7 +62,7 @@ class VllmOptions:
     max_model_len: int = 8192
     dtype: Literal["auto", "float16", "bfloat16", "half", "float32"] = "auto"  # T4: float16
     gpu_memory_utilization: float = 0.9
-    deployment_mode: Literal["RawDeployment", "Serverless"] = "RawDeployment"
+    deployment_mode: Literal["RawDeployment", "Serverless"] = "RawDeployment"  # Serverless: RHOAI 2.x only
     min_replicas: int = 1
     max_replicas: int = 1
     cpu: str = "2"
@@ -81,7 +87,9 @@ class VllmOptions:
         if self.dtype not in ("auto", "float16", "bfloat16", "half", "float32"):
             raise DocbotError(f"dtype={self.dtype!r} is not a vLLM --dtype", "use auto, float16, bfloat16 or float32")
         if self.deployment_mode not in ("RawDeployment", "Serverless"):
-            raise DocbotError(f"deployment_mode={self.deployment_mode!r} is unknown", "use RawDeployment or Serverless")
+            raise DocbotError(f"deployment_mode={self.deployment_mode!r} is unknown",
+                              "use RawDeployment (OpenShift AI 3.x has no other); Serverless exists on OpenShift AI "
+                              "2.x only")
         if self.gpus < 1:
             raise DocbotError(f"gpus={self.gpus}: vLLM's CUDA image needs a GPU", "give gpus=1 or more")
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -93,8 +101,10 @@ class VllmOptions:
             raise DocbotError(f"replicas {self.min_replicas}..{self.max_replicas} do not make a range",
                               "use 0 <= min_replicas <= max_replicas, max_replicas >= 1")
         if self.min_replicas == 0 and self.deployment_mode == "RawDeployment":
-            raise DocbotError("min_replicas=0 (scale to zero) needs deployment_mode='Serverless'",
-                              "set min_replicas=1, or deployment_mode='Serverless'")
+            raise DocbotError("min_replicas=0 (scale to zero) needs deployment_mode='Serverless', which only "
+                              "OpenShift AI 2.x has",
+                              "set min_replicas=1 (OpenShift AI 3.x: RawDeployment only), or on a 2.x cluster "
+                              "deployment_mode='Serverless'")
         for key in ("cpu", "cpu_limit", "memory", "memory_limit", "shm_size"):
             if not _QUANTITY.match(getattr(self, key)):
                 raise DocbotError(f"{key}={getattr(self, key)!r} is not a Kubernetes quantity",
@@ -123,7 +133,9 @@ def _resource_values(opts: VllmOptions) -> dict[str, Any]:
 
 
 def inference_service_manifests(settings: Settings, opts: VllmOptions | None = None) -> list[dict[str, Any]]:
-    """[ServingRuntime, InferenceService] serving the settings' model from S3 with vLLM on KServe."""
+    """[ServingRuntime, InferenceService, NetworkPolicy] serving the settings' model from S3 with vLLM on KServe
+    (with `auth`, the token's ServiceAccount, Role, RoleBinding and Secret first). The NetworkPolicy admits this
+    project, the router (when exposed) and user-workload monitoring to the predictor pods."""
     opts = opts or VllmOptions()
     runtime, = manifests.render("serving/vllm-servingruntime.yaml", {
         **_model_values(settings, opts), "display_name": f"vLLM {settings.model_id}"})
@@ -138,7 +150,7 @@ def inference_service_manifests(settings: Settings, opts: VllmOptions | None = N
     })
     meta, predictor = isvc["metadata"], isvc["spec"]["predictor"]
     if opts.deployment_mode == "Serverless":
-        # OpenShift Serverless: pass TLS through the mesh, inject the Istio sidecar
+        # OpenShift AI 2.x only (3.x ships no Serverless): Knative, TLS passed through the mesh, Istio sidecar
         meta["annotations"].update({
             "serving.knative.openshift.io/enablePassthrough": "true",
             "sidecar.istio.io/inject": "true",
@@ -150,11 +162,19 @@ def inference_service_manifests(settings: Settings, opts: VllmOptions | None = N
         meta["labels"]["networking.kserve.io/visibility"] = "exposed"  # OpenShift AI then creates a Route
     if opts.gpu_product:
         predictor["nodeSelector"] = {"nvidia.com/gpu.product": opts.gpu_product}
+    policy, = manifests.render("serving/vllm-networkpolicy.yaml", {"name": opts.name})
+    if not opts.expose:  # no Route: the router has nothing to reach
+        policy["spec"]["ingress"] = [rule for rule in policy["spec"]["ingress"] if not _from_router(rule)]
     if opts.auth:
         meta["annotations"]["security.opendatahub.io/enable-auth"] = "true"
         predictor["serviceAccountName"] = f"{opts.name}-sa"
-        return token_auth_manifests(opts.name) + [runtime, isvc]
-    return [runtime, isvc]
+        return token_auth_manifests(opts.name) + [runtime, isvc, policy]
+    return [runtime, isvc, policy]
+
+
+def _from_router(rule: dict[str, Any]) -> bool:
+    return any((peer.get("namespaceSelector") or {}).get("matchLabels") == ROUTER_NAMESPACES
+               for peer in rule.get("from") or [])
 
 
 def token_auth_manifests(name: str, identity: str | None = None) -> list[dict[str, Any]]:
@@ -192,7 +212,11 @@ def read_token(name: str, namespace: str, api_client, timeout: float = 60, poll:
 def standalone_manifests(settings: Settings, opts: VllmOptions | None = None,
                          cache_size: str = "40Gi",
                          storage_initializer_image: str = STORAGE_INITIALIZER_IMAGE) -> list[dict[str, Any]]:
-    """[PVC, Deployment, Service, Route] serving the model with vLLM without KServe (model cached on the PVC)."""
+    """[PVC, Deployment, Service, Route, NetworkPolicy] serving the model with vLLM without KServe (model cached
+    on the PVC); no Route when `opts.expose` is False.
+
+    vLLM requires an API key, read from the Secret <name>-api-key: apply `standalone_secret(settings)` with
+    these objects (the pod does not start without it). The Route forwards /v1 only; read /metrics in-cluster."""
     opts = opts or VllmOptions()
     if not _QUANTITY.match(cache_size):
         raise DocbotError(f"cache_size={cache_size!r} is not a Kubernetes quantity", "use e.g. '40Gi'")
@@ -210,7 +234,24 @@ def standalone_manifests(settings: Settings, opts: VllmOptions | None = None,
     pod["containers"][0]["args"] += list(opts.extra_args)
     if opts.gpu_product:
         pod["nodeSelector"] = {"nvidia.com/gpu.product": opts.gpu_product}
+    if not opts.expose:
+        objects = [o for o in objects if o["kind"] != "Route"]
+        for policy in (o for o in objects if o["kind"] == "NetworkPolicy"):
+            policy["spec"]["ingress"] = [rule for rule in policy["spec"]["ingress"] if not _from_router(rule)]
     return objects
+
+
+def standalone_secret(settings: Settings, name: str = VllmOptions.name) -> dict[str, Any]:
+    """The Secret <name>-api-key holding vLLM's API key (settings.llm_api_key, DOCBOT_LLM_API_KEY: what the
+    chatbot and the notebooks send), for `standalone_manifests`. It holds a secret: show it with
+    `manifests.to_yaml()` (masks it), never print the dict."""
+    key = settings.secret("llm_api_key")
+    if not key:
+        raise DocbotError("no API key for vLLM: without one its endpoint would answer anyone",
+                          "set DOCBOT_LLM_API_KEY (environment or .env) to a long random string, e.g. "
+                          "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    secret, = manifests.render("serving/vllm-standalone-secret.yaml", {"name": name, "api_key": key})
+    return secret
 
 
 def serving_objects(settings: Settings, opts: VllmOptions) -> list[dict[str, Any]]:

@@ -20,8 +20,14 @@ def cluster() -> Settings:
 def test_manifests_carry_the_settings_and_validate(cluster):
     objects = chatbot_manifests(cluster, ChatbotOptions(image="quay.io/acme/docbot:1.2.3"))
     manifests.validate(objects)
-    config, deployment, service, route = objects
-    assert [o["kind"] for o in objects] == ["ConfigMap", "Deployment", "Service", "Route"]
+    config, deployment, service, route, policy = objects
+    assert [o["kind"] for o in objects] == ["ConfigMap", "Deployment", "Service", "Route", "NetworkPolicy"]
+    # only the OpenShift router may connect, on the chatbot's port
+    assert policy["spec"]["podSelector"]["matchLabels"] == service["spec"]["selector"]
+    assert policy["spec"]["ingress"] == [{
+        "from": [{"namespaceSelector": {"matchLabels": {"network.openshift.io/policy-group": "ingress"}}}],
+        "ports": [{"protocol": "TCP", "port": 8080}]}]
+    assert manifests.services_without_network_policy(objects) == []
     assert config["data"]["DOCBOT_MILVUS_COLLECTION"] == "git_docs" and config["data"]["DOCBOT_SEARCH_K"] == "4"
     assert config["data"]["DOCBOT_MILVUS_URI"] == "http://milvus:19530"
     # token auth on (the default): through the predictor's proxy, HTTPS with the service CA's certificate

@@ -69,8 +69,8 @@ def test_to_yaml_masks_secret_values(serving_objects):
 
 def test_serving_manifests_pass_the_official_schemas_and_policy(serving_objects):
     kinds = sorted(o["kind"] for o in serving_objects)
-    assert kinds == ["Deployment", "InferenceService", "PersistentVolumeClaim", "Route", "Secret", "Service",
-                     "ServingRuntime"]
+    assert kinds == ["Deployment", "InferenceService", "NetworkPolicy", "NetworkPolicy", "PersistentVolumeClaim",
+                     "Route", "Secret", "Service", "ServingRuntime"]
     for obj in serving_objects:
         assert manifests.problems(obj) == [], manifests._describe(obj)
     manifests.validate(serving_objects)  # no error
@@ -149,9 +149,10 @@ def test_apply_creates_then_replaces(serving_objects):
         first = manifests.apply(serving_objects, "docbot", api)
         assert [str(a) for a in first] == [
             "ServingRuntime/mistral-7b-instruct created", "InferenceService/mistral-7b-instruct created",
+            "NetworkPolicy/mistral-7b-instruct-predictor created",
             "PersistentVolumeClaim/mistral-7b-instruct-model-cache created", "Deployment/mistral-7b-instruct created",
             "Service/mistral-7b-instruct created", "Route/mistral-7b-instruct created",
-            "Secret/aws-connection-models created"]
+            "NetworkPolicy/mistral-7b-instruct created", "Secret/aws-connection-models created"]
         isvc = kube.get("apis/serving.kserve.io/v1beta1", "docbot", "inferenceservices", "mistral-7b-instruct")
         assert isvc["spec"] == by_kind(serving_objects, "InferenceService")["spec"]
         secret = kube.get("api/v1", "docbot", "secrets", "aws-connection-models")
@@ -159,7 +160,7 @@ def test_apply_creates_then_replaces(serving_objects):
         assert kube.get("apis/route.openshift.io/v1", "docbot", "routes", "mistral-7b-instruct")
         # every write was dry-run first, and asked for strict field validation
         posts = [r for r in kube.requests if r.method == "POST"]
-        assert [r.query.get("dryRun") for r in posts] == [["All"]] * 7 + [None] * 7
+        assert [r.query.get("dryRun") for r in posts] == [["All"]] * 9 + [None] * 9
         assert all(r.query["fieldValidation"] == ["Strict"] for r in posts)
 
         # the cluster filled in the Service's IP; a second apply must keep it (it is immutable)

@@ -8,6 +8,7 @@ Route has a spec pointing at a Service with TLS.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,10 +39,12 @@ def _serving(part: str) -> Callable[[], list[dict[str, Any]]]:
         settings = _cluster_settings()
         if part == "standalone":
             return serving.standalone_manifests(settings)
+        if part == "standalone-secret":
+            return [serving.standalone_secret(settings.model_copy(update={"llm_api_key": SecretStr("example-key")}))]
         if part == "token-auth":
             return serving.token_auth_manifests("mistral-7b-instruct")
-        runtime, isvc = serving.inference_service_manifests(settings)
-        return [runtime] if part == "servingruntime" else [isvc]
+        runtime, isvc, policy = serving.inference_service_manifests(settings)
+        return {"servingruntime": [runtime], "inferenceservice": [isvc], "networkpolicy": [policy]}[part]
     return render
 
 
@@ -56,13 +59,23 @@ def _chatbot(part: str) -> Callable[[], list[dict[str, Any]]]:
     return render
 
 
+def _attu_exposed() -> list[dict[str, Any]]:
+    from docbot_lib import milvus_deploy
+
+    return milvus_deploy.attu_objects(expose=True, namespace="docbot", root_password_changed=True)
+
+
 # templated file (relative to manifests/) -> how to render it with defaults
 RENDERERS: dict[str, Callable[[], list[dict[str, Any]]]] = {
+    "milvus/attu-oauth.yaml": _attu_exposed,
     "chatbot/chatbot.yaml": _chatbot("app"),
     "chatbot/chatbot-secret.yaml": _chatbot("secret"),
+    "chatbot/networkpolicy.yaml": _chatbot("app"),
+    "serving/vllm-networkpolicy.yaml": _serving("networkpolicy"),
     "serving/vllm-servingruntime.yaml": _serving("servingruntime"),
     "serving/vllm-inferenceservice.yaml": _serving("inferenceservice"),
     "serving/vllm-standalone.yaml": _serving("standalone"),
+    "serving/vllm-standalone-secret.yaml": _serving("standalone-secret"),
     "serving/vllm-token-auth.yaml": _serving("token-auth"),
 }
 
@@ -153,3 +166,129 @@ def test_the_policy_catches_what_openshift_refuses():
     misplaced = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "labels": {"a": "b"},
                  "spec": {"ports": [{"port": 80}]}}
     assert any("labels" in p for p in manifests.problems(misplaced))
+
+
+# -- NetworkPolicies: every component's Services have one --------------------------------------------------
+
+def _milvus(part: str) -> Callable[[], list[dict[str, Any]]]:
+    def render() -> list[dict[str, Any]]:
+        from docbot_lib import milvus_deploy
+
+        return milvus_deploy.standalone_objects() if part == "standalone" else milvus_deploy.attu_objects()
+    return render
+
+
+# each component's objects, as its library function returns them
+COMPONENTS: dict[str, Callable[[], list[dict[str, Any]]]] = {
+    "milvus standalone": _milvus("standalone"),
+    "attu": _milvus("attu"),
+    "attu exposed": _attu_exposed,
+    "vllm standalone": _serving("standalone"),
+    "chatbot": _chatbot("app"),
+}
+
+
+@pytest.mark.parametrize("component", list(COMPONENTS))
+def test_every_service_of_a_component_has_a_network_policy(component):
+    """Each component's objects carry NetworkPolicies that select the pods behind each of its Services
+    (the Helm release: tests/test_openshift.py; KServe's predictor, which has no Service here: test_serving)."""
+    objects = COMPONENTS[component]()
+    assert any(o["kind"] == "Service" for o in objects)
+    assert any(o["kind"] == "NetworkPolicy" for o in objects)
+    assert manifests.services_without_network_policy(objects) == []
+
+
+def _deployment(labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": {**labels, "tier": "web"}}, "spec": {"containers": []}}}}
+
+
+def _service(name: str, selector: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"selector": selector, "ports": [{"port": 80}]}}
+
+
+def _policy(pod_selector: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p"},
+            "spec": {"podSelector": pod_selector, "policyTypes": ["Ingress"], "ingress": []}}
+
+
+def test_the_network_policy_check_can_fail():
+    app = {"app": "a"}
+    assert manifests.services_without_network_policy([_deployment(app), _service("s", app)]) == ["Service/s"]
+    # a policy for other pods does not count; one on the pod template's own labels does
+    other = _policy({"matchLabels": {"app": "b"}})
+    assert manifests.services_without_network_policy([_deployment(app), _service("s", app), other]) == ["Service/s"]
+    tier = _policy({"matchLabels": {"tier": "web"}})
+    assert manifests.services_without_network_policy([_deployment(app), _service("s", app), tier]) == []
+    # matchExpressions, and {} (every pod)
+    assert manifests.services_without_network_policy(
+        [_service("s", app), _policy({"matchExpressions": [{"key": "app", "operator": "In", "values": ["a"]}]})]) == []
+    assert manifests.services_without_network_policy(
+        [_service("s", app), _policy({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]})]) == ["Service/s"]
+    assert manifests.services_without_network_policy([_service("s", app), _policy({})]) == []
+
+
+def test_network_policies_are_checked_against_their_schema():
+    good = _policy({"matchLabels": {"app": "a"}})
+    good["metadata"]["labels"] = {"app": "a"}
+    assert manifests.problems(good) == []
+    misspelt = copy.deepcopy(good)
+    misspelt["spec"]["podSelectr"] = misspelt["spec"].pop("podSelector")
+    assert any("podSelectr" in p for p in manifests.problems(misspelt))
+    bad_port = copy.deepcopy(good)
+    bad_port["spec"]["ingress"] = [{"ports": [{"port": {"number": 80}}]}]
+    assert manifests.problems(bad_port)
+
+
+# -- container images: every base pinned ----------------------------------------------------------------------
+
+IMAGES = MANIFESTS.parent / "images"
+
+
+def unpinned_bases(text: str) -> list[str]:
+    """The base images of a Containerfile that are not pinned (no tag, :latest, no digest), ARG defaults resolved."""
+    import re
+
+    args: dict[str, str] = {}
+    stages: set[str] = set()
+    found = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) >= 2 and words[0].upper() == "ARG" and "=" in words[1]:
+            name, default = words[1].split("=", 1)
+            args[name] = default.strip("\"'")
+        elif len(words) >= 2 and words[0].upper() == "FROM":
+            image = next(w for w in words[1:] if not w.startswith("--"))
+            image = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m[1], ""), image)
+            if len(words) >= 4 and words[-2].upper() == "AS":
+                stages.add(words[-1])
+            if image in stages or image == "scratch":
+                continue
+            last = image.rsplit("/", 1)[-1]
+            if "@sha256:" not in image and (":" not in last or last.endswith(":latest")):
+                found.append(image or "(empty: an ARG without a default)")
+    return found
+
+
+def containerfiles() -> list[Path]:
+    return sorted(p for p in IMAGES.rglob("*") if p.is_file() and p.name.split(".")[0] in ("Containerfile", "Dockerfile"))
+
+
+@pytest.mark.parametrize("path", containerfiles(), ids=lambda p: p.relative_to(IMAGES).as_posix())
+def test_container_base_images_are_pinned(path):
+    assert "FROM" in path.read_text()
+    assert unpinned_bases(path.read_text()) == []
+
+
+def test_the_base_image_check_can_fail():
+    assert containerfiles(), "no Containerfile under images/"
+    assert unpinned_bases("ARG BASE=registry.access.redhat.com/ubi9/python-311:latest\nFROM ${BASE}\n") == [
+        "registry.access.redhat.com/ubi9/python-311:latest"]
+    assert unpinned_bases("FROM registry.access.redhat.com/ubi9/python-311\n") == [
+        "registry.access.redhat.com/ubi9/python-311"]
+    assert unpinned_bases("ARG BASE\nFROM $BASE\n") == ["(empty: an ARG without a default)"]
+    assert unpinned_bases("FROM --platform=linux/amd64 quay.io/a/b:1.2 AS build\nFROM build\n"
+                          "FROM localhost:5000/x@sha256:" + "0" * 64 + "\n") == []
+    assert unpinned_bases("FROM localhost:5000/x\n") == ["localhost:5000/x"]

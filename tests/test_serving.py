@@ -5,6 +5,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import yaml
+from pydantic import SecretStr
 
 from docbot_lib import manifests, serving
 from docbot_lib.errors import DocbotError
@@ -26,8 +28,8 @@ def cluster_settings() -> Settings:
 
 def test_inference_service_serves_the_settings_model_from_the_data_connection(cluster_settings):
     opts = VllmOptions(max_model_len=16384, gpu_product="NVIDIA-A10G", extra_args=("--enable-prefix-caching",))
-    runtime, isvc = serving.inference_service_manifests(cluster_settings, opts)
-    manifests.validate([runtime, isvc])
+    runtime, isvc, policy = serving.inference_service_manifests(cluster_settings, opts)
+    manifests.validate([runtime, isvc, policy])
 
     assert runtime["metadata"]["labels"] == {"opendatahub.io/dashboard": "true"}
     assert runtime["metadata"]["annotations"]["opendatahub.io/recommended-accelerators"] == '["nvidia.com/gpu"]'
@@ -57,8 +59,8 @@ def test_inference_service_serves_the_settings_model_from_the_data_connection(cl
 def test_serverless_with_auth_and_scale_to_zero(cluster_settings):
     opts = VllmOptions(name="granite", deployment_mode="Serverless", min_replicas=0, max_replicas=2, auth=True,
                        served_model_name="granite-3b", gpus=2, model_path="models/ibm/granite/")
-    *auth, runtime, isvc = serving.inference_service_manifests(cluster_settings, opts)
-    manifests.validate(auth + [runtime, isvc])
+    *auth, runtime, isvc, policy = serving.inference_service_manifests(cluster_settings, opts)
+    manifests.validate(auth + [runtime, isvc, policy])
     assert [o["kind"] for o in auth] == ["ServiceAccount", "Role", "RoleBinding", "Secret"]
     assert isvc["spec"]["predictor"]["serviceAccountName"] == "granite-sa" == auth[0]["metadata"]["name"]
     assert auth[1]["rules"] == [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
@@ -76,8 +78,10 @@ def test_serverless_with_auth_and_scale_to_zero(cluster_settings):
 
 
 def test_standalone_deployment_is_restricted_and_probed(cluster_settings):
-    pvc, deployment, service, route = serving.standalone_manifests(cluster_settings, VllmOptions(dtype="float16"))
-    manifests.validate([pvc, deployment, service, route])
+    pvc, deployment, service, route, policy = serving.standalone_manifests(cluster_settings,
+                                                                           VllmOptions(dtype="float16"))
+    manifests.validate([pvc, deployment, service, route, policy])
+    assert manifests.services_without_network_policy([deployment, service, policy]) == []
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     vllm = pod["containers"][0]
@@ -91,6 +95,65 @@ def test_standalone_deployment_is_restricted_and_probed(cluster_settings):
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     assert route["spec"]["to"]["name"] == service["metadata"]["name"]
+
+
+ROUTER = {"namespaceSelector": {"matchLabels": {"network.openshift.io/policy-group": "ingress"}}}
+
+
+def test_the_predictor_pods_admit_their_project_the_router_and_monitoring_only(cluster_settings):
+    *_, isvc, policy = serving.inference_service_manifests(cluster_settings)
+    manifests.validate(policy)
+    assert policy["kind"] == "NetworkPolicy" and policy["spec"]["policyTypes"] == ["Ingress"]
+    # KServe labels the predictor pods with the InferenceService's name
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"serving.kserve.io/inferenceservice": NAME}}
+    assert isvc["metadata"]["name"] == NAME
+    peers = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    assert {"podSelector": {}} in peers and ROUTER in peers
+    assert {"namespaceSelector": {"matchLabels": {"network.openshift.io/policy-group": "monitoring"}}} in peers
+    assert len(peers) == 3  # nobody else: no other namespace, no ipBlock
+    # not exposed: no Route, so the router has no rule either
+    hidden = serving.inference_service_manifests(cluster_settings, VllmOptions(expose=False))[-1]
+    assert ROUTER not in [peer for rule in hidden["spec"]["ingress"] for peer in rule["from"]]
+    assert "networking.kserve.io/visibility" not in serving.inference_service_manifests(
+        cluster_settings, VllmOptions(expose=False))[1]["metadata"]["labels"]
+
+
+def test_standalone_vllm_never_answers_without_its_api_key(cluster_settings):
+    """vLLM without KServe: the key comes from a Secret (VLLM_API_KEY, which vLLM reads as --api-key), the pod
+    cannot start without it, and the public Route forwards only /v1, the paths vLLM checks the key on."""
+    pvc, deployment, service, route, policy = serving.standalone_manifests(cluster_settings)
+    vllm = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in vllm["env"]}
+    assert env["VLLM_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": f"{NAME}-api-key", "key": "VLLM_API_KEY"}}
+    assert "optional" not in env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"]  # no key, no pod
+    assert not any(a.startswith("--api-key") for a in vllm["args"])  # never in the pod spec in clear
+    assert route["spec"]["path"] == "/v1"
+    # the Secret it reads: the settings' LLM key, masked when shown; none is an error, never an open endpoint
+    keyed = cluster_settings.model_copy(update={"llm_api_key": SecretStr("vllm-key-not-shown")})
+    secret = serving.standalone_secret(keyed)
+    manifests.validate(secret)
+    assert secret["metadata"]["name"] == f"{NAME}-api-key"
+    assert secret["stringData"] == {"VLLM_API_KEY": "vllm-key-not-shown"}
+    assert "vllm-key-not-shown" not in manifests.to_yaml([secret])
+    assert "not-shown" not in yaml.safe_dump_all([pvc, deployment, service, route, policy])
+    with pytest.raises(DocbotError, match="no API key for vLLM") as err:
+        serving.standalone_secret(cluster_settings)
+    assert "DOCBOT_LLM_API_KEY" in err.value.fix
+    # not exposed: no Route, and the router may not connect
+    hidden = serving.standalone_manifests(cluster_settings, VllmOptions(expose=False))
+    assert [o["kind"] for o in hidden] == ["PersistentVolumeClaim", "Deployment", "Service", "NetworkPolicy"]
+    assert ROUTER not in [peer for rule in hidden[-1]["spec"]["ingress"] for peer in rule["from"]]
+
+
+def test_serverless_is_an_openshift_ai_2x_option_only():
+    """OpenShift AI 3.x has no Serverless: RawDeployment is the default, and the errors say which release has what."""
+    assert VllmOptions().deployment_mode == "RawDeployment"
+    with pytest.raises(DocbotError) as err:
+        VllmOptions(deployment_mode="Knative")
+    assert "3.x has no other" in err.value.fix and "2.x only" in err.value.fix
+    with pytest.raises(DocbotError) as err:
+        VllmOptions(min_replicas=0)
+    assert "OpenShift AI 2.x" in err.value.problem and "3.x: RawDeployment only" in err.value.fix
 
 
 @pytest.mark.parametrize("kwargs, message", [
