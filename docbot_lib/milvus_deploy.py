@@ -159,6 +159,25 @@ def attu_objects(expose: bool = False, *, namespace: str | None = None,
         [o for o in extra if o["kind"] not in ("ServiceAccount", "Secret", "Deployment")]
 
 
+def expose_attu(settings, root_password_changed: bool, api_client=None, echo=print) -> str:
+    """Notebook 04's optional step: apply `attu_objects(expose=True, ...)` in the lab's namespace (refused while
+    root may still have its default password) and return the Route's https URL."""
+    from docbot_lib import manifests
+
+    api = api_client or manifests.kube_api_client()
+    namespace = manifests.current_namespace(settings)
+    objects = attu_objects(expose=True, namespace=namespace, root_password_changed=root_password_changed)
+    manifests.validate(objects)
+    for applied in manifests.apply(objects, namespace, api):
+        echo(str(applied))
+    route = manifests.kube_request(api, "GET", f"/apis/route.openshift.io/v1/namespaces/{namespace}/routes/attu")
+    host = (route.get("spec") or {}).get("host") or next(
+        (i.get("host") for i in (route.get("status") or {}).get("ingress") or [] if i.get("host")), None)
+    url = f"https://{host}" if host else "(the router has not given the Route a host yet: `oc get route attu`)"
+    echo(f"Attu: {url} (OpenShift login, then a Milvus user: {settings.names.app_user} to browse)")
+    return url
+
+
 def helm_objects(rendered: str, *, pulsar_enabled: bool = False,
                  echo=print) -> tuple[list[dict[str, Any]], list[Dropped]]:
     """`helm template` output (standalone or cluster) made applicable on OpenShift by a namespace admin, plus

@@ -247,3 +247,19 @@ def test_milvus_admits_only_its_clients_on_19530():
                     if o["kind"] == "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert manifests._selects(chatbot, chatbot_pod) and manifests._selects(attu, attu_pod)
     assert manifests.services_without_network_policy(objects) == []
+
+
+def test_notebook_04_exposes_attu_only_after_the_day_2_step():
+    from docbot_lib.settings import Settings
+
+    settings = Settings.load(stack="cluster", namespace=NS)
+    with KubeApi(namespaces={NS}) as kube:
+        with pytest.raises(DocbotError, match="default password"):
+            milvus_deploy.expose_attu(settings, root_password_changed=False, api_client=kube.api_client())
+        assert kube.get("apis/route.openshift.io/v1", NS, "routes", "attu") is None  # nothing applied
+        said = []
+        url = milvus_deploy.expose_attu(settings, root_password_changed=True, api_client=kube.api_client(),
+                                        echo=said.append)
+        route = kube.get("apis/route.openshift.io/v1", NS, "routes", "attu")
+    assert route["spec"]["tls"]["termination"] == "reencrypt"
+    assert "Route/attu created" in said and url.startswith(("https://", "(the router"))
