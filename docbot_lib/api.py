@@ -5,8 +5,8 @@
 Routes:
   POST /v1/chat/completions  OpenAI-compatible, streamed (SSE) or not. The last user message is the question,
                              earlier user/assistant turns are the history, system messages are ignored (the
-                             bot has its own instructions). The body carries an extra `sources` field; a
-                             streamed answer ends with one chunk carrying `sources` before `data: [DONE]`.
+                             bot has its own instructions). The body carries extra `sources` and `grounding`
+                             fields; a streamed answer ends with one chunk carrying them before `data: [DONE]`.
   GET  /v1/models            one model: the collection's name.
   GET  /v1/sources?source=   the stored text of one source (its chunks, in order), for the UI's source links.
   GET  /healthz              the process answers (liveness), open to anyone.
@@ -249,6 +249,11 @@ def _sources(answer) -> list[dict[str, Any]]:
     return [{**s.to_dict(), "cited": s.number in cited} for s in answer.retrieved]
 
 
+def _grounding(answer) -> dict[str, Any]:
+    """{"grounding": ...} when the model answered: does the answer rest on its sources (rag.Grounding)."""
+    return {"grounding": answer.grounding.to_dict()} if answer.grounding else {}
+
+
 def _chunk(ids: dict[str, Any], delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
     body = {**ids, "object": "chat.completion.chunk",
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if delta is not None else [],
@@ -466,7 +471,7 @@ class _Answers:
         return {**ids, "object": "chat.completion",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                              "finish_reason": "stop"}],
-                "usage": _usage(tokens), "sources": _sources(answer)}
+                "usage": _usage(tokens), "sources": _sources(answer), **_grounding(answer)}
 
     def context(self) -> int:
         """The model's context in tokens, asked of the endpoint once (DEFAULT_CONTEXT while it does not answer)."""
@@ -529,7 +534,7 @@ class _Answers:
                 self.metrics.tokens.inc(tokens)
                 yield {"data": _chunk(ids, {}, "stop")}
                 extra = {"usage": _usage(tokens)} if include_usage else {}
-                yield {"data": _chunk(ids, None, sources=_sources(piece), **extra)}
+                yield {"data": _chunk(ids, None, sources=_sources(piece), **_grounding(piece), **extra)}
             elif piece:
                 tokens += 1
                 yield {"data": _chunk(ids, {"content": piece})}

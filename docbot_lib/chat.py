@@ -25,12 +25,14 @@ def collections(settings: Settings) -> list[str]:
 def sources_html(answer: Answer) -> str:
     shown = answer.sources or answer.retrieved
     label = "Sources" if answer.sources else "Retrieved (not cited)"
+    note = (f"<div style='margin:6px 0;padding:4px 8px;border-left:3px solid #c77d00;background:#fff6e5'>"
+            f"{html.escape(answer.note())}</div>") if answer.note() else ""
     if not shown:
-        return ""
+        return note
     items = "".join(
         f"<li>[{s.number}] <b>{html.escape(s.title)}</b>{' › ' + html.escape(s.section) if s.section else ''} "
         f"<code>{html.escape(s.source)}{f', page {s.page}' if s.page else ''}</code></li>" for s in shown)
-    return f"<div style='font-size:90%;color:#555'>{label}:<ul>{items}</ul></div>"
+    return f"{note}<div style='font-size:90%;color:#555'>{label}:<ul>{items}</ul></div>"
 
 
 def side_by_side(rag: Answer, plain: str):

@@ -143,6 +143,8 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
             # "A:" once the answer starts: what loads before it (the embedding model) prints on stderr
             print(piece if started else f"A: {piece}", end="", flush=True)
             started = True
+    if answer.note():
+        print(f"\n\nNote: {answer.note()}")
     print("\nSources:" if answer.sources else "\nRetrieved (not cited):")
     for source in answer.sources or answer.retrieved:
         print(f"  {source}")

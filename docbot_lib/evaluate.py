@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from docbot_lib.errors import DocbotError
+# support, content words and refusals are measured in rag: the chatbot flags an answer on the same measure
+from docbot_lib.rag import REFUSAL, STOPWORDS, content_words, is_refusal, support  # noqa: F401
 from docbot_lib.settings import Settings
 
 SAMPLE_QUESTIONS = Path(__file__).with_name("data") / "sample_questions.jsonl"
@@ -229,37 +231,6 @@ def retrieval_table(runs: dict[str, RetrievalRun], ks: tuple[int, ...] = (1, 3, 
 
 
 # -- answer checks that need no judge model -----------------------------------------------------------
-# Words that carry no content: an answer's support is measured on the others.
-STOPWORDS = frozenset("""
-a about above after again all also am an and any are as at be because been before being below between both but
-by can could did do does doing down during each few for from further had has have having he her here hers him his
-how i if in into is it its itself just me more most my no nor not now of off on once only or other our ours out
-over own same she should so some such than that the their theirs them then there these they this those through
-to too under until up very was we were what when where which while who whom why will with would you your yours
-use used using one two yes
-""".split())
-REFUSAL = re.compile(r"\b(i )?(don'?t|do not|cannot|can'?t|could not|couldn'?t) (know|find|answer|tell)|"
-                     r"\bno (relevant )?information\b|\bnot (mentioned|covered|in the (context|documentation))\b",
-                     re.I)
-
-
-def content_words(text: str) -> set[str]:
-    """The distinct lower-cased words of a text minus stop words, numbers-only tokens and citation marks."""
-    text = re.sub(r"\[\d+(?:\s*[,;]\s*\d+)*\]", " ", text)
-    return {w for w in re.findall(r"[a-z0-9][a-z0-9_.\-/]*[a-z0-9]|[a-z]", text.lower())
-            if w not in STOPWORDS and not w.isdigit() and len(w) > 1}
-
-
-def support(answer_text: str, passages: Iterable[str]) -> float:
-    """Share of the answer's distinct content words found in the passages' text (0..1; 1.0 for an empty answer
-    would hide a problem, so an answer without content words scores 0)."""
-    words = content_words(answer_text)
-    if not words:
-        return 0.0
-    cited = set().union(*(content_words(p) for p in passages)) if passages else set()
-    return len(words & cited) / len(words)
-
-
 def citations_valid(answer_text: str, retrieved_numbers: Iterable[int]) -> bool:
     """Every [n] the answer cites is one of the passages it was given (no invented citation)."""
     from docbot_lib.rag import cited_numbers
@@ -270,11 +241,6 @@ def citations_valid(answer_text: str, retrieved_numbers: Iterable[int]) -> bool:
 def cites_expected(cited_sources: Iterable[str], expected: Iterable[str]) -> bool:
     """At least one cited passage comes from an expected page."""
     return bool(set(cited_sources) & set(expected))
-
-
-def is_refusal(answer_text: str, found: bool = True) -> bool:
-    """The bot declined: nothing was retrieved (`found` False), or the text says it does not know."""
-    return not found or bool(REFUSAL.search(answer_text))
 
 
 @dataclass

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -73,9 +73,16 @@ class Answer:
     retrieved: list[Source]            # every passage given to the model
     timings: dict[str, float] = field(default_factory=dict)  # seconds: rewrite, retrieve, first_token, total
     found: bool = True                 # False: nothing relevant was retrieved, the model was not asked
+    grounding: "Grounding | None" = None  # does the answer rest on its sources? (None: the model was not asked)
+
+    def note(self) -> str:
+        """What the reader should know about this answer's sources: '' when it is grounded in them."""
+        return self.grounding.note() if self.grounding else ""
 
     def __str__(self) -> str:
         lines = [self.text.strip(), ""]
+        if self.note():
+            lines += [f"Note: {self.note()}", ""]
         lines += [f"  {s}" for s in (self.sources or self.retrieved)]
         lines.append("  (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.timings.items()) + ")")
         return "\n".join(lines)
@@ -124,6 +131,92 @@ def build_messages(question: str, context: str, history: History, system_role: b
         turns[0] = HumanMessage(f"{preamble}\n\n{turns[0].content}")
         return [*turns, HumanMessage(question)]
     return [*turns, HumanMessage(f"{preamble}\n\nQuestion: {question}")]
+
+
+# -- is an answer grounded in its sources? (the same measure as evaluation's answer checks) -------------
+# Words that carry no content: an answer's support is measured on the others.
+STOPWORDS = frozenset("""
+a about above after again all also am an and any are as at be because been before being below between both but
+by can could did do does doing down during each few for from further had has have having he her here hers him his
+how i if in into is it its itself just me more most my no nor not now of off on once only or other our ours out
+over own same she should so some such than that the their theirs them then there these they this those through
+to too under until up very was we were what when where which while who whom why will with would you your yours
+use used using one two yes
+""".split())
+REFUSAL = re.compile(r"\b(i )?(don'?t|do not|cannot|can'?t|could not|couldn'?t) (know|find|answer|tell)|"
+                     r"\bno (relevant )?information\b|\bnot (mentioned|covered|in the (context|documentation))\b",
+                     re.I)
+
+
+def content_words(text: str) -> set[str]:
+    """The distinct lower-cased words of a text minus stop words, numbers-only tokens and citation marks."""
+    text = re.sub(r"\[\d+(?:\s*[,;]\s*\d+)*\]", " ", text)
+    return {w for w in re.findall(r"[a-z0-9][a-z0-9_.\-/]*[a-z0-9]|[a-z]", text.lower())
+            if w not in STOPWORDS and not w.isdigit() and len(w) > 1}
+
+
+def support(answer_text: str, passages: Iterable[str]) -> float:
+    """Share of the answer's distinct content words found in the passages' text (0..1; 1.0 for an empty answer
+    would hide a problem, so an answer without content words scores 0)."""
+    words = content_words(answer_text)
+    if not words:
+        return 0.0
+    cited = set().union(*(content_words(p) for p in passages)) if passages else set()
+    return len(words & cited) / len(words)
+
+
+def is_refusal(answer_text: str, found: bool = True) -> bool:
+    """The bot declined: nothing was retrieved (`found` False), or the text says it does not know."""
+    return not found or bool(REFUSAL.search(answer_text))
+
+
+SUPPORTED = 0.5  # an answer whose content words appear less than this in the passages it cites is flagged
+EXCERPT = 240    # characters of the best-matching passage shown with a flagged answer
+
+
+@dataclass
+class Grounding:
+    """Does the answer rest on the passages? It cites one at least, and `support` of its content words appear in
+    the passages it cites. When not, `note()` says so and shows the best-matching passage: a tiny model often
+    answers beside its sources, and the learner should read the passage rather than trust the answer."""
+
+    cited: bool
+    support: float          # 0..1, in the cited passages (in every retrieved one when none is cited)
+    refused: bool           # the answer says it does not know
+    best: Source            # the best-matching passage (rank 1 of the search)
+    excerpt: str
+
+    @property
+    def ok(self) -> bool:
+        return self.cited and self.support >= SUPPORTED and not self.refused
+
+    def note(self) -> str:
+        """'' for a grounded answer; otherwise why it is not, and the passage to read instead."""
+        if self.ok:
+            return ""
+        if self.refused:
+            why = "The bot did not find the answer in the passages it was given."
+        elif not self.cited:
+            why = "This answer cites none of the passages: it may not come from the documentation."
+        else:
+            why = (f"Only {self.support:.0%} of this answer's words appear in the passages it cites: "
+                   "check it against them.")
+        return f"{why} The best-matching passage is {self.best}: \u201c{self.excerpt}\u201d"
+
+    def to_dict(self) -> dict:
+        return {"grounded": self.ok, "cited": self.cited, "support": round(self.support, 3), "refused": self.refused,
+                "note": self.note(), "best": {**self.best.to_dict(), "excerpt": self.excerpt}}
+
+
+def grounding(text: str, hits: list[Hit]) -> Grounding:
+    """The grounding of an answer `text` given the passages it was shown (`hits`, in [n] order)."""
+    by_number = {h.rank: h for h in hits}
+    cited = [by_number[n] for n in cited_numbers(text) if n in by_number]
+    body = (hits[0].text.partition("\n")[2] or hits[0].text).strip()
+    excerpt = " ".join(body.split())
+    excerpt = excerpt if len(excerpt) <= EXCERPT else excerpt[:EXCERPT].rsplit(" ", 1)[0] + " \u2026"
+    best = Source(hits[0].rank, hits[0].title, hits[0].source, hits[0].section, hits[0].page or None, hits[0].score)
+    return Grounding(bool(cited), support(text, [h.text for h in (cited or hits)]), is_refusal(text), best, excerpt)
 
 
 class DocbotRetriever(BaseRetriever):
@@ -197,7 +290,7 @@ class RagChain:
         timings["total"] = time.perf_counter() - start
         by_number = {s.number: s for s in retrieved}
         cited = [by_number[n] for n in cited_numbers(text) if n in by_number]
-        yield Answer(question, standalone, text, cited, retrieved, timings)
+        yield Answer(question, standalone, text, cited, retrieved, timings, grounding=grounding(text, hits))
 
     def ask(self, question: str, history: History = ()) -> Answer:
         """The whole answer at once."""

@@ -298,6 +298,9 @@ def test_openai_client_answers_with_sources_and_metrics_move(base_url):
     sources = completion.model_extra["sources"]
     assert sources and {"number", "title", "source", "cited"} <= set(sources[0])
     assert [s["number"] for s in sources] == list(range(1, len(sources) + 1))
+    grounding = completion.model_extra["grounding"]
+    assert {"grounded", "cited", "support", "note", "best"} <= set(grounding)
+    assert (grounding["note"] == "") == grounding["grounded"] and grounding["best"]["number"] == 1
     assert completion.usage.completion_tokens > 0
     after = {name: metric(base_url, name, **labels) for name, labels in (
         ("docbot_requests_total", {"status": "200"}), ("docbot_generated_tokens_total", {}),
@@ -321,6 +324,7 @@ def test_openai_client_streams_then_sends_sources_before_done(base_url):
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     last = chunks[-1]
     assert not last.choices and last.model_extra["sources"] and last.usage.completion_tokens > 0
+    assert "grounded" in last.model_extra["grounding"]
 
     # on the wire: the sources event is the one just before [DONE]
     with httpx.stream("POST", f"{base_url}/v1/chat/completions", headers=AUTH, timeout=300, json={

@@ -28,6 +28,45 @@ def test_cited_numbers_in_first_cited_order():
     assert cited_numbers("no citations (2)") == []
 
 
+def _hit(rank: int, text: str, source: str = "page.md"):
+    from docbot_lib.store import Hit
+
+    return Hit(rank, source, f"Page {rank}", "", 0, f"Page {rank} header\n{text}", 0.5)
+
+
+def test_an_answer_is_flagged_unless_it_rests_on_the_passages_it_cites():
+    from docbot_lib.rag import grounding
+
+    hits = [_hit(1, "Grant the chatbot's user the reader role: search and query only. " + "padding " * 60),
+            _hit(2, "Change the root password with the update_password call.")]
+    good = grounding("Give it the reader role, for search and query [1].", hits)
+    assert good.ok and good.note() == "" and good.cited and good.support >= 0.5
+    uncited = grounding("Give it the reader role, for search and query.", hits)
+    assert not uncited.ok and uncited.note().startswith("This answer cites none of the passages")
+    beside = grounding("Use Edit > Paste Special in the spreadsheet menu [2].", hits)
+    assert not beside.ok and beside.note().startswith("Only 0% of this answer's words appear in the passages it cites")
+    refused = grounding("I don't know [1].", hits)
+    assert not refused.ok and refused.note().startswith("The bot did not find the answer")
+    # every flagged answer shows the best-matching passage (rank 1), its opening shortened
+    for flagged in (uncited, beside, refused):
+        assert "[1] Page 1 (page.md): \u201cGrant the chatbot's user the reader role" in flagged.note()
+        assert flagged.excerpt.endswith("\u2026") and len(flagged.excerpt) <= 242
+    assert grounding("reader role [1]", hits).to_dict()["best"]["source"] == "page.md"
+
+
+def test_the_widget_shows_the_note_above_the_sources():
+    from docbot_lib.chat import sources_html
+    from docbot_lib.rag import Answer, Source, grounding
+
+    hits = [_hit(1, "Grant the reader role.")]
+    shown = [Source(1, "Page 1", "page.md")]
+    flagged = Answer("q", "q", "Paste Special.", [], shown, grounding=grounding("Paste Special.", hits))
+    assert "cites none of the passages" in sources_html(flagged) and "Retrieved (not cited)" in sources_html(flagged)
+    fine = Answer("q", "q", "Grant the reader role [1].", shown, shown,
+                  grounding=grounding("Grant the reader role [1].", hits))
+    assert "cites none" not in sources_html(fine) and "Only" not in sources_html(fine)
+
+
 def test_models_without_a_system_role_get_the_instructions_in_the_first_user_turn(settings):
     mistral = settings.model_copy(update={"llm_model_name": "mistral-7b-instruct"})
     assert not supports_system_role(mistral)
@@ -56,6 +95,8 @@ def test_answer_streams_and_lists_its_sources(settings, sample_collection):
     assert all(s in answer.retrieved for s in answer.sources)  # only passages that exist can be cited
     assert {"rewrite", "retrieve", "first_token", "total"} <= set(answer.timings)
     assert answer.timings["first_token"] <= answer.timings["total"]
+    # the verdict on the answer's sources is computed, and said when it is not grounded
+    assert answer.grounding is not None and (answer.note() == "") == answer.grounding.ok
 
 
 def test_follow_up_is_rewritten_with_the_history(settings, sample_collection):
@@ -70,7 +111,7 @@ def test_follow_up_is_rewritten_with_the_history(settings, sample_collection):
 def test_nothing_relevant_means_i_do_not_know_without_asking_the_model(settings, sample_collection):
     answer = RagChain(settings, collection=sample_collection).ask("What is the best recipe for a chocolate cake?")
     assert not answer.found and answer.text == NOT_FOUND and answer.retrieved == []
-    assert "first_token" not in answer.timings
+    assert "first_token" not in answer.timings and answer.grounding is None
 
 
 def test_chat_widget_keeps_the_conversation_and_clears_it(settings, sample_collection):
@@ -95,3 +136,6 @@ def test_docbot_ask_streams_the_answer_then_its_sources(settings, sample_collect
     assert out.startswith("Q: Why does vLLM need a /dev/shm volume?\nA: ")
     sources = out.split("\nSources:\n" if "\nSources:\n" in out else "\nRetrieved (not cited):\n")[1]
     assert "openshift-ai-model-serving.md" in sources
+    # an answer that cites nothing is flagged, with the passage to read instead
+    if "\nRetrieved (not cited):\n" in out:
+        assert "\nNote: " in out and "The best-matching passage is [1]" in out, out
