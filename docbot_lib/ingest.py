@@ -11,9 +11,11 @@ its reason in the report and leaves no rows behind.
 """
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import io
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -74,6 +76,50 @@ def _url_item(url: str) -> SourceItem:
     return SourceItem(url, "", fetch)
 
 
+def _refused(reason: str) -> Callable[[], bytes]:
+    """A fetch that reports why a listed document is not read (the report shows it as skipped)."""
+    def fetch() -> bytes:
+        raise BadDocument(reason)
+
+    return fetch
+
+
+def _link_problem(path: Path, root: Path) -> str | None:
+    """Why a path found in the folder must not be read, or None: it leads outside the folder (a symlink
+    to a file elsewhere, e.g. a key, must not end up in the index), it is a symlink loop, or it is broken."""
+    loop = "a symlink loop (the link leads back to itself): fix or remove the link"
+    try:
+        target = path.resolve(strict=True)
+    except RuntimeError:  # Python 3.11 reports a loop so; later versions raise OSError(ELOOP)
+        return loop
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return loop
+        if path.is_symlink():
+            return f"a broken symlink (to {os.readlink(path)}: {exc.strerror}): fix or remove the link"
+        return None  # not a link: reading it reports its own problem
+    if not target.is_relative_to(root):
+        return (f"a symlink to {target}, outside the folder being ingested: not followed (ingest that file "
+                f"or folder itself if it belongs in the index)")
+    return None
+
+
+def _folder_items(root: Path, pattern: str | None) -> list[SourceItem]:
+    """The files under a folder (hidden ones left out). Symlinks are read only where they stay inside the
+    folder; one leading outside, a loop or a broken link is listed with the reason it is not read."""
+    items = []
+    for path in sorted(root.glob(pattern or "**/*")):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        problem = _link_problem(path, root)
+        if problem:
+            items.append(SourceItem(str(relative), str(root), _refused(problem)))
+        elif path.is_file():
+            items.append(SourceItem(str(relative), str(root), path.read_bytes, path.stat().st_size))
+    return items
+
+
 def discover(settings: Settings, inputs: Iterable[str], pattern: str | None = None) -> list[SourceItem]:
     """Every document named by the inputs: folders (recursively, or matching `pattern`), files,
     s3://bucket/prefix URIs and http(s) URLs. The same document named twice is listed once."""
@@ -87,10 +133,7 @@ def discover(settings: Settings, inputs: Iterable[str], pattern: str | None = No
         else:
             path = Path(text).expanduser()
             if path.is_dir():
-                root = path.resolve()
-                files = sorted(p for p in root.glob(pattern or "**/*") if p.is_file())
-                found = [SourceItem(str(p.relative_to(root)), str(root), p.read_bytes, p.stat().st_size)
-                         for p in files if not any(part.startswith(".") for part in p.relative_to(root).parts)]
+                found = _folder_items(path.resolve(), pattern)
             elif path.is_file():
                 p = path.resolve()
                 found = [SourceItem(p.name, str(p.parent), p.read_bytes, p.stat().st_size)]
