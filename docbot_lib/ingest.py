@@ -11,6 +11,7 @@ its reason in the report and leaves no rows behind.
 """
 from __future__ import annotations
 
+import codecs
 import errno
 import fnmatch
 import hashlib
@@ -192,14 +193,47 @@ def kind_of(source: str, data: bytes) -> str:
                       f"{', '.join(sorted(SUPPORTED))}")
 
 
+# UTF-32 first: its little-endian mark begins with UTF-16's
+_BYTE_ORDER_MARKS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                     (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
+# Characters no text file holds: C0/C1 controls other than whitespace, and U+FFFD (an undecodable byte)
+_NOT_TEXT = re.compile(r"[\x01-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
+
+
 def decode_text(data: bytes, notes: list[str]) -> str:
-    if b"\x00" in data[:8192]:
-        raise BadDocument("binary content in a text file (NUL bytes)")
+    """The text of a text-like file (see _decode). Binary content raises BadDocument: a NUL byte anywhere,
+    or more than 1 % of characters that no text holds (a binary file without NULs, under a text name)."""
+    text = _decode(data, notes)
+    odd = sum(1 for _ in _NOT_TEXT.finditer(text))
+    if odd > len(text) / 100:
+        raise BadDocument(f"binary content in a text file ({odd} of {len(text)} characters are control "
+                          f"characters or undecodable bytes): not a text document")
+    return text
+
+
+def _decode(data: bytes, notes: list[str]) -> str:
+    """UTF-8 (with or without a mark) and UTF-16/32 with a byte order mark decode as they are; other bytes
+    are read as Windows-1252 (what a non-UTF-8 page from an editor usually is) with a note, else with the
+    undecodable bytes replaced (with a note)."""
+    for mark, codec in _BYTE_ORDER_MARKS:
+        if data.startswith(mark):
+            try:
+                return data.decode(codec)
+            except UnicodeDecodeError as exc:
+                raise BadDocument(f"invalid {codec.upper()} at byte {exc.start} (the file starts with a "
+                                  f"{codec.upper()} byte order mark): save it as UTF-8") from None
+    nul = data.find(b"\x00")
+    if nul >= 0:  # anywhere: a file that starts as text can still be binary further on
+        raise BadDocument(f"binary content in a text file (a NUL byte at offset {nul}): not a text document")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        notes.append(f"invalid UTF-8 at byte {exc.start}: undecodable bytes replaced")
-        return data.decode("utf-8", errors="replace")
+        try:
+            text, how = data.decode("cp1252"), "read as Windows-1252"
+        except UnicodeDecodeError:
+            text, how = data.decode("utf-8", errors="replace"), "undecodable bytes replaced"
+        notes.append(f"invalid UTF-8 at byte {exc.start}: {how} (save it as UTF-8 to be sure)")
+        return text
 
 
 _SPACES = re.compile(r"[ \t\r\f\v]+")
