@@ -63,16 +63,50 @@ def _s3_items(settings: Settings, uri: str, pattern: str | None) -> list[SourceI
     return items
 
 
-def _url_item(url: str) -> SourceItem:
+MAX_REDIRECTS = 5  # a moved page redirects once or twice; more is a loop
+
+
+def too_large(settings: Settings, size: int | None = None) -> str:
+    """The reason for a document over the size cap (files, S3 objects and URLs alike)."""
+    found = f"{size / (1 << 20):.1f} MB > " if size is not None else "over "
+    return f"too large ({found}{settings.max_document_mb:g} MB; raise DOCBOT_MAX_DOCUMENT_MB)"
+
+
+def _url_item(settings: Settings, url: str) -> SourceItem:
+    """A web page, fetched within the size cap and DOCBOT_URL_TIMEOUT, following at most MAX_REDIRECTS
+    redirects and only to http(s): a page can neither fill the memory nor hold the run up."""
     import httpx
 
+    limit = int(settings.max_document_mb * (1 << 20))
+    timeout = settings.url_timeout
+
     def fetch() -> bytes:
+        deadline = time.monotonic() + timeout  # httpx's timeout is per read: a slow trickle never trips it
         try:
-            response = httpx.get(url, follow_redirects=True, timeout=30)
-            response.raise_for_status()
+            with httpx.Client(follow_redirects=True, max_redirects=MAX_REDIRECTS, timeout=timeout) as client, \
+                    client.stream("GET", url) as response:
+                response.raise_for_status()
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise BadDocument(f"cannot fetch {url}: {too_large(settings, int(declared))}")
+                body = bytearray()
+                for part in response.iter_bytes():
+                    body += part
+                    if len(body) > limit:
+                        raise BadDocument(f"cannot fetch {url}: {too_large(settings)}")
+                    if time.monotonic() > deadline:
+                        raise httpx.ReadTimeout("the whole answer took too long")
+                return bytes(body)
+        except httpx.TooManyRedirects:
+            raise BadDocument(f"cannot fetch {url}: more than {MAX_REDIRECTS} redirects") from None
+        except httpx.UnsupportedProtocol as exc:
+            raise BadDocument(f"cannot fetch {url}: a redirect leads to a URL that is not http(s) "
+                              f"({exc})") from None
+        except httpx.TimeoutException as exc:
+            raise BadDocument(f"cannot fetch {url}: no complete answer within {timeout:g} s "
+                              f"({str(exc) or 'timed out'}; raise DOCBOT_URL_TIMEOUT)") from None
         except httpx.HTTPError as exc:
             raise BadDocument(f"cannot fetch {url}: {exc}") from None
-        return response.content
 
     return SourceItem(url, "", fetch)
 
@@ -130,7 +164,10 @@ def discover(settings: Settings, inputs: Iterable[str], pattern: str | None = No
         if text.startswith("s3://"):
             found = _s3_items(settings, text, pattern)
         elif text.startswith(("http://", "https://")):
-            found = [_url_item(text)]
+            found = [_url_item(settings, text)]
+        elif re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
+            raise DocbotError(f"{text}: unsupported URL scheme", "give an http(s):// URL, an s3://bucket/prefix, "
+                                                                  "a folder or a file")
         else:
             path = Path(text).expanduser()
             if path.is_dir():
@@ -632,8 +669,7 @@ def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = N
         seen_hashes: dict[str, str] = {}
         for item in items:
             if item.size is not None and item.size > limit:
-                report.skipped.append((item.source, f"too large ({item.size / (1 << 20):.1f} MB > "
-                                                     f"{settings.max_document_mb:g} MB; raise DOCBOT_MAX_DOCUMENT_MB)"))
+                report.skipped.append((item.source, too_large(settings, item.size)))
                 continue
             try:
                 data = item.fetch()
@@ -642,6 +678,9 @@ def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = N
                 continue
             except OSError as exc:
                 report.skipped.append((item.source, f"cannot read: {exc}"))
+                continue
+            if len(data) > limit:  # it grew since it was listed
+                report.skipped.append((item.source, too_large(settings, len(data))))
                 continue
             doc_hash = hashlib.sha256(data).hexdigest()
             if doc_hash in seen_hashes and seen_hashes[doc_hash] != item.source:

@@ -308,3 +308,85 @@ def test_bm25_gets_the_question_without_function_words_and_ranks_fuse_by_weight(
     assert keywords_of("Why is it not?") == "Why is it not"  # nothing but function words: all of them
     fused = reciprocal_rank_fusion([["a", "b"], ["b", "c"]], [1.0, 0.5])
     assert fused["a"] == 1 / 61 and fused["b"] == 1 / 62 + 0.5 / 61 and fused["c"] == 0.5 / 62
+
+
+# -- URLs: http(s) only, capped in size and time ---------------------------------------------------
+@pytest.fixture
+def web():
+    """A local web server (127.0.0.1, a thread): a page, a redirect loop, a redirect out of http(s), a body
+    over the size cap, one without Content-Length, and one that trickles."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Pages(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def send(self, status, body=b"", headers=()):
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            if not any(name == "Transfer-Encoding" for name, _ in headers):
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            page = b"<html><head><title>Web page</title></head><body><p>Served over local HTTP.</p></body></html>"
+            if self.path == "/page.html":
+                self.send(200, page, [("Content-Type", "text/html")])
+            elif self.path == "/moved":
+                self.send(302, headers=[("Location", "/page.html")])
+            elif self.path == "/loop":
+                self.send(302, headers=[("Location", "/loop")])
+            elif self.path == "/to-file":
+                self.send(302, headers=[("Location", "file:///etc/passwd")])
+            elif self.path == "/big.txt":
+                self.send(200, b"x" * 300_000, [("Content-Type", "text/plain")])
+            elif self.path in ("/chunked.txt", "/slow.txt"):
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for _ in range(300):
+                        self.wfile.write(b"400\r\n" + b"y" * 1024 + b"\r\n")  # 1 KiB chunks, no declared size
+                        self.wfile.flush()
+                        if self.path == "/slow.txt":
+                            time.sleep(0.05)
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up, as it should
+            else:
+                self.send(404, b"not found")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Pages)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_urls_are_capped_timed_and_redirected_only_to_http(web):
+    from docbot_lib.settings import Settings
+
+    settings = Settings.load(max_document_mb=0.25, url_timeout=1)
+
+    def fetch(path):
+        (item,) = discover(settings, [web + path])
+        return item.fetch()
+
+    assert b"Served over local HTTP" in fetch("/moved")
+    for path, reason in (("/big.txt", r"too large \(0.3 MB > 0.25 MB; raise DOCBOT_MAX_DOCUMENT_MB\)"),
+                         ("/chunked.txt", r"too large \(over 0.25 MB"),
+                         ("/slow.txt", r"no complete answer within 1 s .*raise DOCBOT_URL_TIMEOUT"),
+                         ("/loop", r"more than 5 redirects"),
+                         ("/to-file", r"a redirect leads to a URL that is not http\(s\)"),
+                         ("/missing", r"404")):
+        with pytest.raises(BadDocument, match=reason):
+            fetch(path)
+    from docbot_lib.errors import DocbotError
+
+    with pytest.raises(DocbotError, match="unsupported URL scheme"):
+        discover(settings, ["ftp://127.0.0.1/doc.txt"])
