@@ -415,7 +415,7 @@ def load_text(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
 def load_pdf(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
     """Text per page, page numbers kept (1-based); the title from the PDF's metadata."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import FileNotDecryptedError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -425,7 +425,12 @@ def load_pdf(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
             text = tidy(page.extract_text() or "")
             if text:
                 sections.append(Section(text, (), number))
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+    except FileNotDecryptedError:
+        raise BadDocument("encrypted PDF (it needs a password to open): ingest an unencrypted copy, "
+                          "e.g. `qpdf --decrypt --password=... in.pdf out.pdf`") from None
+    # whatever a broken file makes the parser raise (PdfReadError, LimitReachedError, RecursionError,
+    # a KeyError deep in a malformed object, ...) says the same thing: this PDF cannot be read
+    except Exception as exc:  # noqa: BLE001
         raise BadDocument(f"corrupt PDF: {type(exc).__name__}: {exc}") from None
     if not sections and reader.pages:
         notes.append("no text layer (a scanned PDF needs OCR first)")
@@ -679,6 +684,9 @@ def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = N
             except OSError as exc:
                 report.skipped.append((item.source, f"cannot read: {exc}"))
                 continue
+            except Exception as exc:  # noqa: BLE001 - e.g. an S3 ClientError: this document only
+                report.skipped.append((item.source, f"cannot fetch: {type(exc).__name__}: {exc}"))
+                continue
             if len(data) > limit:  # it grew since it was listed
                 report.skipped.append((item.source, too_large(settings, len(data))))
                 continue
@@ -697,7 +705,12 @@ def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = N
         scanned_roots = {item.root for item in items if item.root}
         present = {(item.root, item.source) for item in items}
         for key in sorted(k for k in recorded if k[0] in scanned_roots and k not in present):
-            report.chunks_deleted += store.delete_document(*key)
+            try:
+                report.chunks_deleted += store.delete_document(*key)
+            except Exception as exc:  # noqa: BLE001 - still recorded: the next run tries again
+                report.skipped.append((key[1], f"deleted, but its chunks could not be removed "
+                                               f"({type(exc).__name__}: {exc}): the next run tries again"))
+                continue
             report.deleted += 1
 
     # 3. load, chunk, embed and write, a batch of documents at a time (bounded memory; resumable). One thread:
@@ -710,8 +723,10 @@ def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = N
             try:
                 doc = load(item, data, doc_hash)
                 chunks = chunk_document(doc, embedder.count_tokens, settings.chunk_tokens, embedder.max_tokens)
-            except BadDocument as exc:
-                report.skipped.append((item.source, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - BadDocument says why; anything else is a parser's failure
+                reason = str(exc) if isinstance(exc, BadDocument) else \
+                    f"cannot be parsed ({type(exc).__name__}: {exc})"
+                report.skipped.append((item.source, reason))
                 bar.update(1)
                 continue
             report.notes += [(item.source, note) for note in doc.notes]
