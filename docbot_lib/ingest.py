@@ -7,7 +7,9 @@ in the embedding model's own tokens, embed them, and write them to Milvus — in
 A re-run skips unchanged documents (by content hash, before parsing), replaces the chunks of changed
 ones and removes those of deleted ones, without dropping the collection; the record of what was
 ingested lives in Milvus next to the chunks (see docbot_lib.vectordb). A bad document is skipped with
-its reason in the report and leaves no rows behind.
+its reason in the report and leaves no rows behind; a changed document whose new version cannot be
+loaded, embedded or written keeps its previous version. Symlinks are followed only inside the folder;
+URLs are fetched within the size cap and a timeout.
 """
 from __future__ import annotations
 
@@ -469,9 +471,10 @@ class Chunk:
     doc_hash: str
 
 
-def chunk_key(root: str, source: str, text: str) -> str:
-    """Stable primary key from the document's identity and the chunk's content."""
-    return hashlib.sha256(f"{root}\x00{source}\x00{text}".encode()).hexdigest()[:32]
+def chunk_key(doc: LoadedDoc, text: str) -> str:
+    """Stable primary key from the document's identity and version and the chunk's content: each version
+    has keys of its own, so a new version is written next to the previous one before that is removed."""
+    return hashlib.sha256(f"{doc.root}\x00{doc.source}\x00{doc.doc_hash}\x00{text}".encode()).hexdigest()[:32]
 
 
 def chunk_document(doc: LoadedDoc, count_tokens: Callable[[str], int], chunk_tokens: int,
@@ -504,7 +507,7 @@ def chunk_document(doc: LoadedDoc, count_tokens: Callable[[str], int], chunk_tok
         first = current[0][0]
         body = current[0][1] + "".join(f"\n\n{_subheading(first, section)}{part}" for section, part in current[1:])
         text = _header(title, first.headings) + "\n" + body
-        chunks.append(Chunk(chunk_key(doc.root, doc.source, text), text, doc.source, doc.root, doc.title,
+        chunks.append(Chunk(chunk_key(doc, text), text, doc.source, doc.root, doc.title,
                             " › ".join(_below_title(doc.title, first.headings)), first.page or 0, len(chunks),
                             doc.doc_hash))
         current.clear()
@@ -564,7 +567,7 @@ def _force_split(chunks: list[Chunk], count_tokens, max_tokens: int, doc: Loaded
             piece = queue.pop(0)
             if count_tokens(f"{header}\n{piece}") <= max_tokens or len(piece) <= 1:
                 text = f"{header}\n{piece}"
-                out.append(Chunk(chunk_key(doc.root, doc.source, text), text, chunk.source, chunk.root,
+                out.append(Chunk(chunk_key(doc, text), text, chunk.source, chunk.root,
                                  chunk.title, chunk.section, chunk.page, 0, chunk.doc_hash))
                 continue
             middle = len(piece) // 2
@@ -674,25 +677,25 @@ def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = N
         seen_hashes: dict[str, str] = {}
         for item in items:
             if item.size is not None and item.size > limit:
-                report.skipped.append((item.source, too_large(settings, item.size)))
+                _skip(report, recorded, item.root, item.source, too_large(settings, item.size))
                 continue
             try:
                 data = item.fetch()
             except BadDocument as exc:
-                report.skipped.append((item.source, str(exc)))
+                _skip(report, recorded, item.root, item.source, str(exc))
                 continue
             except OSError as exc:
-                report.skipped.append((item.source, f"cannot read: {exc}"))
+                _skip(report, recorded, item.root, item.source, f"cannot read: {exc}")
                 continue
             except Exception as exc:  # noqa: BLE001 - e.g. an S3 ClientError: this document only
-                report.skipped.append((item.source, f"cannot fetch: {type(exc).__name__}: {exc}"))
+                _skip(report, recorded, item.root, item.source, f"cannot fetch: {type(exc).__name__}: {exc}")
                 continue
             if len(data) > limit:  # it grew since it was listed
-                report.skipped.append((item.source, too_large(settings, len(data))))
+                _skip(report, recorded, item.root, item.source, too_large(settings, len(data)))
                 continue
             doc_hash = hashlib.sha256(data).hexdigest()
             if doc_hash in seen_hashes and seen_hashes[doc_hash] != item.source:
-                report.skipped.append((item.source, f"same content as {seen_hashes[doc_hash]}"))
+                _skip(report, recorded, item.root, item.source, f"same content as {seen_hashes[doc_hash]}")
                 continue
             seen_hashes[doc_hash] = item.source
             if recorded.get((item.root, item.source)) == doc_hash:
@@ -726,7 +729,7 @@ def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = N
             except Exception as exc:  # noqa: BLE001 - BadDocument says why; anything else is a parser's failure
                 reason = str(exc) if isinstance(exc, BadDocument) else \
                     f"cannot be parsed ({type(exc).__name__}: {exc})"
-                report.skipped.append((item.source, reason))
+                _skip(report, recorded, item.root, item.source, reason)
                 bar.update(1)
                 continue
             report.notes += [(item.source, note) for note in doc.notes]
@@ -746,20 +749,49 @@ def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = N
     return report
 
 
+def _skip(report: IngestReport, recorded, root: str, source: str, reason: str) -> None:
+    """One reason line for a document that is not (re)written; a changed one keeps its previous version
+    (its rows are removed only once the new version's rows are in)."""
+    if (root, source) in recorded:
+        reason += "; kept the previous version"
+    report.skipped.append((source, reason))
+
+
 def _write_batch(store, embedder, batch, recorded, report: IngestReport, timer: _Timer) -> None:
-    texts = [c.text for _doc, chunks in batch for c in chunks]
     with timer("embed"):
-        vectors = embedder.embed_documents(texts) if texts else []
+        documents = _embed(embedder, batch, recorded, report)
     with timer("write"):
-        documents, offset = [], 0
-        for doc, chunks in batch:
-            documents.append((doc, chunks, vectors[offset: offset + len(chunks)]))
-            offset += len(chunks)
         _store(store, documents, recorded, report)
 
 
+def _embed(embedder, batch, recorded, report: IngestReport) -> list:
+    """(doc, chunks, vectors) of each document: all in one go (fast); when that fails, one document at
+    a time, so only the one that fails is skipped."""
+    texts = [c.text for _doc, chunks in batch for c in chunks]
+    try:
+        vectors = embedder.embed_documents(texts) if texts else []
+        if len(vectors) != len(texts):
+            raise ValueError(f"{len(vectors)} vectors for {len(texts)} chunks")
+    except Exception as exc:  # noqa: BLE001 - a document's failure is reported, the run goes on
+        if len(batch) > 1:
+            return [one for pair in batch for one in _embed(embedder, [pair], recorded, report)]
+        doc = batch[0][0]
+        _skip(report, recorded, doc.root, doc.source, f"could not be embedded: {type(exc).__name__}: {exc}")
+        return []
+    documents, offset = [], 0
+    for doc, chunks in batch:
+        documents.append((doc, chunks, vectors[offset: offset + len(chunks)]))
+        offset += len(chunks)
+    return documents
+
+
 def _store(store, documents, recorded, report: IngestReport) -> None:
-    """Write documents in one go; when that fails, one by one, so only the failing one is skipped."""
+    """Write documents in one go; when that fails, one by one, so only the failing one is skipped (the
+    store has taken its new rows out again: a changed one keeps its previous version)."""
+    from docbot_lib.store import NotRecorded
+
+    if not documents:
+        return
     try:
         written, removed = store.replace_documents(
             [(doc.root, doc.source, doc.doc_hash, chunks, vectors) for doc, chunks, vectors in documents],
@@ -770,8 +802,10 @@ def _store(store, documents, recorded, report: IngestReport) -> None:
                 _store(store, [one], recorded, report)
             return
         doc = documents[0][0]
-        store.delete_document(doc.root, doc.source)  # nothing half-written stays
-        report.skipped.append((doc.source, f"could not be written: {type(exc).__name__}: {exc}"))
+        if isinstance(exc, NotRecorded):
+            report.skipped.append((doc.source, str(exc)))
+        else:
+            _skip(report, recorded, doc.root, doc.source, f"could not be written: {type(exc).__name__}: {exc}")
         return
     report.chunks_written += written
     report.chunks_deleted += removed

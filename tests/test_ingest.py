@@ -390,3 +390,77 @@ def test_urls_are_capped_timed_and_redirected_only_to_http(web):
 
     with pytest.raises(DocbotError, match="unsupported URL scheme"):
         discover(settings, ["ftp://127.0.0.1/doc.txt"])
+
+
+# -- a changed document whose new version fails keeps its previous one -----------------------------
+def changed_rag_page(docs: Path) -> None:
+    (docs / "rag-basics.txt").write_text("Retrieval\n\n" + "\n\n".join(
+        f"Part {i}: a rewritten paragraph about reranking, number {i}, with enough words to be its own chunk "
+        f"when packed next to others of its kind in the embedding model's tokens." for i in range(40)))
+
+
+def test_a_changed_document_that_fails_to_embed_keeps_its_previous_version(settings, docs, collection,
+                                                                              monkeypatch):
+    import docbot_lib.embeddings
+
+    ingest(settings, [str(docs)], collection=collection, progress=False)
+    before = {r["pk"]: r["text"] for r in rows(settings, collection) if r["source"] == "rag-basics.txt"}
+    changed_rag_page(docs)
+    real = docbot_lib.embeddings.get_embeddings(settings)
+
+    class FailsOnReranking:  # the seam: the embedder is the only way to make embedding fail
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def embed_documents(self, texts):
+            if any("reranking" in text for text in texts):
+                raise RuntimeError("the embedding service answered 500")
+            return real.embed_documents(texts)
+
+    monkeypatch.setattr(docbot_lib.embeddings, "get_embeddings", lambda settings: FailsOnReranking())
+    (docs / "openshift-ai-model-serving.md").write_text("# Serving\nA changed page that embeds fine.\n")
+    report = ingest(settings, [str(docs)], collection=collection, progress=False)
+    reason = dict(report.skipped)["rag-basics.txt"]
+    assert reason == ("could not be embedded: RuntimeError: the embedding service answered 500; "
+                      "kept the previous version"), str(report)
+    assert "rag-basics.txt: could not be embedded" in str(report) and "kept the previous version" in str(report)
+    assert report.changed == 1  # the other changed page, in the same batch, is written
+    after = {r["pk"]: r["text"] for r in rows(settings, collection) if r["source"] == "rag-basics.txt"}
+    assert after == before
+    hits = search(settings, "What is retrieval?", collection=collection, filter=source_filter(["rag-basics.txt"]))
+    assert hits and "reranking" not in " ".join(h.text for h in hits)
+
+
+def test_a_changed_document_that_fails_half_written_keeps_its_previous_version(settings, docs, collection,
+                                                                                monkeypatch):
+    ingest(settings, [str(docs)], collection=collection, progress=False)
+    before = {r["pk"]: r["text"] for r in rows(settings, collection) if r["source"] == "rag-basics.txt"}
+    changed_rag_page(docs)
+    real = ChunkStore.replace_documents
+
+    def half_written(self, documents, existing):
+        upsert = self.client.upsert
+
+        def fails_halfway(collection_name, data, **kw):  # the seam: Milvus failing mid-write
+            if collection_name == self.name and len(data) > 1:
+                upsert(collection_name, data[:len(data) // 2], **kw)
+                raise RuntimeError("Milvus went away")
+            return upsert(collection_name, data, **kw)
+
+        self.client.upsert = fails_halfway
+        try:
+            return real(self, documents, existing)
+        finally:
+            self.client.upsert = upsert
+
+    monkeypatch.setattr(ChunkStore, "replace_documents", half_written)
+    report = ingest(settings, [str(docs)], collection=collection, progress=False)
+    monkeypatch.undo()
+    assert dict(report.skipped)["rag-basics.txt"] == ("could not be written: RuntimeError: Milvus went away; "
+                                                      "kept the previous version"), str(report)
+    assert {r["pk"]: r["text"] for r in rows(settings, collection) if r["source"] == "rag-basics.txt"} == before
+
+    retry = ingest(settings, [str(docs)], collection=collection, progress=False)
+    assert (retry.changed, retry.chunks_deleted, len(retry.skipped)) == (1, len(before), 0), str(retry)
+    texts = [r["text"] for r in rows(settings, collection) if r["source"] == "rag-basics.txt"]
+    assert len(texts) > 1 and all("reranking" in t for t in texts)
