@@ -464,3 +464,40 @@ def test_a_changed_document_that_fails_half_written_keeps_its_previous_version(s
     assert (retry.changed, retry.chunks_deleted, len(retry.skipped)) == (1, len(before), 0), str(retry)
     texts = [r["text"] for r in rows(settings, collection) if r["source"] == "rag-basics.txt"]
     assert len(texts) > 1 and all("reranking" in t for t in texts)
+
+
+# -- bad input: one reason line each, the good documents are found ---------------------------------
+def test_a_folder_of_broken_documents_is_ingested_with_a_reason_for_each(settings, tmp_path, collection, web):
+    from broken_docs import build
+
+    folder, expected = build(tmp_path)
+    settings = settings.model_copy(update={"max_document_mb": 0.25, "url_timeout": 5})
+    report = ingest(settings, [str(folder), web + "/page.html", web + "/big.txt"], collection=collection,
+                    progress=False)
+    reasons = dict(report.skipped)
+    for name, reason in expected.items():
+        if reason is None:
+            assert name not in reasons, str(report)
+        else:
+            assert reason in reasons.get(name, ""), (name, str(report))
+    assert "too large" in reasons[web + "/big.txt"]
+    assert len(report.skipped) == len([r for r in expected.values() if r]) + 1, str(report)
+    assert "id_rsa" not in str([r["text"] for r in rows(settings, collection)])
+    assert "read as Windows-1252" in dict(report.notes)["windows-1252.md"]
+
+    # the good ones, and only they, are stored, each one whole: its rows are the chunks its record counts
+    good = {name for name, reason in expected.items() if reason is None} | {web + "/page.html"}
+    assert report.new == len(good)
+    stored = rows(settings, collection)
+    assert {r["source"] for r in stored} == good
+    store = ChunkStore(settings, collection, create=False)
+    try:
+        records = store._query_all(store.docs, 'key != ""', ["source", "chunks"])
+    finally:
+        store.close()
+    assert {r["source"]: r["chunks"] for r in records} == {s: sum(r["source"] == s for r in stored) for s in good}
+    assert search(settings, "Which role lets the chatbot search a collection?", k=1,
+                  collection=collection)[0].source == "milvus-on-openshift.html"
+    assert search(settings, "UTF-16 vector indexes", k=1, collection=collection,
+                  filter=source_filter(["utf16-with-bom.txt"]))[0].text.endswith("Grüße from a UTF-16 file about "
+                                                                                   "vector indexes.")
