@@ -7,13 +7,18 @@ in the embedding model's own tokens, embed them, and write them to Milvus — in
 A re-run skips unchanged documents (by content hash, before parsing), replaces the chunks of changed
 ones and removes those of deleted ones, without dropping the collection; the record of what was
 ingested lives in Milvus next to the chunks (see docbot_lib.vectordb). A bad document is skipped with
-its reason in the report and leaves no rows behind.
+its reason in the report and leaves no rows behind; a changed document whose new version cannot be
+loaded, embedded or written keeps its previous version. Symlinks are followed only inside the folder;
+URLs are fetched within the size cap and a timeout.
 """
 from __future__ import annotations
 
+import codecs
+import errno
 import fnmatch
 import hashlib
 import io
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -60,18 +65,96 @@ def _s3_items(settings: Settings, uri: str, pattern: str | None) -> list[SourceI
     return items
 
 
-def _url_item(url: str) -> SourceItem:
+MAX_REDIRECTS = 5  # a moved page redirects once or twice; more is a loop
+
+
+def too_large(settings: Settings, size: int | None = None) -> str:
+    """The reason for a document over the size cap (files, S3 objects and URLs alike)."""
+    found = f"{size / (1 << 20):.1f} MB > " if size is not None else "over "
+    return f"too large ({found}{settings.max_document_mb:g} MB; raise DOCBOT_MAX_DOCUMENT_MB)"
+
+
+def _url_item(settings: Settings, url: str) -> SourceItem:
+    """A web page, fetched within the size cap and DOCBOT_URL_TIMEOUT, following at most MAX_REDIRECTS
+    redirects and only to http(s): a page can neither fill the memory nor hold the run up."""
     import httpx
 
+    limit = int(settings.max_document_mb * (1 << 20))
+    timeout = settings.url_timeout
+
     def fetch() -> bytes:
+        deadline = time.monotonic() + timeout  # httpx's timeout is per read: a slow trickle never trips it
         try:
-            response = httpx.get(url, follow_redirects=True, timeout=30)
-            response.raise_for_status()
+            with httpx.Client(follow_redirects=True, max_redirects=MAX_REDIRECTS, timeout=timeout) as client, \
+                    client.stream("GET", url) as response:
+                response.raise_for_status()
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise BadDocument(f"cannot fetch {url}: {too_large(settings, int(declared))}")
+                body = bytearray()
+                for part in response.iter_bytes():
+                    body += part
+                    if len(body) > limit:
+                        raise BadDocument(f"cannot fetch {url}: {too_large(settings)}")
+                    if time.monotonic() > deadline:
+                        raise httpx.ReadTimeout("the whole answer took too long")
+                return bytes(body)
+        except httpx.TooManyRedirects:
+            raise BadDocument(f"cannot fetch {url}: more than {MAX_REDIRECTS} redirects") from None
+        except httpx.UnsupportedProtocol as exc:
+            raise BadDocument(f"cannot fetch {url}: a redirect leads to a URL that is not http(s) "
+                              f"({exc})") from None
+        except httpx.TimeoutException as exc:
+            raise BadDocument(f"cannot fetch {url}: no complete answer within {timeout:g} s "
+                              f"({str(exc) or 'timed out'}; raise DOCBOT_URL_TIMEOUT)") from None
         except httpx.HTTPError as exc:
             raise BadDocument(f"cannot fetch {url}: {exc}") from None
-        return response.content
 
     return SourceItem(url, "", fetch)
+
+
+def _refused(reason: str) -> Callable[[], bytes]:
+    """A fetch that reports why a listed document is not read (the report shows it as skipped)."""
+    def fetch() -> bytes:
+        raise BadDocument(reason)
+
+    return fetch
+
+
+def _link_problem(path: Path, root: Path) -> str | None:
+    """Why a path found in the folder must not be read, or None: it leads outside the folder (a symlink
+    to a file elsewhere, e.g. a key, must not end up in the index), it is a symlink loop, or it is broken."""
+    loop = "a symlink loop (the link leads back to itself): fix or remove the link"
+    try:
+        target = path.resolve(strict=True)
+    except RuntimeError:  # Python 3.11 reports a loop so; later versions raise OSError(ELOOP)
+        return loop
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return loop
+        if path.is_symlink():
+            return f"a broken symlink (to {os.readlink(path)}: {exc.strerror}): fix or remove the link"
+        return None  # not a link: reading it reports its own problem
+    if not target.is_relative_to(root):
+        return (f"a symlink to {target}, outside the folder being ingested: not followed (ingest that file "
+                f"or folder itself if it belongs in the index)")
+    return None
+
+
+def _folder_items(root: Path, pattern: str | None) -> list[SourceItem]:
+    """The files under a folder (hidden ones left out). Symlinks are read only where they stay inside the
+    folder; one leading outside, a loop or a broken link is listed with the reason it is not read."""
+    items = []
+    for path in sorted(root.glob(pattern or "**/*")):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        problem = _link_problem(path, root)
+        if problem:
+            items.append(SourceItem(str(relative), str(root), _refused(problem)))
+        elif path.is_file():
+            items.append(SourceItem(str(relative), str(root), path.read_bytes, path.stat().st_size))
+    return items
 
 
 def discover(settings: Settings, inputs: Iterable[str], pattern: str | None = None) -> list[SourceItem]:
@@ -83,14 +166,14 @@ def discover(settings: Settings, inputs: Iterable[str], pattern: str | None = No
         if text.startswith("s3://"):
             found = _s3_items(settings, text, pattern)
         elif text.startswith(("http://", "https://")):
-            found = [_url_item(text)]
+            found = [_url_item(settings, text)]
+        elif re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
+            raise DocbotError(f"{text}: unsupported URL scheme", "give an http(s):// URL, an s3://bucket/prefix, "
+                                                                  "a folder or a file")
         else:
             path = Path(text).expanduser()
             if path.is_dir():
-                root = path.resolve()
-                files = sorted(p for p in root.glob(pattern or "**/*") if p.is_file())
-                found = [SourceItem(str(p.relative_to(root)), str(root), p.read_bytes, p.stat().st_size)
-                         for p in files if not any(part.startswith(".") for part in p.relative_to(root).parts)]
+                found = _folder_items(path.resolve(), pattern)
             elif path.is_file():
                 p = path.resolve()
                 found = [SourceItem(p.name, str(p.parent), p.read_bytes, p.stat().st_size)]
@@ -149,14 +232,47 @@ def kind_of(source: str, data: bytes) -> str:
                       f"{', '.join(sorted(SUPPORTED))}")
 
 
+# UTF-32 first: its little-endian mark begins with UTF-16's
+_BYTE_ORDER_MARKS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                     (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
+# Characters no text file holds: C0/C1 controls other than whitespace, and U+FFFD (an undecodable byte)
+_NOT_TEXT = re.compile(r"[\x01-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
+
+
 def decode_text(data: bytes, notes: list[str]) -> str:
-    if b"\x00" in data[:8192]:
-        raise BadDocument("binary content in a text file (NUL bytes)")
+    """The text of a text-like file (see _decode). Binary content raises BadDocument: a NUL byte anywhere,
+    or more than 1 % of characters that no text holds (a binary file without NULs, under a text name)."""
+    text = _decode(data, notes)
+    odd = sum(1 for _ in _NOT_TEXT.finditer(text))
+    if odd > len(text) / 100:
+        raise BadDocument(f"binary content in a text file ({odd} of {len(text)} characters are control "
+                          f"characters or undecodable bytes): not a text document")
+    return text
+
+
+def _decode(data: bytes, notes: list[str]) -> str:
+    """UTF-8 (with or without a mark) and UTF-16/32 with a byte order mark decode as they are; other bytes
+    are read as Windows-1252 (what a non-UTF-8 page from an editor usually is) with a note, else with the
+    undecodable bytes replaced (with a note)."""
+    for mark, codec in _BYTE_ORDER_MARKS:
+        if data.startswith(mark):
+            try:
+                return data.decode(codec)
+            except UnicodeDecodeError as exc:
+                raise BadDocument(f"invalid {codec.upper()} at byte {exc.start} (the file starts with a "
+                                  f"{codec.upper()} byte order mark): save it as UTF-8") from None
+    nul = data.find(b"\x00")
+    if nul >= 0:  # anywhere: a file that starts as text can still be binary further on
+        raise BadDocument(f"binary content in a text file (a NUL byte at offset {nul}): not a text document")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        notes.append(f"invalid UTF-8 at byte {exc.start}: undecodable bytes replaced")
-        return data.decode("utf-8", errors="replace")
+        try:
+            text, how = data.decode("cp1252"), "read as Windows-1252"
+        except UnicodeDecodeError:
+            text, how = data.decode("utf-8", errors="replace"), "undecodable bytes replaced"
+        notes.append(f"invalid UTF-8 at byte {exc.start}: {how} (save it as UTF-8 to be sure)")
+        return text
 
 
 _SPACES = re.compile(r"[ \t\r\f\v]+")
@@ -217,19 +333,40 @@ def load_html(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
         # the page's title block sits before its content (Asciidoc's #header): it says what the page is
         main.insert(0, heading.find_parent(id=re.compile("^header$", re.I)) or heading.find_parent("header")
                     or heading)
-    for tag in main.find_all(BLOCK_TAGS):
-        tag.insert_before("\n")
-        tag.insert_after("\n")
     for tag in main.find_all(re.compile(r"^h[1-6]$")):
         level = int(tag.name[1])
         tag.replace_with(f"\n{HEADING}{level}\x00{tag.get_text(' ', strip=True)}\n")
-    text = main.get_text()
+    text = _block_text(main)
     if not title:
         first_h1 = re.search(HEADING + r"1\x00([^\n]*)", text)
         title = first_h1.group(1) if first_h1 else ""
     if meta and meta.get("content", "").strip():
         notes.append(_META + meta["content"].strip())
     return title, _split_marked(text)
+
+
+def _block_text(root) -> str:
+    """root.get_text(), with a line break before and after each block element (BLOCK_TAGS). A loop over
+    the tree, not bs4's insert_before/insert_after of "\\n" nodes: those walk the subtree or the parents
+    at each insert, quadratic in the nesting depth (20,000 nested <div>s took 52 s)."""
+    from bs4 import CData, NavigableString
+
+    blocks = set(BLOCK_TAGS)
+    parts: list[str] = []
+    stack: list = [(child, False) for child in reversed(root.contents)]
+    while stack:
+        node, closing = stack.pop()
+        if closing:
+            parts.append("\n")
+        elif isinstance(node, NavigableString):
+            if type(node) in (NavigableString, CData):  # what get_text() keeps: no comments, doctypes, ...
+                parts.append(str(node))
+        else:
+            if node.name in blocks:
+                parts.append("\n")
+                stack.append((node, True))
+            stack += [(child, False) for child in reversed(node.contents)]
+    return "".join(parts)
 
 
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -280,7 +417,7 @@ def load_text(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
 def load_pdf(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
     """Text per page, page numbers kept (1-based); the title from the PDF's metadata."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import FileNotDecryptedError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -290,7 +427,12 @@ def load_pdf(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
             text = tidy(page.extract_text() or "")
             if text:
                 sections.append(Section(text, (), number))
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+    except FileNotDecryptedError:
+        raise BadDocument("encrypted PDF (it needs a password to open): ingest an unencrypted copy, "
+                          "e.g. `qpdf --decrypt --password=... in.pdf out.pdf`") from None
+    # whatever a broken file makes the parser raise (PdfReadError, LimitReachedError, RecursionError,
+    # a KeyError deep in a malformed object, ...) says the same thing: this PDF cannot be read
+    except Exception as exc:  # noqa: BLE001
         raise BadDocument(f"corrupt PDF: {type(exc).__name__}: {exc}") from None
     if not sections and reader.pages:
         notes.append("no text layer (a scanned PDF needs OCR first)")
@@ -329,9 +471,10 @@ class Chunk:
     doc_hash: str
 
 
-def chunk_key(root: str, source: str, text: str) -> str:
-    """Stable primary key from the document's identity and the chunk's content."""
-    return hashlib.sha256(f"{root}\x00{source}\x00{text}".encode()).hexdigest()[:32]
+def chunk_key(doc: LoadedDoc, text: str) -> str:
+    """Stable primary key from the document's identity and version and the chunk's content: each version
+    has keys of its own, so a new version is written next to the previous one before that is removed."""
+    return hashlib.sha256(f"{doc.root}\x00{doc.source}\x00{doc.doc_hash}\x00{text}".encode()).hexdigest()[:32]
 
 
 def chunk_document(doc: LoadedDoc, count_tokens: Callable[[str], int], chunk_tokens: int,
@@ -364,7 +507,7 @@ def chunk_document(doc: LoadedDoc, count_tokens: Callable[[str], int], chunk_tok
         first = current[0][0]
         body = current[0][1] + "".join(f"\n\n{_subheading(first, section)}{part}" for section, part in current[1:])
         text = _header(title, first.headings) + "\n" + body
-        chunks.append(Chunk(chunk_key(doc.root, doc.source, text), text, doc.source, doc.root, doc.title,
+        chunks.append(Chunk(chunk_key(doc, text), text, doc.source, doc.root, doc.title,
                             " › ".join(_below_title(doc.title, first.headings)), first.page or 0, len(chunks),
                             doc.doc_hash))
         current.clear()
@@ -424,7 +567,7 @@ def _force_split(chunks: list[Chunk], count_tokens, max_tokens: int, doc: Loaded
             piece = queue.pop(0)
             if count_tokens(f"{header}\n{piece}") <= max_tokens or len(piece) <= 1:
                 text = f"{header}\n{piece}"
-                out.append(Chunk(chunk_key(doc.root, doc.source, text), text, chunk.source, chunk.root,
+                out.append(Chunk(chunk_key(doc, text), text, chunk.source, chunk.root,
                                  chunk.title, chunk.section, chunk.page, 0, chunk.doc_hash))
                 continue
             middle = len(piece) // 2
@@ -534,20 +677,25 @@ def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = N
         seen_hashes: dict[str, str] = {}
         for item in items:
             if item.size is not None and item.size > limit:
-                report.skipped.append((item.source, f"too large ({item.size / (1 << 20):.1f} MB > "
-                                                     f"{settings.max_document_mb:g} MB; raise DOCBOT_MAX_DOCUMENT_MB)"))
+                _skip(report, recorded, item.root, item.source, too_large(settings, item.size))
                 continue
             try:
                 data = item.fetch()
             except BadDocument as exc:
-                report.skipped.append((item.source, str(exc)))
+                _skip(report, recorded, item.root, item.source, str(exc))
                 continue
             except OSError as exc:
-                report.skipped.append((item.source, f"cannot read: {exc}"))
+                _skip(report, recorded, item.root, item.source, f"cannot read: {exc}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - e.g. an S3 ClientError: this document only
+                _skip(report, recorded, item.root, item.source, f"cannot fetch: {type(exc).__name__}: {exc}")
+                continue
+            if len(data) > limit:  # it grew since it was listed
+                _skip(report, recorded, item.root, item.source, too_large(settings, len(data)))
                 continue
             doc_hash = hashlib.sha256(data).hexdigest()
             if doc_hash in seen_hashes and seen_hashes[doc_hash] != item.source:
-                report.skipped.append((item.source, f"same content as {seen_hashes[doc_hash]}"))
+                _skip(report, recorded, item.root, item.source, f"same content as {seen_hashes[doc_hash]}")
                 continue
             seen_hashes[doc_hash] = item.source
             if recorded.get((item.root, item.source)) == doc_hash:
@@ -560,7 +708,12 @@ def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = N
         scanned_roots = {item.root for item in items if item.root}
         present = {(item.root, item.source) for item in items}
         for key in sorted(k for k in recorded if k[0] in scanned_roots and k not in present):
-            report.chunks_deleted += store.delete_document(*key)
+            try:
+                report.chunks_deleted += store.delete_document(*key)
+            except Exception as exc:  # noqa: BLE001 - still recorded: the next run tries again
+                report.skipped.append((key[1], f"deleted, but its chunks could not be removed "
+                                               f"({type(exc).__name__}: {exc}): the next run tries again"))
+                continue
             report.deleted += 1
 
     # 3. load, chunk, embed and write, a batch of documents at a time (bounded memory; resumable). One thread:
@@ -573,8 +726,10 @@ def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = N
             try:
                 doc = load(item, data, doc_hash)
                 chunks = chunk_document(doc, embedder.count_tokens, settings.chunk_tokens, embedder.max_tokens)
-            except BadDocument as exc:
-                report.skipped.append((item.source, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - BadDocument says why; anything else is a parser's failure
+                reason = str(exc) if isinstance(exc, BadDocument) else \
+                    f"cannot be parsed ({type(exc).__name__}: {exc})"
+                _skip(report, recorded, item.root, item.source, reason)
                 bar.update(1)
                 continue
             report.notes += [(item.source, note) for note in doc.notes]
@@ -594,20 +749,49 @@ def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = N
     return report
 
 
+def _skip(report: IngestReport, recorded, root: str, source: str, reason: str) -> None:
+    """One reason line for a document that is not (re)written; a changed one keeps its previous version
+    (its rows are removed only once the new version's rows are in)."""
+    if (root, source) in recorded:
+        reason += "; kept the previous version"
+    report.skipped.append((source, reason))
+
+
 def _write_batch(store, embedder, batch, recorded, report: IngestReport, timer: _Timer) -> None:
-    texts = [c.text for _doc, chunks in batch for c in chunks]
     with timer("embed"):
-        vectors = embedder.embed_documents(texts) if texts else []
+        documents = _embed(embedder, batch, recorded, report)
     with timer("write"):
-        documents, offset = [], 0
-        for doc, chunks in batch:
-            documents.append((doc, chunks, vectors[offset: offset + len(chunks)]))
-            offset += len(chunks)
         _store(store, documents, recorded, report)
 
 
+def _embed(embedder, batch, recorded, report: IngestReport) -> list:
+    """(doc, chunks, vectors) of each document: all in one go (fast); when that fails, one document at
+    a time, so only the one that fails is skipped."""
+    texts = [c.text for _doc, chunks in batch for c in chunks]
+    try:
+        vectors = embedder.embed_documents(texts) if texts else []
+        if len(vectors) != len(texts):
+            raise ValueError(f"{len(vectors)} vectors for {len(texts)} chunks")
+    except Exception as exc:  # noqa: BLE001 - a document's failure is reported, the run goes on
+        if len(batch) > 1:
+            return [one for pair in batch for one in _embed(embedder, [pair], recorded, report)]
+        doc = batch[0][0]
+        _skip(report, recorded, doc.root, doc.source, f"could not be embedded: {type(exc).__name__}: {exc}")
+        return []
+    documents, offset = [], 0
+    for doc, chunks in batch:
+        documents.append((doc, chunks, vectors[offset: offset + len(chunks)]))
+        offset += len(chunks)
+    return documents
+
+
 def _store(store, documents, recorded, report: IngestReport) -> None:
-    """Write documents in one go; when that fails, one by one, so only the failing one is skipped."""
+    """Write documents in one go; when that fails, one by one, so only the failing one is skipped (the
+    store has taken its new rows out again: a changed one keeps its previous version)."""
+    from docbot_lib.store import NotRecorded
+
+    if not documents:
+        return
     try:
         written, removed = store.replace_documents(
             [(doc.root, doc.source, doc.doc_hash, chunks, vectors) for doc, chunks, vectors in documents],
@@ -618,8 +802,10 @@ def _store(store, documents, recorded, report: IngestReport) -> None:
                 _store(store, [one], recorded, report)
             return
         doc = documents[0][0]
-        store.delete_document(doc.root, doc.source)  # nothing half-written stays
-        report.skipped.append((doc.source, f"could not be written: {type(exc).__name__}: {exc}"))
+        if isinstance(exc, NotRecorded):
+            report.skipped.append((doc.source, str(exc)))
+        else:
+            _skip(report, recorded, doc.root, doc.source, f"could not be written: {type(exc).__name__}: {exc}")
         return
     report.chunks_written += written
     report.chunks_deleted += removed

@@ -200,6 +200,8 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(200, validation_alias=_env("chunk_tokens"),
                               description="chunk size in the embedding model's tokens, title/section header included")
     max_document_mb: float = Field(25.0, validation_alias=_env("max_document_mb"))
+    url_timeout: float = Field(30.0, gt=0, validation_alias=_env("url_timeout"),
+                               description="seconds an http(s) document may take to download; slower: skipped")
     documents_prefix: str = Field("documents/", validation_alias=_env("documents_prefix"))
     search_k: int = Field(5, validation_alias=_env("search_k"))
     hybrid: bool = Field(True, validation_alias=_env("hybrid"),

@@ -1,8 +1,8 @@
 """The chunk store in Milvus: an explicit schema, incremental writes, and hybrid (dense + BM25) search.
 
 Two collections per index:
-  <name>        one row per chunk: pk (from source + content), text, dense vector (COSINE on normalised
-                vectors, HNSW), metadata (source, root, title, section, page, chunk_index, doc_hash), and
+  <name>        one row per chunk: pk (from source, version and content), text, dense vector (COSINE on
+                normalised vectors, HNSW), metadata (source, root, title, section, page, chunk_index, doc_hash), and
                 where the server has it (Milvus >= 2.5, Milvus Lite) a BM25 sparse vector computed by
                 Milvus's built-in function from `text`;
   <name>_docs   the record of what was ingested: one row per document (root, source, doc_hash, chunks),
@@ -35,6 +35,10 @@ STOP_WORDS = frozenset("""a an and are as at be but by for if in into is it no n
     what which who whom whose when where why how do does did doing done can could should would shall may
     might must am been being have has had having""".split())
 OUTPUT = ["text", "source", "root", "title", "section", "page", "chunk_index"]
+
+
+class NotRecorded(Exception):
+    """A changed document's new rows replaced its previous ones, but its record was not updated."""
 
 
 def quote(value: str) -> str:
@@ -165,30 +169,57 @@ class ChunkStore:
 
     # -- writes --------------------------------------------------------------------------------------
     def replace_documents(self, documents: list[tuple[str, str, str, list, list]], existing: set) -> tuple[int, int]:
-        """Make each document's rows exactly its chunks: upsert them, delete its other rows, then record
-        it. `documents` holds (root, source, doc_hash, chunks, vectors); `existing` the (root, source) of
-        those already recorded (only they can have stale rows). Returns (chunks written, stale removed).
-        On failure the caller removes the documents (`delete_document`): nothing half-written stays."""
-        rows, stale, records = [], [], []
+        """Make each document's rows exactly its new chunks, leaving nothing half-written. `documents` holds
+        (root, source, doc_hash, chunks, vectors); `existing` the (root, source) of those already recorded
+        (only they have previous rows). Returns (chunks written, previous chunks removed).
+
+        A version's rows have keys of their own (chunk_key includes the document's hash), so the new rows go
+        in next to the previous version's, then those are deleted, then the documents are recorded (last: a
+        recorded document has all its rows). If writing or deleting fails, the new rows are removed again and
+        the previous version stays as it was; the exception is raised. If only the record fails, a document
+        that had a previous version keeps the new one and NotRecorded is raised: the next run sees the
+        document changed, writes the same rows again and records it. A removal that fails too (Milvus gone)
+        leaves rows the next run replaces in the same way."""
+        rows, previous, records = [], set(), []
         for root, source, doc_hash, chunks, vectors in documents:
-            doc_rows = [{"pk": c.pk, "text": c.text, "dense": v, "source": c.source, "root": c.root,
-                         "title": c.title, "section": c.section, "page": c.page, "chunk_index": c.chunk_index,
-                         "doc_hash": doc_hash} for c, v in zip(chunks, vectors)]
+            rows += [{"pk": c.pk, "text": c.text, "dense": v, "source": c.source, "root": c.root,
+                      "title": c.title, "section": c.section, "page": c.page, "chunk_index": c.chunk_index,
+                      "doc_hash": doc_hash} for c, v in zip(chunks, vectors)]
             if (root, source) in existing:
-                old = {r["pk"] for r in self._query_all(self.name, self._doc_filter(root, source), ["pk"])}
-                stale += sorted(old - {r["pk"] for r in doc_rows})
-            rows += doc_rows
+                previous |= {r["pk"] for r in self._query_all(self.name, self._doc_filter(root, source), ["pk"])}
             records.append({"key": self._doc_key(root, source), "root": root, "source": source,
-                            "doc_hash": doc_hash, "chunks": len(doc_rows), "ingested_at": int(time.time()),
+                            "doc_hash": doc_hash, "chunks": len(chunks), "ingested_at": int(time.time()),
                             "vec": [0.0, 0.0]})
-        for start in range(0, len(rows), 1000):
-            self.client.upsert(self.name, rows[start:start + 1000])
-        if stale:
-            self.client.delete(self.name, ids=stale)
-        if records:
-            # last: a document is recorded only once all its rows are in (an interrupted run redoes it)
-            self.client.upsert(self.docs, records)
+        added = {r["pk"] for r in rows} - previous  # what a leftover of an interrupted run does not hold yet
+        stale = sorted(previous - {r["pk"] for r in rows})
+        try:
+            for start in range(0, len(rows), 1000):
+                self.client.upsert(self.name, rows[start:start + 1000])
+            if stale:
+                self.client.delete(self.name, ids=stale)
+        except Exception:
+            self._remove(sorted(added))
+            raise
+        try:
+            if records:
+                self.client.upsert(self.docs, records)
+        except Exception as exc:
+            first_versions = {(r["root"], r["source"]) for r in records} - set(existing)
+            self._remove(sorted(r["pk"] for r in rows
+                                if r["pk"] in added and (r["root"], r["source"]) in first_versions))
+            if len(first_versions) < len(records):
+                raise NotRecorded(f"its new version is stored, but recording it failed ({type(exc).__name__}: "
+                                  f"{exc}): the next run records it") from exc
+            raise
         return len(rows), len(stale)
+
+    def _remove(self, pks: list[str]) -> None:
+        """Best effort: take rows out again after a failed write (the next run replaces what stays)."""
+        try:
+            if pks:
+                self.client.delete(self.name, ids=pks)
+        except Exception:  # noqa: BLE001 - the write's own error is the one to report
+            pass
 
     def delete_document(self, root: str, source: str) -> int:
         """Remove a document's chunks and its record; returns the number of chunks removed."""

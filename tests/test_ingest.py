@@ -308,3 +308,196 @@ def test_bm25_gets_the_question_without_function_words_and_ranks_fuse_by_weight(
     assert keywords_of("Why is it not?") == "Why is it not"  # nothing but function words: all of them
     fused = reciprocal_rank_fusion([["a", "b"], ["b", "c"]], [1.0, 0.5])
     assert fused["a"] == 1 / 61 and fused["b"] == 1 / 62 + 0.5 / 61 and fused["c"] == 0.5 / 62
+
+
+# -- URLs: http(s) only, capped in size and time ---------------------------------------------------
+@pytest.fixture
+def web():
+    """A local web server (127.0.0.1, a thread): a page, a redirect loop, a redirect out of http(s), a body
+    over the size cap, one without Content-Length, and one that trickles."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Pages(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def send(self, status, body=b"", headers=()):
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            if not any(name == "Transfer-Encoding" for name, _ in headers):
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            page = b"<html><head><title>Web page</title></head><body><p>Served over local HTTP.</p></body></html>"
+            if self.path == "/page.html":
+                self.send(200, page, [("Content-Type", "text/html")])
+            elif self.path == "/moved":
+                self.send(302, headers=[("Location", "/page.html")])
+            elif self.path == "/loop":
+                self.send(302, headers=[("Location", "/loop")])
+            elif self.path == "/to-file":
+                self.send(302, headers=[("Location", "file:///etc/passwd")])
+            elif self.path == "/big.txt":
+                self.send(200, b"x" * 300_000, [("Content-Type", "text/plain")])
+            elif self.path in ("/chunked.txt", "/slow.txt"):
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for _ in range(300):
+                        self.wfile.write(b"400\r\n" + b"y" * 1024 + b"\r\n")  # 1 KiB chunks, no declared size
+                        self.wfile.flush()
+                        if self.path == "/slow.txt":
+                            time.sleep(0.05)
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up, as it should
+            else:
+                self.send(404, b"not found")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Pages)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_urls_are_capped_timed_and_redirected_only_to_http(web):
+    from docbot_lib.settings import Settings
+
+    settings = Settings.load(max_document_mb=0.25, url_timeout=1)
+
+    def fetch(path):
+        (item,) = discover(settings, [web + path])
+        return item.fetch()
+
+    assert b"Served over local HTTP" in fetch("/moved")
+    for path, reason in (("/big.txt", r"too large \(0.3 MB > 0.25 MB; raise DOCBOT_MAX_DOCUMENT_MB\)"),
+                         ("/chunked.txt", r"too large \(over 0.25 MB"),
+                         ("/slow.txt", r"no complete answer within 1 s .*raise DOCBOT_URL_TIMEOUT"),
+                         ("/loop", r"more than 5 redirects"),
+                         ("/to-file", r"a redirect leads to a URL that is not http\(s\)"),
+                         ("/missing", r"404")):
+        with pytest.raises(BadDocument, match=reason):
+            fetch(path)
+    from docbot_lib.errors import DocbotError
+
+    with pytest.raises(DocbotError, match="unsupported URL scheme"):
+        discover(settings, ["ftp://127.0.0.1/doc.txt"])
+
+
+# -- a changed document whose new version fails keeps its previous one -----------------------------
+def changed_rag_page(docs: Path) -> None:
+    (docs / "rag-basics.txt").write_text("Retrieval\n\n" + "\n\n".join(
+        f"Part {i}: a rewritten paragraph about reranking, number {i}, with enough words to be its own chunk "
+        f"when packed next to others of its kind in the embedding model's tokens." for i in range(40)))
+
+
+def test_a_changed_document_that_fails_to_embed_keeps_its_previous_version(settings, docs, collection,
+                                                                              monkeypatch):
+    import docbot_lib.embeddings
+
+    ingest(settings, [str(docs)], collection=collection, progress=False)
+    before = {r["pk"]: r["text"] for r in rows(settings, collection) if r["source"] == "rag-basics.txt"}
+    changed_rag_page(docs)
+    real = docbot_lib.embeddings.get_embeddings(settings)
+
+    class FailsOnReranking:  # the seam: the embedder is the only way to make embedding fail
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def embed_documents(self, texts):
+            if any("reranking" in text for text in texts):
+                raise RuntimeError("the embedding service answered 500")
+            return real.embed_documents(texts)
+
+    monkeypatch.setattr(docbot_lib.embeddings, "get_embeddings", lambda settings: FailsOnReranking())
+    (docs / "openshift-ai-model-serving.md").write_text("# Serving\nA changed page that embeds fine.\n")
+    report = ingest(settings, [str(docs)], collection=collection, progress=False)
+    reason = dict(report.skipped)["rag-basics.txt"]
+    assert reason == ("could not be embedded: RuntimeError: the embedding service answered 500; "
+                      "kept the previous version"), str(report)
+    assert "rag-basics.txt: could not be embedded" in str(report) and "kept the previous version" in str(report)
+    assert report.changed == 1  # the other changed page, in the same batch, is written
+    after = {r["pk"]: r["text"] for r in rows(settings, collection) if r["source"] == "rag-basics.txt"}
+    assert after == before
+    hits = search(settings, "What is retrieval?", collection=collection, filter=source_filter(["rag-basics.txt"]))
+    assert hits and "reranking" not in " ".join(h.text for h in hits)
+
+
+def test_a_changed_document_that_fails_half_written_keeps_its_previous_version(settings, docs, collection,
+                                                                                monkeypatch):
+    ingest(settings, [str(docs)], collection=collection, progress=False)
+    before = {r["pk"]: r["text"] for r in rows(settings, collection) if r["source"] == "rag-basics.txt"}
+    changed_rag_page(docs)
+    real = ChunkStore.replace_documents
+
+    def half_written(self, documents, existing):
+        upsert = self.client.upsert
+
+        def fails_halfway(collection_name, data, **kw):  # the seam: Milvus failing mid-write
+            if collection_name == self.name and len(data) > 1:
+                upsert(collection_name, data[:len(data) // 2], **kw)
+                raise RuntimeError("Milvus went away")
+            return upsert(collection_name, data, **kw)
+
+        self.client.upsert = fails_halfway
+        try:
+            return real(self, documents, existing)
+        finally:
+            self.client.upsert = upsert
+
+    monkeypatch.setattr(ChunkStore, "replace_documents", half_written)
+    report = ingest(settings, [str(docs)], collection=collection, progress=False)
+    monkeypatch.undo()
+    assert dict(report.skipped)["rag-basics.txt"] == ("could not be written: RuntimeError: Milvus went away; "
+                                                      "kept the previous version"), str(report)
+    assert {r["pk"]: r["text"] for r in rows(settings, collection) if r["source"] == "rag-basics.txt"} == before
+
+    retry = ingest(settings, [str(docs)], collection=collection, progress=False)
+    assert (retry.changed, retry.chunks_deleted, len(retry.skipped)) == (1, len(before), 0), str(retry)
+    texts = [r["text"] for r in rows(settings, collection) if r["source"] == "rag-basics.txt"]
+    assert len(texts) > 1 and all("reranking" in t for t in texts)
+
+
+# -- bad input: one reason line each, the good documents are found ---------------------------------
+def test_a_folder_of_broken_documents_is_ingested_with_a_reason_for_each(settings, tmp_path, collection, web):
+    from broken_docs import build
+
+    folder, expected = build(tmp_path)
+    settings = settings.model_copy(update={"max_document_mb": 0.25, "url_timeout": 5})
+    report = ingest(settings, [str(folder), web + "/page.html", web + "/big.txt"], collection=collection,
+                    progress=False)
+    reasons = dict(report.skipped)
+    for name, reason in expected.items():
+        if reason is None:
+            assert name not in reasons, str(report)
+        else:
+            assert reason in reasons.get(name, ""), (name, str(report))
+    assert "too large" in reasons[web + "/big.txt"]
+    assert len(report.skipped) == len([r for r in expected.values() if r]) + 1, str(report)
+    assert "id_rsa" not in str([r["text"] for r in rows(settings, collection)])
+    assert "read as Windows-1252" in dict(report.notes)["windows-1252.md"]
+
+    # the good ones, and only they, are stored, each one whole: its rows are the chunks its record counts
+    good = {name for name, reason in expected.items() if reason is None} | {web + "/page.html"}
+    assert report.new == len(good)
+    stored = rows(settings, collection)
+    assert {r["source"] for r in stored} == good
+    store = ChunkStore(settings, collection, create=False)
+    try:
+        records = store._query_all(store.docs, 'key != ""', ["source", "chunks"])
+    finally:
+        store.close()
+    assert {r["source"]: r["chunks"] for r in records} == {s: sum(r["source"] == s for r in stored) for s in good}
+    assert search(settings, "Which role lets the chatbot search a collection?", k=1,
+                  collection=collection)[0].source == "milvus-on-openshift.html"
+    assert search(settings, "UTF-16 vector indexes", k=1, collection=collection,
+                  filter=source_filter(["utf16-with-bom.txt"]))[0].text.endswith("Grüße from a UTF-16 file about "
+                                                                                   "vector indexes.")
