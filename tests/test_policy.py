@@ -52,6 +52,8 @@ def _chatbot(part: str) -> Callable[[], list[dict[str, Any]]]:
         settings = _cluster_settings().model_copy(update={"api_key": SecretStr("example-api-key")})
         if part == "secret":
             return [chatbot_deploy.chatbot_secret(settings)]
+        if part == "build":
+            return chatbot_deploy.build_manifests("https://github.com/example/docbot.git")
         return chatbot_deploy.chatbot_manifests(settings)
     return render
 
@@ -60,6 +62,7 @@ def _chatbot(part: str) -> Callable[[], list[dict[str, Any]]]:
 RENDERERS: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "chatbot/chatbot.yaml": _chatbot("app"),
     "chatbot/chatbot-secret.yaml": _chatbot("secret"),
+    "chatbot/chatbot-build.yaml": _chatbot("build"),
     "serving/vllm-servingruntime.yaml": _serving("servingruntime"),
     "serving/vllm-inferenceservice.yaml": _serving("inferenceservice"),
     "serving/vllm-standalone.yaml": _serving("standalone"),
