@@ -11,6 +11,7 @@
   every object, so that a rejected object leaves nothing half-applied.
 - `services_without_network_policy(objects)`: the Services among a component's objects whose pods no
   NetworkPolicy of the same objects selects (every component ships its policies with its objects).
+- `wait_ready(api_client, namespace, objects)`: until every Deployment/StatefulSet among them has its replicas ready.
 
 Other components (Milvus, the chatbot) use the same functions; a new custom kind needs its CRD schema in
 `CRD_SCHEMAS` (and its plural in `PLURALS` when it is not kind + "s").
@@ -42,6 +43,13 @@ CRD_SCHEMAS: dict[tuple[str, str], str] = {
     ("route.openshift.io/v1", "Route"): "openshift/route-route-v1.json",
 }
 PLURALS: dict[str, str] = {"NetworkPolicy": "networkpolicies"}  # kind -> plural, where not kind.lower() + "s"
+# OpenShift's own API kinds served by its API server, not by CRDs: no official JSON Schema ships for them (the
+# OpenAPI document is published only by a running cluster), so their schema check is skipped, here and only here;
+# the server's strict field validation still checks them in apply()'s dry run. Doc Bot's policy checks still apply.
+SCHEMALESS_KINDS: frozenset[tuple[str, str]] = frozenset({
+    ("build.openshift.io/v1", "BuildConfig"),
+    ("image.openshift.io/v1", "ImageStream"),
+})
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}  # not inside a namespace
 
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
@@ -203,6 +211,8 @@ def _schema_for(obj: dict[str, Any], version: str, schemas_dir: Path) -> dict[st
 def _schema_problems(obj: dict[str, Any], version: str, schemas_dir: Path) -> list[str]:
     import jsonschema
 
+    if (obj.get("apiVersion"), obj.get("kind")) in SCHEMALESS_KINDS:
+        return [] if isinstance((obj.get("metadata") or {}).get("name"), str) else ["metadata.name: required"]
     schema = _schema_for(obj, version, schemas_dir)
     registry, _ = _registry(version)
     validator = jsonschema.Draft202012Validator(schema, registry=registry)
@@ -516,6 +526,36 @@ def _apply_one(api_client, obj: dict[str, Any], namespace: str, dry_run: bool,
                 body.setdefault("spec", {})[field] = existing["spec"][field]
     kube_request(api_client, "PUT", f"{collection}/{name}", body, query)
     return Applied(kind, name, "replaced")
+
+
+def wait_ready(api_client, namespace: str, objects: list[dict[str, Any]], timeout: float = 600,
+               interval: float = 5, echo=print) -> None:
+    """Wait until every Deployment/StatefulSet among `objects` has all its replicas ready; a clear error
+    naming the ones still not ready at the deadline (see their pods' events with `oc describe`)."""
+    import time
+
+    from kubernetes import client
+
+    apps = client.AppsV1Api(api_client)
+    readers = {"Deployment": apps.read_namespaced_deployment_status,
+               "StatefulSet": apps.read_namespaced_stateful_set_status}
+    waiting = {(o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] in readers}
+    deadline = time.monotonic() + timeout
+    while waiting:
+        for kind, name in sorted(waiting):
+            status = readers[kind](name, namespace)
+            wanted = status.spec.replicas if status.spec.replicas is not None else 1
+            ready = (status.status.ready_replicas if status.status else 0) or 0  # no status before a pod runs
+            if ready >= wanted:
+                echo(f"{kind}/{name}: ready")
+                waiting.discard((kind, name))
+        if waiting and time.monotonic() > deadline:
+            names = ", ".join(f"{k}/{n}" for k, n in sorted(waiting))
+            raise DocbotError(f"not ready after {timeout:.0f} s in namespace {namespace}: {names}",
+                              f"look at the pods: `oc get pods -n {namespace}` and `oc describe pod ...` "
+                              "(image pulls, the PVC, the security context)")
+        if waiting:
+            time.sleep(interval)
 
 
 def apply(objects: Iterable[dict[str, Any]], namespace: str, api_client,

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from docbot_lib.manifests import wait_ready  # noqa: F401 - moved to manifests (the chatbot waits too); old name kept
 from docbot_lib.openshift import Dropped, load_documents, patch_rendered
 from docbot_lib.settings import project_dir
 
@@ -204,35 +205,3 @@ def summary(objects: list[dict[str, Any]]) -> str:
     counts = Counter(o["kind"] for o in objects)
     lines.append(f"{len(objects)} object(s): " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     return "\n".join(lines)
-
-
-def wait_ready(api_client, namespace: str, objects: list[dict[str, Any]], timeout: float = 600,
-               interval: float = 5, echo=print) -> None:
-    """Wait until every Deployment/StatefulSet among `objects` has all its replicas ready; a clear error
-    naming the ones still not ready at the deadline (see their pods' events with `oc describe`)."""
-    import time
-
-    from kubernetes import client
-
-    apps = client.AppsV1Api(api_client)
-    readers = {"Deployment": apps.read_namespaced_deployment_status,
-               "StatefulSet": apps.read_namespaced_stateful_set_status}
-    waiting = {(o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] in readers}
-    deadline = time.monotonic() + timeout
-    while waiting:
-        for kind, name in sorted(waiting):
-            status = readers[kind](name, namespace)
-            wanted = status.spec.replicas if status.spec.replicas is not None else 1
-            ready = (status.status.ready_replicas if status.status else 0) or 0  # no status before a pod runs
-            if ready >= wanted:
-                echo(f"{kind}/{name}: ready")
-                waiting.discard((kind, name))
-        if waiting and time.monotonic() > deadline:
-            from docbot_lib.errors import DocbotError
-
-            names = ", ".join(f"{k}/{n}" for k, n in sorted(waiting))
-            raise DocbotError(f"not ready after {timeout:.0f} s in namespace {namespace}: {names}",
-                              f"look at the pods: `oc get pods -n {namespace}` and `oc describe pod ...` "
-                              "(image pulls, the PVC, the security context)")
-        if waiting:
-            time.sleep(interval)

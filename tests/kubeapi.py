@@ -21,6 +21,8 @@ Options: `token` (401 without that bearer token), `namespaces` (404 for any othe
 token is: `oc whoami`). `dryRun=All` answers as the write would but stores nothing. The review APIs answer as
 the real server does, storing nothing: SelfSubjectReview (`oc whoami`) and SelfSubjectAccessReview
 (`oc auth can-i`: allowed unless `forbid` holds the verb and resource).
+OpenShift's `buildconfigs/<name>/instantiate` (`oc start-build`) creates the Build `<name>-<n>` (phase New) and
+counts `status.lastVersion` as the real server does; a hook plays the build controller.
 `hooks`: callables `hook(kube, request)` run before each request is answered, to play a controller
 (e.g. flip an InferenceService to Ready after a few polls).
 Not modelled: watch, server-side apply, admission, RBAC beyond `forbid`.
@@ -286,7 +288,26 @@ class KubeApi:
             return 200, self._store(key, current, self._replace(route, current, body))
         if method == "PATCH":
             return 200, self._store(key, current, self._patch(route, current, body, content_type))
+        if method == "POST" and route.plural == "buildconfigs" and route.subresource == "instantiate":
+            return 201, self._instantiate(route, current)
         raise KubeError(405, f"{method} is not supported")
+
+    def _instantiate(self, route: Route, config: dict) -> dict:
+        """A new Build of the BuildConfig, as `oc start-build` makes: <name>-<lastVersion + 1>, phase New."""
+        number = ((config.get("status") or {}).get("lastVersion") or 0) + 1
+        config["status"] = {**(config.get("status") or {}), "lastVersion": number}
+        config["metadata"]["resourceVersion"] = self._next_version()
+        name = f"{route.name}-{number}"
+        spec = {k: copy.deepcopy(v) for k, v in (config.get("spec") or {}).items()
+                if k in ("source", "strategy", "output", "resources")}
+        build = self._create(Route(route.api, route.namespace, "builds"), {
+            "apiVersion": config.get("apiVersion", "build.openshift.io/v1"), "kind": "Build",
+            "metadata": {"name": name, "labels": {"buildconfig": route.name},
+                         "annotations": {"openshift.io/build.number": str(number)}},
+            "spec": spec})
+        stored = self.objects[(route.api, route.namespace, "builds", name)]
+        stored["status"] = {"phase": "New", "config": {"name": route.name}}
+        return copy.deepcopy(stored)
 
     def _list(self, route: Route, query: dict) -> dict:
         wanted = {}

@@ -55,6 +55,8 @@ def _chatbot(part: str) -> Callable[[], list[dict[str, Any]]]:
         settings = _cluster_settings().model_copy(update={"api_key": SecretStr("example-api-key")})
         if part == "secret":
             return [chatbot_deploy.chatbot_secret(settings)]
+        if part == "build":
+            return chatbot_deploy.build_manifests("https://github.com/example/docbot.git")
         return chatbot_deploy.chatbot_manifests(settings)
     return render
 
@@ -72,6 +74,7 @@ RENDERERS: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "chatbot/chatbot-secret.yaml": _chatbot("secret"),
     "chatbot/networkpolicy.yaml": _chatbot("app"),
     "serving/vllm-networkpolicy.yaml": _serving("networkpolicy"),
+    "chatbot/chatbot-build.yaml": _chatbot("build"),
     "serving/vllm-servingruntime.yaml": _serving("servingruntime"),
     "serving/vllm-inferenceservice.yaml": _serving("inferenceservice"),
     "serving/vllm-standalone.yaml": _serving("standalone"),

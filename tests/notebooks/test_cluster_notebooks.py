@@ -1,4 +1,4 @@
-"""The cluster path, executed: notebooks 00-07 as a learner in an OpenShift AI workbench runs them.
+"""The cluster path, executed: notebooks 00-08 as a learner in an OpenShift AI workbench runs them.
 
 `DOCBOT_STACK=cluster` comes from the environment only (the notebooks' STACK parameter stays None), and every
 service is a real one standing in for the cluster's:
@@ -10,7 +10,12 @@ service is a real one standing in for the cluster's:
     reads it from the token Secret and records it;
   - Milvus: the real Milvus 2.3.5 server with auth on (no BM25: the store runs dense-only), secured by
     notebook 04, then used as the least-privilege users it created: ingestion as the writer (05, 07),
-    the chat and the API as the reader (06).
+    the chat and the API as the reader (06);
+  - the chatbot's pod (08): `docbot serve` started on this machine, by a hook playing the kubelet, with the
+    environment the applied Deployment gives its container (ConfigMap, and the keys of the Secrets it names:
+    the API key the notebook generated, the reader's token, the model's token); ready once its readiness
+    probe (/readyz: the model and Milvus answer) does. The notebook calls it through CHATBOT_URL (no Route
+    host resolves here) with the `openai` client.
 What 03 and 04 deploy reaches 05-07 through the cluster state file only. After the run, every forbidden
 action is tried and must be refused.
 """
@@ -19,6 +24,9 @@ from __future__ import annotations
 import base64
 import os
 import stat
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import nbformat
@@ -38,7 +46,8 @@ LEARNER = "learner1"
 KUBE_TOKEN = "sha256~learner1-login-token"
 BUCKET = "learner1-models"
 NAMES = LabNames(LEARNER)
-NOTEBOOKS = [p for p in lab_notebooks(REPO / "notebooks") if p.name[:2] <= "07"]
+NOTEBOOKS = [p for p in lab_notebooks(REPO / "notebooks") if p.name[:2] <= "08"]
+CHATBOT_IMAGE = "quay.io/example/docbot-chatbot:0.1.0"  # given as IMAGE: no build here
 
 pytestmark = [pytest.mark.stack, pytest.mark.cluster]
 
@@ -54,7 +63,8 @@ def controllers(llm_url: str, llm_key: str):
             if plural == "secrets" and obj.get("type") == "kubernetes.io/service-account-token" \
                     and not (obj.get("data") or {}).get("token"):
                 obj.setdefault("data", {})["token"] = base64.b64encode(llm_key.encode()).decode()
-            elif plural == "deployments" and not (obj.get("status") or {}).get("readyReplicas"):
+            elif plural == "deployments" and not (obj.get("status") or {}).get("readyReplicas") \
+                    and obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "chatbot":
                 replicas = (obj.get("spec") or {}).get("replicas", 1)
                 kube.set_status(api, ns, plural, name, {"replicas": replicas, "readyReplicas": replicas})
             elif plural == "inferenceservices" and request.method == "GET" and request.path.endswith(f"/{name}"):
@@ -64,7 +74,75 @@ def controllers(llm_url: str, llm_key: str):
                         "url": llm_url.removesuffix("/v1"),
                         "conditions": [{"type": "Ready", "status": "True"},
                                        {"type": "PredictorReady", "status": "True"}]})
+            elif plural == "routes" and not (obj.get("spec") or {}).get("host"):
+                obj["spec"]["host"] = f"{name}-{ns}.apps.cluster.example.com"  # the router admits it
     return hook
+
+
+class ChatbotPod:
+    """The kubelet for the chatbot's Deployment, as a KubeApi hook: once it is applied, `docbot serve` starts
+    here with its container's environment (ConfigMap values and Secret keys as the Deployment names them;
+    only the in-cluster addresses of the model and Milvus, which do not resolve here, point at the local
+    ones); the Deployment turns ready when the readiness probe (/readyz) answers 200."""
+
+    def __init__(self, folder: Path, llm_url: str, milvus_uri: str):
+        from conftest import free_port
+
+        self.folder, self.llm_url, self.milvus_uri = folder, llm_url, milvus_uri
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.env: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def container_env(self, kube: KubeApi, deployment: dict) -> dict[str, str]:
+        ns = deployment["metadata"]["namespace"]
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        env: dict[str, str] = {}
+        for source in container.get("envFrom") or []:
+            env.update(kube.get("api/v1", ns, "configmaps", source["configMapRef"]["name"])["data"])
+        for item in container.get("env") or []:
+            ref = (item.get("valueFrom") or {}).get("secretKeyRef")
+            if ref:
+                data = (kube.get("api/v1", ns, "secrets", ref["name"]) or {}).get("data") or {}
+                assert ref["key"] in data or ref.get("optional"), f"the pod would wait for {ref}"
+                if ref["key"] in data:
+                    env[item["name"]] = base64.b64decode(data[ref["key"]]).decode()
+            else:
+                env[item["name"]] = item["value"]
+        env.pop("SSL_CERT_FILE")  # the service CA's file exists in a pod only; the local model speaks http
+        return {**env, "HOME": str(self.folder), "DOCBOT_HOME": str(self.folder / "docbot"),
+                "DOCBOT_ENV_FILE": str(self.folder / "none.env"), "PATH": os.environ["PATH"],
+                "DOCBOT_LLM_BASE_URL": self.llm_url, "DOCBOT_MILVUS_URI": self.milvus_uri}
+
+    def __call__(self, kube: KubeApi, request) -> None:
+        with self.lock:
+            for (api, ns, plural, name), obj in list(kube.objects.items()):
+                if plural != "deployments" or obj["metadata"].get("labels", {}).get(
+                        "app.kubernetes.io/component") != "chatbot":
+                    continue
+                if self.proc is None:
+                    self.env = self.container_env(kube, obj)
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                    log = (self.folder / "chatbot.log").open("ab")
+                    self.proc = subprocess.Popen(
+                        [sys.executable, "-m", "docbot_lib.cli", "serve", "--host", "127.0.0.1",
+                         "--port", str(self.port)], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                elif not (obj.get("status") or {}).get("readyReplicas") and self.ready():
+                    kube.set_status(api, ns, plural, name, {"replicas": 1, "readyReplicas": 1})
+
+    def ready(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +153,8 @@ def workbench(_session_stack, milvus_server, tmp_path_factory):  # noqa: F811
     folder = tmp_path_factory.mktemp("workbench")
     kube = KubeApi(token=KUBE_TOKEN, namespaces={NAMESPACE}, user=LEARNER).start()
     kube.hooks.append(controllers(local.llm_base_url, local.secret("llm_api_key")))
+    pod = ChatbotPod(folder / "chatbot-pod", local.llm_base_url, milvus_server.uri)
+    kube.hooks.append(pod)
     with pytest.MonkeyPatch.context() as mp:
         for name in list(os.environ):
             if name.startswith(("DOCBOT_", "AWS_")) or name in ("HF_TOKEN", "HF_ENDPOINT", "KUBECONFIG"):
@@ -95,8 +175,11 @@ def workbench(_session_stack, milvus_server, tmp_path_factory):  # noqa: F811
         }
         for key, value in workbench_env.items():
             mp.setenv(key, value)
-        yield {"kube": kube, "local": local, "milvus": milvus_server, "folder": folder, "env": workbench_env,
-               "state": milvus_server.env_file.parent / "cluster.env"}
+        try:
+            yield {"kube": kube, "local": local, "milvus": milvus_server, "folder": folder, "env": workbench_env,
+                   "state": milvus_server.env_file.parent / "cluster.env", "pod": pod}
+        finally:
+            pod.stop()
     kube.stop()
 
 
@@ -117,7 +200,7 @@ def outputs(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def lab_run(workbench):
-    """Notebooks 00-07 in order, as `make workshop` runs them; stops at the first failure."""
+    """Notebooks 00-08 in order, as `make workshop` runs them; stops at the first failure."""
     runs = {}
     for notebook in NOTEBOOKS:
         parameters = dict(PARAMETERS.get(notebook.name, {}))
@@ -125,6 +208,8 @@ def lab_run(workbench):
             parameters["MILVUS_URI"] = workbench["milvus"].uri  # the Milvus the learner was given
         if notebook.name.startswith("07"):
             parameters["OUTPUT_DIR"] = str(workbench["folder"] / "figures")
+        if notebook.name.startswith("08"):  # the image given (no build here); the pod answers on this machine
+            parameters.update(APPLY_TO_CLUSTER=True, IMAGE=CHATBOT_IMAGE, CHATBOT_URL=workbench["pod"].url)
         run = execute(notebook, workbench["folder"] / "runs" / notebook.name, parameters)
         runs[notebook.name[:2]] = run
         if not run.ok:
@@ -170,7 +255,7 @@ def test_what_03_and_04_deployed_is_recorded_and_nothing_secret_is_shown(lab_run
     assert set(kube.get("api/v1", NAMESPACE, "secrets", "docbot-milvus-writer")["data"]) == {"DOCBOT_MILVUS_TOKEN"}
     assert kube.get("apis/apps/v1", NAMESPACE, "deployments", "milvus")
     secrets = [workbench["local"].secret("llm_api_key"), workbench["local"].secret("s3_secret_key"),
-               KUBE_TOKEN] + [t.split(":", 1)[1] for t in read_env(workbench["milvus"].env_file).values()]
+               KUBE_TOKEN] + [t.split(":", 1)[-1] for t in read_env(workbench["milvus"].env_file).values()]
     for run in lab_run.values():
         text = run.output.read_text()
         for secret in secrets:
@@ -249,3 +334,28 @@ def test_the_api_serves_as_the_read_only_user(lab_run, workbench, monkeypatch):
                                  {"role": "user", "content": "Which role should the chatbot's Milvus user get?"}]})
     assert answer.status_code == 200, answer.text
     assert answer.json()["sources"], "the answer comes with the passages it was given"
+
+
+def test_08_deploys_the_chatbot_with_only_its_keys_and_calls_it_through_its_api(lab_run, workbench):
+    """The Secret holds the API key the notebook generated (into the learner's .env) and the model's token, nothing
+    else; the pod reads Milvus as the reader; the notebook's openai client got an answer with sources from it."""
+    kube, pod = workbench["kube"], workbench["pod"]
+    api_key = read_env(workbench["milvus"].env_file)["DOCBOT_API_KEY"]
+    secret = kube.get("api/v1", NAMESPACE, "secrets", "docbot-secrets")
+    assert set(secret["data"]) == {"DOCBOT_API_KEY", "DOCBOT_LLM_API_KEY"}
+    assert base64.b64decode(secret["data"]["DOCBOT_API_KEY"]).decode() == api_key
+    assert base64.b64decode(secret["data"]["DOCBOT_LLM_API_KEY"]).decode() == workbench["local"].secret("llm_api_key")
+    deployment = kube.get("apis/apps/v1", NAMESPACE, "deployments", "docbot")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == CHATBOT_IMAGE
+    assert kube.get("apis/build.openshift.io/v1", NAMESPACE, "buildconfigs", "docbot-chatbot") is None
+    route = kube.get("apis/route.openshift.io/v1", NAMESPACE, "routes", "docbot")
+    assert route["spec"]["tls"]["termination"] == "edge"
+    assert route["metadata"]["annotations"]["haproxy.router.openshift.io/timeout"] == "5m"
+    # the pod's environment, as the Deployment wires it: the reader's token, the learner's database
+    assert pod.env["DOCBOT_MILVUS_TOKEN"].split(":")[0] == NAMES.app_user and pod.env["DOCBOT_USER"] == LEARNER
+    assert pod.env["DOCBOT_API_KEY"] == api_key and "DOCBOT_MILVUS_APP_TOKEN" not in pod.env
+    text = outputs(lab_run["08"].output)
+    assert "Deployment/docbot: ready" in text
+    assert f"the chatbot answers at https://docbot-{NAMESPACE}.apps.cluster.example.com" in text
+    assert f"source(s) from {pod.url}/v1" in text and f"Doc Bot answered through its API at {pod.url}/v1" in text
+    assert api_key not in lab_run["08"].output.read_text()

@@ -50,6 +50,32 @@ def test_notebook_runs_under_papermill(notebook, local_stack, settings, tmp_path
     executed = run.output.read_text()
     for secret in ("s3_secret_key", "llm_api_key"):
         assert settings.secret(secret) not in executed, f"{secret} leaked into the executed notebook"
+    if notebook.name.startswith("08"):
+        check_chatbot_run(run.output, executed)
+
+
+def check_chatbot_run(output: Path, executed: str) -> None:
+    """08 on one machine: `docbot serve` answered through its API with sources, and was stopped afterwards."""
+    import re
+    import socket
+
+    import psutil
+
+    from docbot_lib.settings import env_files, read_env
+
+    text = outputs_text(output)
+    started = re.search(r"docbot serve \(pid (\d+)\) answers at http://127\.0\.0\.1:(\d+)", text)
+    assert started, "08 started docbot serve"
+    pid, port = int(started[1]), int(started[2])
+    assert re.search(r"\d+ source\(s\) from http://127\.0\.0\.1:\d+/v1", text), "the API sent its sources"
+    assert f"Doc Bot answered through its API at http://127.0.0.1:{port}/v1" in text
+    assert f"Doc Bot's web page: http://127.0.0.1:{port}/" in text
+    assert f"docbot serve (pid {pid}) stopped; port {port} released" in text
+    assert not psutil.pid_exists(pid), "the server process is gone"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    key = read_env(env_files()[0]).get("DOCBOT_API_KEY")
+    assert key and key not in executed, "08 generated the API key into the env file and never showed it"
 
 
 def test_environment_check_reports_a_stopped_service(local_stack, tmp_path):
