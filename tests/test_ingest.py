@@ -308,3 +308,20 @@ def test_bm25_gets_the_question_without_function_words_and_ranks_fuse_by_weight(
     assert keywords_of("Why is it not?") == "Why is it not"  # nothing but function words: all of them
     fused = reciprocal_rank_fusion([["a", "b"], ["b", "c"]], [1.0, 0.5])
     assert fused["a"] == 1 / 61 and fused["b"] == 1 / 62 + 0.5 / 61 and fused["c"] == 0.5 / 62
+
+
+def test_inspect_collection_shows_schema_bm25_and_one_chunk(settings, docs, collection):
+    from docbot_lib.store import inspect_collection
+
+    ingest(settings, [str(docs)], collection=collection, progress=False)
+    view = inspect_collection(settings, collection, numbers=5)
+    names = [line.split()[0] for line in view.fields]
+    assert names[:3] == ["pk", "text", "dense"] and "sparse" in names and "source" in names
+    assert "primary key" in view.fields[0] and "dim=384" in view.fields[2]
+    assert view.functions == ["bm25: BM25(text) -> sparse"]
+    assert any(i.startswith("dense: HNSW, COSINE") for i in view.indexes)
+    assert any(i.startswith("sparse: SPARSE_INVERTED_INDEX, BM25") for i in view.indexes)
+    assert view.rows > 0 and view.dimension == 384 and len(view.chunk["dense"]) == 5
+    assert view.chunk["source"] and view.chunk["text"]
+    shown = str(view)
+    assert f"({view.dimension} numbers)" in shown and "bm25: BM25(text) -> sparse" in shown
