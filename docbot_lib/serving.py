@@ -215,7 +215,8 @@ def runtime_image(api_client=None, namespaces: tuple[str, ...] = PLATFORM_NAMESP
     the reason in `note`."""
     reasons = []
     if api_client is None:
-        reasons.append("no cluster to read it from")
+        return RuntimeImage(VLLM_IMAGE, False, f"vLLM image: {VLLM_IMAGE}, the pinned upstream image (not applying "
+                                               f"to a cluster; applying reads OpenShift AI's own from its {template})")
     else:
         from kubernetes import client
 

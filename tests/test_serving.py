@@ -431,7 +431,8 @@ def test_runtime_image_falls_back_to_the_pin_and_says_why(cluster_settings):
     assert not forbidden.from_platform and forbidden.image == serving.VLLM_IMAGE
     assert "redhat-ods-applications: not allowed to read it" in forbidden.note
     assert "redhat-ods-applications: not found; opendatahub: the template names no image" in unfilled.note
-    assert not serving.runtime_image(None).from_platform
+    without_cluster = serving.runtime_image(None)
+    assert not without_cluster.from_platform and "not applying to a cluster" in without_cluster.note
     runtime = serving.inference_service_manifests(cluster_settings, VllmOptions(image=forbidden.image))[0]
     annotations = runtime["metadata"]["annotations"]
     assert "opendatahub.io/template-name" not in annotations  # not labelled as the platform's template
