@@ -11,11 +11,15 @@ and why. It does in Python what hand-run `yq` steps used to do, and does it righ
   - Milvus' port 9091 (metrics, health and a REST API without authentication: GHSA-7ppg-37fh-vcr6) comes off
     every Service (the chart puts it on the main one beside 19530); a Service left without ports is dropped.
     The kubelet's probes reach the container port directly, so health checks keep working.
+`patch_diff(text)` shows the same changes as a unified diff a person can read (notebook 04); `SAMPLE_RENDERED`
+is a small rendered chart to show it on when no `helm template` output is at hand.
 """
 from __future__ import annotations
 
 import copy
+import difflib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -40,6 +44,12 @@ RESTRICTED_CONTAINER = {
 _FIXED_IDS = ("runAsUser", "runAsGroup", "fsGroup", "privileged")
 # Milvus' metrics/health/REST port: never behind a Service (see the module docstring)
 MILVUS_METRICS_PORT = 9091
+# A cut-down `helm template` output of the Milvus chart (etcd, MinIO, Milvus, Pulsar's stray RBAC)
+SAMPLE_RENDERED = Path(__file__).parent / "data" / "milvus-helm-sample.yaml"
+# What renders the chart: run it where `helm` is installed (a laptop; a workbench has none), from
+# manifests/milvus/helm/, then upload rendered.yaml to the workbench and set HELM_RENDERED in notebook 04.
+HELM_TEMPLATE_COMMAND = ("helm repo add milvus https://zilliztech.github.io/milvus-helm && helm repo update\n"
+                         "helm template milvus milvus/milvus --version 5.0.19 -f values-openshift.yaml > rendered.yaml")
 
 
 @dataclass(frozen=True)
@@ -134,3 +144,26 @@ def patch_rendered(text: str, *, pulsar_enabled: bool = False,
                                                "without authentication, GHSA-7ppg-37fh-vcr6)"))
         echo(str(dropped[-1]))
     return kept, dropped
+
+
+def _object_yaml(obj: dict[str, Any]) -> list[str]:
+    return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, width=100).splitlines(keepends=True)
+
+
+def patch_diff(text: str, *, pulsar_enabled: bool = False, context: int = 2) -> str:
+    """What `patch_rendered` changes in `helm template` output, as one unified diff per object ("-" as rendered,
+    "+" as applied); a dropped object shows as removed, with the reason. Empty when nothing changes."""
+    kept, dropped = patch_rendered(text, pulsar_enabled=pulsar_enabled, echo=lambda _line: None)
+    after = {(o["kind"], (o.get("metadata") or {}).get("name", "?")): o for o in kept}
+    why = {(d.kind, d.name): d.reason for d in dropped}
+    parts = []
+    for obj in load_documents(text):
+        key = (obj["kind"], (obj.get("metadata") or {}).get("name", "?"))
+        label = f"{key[0]}/{key[1]}"
+        new = _object_yaml(after[key]) if key in after else []
+        diff = "".join(difflib.unified_diff(_object_yaml(obj), new, f"{label} (helm template)",
+                                            f"{label} (patched for OpenShift)" if new else
+                                            f"{label} (dropped: {why.get(key, 'not applied')})", n=context))
+        if diff:
+            parts.append(diff)
+    return "\n".join(parts)

@@ -41,7 +41,8 @@ CONDENSE = (
 NOT_FOUND = ("I don't know: nothing in the ingested documentation matches this question closely enough. "
              "Try rephrasing it, or ingest the pages that answer it.")
 # Chat templates that reject a system message (Mistral-7B-Instruct v0.1/v0.2 raise on it).
-NO_SYSTEM_ROLE = re.compile(r"mistral-7b-instruct(-v0\.[12])?$|mixtral-8x7b-instruct", re.I)
+# Served names are DNS labels too ("mistral-7b-instruct-v0-2", docbot_lib.serving.serving_name).
+NO_SYSTEM_ROLE = re.compile(r"mistral-7b-instruct(-v0[.-][12])?$|mixtral-8x7b-instruct", re.I)
 
 History = Sequence[tuple[str, str]]  # (role "user"|"assistant", text)
 
@@ -219,6 +220,12 @@ def grounding(text: str, hits: list[Hit]) -> Grounding:
     return Grounding(bool(cited), support(text, [h.text for h in (cited or hits)]), is_refusal(text), best, excerpt)
 
 
+def show_messages(messages: Sequence[BaseMessage]) -> str:
+    """The chat messages as the model reads them, one block per message headed by its role."""
+    roles = {"system": "system", "human": "user", "ai": "assistant"}
+    return "\n\n".join(f"──── {roles.get(m.type, m.type)} ────\n{m.content}" for m in messages)
+
+
 class DocbotRetriever(BaseRetriever):
     """A LangChain retriever over Doc Bot's Milvus collection (hybrid where available)."""
 
@@ -263,6 +270,18 @@ class RagChain:
         # a small model may answer instead of rewriting: keep the original words in the search too
         return f"{rewritten} {question}" if rewritten and rewritten.lower() != question.lower() else question
 
+    def _messages(self, question: str, hits: list[Hit], history: History) -> list[BaseMessage]:
+        return build_messages(question, format_context(hits), history, self.system_role,
+                              self.settings.rag_instructions or INSTRUCTIONS)
+
+    def prompt(self, question: str, history: History = ()) -> list[BaseMessage]:
+        """The exact messages the model would get for this question (instructions, numbered passages, history,
+        question), without asking it for an answer; `show_messages()` prints them. With history, the follow-up
+        is rewritten first (that is one call to the model). Empty when nothing relevant is retrieved: the
+        model is then not asked at all."""
+        hits = self.retriever.hits(self.standalone(question, history))
+        return self._messages(question, hits, history) if hits else []
+
     def stream(self, question: str, history: History = ()) -> Iterator[str | Answer]:
         """Yield the answer's text as it is generated, then the final Answer (with sources and timings)."""
         start = time.perf_counter()
@@ -278,8 +297,7 @@ class RagChain:
             yield NOT_FOUND
             yield Answer(question, standalone, NOT_FOUND, [], [], timings, found=False)
             return
-        messages = build_messages(question, format_context(hits), history, self.system_role,
-                                  self.settings.rag_instructions or INSTRUCTIONS)
+        messages = self._messages(question, hits, history)
         pieces: list[str] = []
         for piece in self.answer_chain.stream(messages):
             if not pieces:

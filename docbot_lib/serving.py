@@ -23,6 +23,9 @@ from docbot_lib.settings import Settings
 # OpenShift AI update, so the same manifest could serve a different vLLM tomorrow. 0.32.0 is also the release
 # whose CPU build was tried on the workshop machines, so flags and /metrics names match what was seen.
 VLLM_IMAGE = "vllm/vllm-openai:v0.32.0"
+# OpenShift AI's vLLM template: the image the platform ships (and supports) for this release is in it
+PLATFORM_TEMPLATE = "vllm-cuda-runtime-template"
+PLATFORM_NAMESPACES = ("redhat-ods-applications", "opendatahub")  # RHOAI, Open Data Hub
 # KServe's own S3 copier, used by the plain-Deployment variant (the release of the CRD schemas we check against).
 STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:v0.20.0"
 
@@ -73,6 +76,7 @@ class VllmOptions:
     extra_args: tuple[str, ...] = ()
     expose: bool = True  # reachable from outside the cluster (a Route)
     auth: bool = False  # token authentication on the endpoint (OpenShift AI)
+    platform_image: bool = False  # `image` is the one OpenShift AI's vLLM template ships (see runtime_image())
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.match(self.name) or len(self.name) > 45:
@@ -140,6 +144,10 @@ def inference_service_manifests(settings: Settings, opts: VllmOptions | None = N
     runtime, = manifests.render("serving/vllm-servingruntime.yaml", {
         **_model_values(settings, opts), "display_name": f"vLLM {settings.model_id}"})
     runtime["spec"]["containers"][0]["args"] += list(opts.extra_args)
+    if not opts.platform_image:  # labelled as OpenShift AI's template only when it runs the template's image
+        annotations = runtime["metadata"]["annotations"]
+        annotations.pop("opendatahub.io/template-name")
+        annotations["opendatahub.io/template-display-name"] = f"vLLM ServingRuntime for KServe ({opts.image})"
 
     isvc, = manifests.render("serving/vllm-inferenceservice.yaml", {
         "name": opts.name, "display_name": settings.model_id, "deployment_mode": opts.deployment_mode,
@@ -175,6 +183,116 @@ def inference_service_manifests(settings: Settings, opts: VllmOptions | None = N
 def _from_router(rule: dict[str, Any]) -> bool:
     return any((peer.get("namespaceSelector") or {}).get("matchLabels") == ROUTER_NAMESPACES
                for peer in rule.get("from") or [])
+
+
+def serving_name(model_id: str) -> str:
+    """A DNS label for the InferenceService (and served model name) from a model id:
+    "mistralai/Mistral-7B-Instruct-v0.2" -> "mistral-7b-instruct-v0-2" (at most 45 characters)."""
+    label = re.sub(r"[^a-z0-9]+", "-", model_id.rsplit("/", 1)[-1].lower()).strip("-")[:45].rstrip("-")
+    if not label:
+        raise DocbotError(f"no serving name can be made from the model id {model_id!r}",
+                          "set NAME to lowercase letters, digits and '-'")
+    return label
+
+
+@dataclass(frozen=True)
+class RuntimeImage:
+    """The vLLM image to run, and where it comes from: OpenShift AI's template on the cluster, or the pin."""
+
+    image: str
+    from_platform: bool
+    note: str
+
+    def __str__(self) -> str:
+        return self.note
+
+
+def runtime_image(api_client=None, namespaces: tuple[str, ...] = PLATFORM_NAMESPACES,
+                  template: str = PLATFORM_TEMPLATE) -> RuntimeImage:
+    """The vLLM image OpenShift AI ships, read from its ServingRuntime template on the cluster (the one the
+    dashboard deploys: it changes with each release, so it is read, not hard-coded). Without a cluster, or when
+    the template cannot be read (another platform, no right to read it), the pinned upstream VLLM_IMAGE, with
+    the reason in `note`."""
+    reasons = []
+    if api_client is None:
+        return RuntimeImage(VLLM_IMAGE, False, f"vLLM image: {VLLM_IMAGE}, the pinned upstream image (not applying "
+                                               f"to a cluster; applying reads OpenShift AI's own from its {template})")
+    else:
+        from kubernetes import client
+
+        api = client.CustomObjectsApi(api_client)
+        for namespace in namespaces:
+            try:
+                found = api.get_namespaced_custom_object("template.openshift.io", "v1", namespace, "templates",
+                                                         template)
+            except Exception as exc:  # noqa: BLE001 - any failure: fall back to the pin and say why
+                status = getattr(exc, "status", None)
+                reasons.append(f"{namespace}: " + {403: "not allowed to read it", 404: "not found"}.get(
+                    status, f"{type(exc).__name__} {status or ''}".strip()))
+                continue
+            images = [c.get("image", "") for o in found.get("objects") or [] if o.get("kind") == "ServingRuntime"
+                      for c in (o.get("spec") or {}).get("containers") or []]
+            image = next((i for i in images if i and "$(" not in i), None)
+            if image:
+                return RuntimeImage(image, True, f"vLLM image: {image}, from OpenShift AI's {template} in "
+                                                 f"{namespace} (what the dashboard deploys on this cluster)")
+            reasons.append(f"{namespace}: the template names no image")
+    return RuntimeImage(VLLM_IMAGE, False,
+                        f"vLLM image: {VLLM_IMAGE}, the pinned upstream image: OpenShift AI's {template} could "
+                        f"not be read ({'; '.join(reasons)}). The ServingRuntime is then not labelled as that "
+                        "template. To run the platform's image, pass it as VllmOptions(image=..., "
+                        "platform_image=True): `oc get template " + template + " -n redhat-ods-applications "
+                        "-o jsonpath='{.objects[0].spec.containers[0].image}'` shows it (an administrator may "
+                        "have to run it)")
+
+
+def use_existing(settings: Settings, echo: Callable[[str], None] = print) -> Settings:
+    """A model deployed another way (the dashboard, a colleague): check its endpoint and name are set and, on a
+    cluster, record them for the next notebooks. The token stays where it is (.env: DOCBOT_LLM_API_KEY)."""
+    if not settings.llm_base_url:
+        raise DocbotError("no model endpoint: APPLY_TO_CLUSTER is False and no endpoint is set",
+                          "in the dashboard: your project → Models → the model's 'Internal and external endpoint "
+                          "details' → copy the external URL into LLM_BASE_URL (…/v1 is added) and the model's "
+                          "name into LLM_MODEL_NAME; its token (Token authentication → the token secret) goes "
+                          "into .env as DOCBOT_LLM_API_KEY. Or set APPLY_TO_CLUSTER = True to deploy it here")
+    base = settings.llm_base_url.rstrip("/")
+    base = base if base.endswith("/v1") else f"{base}/v1"
+    echo(f"using the model at {base} as {settings.llm_model_name!r}; token: "
+         + ("set" if settings.secret("llm_api_key") else "none (fine if the endpoint has no token authentication)"))
+    if settings.stack == "cluster":  # for notebooks 05-07 (an explicit parameter still wins in the reload)
+        settings = settings.record(llm_base_url=base, llm_model_name=settings.llm_model_name)
+    return settings.model_copy(update={"llm_base_url": base})
+
+
+@dataclass(frozen=True)
+class ApiDocs:
+    """The server's own API description: its Swagger UI address and the operations of /openapi.json."""
+
+    docs_url: str
+    operations: tuple[str, ...]  # "POST /v1/chat/completions", ...
+
+    def __str__(self) -> str:
+        return "\n".join([f"Swagger UI: {self.docs_url}", *[f"  {op}" for op in self.operations]])
+
+
+def api_docs(settings: Settings, timeout: float = 10) -> ApiDocs:
+    """What the OpenAI-compatible server says about itself: vLLM (and llama.cpp's server) are FastAPI apps with
+    a Swagger UI at /docs and the description at /openapi.json, next to /v1 (read with the endpoint's token)."""
+    if not settings.llm_base_url:
+        raise DocbotError("no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)")
+    root = re.sub(r"/v1/?$", "", settings.llm_base_url.rstrip("/"))
+    key = settings.secret("llm_api_key")
+    try:
+        response = httpx.get(f"{root}/openapi.json", timeout=timeout, follow_redirects=True,
+                             headers={"Authorization": f"Bearer {key}"} if key else {})
+        response.raise_for_status()
+        paths = response.json().get("paths") or {}
+    except (httpx.HTTPError, ValueError) as exc:
+        raise DocbotError(f"cannot read {root}/openapi.json ({type(exc).__name__}: {exc})",
+                          "check the endpoint (DOCBOT_LLM_BASE_URL) and its token (DOCBOT_LLM_API_KEY)") from None
+    methods = ("get", "post", "put", "delete")
+    operations = tuple(f"{m.upper()} {path}" for path, ops in sorted(paths.items()) for m in methods if m in ops)
+    return ApiDocs(f"{root}/docs", operations)
 
 
 def token_auth_manifests(name: str, identity: str | None = None) -> list[dict[str, Any]]:

@@ -501,3 +501,20 @@ def test_a_folder_of_broken_documents_is_ingested_with_a_reason_for_each(setting
     assert search(settings, "UTF-16 vector indexes", k=1, collection=collection,
                   filter=source_filter(["utf16-with-bom.txt"]))[0].text.endswith("Grüße from a UTF-16 file about "
                                                                                    "vector indexes.")
+
+
+def test_inspect_collection_shows_schema_bm25_and_one_chunk(settings, docs, collection):
+    from docbot_lib.store import inspect_collection
+
+    ingest(settings, [str(docs)], collection=collection, progress=False)
+    view = inspect_collection(settings, collection, numbers=5)
+    names = [line.split()[0] for line in view.fields]
+    assert names[:3] == ["pk", "text", "dense"] and "sparse" in names and "source" in names
+    assert "primary key" in view.fields[0] and "dim=384" in view.fields[2]
+    assert view.functions == ["bm25: BM25(text) -> sparse"]
+    assert any(i.startswith("dense: HNSW, COSINE") for i in view.indexes)
+    assert any(i.startswith("sparse: SPARSE_INVERTED_INDEX, BM25") for i in view.indexes)
+    assert view.rows > 0 and view.dimension == 384 and len(view.chunk["dense"]) == 5
+    assert view.chunk["source"] and view.chunk["text"]
+    shown = str(view)
+    assert f"({view.dimension} numbers)" in shown and "bm25: BM25(text) -> sparse" in shown

@@ -1,7 +1,6 @@
 """OpenShift patches of `helm template` output, on a fixture shaped like the Milvus chart's (standalone)."""
 from __future__ import annotations
 
-import textwrap
 
 import pytest
 import yaml
@@ -9,161 +8,12 @@ import yaml
 from docbot_lib import manifests
 from docbot_lib.errors import DocbotError
 from docbot_lib.milvus_deploy import HELM_VALUES, helm_objects
-from docbot_lib.openshift import patch_rendered, pod_spec
+from docbot_lib.openshift import SAMPLE_RENDERED, patch_diff, patch_rendered, pod_spec
 
-# What `helm template milvus milvus/milvus -f values-openshift.yaml` renders, cut down: etcd (bitnami-style
-# StatefulSet with fixed UIDs), MinIO (a Deployment with fsGroup/runAsUser), Milvus standalone, and the
-# stray cluster RBAC of a Pulsar that is disabled.
-RENDERED = textwrap.dedent("""\
-    ---
-    # Source: milvus/charts/etcd/templates/statefulset.yaml
-    apiVersion: apps/v1
-    kind: StatefulSet
-    metadata:
-      name: milvus-etcd
-      labels: {app.kubernetes.io/name: etcd, app.kubernetes.io/instance: milvus}
-    spec:
-      replicas: 1
-      serviceName: milvus-etcd-headless
-      selector:
-        matchLabels: {app.kubernetes.io/name: etcd, app.kubernetes.io/instance: milvus}
-      template:
-        metadata:
-          labels: {app.kubernetes.io/name: etcd, app.kubernetes.io/instance: milvus}
-        spec:
-          securityContext: {fsGroup: 1001}
-          containers:
-            - name: etcd
-              image: docker.io/milvusdb/etcd:3.5.25-r1
-              securityContext: {runAsNonRoot: true, runAsUser: 1001}
-              resources:
-                requests: {cpu: 100m, memory: 256Mi}
-                limits: {memory: 1Gi}
-              ports: [{name: client, containerPort: 2379}]
-    ---
-    # Source: milvus/charts/minio/templates/deployment.yaml
-    apiVersion: apps/v1
-    kind: Deployment
-    metadata:
-      name: milvus-minio
-      labels: {app: minio, release: milvus}
-    spec:
-      selector:
-        matchLabels: {app: minio, release: milvus}
-      template:
-        metadata:
-          labels: {app: minio, release: milvus}
-        spec:
-          securityContext: {runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000}
-          initContainers:
-            - name: init
-              image: docker.io/minio/minio:RELEASE.2024-12-18T13-15-44Z
-              command: [sh, -c, "true"]
-              resources:
-                requests: {cpu: 10m, memory: 16Mi}
-                limits: {memory: 64Mi}
-          containers:
-            - name: minio
-              image: docker.io/minio/minio:RELEASE.2024-12-18T13-15-44Z
-              command: [/bin/sh, -ce, "/usr/bin/docker-entrypoint.sh minio server /export"]
-              env:
-                - name: MINIO_ACCESS_KEY
-                  valueFrom: {secretKeyRef: {name: milvus-minio, key: accesskey}}
-              resources:
-                requests: {cpu: 100m, memory: 512Mi}
-                limits: {memory: 2Gi}
-    ---
-    # Source: milvus/templates/standalone-deployment.yaml
-    apiVersion: apps/v1
-    kind: Deployment
-    metadata:
-      name: milvus-standalone
-      labels: {app.kubernetes.io/name: milvus, component: standalone}
-    spec:
-      selector:
-        matchLabels: {app.kubernetes.io/name: milvus, app.kubernetes.io/instance: milvus, component: standalone}
-      template:
-        metadata:
-          labels: {app.kubernetes.io/name: milvus, app.kubernetes.io/instance: milvus, component: standalone}
-        spec:
-          containers:
-            - name: standalone
-              image: milvusdb/milvus:v2.6.15
-              args: [milvus, run, standalone]
-              resources:
-                requests: {cpu: 500m, memory: 2Gi}
-                limits: {cpu: "2", memory: 4Gi}
-    ---
-    # Source: milvus/charts/pulsarv3/templates/psp-role.yaml
-    apiVersion: rbac.authorization.k8s.io/v1
-    kind: ClusterRole
-    metadata:
-      name: milvus-pulsarv3-psp
-    rules:
-      - apiGroups: [policy]
-        resources: [podsecuritypolicies]
-        verbs: [use]
-    ---
-    # Source: milvus/charts/pulsarv3/templates/zookeeper-configmap.yaml
-    apiVersion: v1
-    kind: ConfigMap
-    metadata:
-      name: milvus-pulsarv3-zookeeper
-      labels: {app: pulsarv3, component: zookeeper}
-    data: {PULSAR_MEM: "-Xms256m"}
-    ---
-    # Source: milvus/templates/service.yaml (metrics.enabled: true puts 9091 beside 19530)
-    apiVersion: v1
-    kind: Service
-    metadata:
-      name: milvus
-      labels: {app.kubernetes.io/name: milvus, app.kubernetes.io/instance: milvus}
-    spec:
-      selector: {app.kubernetes.io/name: milvus, app.kubernetes.io/instance: milvus, component: standalone}
-      ports:
-        - {name: milvus, port: 19530, targetPort: milvus}
-        - {name: metrics, port: 9091, targetPort: metrics}
-    ---
-    # Source: milvus/templates/datanode-svc.yaml (cluster mode: a Service for metrics only)
-    apiVersion: v1
-    kind: Service
-    metadata:
-      name: milvus-datanode
-      labels: {app.kubernetes.io/name: milvus, component: datanode}
-    spec:
-      selector: {app.kubernetes.io/name: milvus, app.kubernetes.io/instance: milvus, component: datanode}
-      ports: [{name: metrics, port: 9091, targetPort: metrics}]
-    ---
-    # Source: milvus/charts/etcd/templates/svc.yaml and svc-headless.yaml
-    apiVersion: v1
-    kind: Service
-    metadata:
-      name: milvus-etcd
-      labels: {app.kubernetes.io/name: etcd, app.kubernetes.io/instance: milvus}
-    spec:
-      selector: {app.kubernetes.io/name: etcd, app.kubernetes.io/instance: milvus}
-      ports: [{name: client, port: 2379, targetPort: client}]
-    ---
-    apiVersion: v1
-    kind: Service
-    metadata:
-      name: milvus-etcd-headless
-      labels: {app.kubernetes.io/name: etcd, app.kubernetes.io/instance: milvus}
-    spec:
-      clusterIP: None
-      selector: {app.kubernetes.io/name: etcd, app.kubernetes.io/instance: milvus}
-      ports: [{name: peer, port: 2380, targetPort: peer}]
-    ---
-    # Source: milvus/charts/minio/templates/service.yaml
-    apiVersion: v1
-    kind: Service
-    metadata:
-      name: milvus-minio
-      labels: {app: minio, release: milvus}
-    spec:
-      selector: {app: minio, release: milvus}
-      ports: [{name: http, port: 9000, targetPort: 9000}]
-    """)
+# What `helm template milvus milvus/milvus -f values-openshift.yaml` renders, cut down (shipped for notebook 04):
+# etcd (bitnami-style StatefulSet with fixed UIDs), MinIO (a Deployment with fsGroup/runAsUser), Milvus standalone,
+# and the stray cluster RBAC of a Pulsar that is disabled.
+RENDERED = SAMPLE_RENDERED.read_text()
 
 
 def test_rendered_fixture_is_what_openshift_refuses():
@@ -311,3 +161,20 @@ def test_helm_objects_need_the_milvus_service():
     without = "\n---\n".join(doc for doc in RENDERED.split("\n---\n") if "port: 19530" not in doc)
     with pytest.raises(DocbotError, match="no Milvus Service with port 19530"):
         helm_objects(without, echo=lambda _l: None)
+
+
+def test_patch_diff_shows_each_change_and_each_drop_with_its_reason():
+    diff = patch_diff(RENDERED)
+    assert "--- StatefulSet/milvus-etcd (helm template)" in diff
+    assert "+++ StatefulSet/milvus-etcd (patched for OpenShift)" in diff
+    removed = [line[1:].strip() for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    assert "fsGroup: 1001" in removed and "runAsUser: 1001" in removed  # etcd's fixed ids go
+    assert "- ALL" in added and "type: RuntimeDefault" in added and "securityContext: {}" in added
+    assert "(dropped: cluster-scoped" in diff and "kind: ClusterRole" in removed
+    assert "port: 9091" in removed and "port: 19530" not in removed  # the metrics port comes off, the API stays
+
+
+def test_patch_diff_is_empty_for_what_needs_no_patch():
+    clean = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n"
+    assert patch_diff(clean) == ""

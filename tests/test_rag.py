@@ -8,7 +8,8 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from docbot_lib.ingest import ingest
-from docbot_lib.rag import NOT_FOUND, Answer, RagChain, build_messages, cited_numbers, supports_system_role
+from docbot_lib.rag import (INSTRUCTIONS, NOT_FOUND, Answer, RagChain, build_messages, cited_numbers, show_messages,
+                            supports_system_role)
 from docbot_lib.samples import prepare_sample_docs
 
 
@@ -71,6 +72,8 @@ def test_models_without_a_system_role_get_the_instructions_in_the_first_user_tur
     mistral = settings.model_copy(update={"llm_model_name": "mistral-7b-instruct"})
     assert not supports_system_role(mistral)
     assert supports_system_role(settings.model_copy(update={"llm_model_name": "granite-3-8b-instruct"}))
+    # the name notebook 03 derives from the model id is a DNS label: "v0-2", not "v0.2"
+    assert not supports_system_role(settings.model_copy(update={"llm_model_name": "mistral-7b-instruct-v0-2"}))
     folded = build_messages("Q2?", "[1] ctx", [("user", "Q1?"), ("assistant", "A1.")], system_role=False)
     assert [type(m).__name__ for m in folded] == ["HumanMessage", "AIMessage", "HumanMessage"]
     assert folded[0].content.startswith("You are Doc Bot") and folded[0].content.endswith("Q1?")
@@ -139,3 +142,22 @@ def test_docbot_ask_streams_the_answer_then_its_sources(settings, sample_collect
     # an answer that cites nothing is flagged, with the passage to read instead
     if "\nRetrieved (not cited):\n" in out:
         assert "\nNote: " in out and "The best-matching passage is [1]" in out, out
+
+
+def test_prompt_is_the_messages_without_asking_the_model(settings, sample_collection):
+    bot = RagChain(settings.model_copy(update={"llm_model_name": "mistral-7b-instruct", "llm_base_url":
+                                               "http://127.0.0.1:9/v1"}),  # nothing listens: no model call
+                   collection=sample_collection, k=2)
+    question = "Why does vLLM need a /dev/shm volume?"
+    messages = bot.prompt(question)
+    assert len(messages) == 1 and isinstance(messages[0], HumanMessage)  # Mistral: no system role
+    text = messages[0].content
+    assert text.startswith(INSTRUCTIONS) and "\n\nContext:\n[1] " in text and "\n[3] " not in text  # k=2 at most
+    assert "shared memory" in text.lower() or "/dev/shm" in text.split("Context:", 1)[1].split("Question:")[0]
+    assert text.endswith(f"Question: {question}")
+    shown = show_messages(messages)
+    assert shown.startswith("──── user ────\n" + INSTRUCTIONS)
+    assert bot.prompt("What is the best recipe for a chocolate cake?") == []
+    with_system = show_messages(build_messages("Q?", "[1] c", [("user", "a"), ("assistant", "b")], True))
+    assert [line for line in with_system.splitlines() if line.startswith("────")] == [
+        "──── system ────", "──── user ────", "──── assistant ────", "──── user ────"]

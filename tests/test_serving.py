@@ -389,3 +389,82 @@ def test_unreachable_metrics_endpoint_is_an_error():
 
     with pytest.raises(DocbotError, match="cannot read"):
         serving.vllm_metrics(f"http://127.0.0.1:{free_port()}/v1", timeout=2)
+
+
+# -- the image of OpenShift AI's template, a model deployed another way, the server's API docs ----------
+
+PLATFORM_IMAGE = "registry.redhat.io/rhoai/odh-vllm-cuda-rhel9@sha256:" + "a" * 64
+
+
+def _template(image: str) -> dict:
+    return {"apiVersion": "template.openshift.io/v1", "kind": "Template",
+            "metadata": {"name": serving.PLATFORM_TEMPLATE, "labels": {"opendatahub.io/dashboard": "true"}},
+            "objects": [{"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime",
+                         "metadata": {"name": "vllm-cuda-runtime"},
+                         "spec": {"containers": [{"name": "kserve-container", "image": image}]}}]}
+
+
+def test_runtime_image_is_read_from_the_platform_template_and_labels_the_runtime(cluster_settings):
+    from kubernetes import client
+
+    with KubeApi() as kube:
+        api = kube.api_client()
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            "template.openshift.io", "v1", "redhat-ods-applications", "templates", _template(PLATFORM_IMAGE))
+        found = serving.runtime_image(api)
+    assert found.from_platform and found.image == PLATFORM_IMAGE and "redhat-ods-applications" in found.note
+    runtime = serving.inference_service_manifests(
+        cluster_settings, VllmOptions(image=found.image, platform_image=found.from_platform))[0]
+    assert runtime["spec"]["containers"][0]["image"] == PLATFORM_IMAGE
+    assert runtime["metadata"]["annotations"]["opendatahub.io/template-name"] == serving.PLATFORM_TEMPLATE
+
+
+def test_runtime_image_falls_back_to_the_pin_and_says_why(cluster_settings):
+    from kubernetes import client
+
+    with KubeApi(forbid={("get", "templates")}) as kube:
+        forbidden = serving.runtime_image(kube.api_client())
+    with KubeApi() as kube:  # Open Data Hub's template, not yet filled in by its operator: no image
+        client.CustomObjectsApi(kube.api_client()).create_namespaced_custom_object(
+            "template.openshift.io", "v1", "opendatahub", "templates", _template("$(vllm-cuda-image)"))
+        unfilled = serving.runtime_image(kube.api_client())
+    assert not forbidden.from_platform and forbidden.image == serving.VLLM_IMAGE
+    assert "redhat-ods-applications: not allowed to read it" in forbidden.note
+    assert "redhat-ods-applications: not found; opendatahub: the template names no image" in unfilled.note
+    without_cluster = serving.runtime_image(None)
+    assert not without_cluster.from_platform and "not applying to a cluster" in without_cluster.note
+    runtime = serving.inference_service_manifests(cluster_settings, VllmOptions(image=forbidden.image))[0]
+    annotations = runtime["metadata"]["annotations"]
+    assert "opendatahub.io/template-name" not in annotations  # not labelled as the platform's template
+    assert serving.VLLM_IMAGE in annotations["opendatahub.io/template-display-name"]
+
+
+def test_serving_name_from_the_model_id():
+    assert serving.serving_name("mistralai/Mistral-7B-Instruct-v0.2") == "mistral-7b-instruct-v0-2"
+    assert serving.serving_name("HuggingFaceTB/SmolLM2-135M-Instruct") == "smollm2-135m-instruct"
+    VllmOptions(name=serving.serving_name("org/" + "A" * 80))  # a valid DNS label of at most 45 characters
+    with pytest.raises(DocbotError, match="NAME"):
+        serving.serving_name("org/---")
+
+
+def test_use_existing_needs_an_endpoint_and_records_it_without_the_token(tmp_path, monkeypatch):
+    from docbot_lib.settings import cluster_state_file, read_env
+
+    monkeypatch.setenv("DOCBOT_ENV_FILE", str(tmp_path / ".env"))
+    (tmp_path / ".env").write_text("DOCBOT_LLM_API_KEY=tok3n\n")
+    with pytest.raises(DocbotError, match="LLM_BASE_URL"):
+        serving.use_existing(Settings.load(stack="cluster"), echo=lambda _s: None)
+    said: list[str] = []
+    used = serving.use_existing(Settings.load(stack="cluster", llm_base_url="https://m-docbot.apps.example.com/",
+                                              llm_model_name="granite"), echo=said.append)
+    assert used.llm_base_url == "https://m-docbot.apps.example.com/v1" and used.llm_model_name == "granite"
+    recorded = read_env(cluster_state_file())
+    assert recorded == {"DOCBOT_LLM_BASE_URL": "https://m-docbot.apps.example.com/v1",
+                        "DOCBOT_LLM_MODEL_NAME": "granite"}
+    assert "token: set" in said[0] and "tok3n" not in said[0]
+
+
+def test_api_docs_lists_the_servers_operations(settings):
+    docs = serving.api_docs(settings)
+    assert docs.docs_url == settings.llm_base_url.removesuffix("/v1") + "/docs"
+    assert "POST /v1/chat/completions" in docs.operations and "GET /v1/models" in docs.operations
