@@ -80,8 +80,11 @@ class ChunkStore:
             raise DocbotError(f"invalid collection name {name!r}",
                               "use letters, digits and underscores, starting with a letter")
         self.settings, self.name, self.docs = settings, name, record_collection(name)
-        self.client = milvus_client(settings)
-        self.version = str(self.client.get_server_version())
+        from docbot_lib.vectordb import tolerate_stale_grants
+
+        client = milvus_client(settings)
+        self.version = str(client.get_server_version())
+        self.client = tolerate_stale_grants(client, self.version)
         if self.client.has_collection(name):
             fields = {f["name"] for f in self.client.describe_collection(name)["fields"]}
             self.hybrid = "sparse" in fields

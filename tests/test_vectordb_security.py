@@ -205,3 +205,33 @@ def test_notebook_secures_the_real_server(secured, tmp_path):
     outputs = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "Milvus server, version v2.3.5" in outputs
     assert "OK    docbot_app" in outputs and "FAIL" not in outputs
+
+
+def test_a_refusal_on_a_milvus_2_3_server_is_retried_before_it_counts(monkeypatch):
+    """Milvus 2.3 refuses a granted privilege now and then while its proxy reloads its policy cache."""
+    monkeypatch.setattr(vectordb.StaleGrantsRetry, "DELAYS", (0.01, 0.01))
+
+    class Client:
+        def __init__(self, refusals: int):
+            self.refusals, self.calls = refusals, 0
+
+        def query(self, name):
+            self.calls += 1
+            if self.calls <= self.refusals:
+                raise RuntimeError("<_InactiveRpcError: PrivilegeQuery: permission deny to docbot_ingest>")
+            return [name]
+
+        def drop_collection(self, name):
+            raise ValueError("collection not found")
+
+    flaky = vectordb.tolerate_stale_grants(Client(refusals=2), "v2.3.5")
+    assert flaky.query("docbot") == ["docbot"] and flaky._client.calls == 3
+    refused = vectordb.tolerate_stale_grants(Client(refusals=9), "v2.3.5")
+    with pytest.raises(RuntimeError, match="permission deny"):
+        refused.query("docbot")
+    assert refused._client.calls == 3  # a real refusal still counts, after the retries
+    with pytest.raises(ValueError):  # any other error at once
+        flaky.drop_collection("docbot")
+    plain = Client(refusals=1)
+    assert vectordb.tolerate_stale_grants(plain, "2.6.15") is plain  # fixed servers: no retry
+    assert vectordb.tolerate_stale_grants(plain, "") is plain
