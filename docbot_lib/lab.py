@@ -332,8 +332,6 @@ def teardown(settings: Settings, users: list[str], *, milvus: bool = True, kube:
              model: str | None = None, s3_users: bool = False, api_client=None) -> LabReport:
     """Remove each learner's Milvus database, users and roles, their project, (with `model`) their access to
     the shared model and (with `s3_users`) their S3 user; the other learners' stay intact."""
-    from kubernetes.client.exceptions import ApiException
-
     start = time.monotonic()
     report = LabReport("teardown")
     api = (api_client or manifests.kube_api_client()) if kube else None
@@ -346,13 +344,7 @@ def teardown(settings: Settings, users: list[str], *, milvus: bool = True, kube:
             report.rows += [LabRow(user, f"Milvus {item}", "removed") for item in removed] or \
                 [LabRow(user, f"Milvus database {names.database}", "absent")]
         if api is not None:
-            try:
-                manifests.kube_request(api, "DELETE", f"/api/v1/namespaces/{user}")
-                report.rows.append(LabRow(user, f"Namespace/{user}", "removed"))
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise manifests.api_error(exc, f"Namespace/{user}", user, api) from None
-                report.rows.append(LabRow(user, f"Namespace/{user}", "absent"))
+            report.rows.append(LabRow(user, f"Namespace/{user}", _delete(api, _namespace(names), user)))
             for obj in shared.objects(user) if shared else []:
                 report.rows.append(LabRow(user, f"{obj['kind']}/{obj['metadata']['name']}",
                                           _delete(api, obj, shared.namespace)))
