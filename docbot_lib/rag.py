@@ -209,15 +209,29 @@ class Grounding:
                 "note": self.note(), "best": {**self.best.to_dict(), "excerpt": self.excerpt}}
 
 
-def grounding(text: str, hits: list[Hit]) -> Grounding:
-    """The grounding of an answer `text` given the passages it was shown (`hits`, in [n] order)."""
+def excerpt_for(passage: str, question: str = "", limit: int = EXCERPT) -> str:
+    """The part of a passage a reader should see for `question`: from the sentence that shares the most words
+    with the question (the first one when none does), at most `limit` characters, "\u2026" where it was cut."""
+    def stems(text: str) -> set[str]:  # "roles" meets "role", "gets" meets "get"
+        return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in content_words(text)}
+
+    sentences = re.split(r"(?<=[.!?])\s+", " ".join(passage.split()))
+    words = stems(question)
+    start = max(range(len(sentences)), key=lambda i: (len(stems(sentences[i]) & words), -i)) if words else 0
+    excerpt = " ".join(sentences[start:])
+    if len(excerpt) > limit:
+        excerpt = excerpt[:limit].rsplit(" ", 1)[0] + " \u2026"
+    return ("\u2026 " if start else "") + excerpt
+
+
+def grounding(text: str, hits: list[Hit], question: str = "") -> Grounding:
+    """The grounding of an answer `text` to `question` given the passages it was shown (`hits`, in [n] order)."""
     by_number = {h.rank: h for h in hits}
     cited = [by_number[n] for n in cited_numbers(text) if n in by_number]
     body = (hits[0].text.partition("\n")[2] or hits[0].text).strip()
-    excerpt = " ".join(body.split())
-    excerpt = excerpt if len(excerpt) <= EXCERPT else excerpt[:EXCERPT].rsplit(" ", 1)[0] + " \u2026"
     best = Source(hits[0].rank, hits[0].title, hits[0].source, hits[0].section, hits[0].page or None, hits[0].score)
-    return Grounding(bool(cited), support(text, [h.text for h in (cited or hits)]), is_refusal(text), best, excerpt)
+    return Grounding(bool(cited), support(text, [h.text for h in (cited or hits)]), is_refusal(text), best,
+                     excerpt_for(body, question))
 
 
 def show_messages(messages: Sequence[BaseMessage]) -> str:
@@ -308,7 +322,8 @@ class RagChain:
         timings["total"] = time.perf_counter() - start
         by_number = {s.number: s for s in retrieved}
         cited = [by_number[n] for n in cited_numbers(text) if n in by_number]
-        yield Answer(question, standalone, text, cited, retrieved, timings, grounding=grounding(text, hits))
+        yield Answer(question, standalone, text, cited, retrieved, timings,
+                     grounding=grounding(text, hits, standalone))
 
     def ask(self, question: str, history: History = ()) -> Answer:
         """The whole answer at once."""

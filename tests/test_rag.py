@@ -52,6 +52,13 @@ def test_an_answer_is_flagged_unless_it_rests_on_the_passages_it_cites():
     for flagged in (uncited, beside, refused):
         assert "[1] Page 1 (page.md): \u201cGrant the chatbot's user the reader role" in flagged.note()
         assert flagged.excerpt.endswith("\u2026") and len(flagged.excerpt) <= 242
+    # ... or, given the question, from the sentence that answers it
+    passage = ("Authentication is off by default. The first user is root: change its password at once. Give each "
+               "application its own user. The chatbot needs only to search, so its role docbot_reader gets Search.")
+    hits = [_hit(1, passage)]
+    shown = grounding("An admin role.", hits, "Which role should the chatbot's Milvus user get?").excerpt
+    assert shown == "\u2026 The chatbot needs only to search, so its role docbot_reader gets Search."
+    assert grounding("x", hits).excerpt.startswith("Authentication is off by default.")
     assert grounding("reader role [1]", hits).to_dict()["best"]["source"] == "page.md"
 
 
