@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from docbot_lib import manifests, vectordb
+from docbot_lib import manifests, serving, vectordb
 from docbot_lib.errors import DocbotError
 from docbot_lib.names import LabNames
 from docbot_lib.settings import Settings
@@ -124,14 +124,10 @@ class SharedModel:
         return f"{self.name}-{user}"
 
     def objects(self, user: str) -> list[dict[str, Any]]:
-        from docbot_lib import serving
-
         return serving.token_auth_manifests(self.name, self.identity(user))
 
     def url(self, api_client) -> str:
         """The model's OpenAI endpoint; a clear error while it is not deployed and ready."""
-        from docbot_lib import serving
-
         try:
             url = serving.wait_inference_service_ready(self.name, self.namespace, api_client, timeout=0, echo=None)
         except DocbotError as exc:
@@ -305,7 +301,7 @@ def provision(settings: Settings, users: list[str], *, milvus: bool = True, kube
                 manifests.validate(access)
                 applied = manifests.apply(access, shared.namespace, api, keep_existing=[o["kind"] for o in access])
                 report.rows += [_row(user, a) for a in applied]
-                token = serving_token(shared.identity(user), shared.namespace, api)
+                token = serving.read_token(shared.identity(user), shared.namespace, api)
                 model_settings = shared.learner_settings(model_url, token)
             s3_key = stored_key = None
             if s3_users:
@@ -407,12 +403,6 @@ def _list(api, path: str) -> list[dict[str, Any]]:
         if exc.status == 404:
             return []
         raise
-
-
-def serving_token(identity: str, namespace: str, api_client) -> str:
-    from docbot_lib import serving
-
-    return serving.read_token(identity, namespace, api_client)
 
 
 def _delete(api, obj: dict[str, Any], namespace: str) -> str:
