@@ -144,8 +144,23 @@ def check_embeddings(settings: Settings) -> str:
     return f"{settings.embedding_model}: {len(vector)}-d vector"
 
 
+def check_milvus_server(settings: Settings) -> str:
+    """The Milvus the day-2 steps use, when it is not the documents' one (locally: the Milvus 2.3 server
+    beside Milvus Lite): it answers a login (accepted or refused: both are the server speaking)."""
+    from docbot_lib import milvus_server
+
+    uri = settings.day2_milvus_uri
+    if uri == settings.milvus_uri:
+        return f"{uri}: the same Milvus as above (day 2 runs there)"
+    if not milvus_server.answers(uri):
+        raise ServiceUnavailable(f"the Milvus server for day 2 does not answer at {uri}",
+                                 _start_hint(settings, "DOCBOT_MILVUS_SERVER_URI"))
+    return f"{uri}: Milvus server, auth on (notebook 04's day 2: root password, users, roles)"
+
+
 CHECKS: dict[str, Callable[[Settings], str]] = {
-    "S3": check_s3, "LLM": check_llm, "Milvus": check_milvus, "embeddings": check_embeddings,
+    "S3": check_s3, "LLM": check_llm, "Milvus": check_milvus, "Milvus day 2": check_milvus_server,
+    "embeddings": check_embeddings,
 }
 
 

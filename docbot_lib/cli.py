@@ -21,7 +21,7 @@ def _local(args: argparse.Namespace, settings: Settings) -> int:
     statuses = stack.status()
     for st in statuses:
         pid = f"pid {st.pid}" if st.pid else ""
-        print(f"{st.name:<7} {st.state:<8} {st.url:<32} {pid}")
+        print(f"{st.name:<13} {st.state:<8} {st.url:<32} {pid}")
         if st.detail:
             print("        " + st.detail.replace("\n", "\n        "))
     print(f"state: {stack.state_file}   logs: {stack.log_dir}")
@@ -74,19 +74,18 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
 
 def _milvus(args: argparse.Namespace, settings: Settings) -> int:
     from docbot_lib import vectordb
-    from docbot_lib.settings import env_files
 
-    env_file = args.env_file or env_files()[0]
+    # the day-2 server: locally the Milvus 2.3 server beside Milvus Lite, on a cluster the one Milvus
+    uri, env_file = settings.day2_milvus_uri, args.env_file or settings.day2_env_file
     collection = args.collection or settings.milvus_collection
     root = settings.secret("milvus_root_token")
     if args.action == "info":
-        print(vectordb.inspect(settings.milvus_uri, env_file, root))
+        print(vectordb.inspect(uri, env_file, root))
         return 0
     if args.action == "secure":
-        print(vectordb.secure(settings.milvus_uri, collection, env_file, root_token=root, echo=print,
-                              names=settings.names))
+        print(vectordb.secure(uri, collection, env_file, root_token=root, echo=print, names=settings.names))
         return 0
-    report = vectordb.verify_least_privilege(settings.milvus_uri, collection, vectordb.read_env(env_file),
+    report = vectordb.verify_least_privilege(uri, collection, vectordb.read_env(env_file),
                                              names=settings.names)
     print(report)
     return 0 if report.ok else 1
@@ -182,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     milvus = sub.add_parser("milvus", help="day 2: server info, secure (root password, roles, users), verify")
     milvus.add_argument("action", choices=["info", "secure", "verify"])
     milvus.add_argument("--collection", default=None, help="the collection the roles are granted on")
-    milvus.add_argument("--env-file", type=Path, default=None, help="where passwords are stored (default .env)")
+    milvus.add_argument("--env-file", type=Path, default=None, help="where passwords are stored (default: .env; on the local stack beside its Milvus "
+                        "server, .docbot/local/milvus-server.env)")
     milvus.set_defaults(func=_milvus)
 
     gpu = sub.add_parser("gpu-size", help="will the model fit on a GPU, and which --max-model-len")

