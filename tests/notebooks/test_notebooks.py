@@ -50,8 +50,33 @@ def test_notebook_runs_under_papermill(notebook, local_stack, settings, tmp_path
     executed = run.output.read_text()
     for secret in ("s3_secret_key", "llm_api_key"):
         assert settings.secret(secret) not in executed, f"{secret} leaked into the executed notebook"
+    if notebook.name.startswith("04"):
+        check_day2_run(run.output, executed, settings)
     if notebook.name.startswith("08"):
         check_chatbot_run(run.output, executed)
+
+
+def check_day2_run(output: Path, executed: str, settings) -> None:
+    """04 on one machine: day 2 ran for real on the local Milvus 2.3 server (not skipped), its passwords are
+    beside that server's data and nowhere in the notebook, and the documents' settings were left alone."""
+    from docbot_lib import vectordb
+    from docbot_lib.settings import env_files, read_env
+
+    text = outputs_text(output)
+    assert "Skipped" not in text, "day 2 ran: it did not skip"
+    assert f"day 2 (here): {settings.milvus_server_uri}" in text and settings.milvus_server_uri != settings.milvus_uri
+    assert "users/roles  yes" in text and "users/roles  no" in text  # the day-2 server, then Milvus Lite
+    assert f"is secured: {vectordb.DEFAULT_ROOT_TOKEN} no longer logs in" in text
+    assert "FAIL" not in text
+    env_file = settings.day2_env_file
+    assert env_file.parent == settings.local_dir and (env_file.stat().st_mode & 0o777) == 0o600
+    tokens = read_env(env_file)
+    assert set(tokens) == {vectordb.ROOT_TOKEN_KEY, vectordb.INGEST_TOKEN_KEY, vectordb.APP_TOKEN_KEY}
+    for token in tokens.values():
+        assert token.split(":", 1)[1] not in executed, "a Milvus password leaked into the executed notebook"
+    assert vectordb.INGEST_TOKEN_KEY not in read_env(env_files()[0]), "the documents' Milvus Lite gets no token"
+    # the server really refuses the public default now
+    assert vectordb._login_outcome(settings.milvus_server_uri, vectordb.DEFAULT_ROOT_TOKEN) == "refused"
 
 
 def check_chatbot_run(output: Path, executed: str) -> None:
