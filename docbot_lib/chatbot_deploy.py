@@ -32,7 +32,7 @@ from docbot_lib import manifests
 from docbot_lib.errors import DocbotError
 from docbot_lib.milvus_deploy import SERVICE_URI
 from docbot_lib.rag import INSTRUCTIONS
-from docbot_lib.serving import VllmOptions
+from docbot_lib.serving import TOKEN_PROXY_PORT, VllmOptions
 from docbot_lib.settings import Settings
 
 IMAGE_NAME = "docbot-chatbot"  # the ImageStream the BuildConfig pushes to
@@ -54,7 +54,7 @@ def inference_service_url(name: str = VllmOptions.name, namespace: str | None = 
     if not namespace:
         raise DocbotError("the predictor's certificate names its namespace, and none is known",
                           "set DOCBOT_NAMESPACE (or NAMESPACE) to the project the model runs in, or give llm_base_url")
-    return f"https://{name}-predictor.{namespace}.svc.cluster.local:8443/v1"
+    return f"https://{name}-predictor.{namespace}.svc.cluster.local:{TOKEN_PROXY_PORT}/v1"
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,9 @@ def chatbot_manifests(settings: Settings, opts: ChatbotOptions | None = None) ->
         "name": opts.name, "image": opts.image or image_for(settings), "replicas": opts.replicas,
         "user": settings.names.user or "",
         # the InferenceService notebook 03 deployed: its name is the served model name it recorded
-        "llm_base_url": opts.llm_base_url or inference_service_url(settings.llm_model_name, project_of(settings),
-                                                                   auth=opts.llm_auth),
+        # (or the class's shared model, in another project: lab provision recorded its address)
+        "llm_base_url": opts.llm_base_url or settings.llm_cluster_url
+        or inference_service_url(settings.llm_model_name, project_of(settings), auth=opts.llm_auth),
         "llm_model_name": settings.llm_model_name,
         "milvus_uri": opts.milvus_uri, "collection": settings.milvus_collection,
         "search_k": str(settings.search_k), "max_tokens": str(settings.max_tokens),

@@ -124,7 +124,23 @@ class SharedModel:
         return f"{self.name}-{user}"
 
     def objects(self, user: str) -> list[dict[str, Any]]:
-        return serving.token_auth_manifests(self.name, self.identity(user))
+        """In the model's namespace, for one learner: the identity whose token may `get` the model, and a
+        NetworkPolicy that lets the learner's project (their chatbot, their workbench) reach the predictor's
+        token proxy. The model's own policy admits only its project, the router and monitoring; the learner's
+        project is matched by `kubernetes.io/metadata.name`, which the API server sets and no learner can."""
+        policy = {
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": f"{self.identity(user)}-ingress",
+                         "labels": {"app.kubernetes.io/name": self.name, "app.kubernetes.io/component": "llm",
+                                    "app.kubernetes.io/part-of": "docbot"}},
+            "spec": {
+                "podSelector": {"matchLabels": {"serving.kserve.io/inferenceservice": self.name}},
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": user}}}],
+                             "ports": [{"protocol": "TCP", "port": serving.TOKEN_PROXY_PORT}]}],
+            },
+        }
+        return serving.token_auth_manifests(self.name, self.identity(user)) + [policy]
 
     def url(self, api_client) -> str:
         """The model's OpenAI endpoint; a clear error while it is not deployed and ready."""
@@ -138,7 +154,13 @@ class SharedModel:
         return url.rstrip("/") + "/v1"
 
     def learner_settings(self, url: str, token: str) -> dict[str, str]:
-        return {"DOCBOT_LLM_BASE_URL": url, "DOCBOT_LLM_MODEL_NAME": self.name, "DOCBOT_LLM_API_KEY": token}
+        """The learner's model settings: the Route for their workbench, and for their chatbot's pod the
+        predictor's in-cluster address (its service-CA certificate is one the pod trusts; a Route's router
+        certificate may not be)."""
+        from docbot_lib.chatbot_deploy import inference_service_url
+
+        return {"DOCBOT_LLM_BASE_URL": url, "DOCBOT_LLM_MODEL_NAME": self.name, "DOCBOT_LLM_API_KEY": token,
+                "DOCBOT_LLM_CLUSTER_URL": inference_service_url(self.name, self.namespace)}
 
 
 # -- S3: a user per learner, limited to their prefix ------------------------------------------------------

@@ -31,6 +31,8 @@ STORAGE_INITIALIZER_IMAGE = "kserve/storage-initializer:v0.20.0"
 
 # the namespaces of the OpenShift router (ingress controller), as a NetworkPolicy selects them
 ROUTER_NAMESPACES = {"network.openshift.io/policy-group": "ingress"}
+# where token authentication puts its proxy in front of vLLM (kube-rbac-proxy on RHOAI 3.x, oauth-proxy on 2.x)
+TOKEN_PROXY_PORT = 8443
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _S3_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/$")

@@ -159,6 +159,10 @@ class Settings(BaseSettings):
     llm_base_url: str | None = Field(None, validation_alias=_env("llm_base_url"))
     llm_model_name: str = Field("mistral-7b-instruct", validation_alias=_env("llm_model_name"))
     llm_api_key: SecretStr | None = Field(None, validation_alias=_env("llm_api_key"))
+    llm_cluster_url: str | None = Field(
+        None, validation_alias=_env("llm_cluster_url"),
+        description="the model's address for pods in the cluster (the chatbot); None: the predictor Service of "
+                    "the model notebook 03 deployed in this project. `lab provision --model` sets the class's")
     temperature: float = Field(0.01, validation_alias=_env("temperature"))
     top_p: float = Field(0.92, validation_alias=_env("top_p"))
     max_tokens: int = Field(512, validation_alias=_env("max_tokens"))

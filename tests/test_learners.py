@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from milvus_server import milvus_server  # noqa: F401 - the session fixture
 
-from docbot_lib import vectordb
+from docbot_lib import chatbot_deploy, vectordb
 from docbot_lib.names import LabNames, expand_users
 from docbot_lib.errors import DocbotError, ServiceUnavailable
 from docbot_lib.settings import Settings, read_env
@@ -299,6 +299,18 @@ def test_a_shared_model_gives_each_learner_a_token_that_may_only_get_it():
             assert stored["DOCBOT_LLM_BASE_URL"] == "https://mistral-models.apps.example/v1"
             assert stored["DOCBOT_LLM_MODEL_NAME"] == "mistral"
             assert stored["DOCBOT_LLM_API_KEY"] == f"tok-mistral-{user}-sa-s3cret"  # their own, not another's
+            # their chatbot's pod reaches the model's token proxy in the model's project, and only from theirs
+            assert stored["DOCBOT_LLM_CLUSTER_URL"] == "https://mistral-predictor.models.svc.cluster.local:8443/v1"
+            policy = kube.get("apis/networking.k8s.io/v1", "models", "networkpolicies", f"mistral-{user}-ingress")
+            assert policy["spec"]["podSelector"] == {"matchLabels": {"serving.kserve.io/inferenceservice": "mistral"}}
+            assert policy["spec"]["ingress"] == [{
+                "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": user}}}],
+                "ports": [{"protocol": "TCP", "port": 8443}]}]
+            chatbot = chatbot_deploy.chatbot_manifests(Settings.load(
+                stack="cluster", namespace=user, **{k.removeprefix("DOCBOT_").lower(): v for k, v in stored.items()
+                                                    if k.startswith("DOCBOT_LLM_") and k != "DOCBOT_LLM_API_KEY"}))
+            config = next(o for o in chatbot if o["kind"] == "ConfigMap")
+            assert config["data"]["DOCBOT_LLM_BASE_URL"] == stored["DOCBOT_LLM_CLUSTER_URL"]
             # the chatbot's Secret holds the reader's token and nothing else
             reader = kube.get("api/v1", user, "secrets", vectordb.READER_SECRET)
             assert set(reader["data"]) == {vectordb.APP_TOKEN_KEY}
@@ -310,8 +322,10 @@ def test_a_shared_model_gives_each_learner_a_token_that_may_only_get_it():
         assert again.count("already there") == len(again.rows) == len(first.rows), str(again)
 
         gone = lab.teardown(settings, ["hal"], milvus=False, model="models/mistral", api_client=kube.api_client())
-        assert gone.count("removed") == 5, str(gone)  # the project, the service account and its 3 objects
+        assert gone.count("removed") == 6, str(gone)  # the project, the service account, its 3 objects, its policy
         assert kube.get("api/v1", "models", "serviceaccounts", "mistral-hal-sa") is None
+        assert kube.get("apis/networking.k8s.io/v1", "models", "networkpolicies", "mistral-hal-ingress") is None
+        assert kube.get("apis/networking.k8s.io/v1", "models", "networkpolicies", "mistral-gus-ingress")
         assert kube.get("api/v1", "models", "serviceaccounts", "mistral-gus-sa")
         assert kube.get("apis/serving.kserve.io/v1beta1", "models", "inferenceservices", "mistral")
 
