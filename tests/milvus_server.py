@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from docbot_lib import milvus_server
+from docbot_lib import milvus_server as launcher  # (the fixture below is named milvus_server)
 from docbot_lib.milvus_server import free_ports
 
 START_TIMEOUT = 180.0
@@ -41,7 +41,7 @@ class MilvusServer:
 
 
 def start_milvus(base: Path) -> MilvusServer:
-    launch = milvus_server.prepare(base, free_ports(1)[0])
+    launch = launcher.prepare(base, free_ports(1)[0])
     log = base / "milvus.log"
     with log.open("wb") as fh:
         process = subprocess.Popen(launch.command, cwd=launch.cwd, env={**os.environ, **launch.env},
