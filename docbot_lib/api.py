@@ -200,7 +200,7 @@ class Metrics:
         latency = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
         self.requests = Counter("docbot_requests", "chat completion requests, by HTTP status",
                                 ["status"], registry=self.registry)
-        self.errors = Counter("docbot_errors", "failed answers, by cause (llm, milvus, config, internal)",
+        self.errors = Counter("docbot_errors", "failed answers, by cause (llm, milvus, embeddings, config, internal)",
                               ["cause"], registry=self.registry)
         self.retrieval = Histogram("docbot_retrieval_seconds", "time to rewrite and retrieve the passages",
                                    buckets=latency, registry=self.registry)
@@ -219,9 +219,8 @@ def unavailable(exc: Exception, settings: Settings) -> tuple[str, str] | None:
     """(cause, message) when `exc` means a service is down or misconfigured (answered as 503), else None."""
     import openai
 
-    if isinstance(exc, DocbotError):
-        cause = "milvus" if "milvus" in exc.problem.lower() or "collection" in exc.problem.lower() else "config"
-        return ("llm" if "llm" in exc.problem.lower() else cause), str(exc)
+    if isinstance(exc, DocbotError):  # the raiser named the service (errors.DocbotError.service)
+        return exc.service or "config", str(exc)
     base = settings.llm_base_url
     if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
         return "llm", f"the LLM at {base} refused the API key. Fix: set DOCBOT_LLM_API_KEY to the endpoint's token"
@@ -552,6 +551,8 @@ class _Answers:
             cause, message = known
             self.metrics.errors.labels(cause).inc()
             log.warning("answer failed: %s", message)
+            if isinstance(exc, DocbotError) and exc.http_status == 422:
+                return ApiError(422, message, "invalid_request_error")
             return ApiError(503, message, "service_unavailable")
         self.metrics.errors.labels("internal").inc()
         log.exception("answer failed")
@@ -691,7 +692,8 @@ def milvus_ready(settings: Settings, collection: str) -> str:
     if not present:
         forget_store(settings, collection)
         raise ServiceUnavailable(f"Milvus at {settings.milvus_uri} has no collection {collection!r}",
-                                 "ingest documents first: `docbot ingest PATH --collection NAME` (notebook 05)")
+                                 "ingest documents first: `docbot ingest PATH --collection NAME` (notebook 05)",
+                                 service="milvus")
     return f"{settings.milvus_uri}: collection {collection}"
 
 

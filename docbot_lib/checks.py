@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from docbot_lib.errors import DocbotError, ServiceUnavailable
+from docbot_lib.errors import AuthRefused, BadInput, ConfigError, DocbotError, NotReachable, ServiceUnavailable
 from docbot_lib.settings import Settings
 
 
@@ -43,19 +43,21 @@ def check_s3(settings: Settings) -> str:
     from docbot_lib.s3 import s3_client
 
     if not settings.s3_endpoint and settings.stack == "local":
-        raise ServiceUnavailable("no S3 endpoint configured", _start_hint(settings, "DOCBOT_S3_ENDPOINT"))
+        raise ConfigError("no S3 endpoint configured", _start_hint(settings, "DOCBOT_S3_ENDPOINT"), service="s3")
     if settings.s3_endpoint and not tcp_open(settings.s3_endpoint):
-        raise ServiceUnavailable(f"S3 does not answer at {settings.s3_endpoint}",
-                                 _start_hint(settings, "DOCBOT_S3_ENDPOINT / AWS_S3_ENDPOINT"))
+        raise NotReachable(f"S3 does not answer at {settings.s3_endpoint}",
+                           _start_hint(settings, "DOCBOT_S3_ENDPOINT / AWS_S3_ENDPOINT"), service="s3")
     client = s3_client(settings, max_attempts=1, connect_timeout=5, read_timeout=10)
     try:
         buckets = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        raise ServiceUnavailable(f"S3 at {settings.s3_endpoint} refused the credentials ({code})",
-                                 "check DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (or the data connection)") from None
+        raise AuthRefused(f"S3 at {settings.s3_endpoint} refused the credentials ({code})",
+                          "check DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (or the data connection)",
+                          service="s3") from None
     except BotoCoreError as exc:
-        raise ServiceUnavailable(f"S3 request failed: {exc}", _start_hint(settings, "the S3 settings")) from None
+        raise ServiceUnavailable(f"S3 request failed: {exc}", _start_hint(settings, "the S3 settings"),
+                                 service="s3") from None
     state = "exists" if settings.s3_bucket in buckets else "not created yet"
     return f"{settings.s3_endpoint or 'AWS'}: {len(buckets)} bucket(s); bucket {settings.s3_bucket!r} {state}"
 
@@ -69,24 +71,24 @@ def llm_serves_model(settings: Settings, timeout: float = 30.0) -> str:
     """The endpoint lists the configured model (GET /models: cheap, no generation, so a readiness probe does
     not queue behind answers being generated). Returns the endpoint's base URL."""
     if not settings.llm_base_url:
-        raise ServiceUnavailable("no LLM endpoint configured",
-                                 "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL ending in /v1")
+        raise ConfigError("no LLM endpoint configured",
+                          "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL ending in /v1", service="llm")
     base = settings.llm_base_url.rstrip("/")
     try:
         models = httpx.get(f"{base}/models", timeout=timeout, headers=_llm_headers(settings))
     except httpx.HTTPError as exc:
-        raise ServiceUnavailable(f"the LLM does not answer at {base} ({type(exc).__name__}: {exc})",
-                                 _start_hint(settings, "DOCBOT_LLM_BASE_URL")) from None
+        raise NotReachable(f"the LLM does not answer at {base} ({type(exc).__name__}: {exc})",
+                           _start_hint(settings, "DOCBOT_LLM_BASE_URL"), service="llm") from None
     if models.status_code in (401, 403):
-        raise ServiceUnavailable(f"the LLM at {base} refused the API key (HTTP {models.status_code})",
-                                 "set DOCBOT_LLM_API_KEY to the endpoint's token")
+        raise AuthRefused(f"the LLM at {base} refused the API key (HTTP {models.status_code})",
+                          "set DOCBOT_LLM_API_KEY to the endpoint's token", service="llm")
     if models.status_code != 200:
         raise ServiceUnavailable(f"the LLM at {base} answered HTTP {models.status_code} on /models",
-                                 "check the model server's logs")
+                                 "check the model server's logs", service="llm")
     served = [m.get("id") for m in models.json().get("data", [])]
     if settings.llm_model_name not in served:
-        raise ServiceUnavailable(f"the LLM at {base} serves {served}, not {settings.llm_model_name!r}",
-                                 "set DOCBOT_LLM_MODEL_NAME to one of the served names")
+        raise ConfigError(f"the LLM at {base} serves {served}, not {settings.llm_model_name!r}",
+                          "set DOCBOT_LLM_MODEL_NAME to one of the served names", service="llm")
     return base
 
 
@@ -100,8 +102,8 @@ def check_llm(settings: Settings) -> str:
         })
         reply.raise_for_status()
     except httpx.HTTPError as exc:
-        raise ServiceUnavailable(f"the LLM does not answer at {base} ({type(exc).__name__}: {exc})",
-                                 _start_hint(settings, "DOCBOT_LLM_BASE_URL")) from None
+        raise ServiceUnavailable(f"the LLM at {base} failed to answer ({type(exc).__name__}: {exc})",
+                                 _start_hint(settings, "DOCBOT_LLM_BASE_URL"), service="llm") from None
     tokens = reply.json().get("usage", {}).get("completion_tokens", "?")
     return f"{base}: model {settings.llm_model_name!r} answered ({tokens} tokens)"
 
@@ -113,10 +115,8 @@ def milvus_client(settings: Settings, timeout: float = 10.0):
     try:
         return connect(settings.milvus_uri, settings.secret("milvus_token"), timeout=timeout,
                        database=settings.names.database)
-    except ServiceUnavailable as exc:
-        raise ServiceUnavailable(exc.problem, _start_hint(settings, "DOCBOT_MILVUS_URI")
-                                 if "does not answer" in exc.problem or "no Milvus URI" in exc.problem
-                                 else exc.fix) from None
+    except (NotReachable, ConfigError) as exc:  # not started, or no address: say how to start it
+        raise type(exc)(exc.problem, _start_hint(settings, "DOCBOT_MILVUS_URI"), service="milvus") from None
 
 
 def check_milvus(settings: Settings) -> str:
@@ -140,7 +140,8 @@ def check_embeddings(settings: Settings) -> str:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of the model is reported, not raised
         raise ServiceUnavailable(f"embedding failed: {type(exc).__name__}: {exc}",
-                                 "check DOCBOT_EMBEDDING_MODEL / DOCBOT_EMBEDDING_BASE_URL") from None
+                                 "check DOCBOT_EMBEDDING_MODEL / DOCBOT_EMBEDDING_BASE_URL",
+                                 service="embeddings") from None
     return f"{settings.embedding_model}: {len(vector)}-d vector"
 
 
@@ -153,8 +154,8 @@ def check_milvus_server(settings: Settings) -> str:
     if uri == settings.milvus_uri:
         return f"{uri}: the same Milvus as above (day 2 runs there)"
     if not milvus_server.answers(uri):
-        raise ServiceUnavailable(f"the Milvus server for day 2 does not answer at {uri}",
-                                 _start_hint(settings, "DOCBOT_MILVUS_SERVER_URI"))
+        raise NotReachable(f"the Milvus server for day 2 does not answer at {uri}",
+                           _start_hint(settings, "DOCBOT_MILVUS_SERVER_URI"), service="milvus")
     return f"{uri}: Milvus server, auth on (notebook 04's day 2: root password, users, roles)"
 
 
@@ -221,7 +222,7 @@ def check_all(settings: Settings, services: list[str] | None = None) -> CheckRep
     """Check every service (or the ones named); a failing service is reported, never raised."""
     unknown = set(services or []) - set(CHECKS)
     if unknown:
-        raise DocbotError(f"unknown service(s) {sorted(unknown)}", f"choose among {list(CHECKS)}")
+        raise BadInput(f"unknown service(s) {sorted(unknown)}", f"choose among {list(CHECKS)}")
     return CheckReport(run_check(name, settings) for name in (services or list(CHECKS)))
 
 

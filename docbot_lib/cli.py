@@ -243,9 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.load(stack=args.stack)
         return args.func(args, settings)
-    except DocbotError as exc:
+    except DocbotError as exc:  # one line naming the problem and the fix; the status says which kind (errors.py)
         print(f"docbot: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("docbot: interrupted", file=sys.stderr)
         return 130

@@ -29,7 +29,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from docbot_lib.errors import DocbotError
+from docbot_lib.errors import (AuthRefused, BadInput, DocbotError, NotFound, NotReachable, PermissionDenied,
+                               ServiceUnavailable)
 from docbot_lib.settings import project_dir
 
 MANIFESTS_DIR = project_dir() / "manifests"
@@ -469,15 +470,16 @@ def api_error(exc: Exception, what: str, namespace: str, api_client=None) -> Doc
     from kubernetes.client.exceptions import ApiException
 
     if not isinstance(exc, ApiException):
-        return DocbotError(f"the Kubernetes API does not answer ({type(exc).__name__}: {exc})",
-                           "check the cluster URL and your login (`oc whoami`)")
+        return NotReachable(f"the Kubernetes API does not answer ({type(exc).__name__}: {exc})",
+                            "check the cluster URL and your login (`oc whoami`)", service="kubernetes")
     try:
         message = json.loads(exc.body or "{}").get("message") or exc.reason
     except ValueError:
         message = exc.reason
     if exc.status == 401:
-        return DocbotError(f"the cluster did not accept the login used for {what} (HTTP 401: {message})",
-                           "log in again: `oc login ...` (OpenShift console: your name → Copy login command)")
+        return AuthRefused(f"the cluster did not accept the login used for {what} (HTTP 401: {message})",
+                           "log in again: `oc login ...` (OpenShift console: your name → Copy login command)",
+                           service="kubernetes")
     if exc.status == 403:
         user = whoami(api_client) if api_client is not None else None
         source = getattr(api_client, "docbot_source", "")
@@ -485,18 +487,21 @@ def api_error(exc: Exception, what: str, namespace: str, api_client=None) -> Doc
         found = _FORBIDDEN.search(message or "")
         right = (f"{found[1]} {found[2]}" + (f" ({found[3]})" if found[3] else "")) if found else f"write {what}"
         grant = f"oc adm policy add-role-to-user edit {user} -n {namespace}" if user else ""
-        return DocbotError(
+        return PermissionDenied(
             f"{who} may not {right} in namespace {namespace} (HTTP 403)",
             "use a login that may, or ask the project's admin to grant it"
             + (f": `{grant}`" if grant else "")
             + "; in a workbench, `oc login` as yourself in its terminal: Doc Bot then uses your login, "
-              "not the pod's service account")
+              "not the pod's service account", service="kubernetes")
     if exc.status == 404:
-        return DocbotError(f"the cluster has no API for {what} (HTTP 404: {message})",
-                           "check that the namespace exists and that the operator serving this kind is installed "
-                           "(KServe: OpenShift AI single-model serving)")
-    return DocbotError(f"the cluster rejected {what} (HTTP {exc.status}: {message})",
-                       "correct the manifest (docbot_lib.manifests.validate shows schema problems offline)")
+        return NotFound(f"the cluster has no API for {what} (HTTP 404: {message})",
+                        "check that the namespace exists and that the operator serving this kind is installed "
+                        "(KServe: OpenShift AI single-model serving)", service="kubernetes")
+    kind = BadInput if 400 <= (exc.status or 0) < 500 else ServiceUnavailable  # the manifest, or the cluster
+    return kind(f"the cluster rejected {what} (HTTP {exc.status}: {message})",
+                "correct the manifest (docbot_lib.manifests.validate shows schema problems offline)"
+                if kind is BadInput else "try again; the cluster's API server or an admission webhook failed",
+                service="kubernetes")
 
 
 def _apply_one(api_client, obj: dict[str, Any], namespace: str, dry_run: bool,

@@ -117,7 +117,7 @@ def prepare(base: Path, proxy_port: int) -> Launch:
 def answers(uri: str, health_url: str | None = None) -> bool:
     """True once the server is healthy and answers a real gRPC request: root's default password logs in, or
     is refused because day 2 changed it (both are answers)."""
-    from docbot_lib.errors import ServiceUnavailable
+    from docbot_lib.errors import AuthRefused, ServiceUnavailable
     from docbot_lib.vectordb import DEFAULT_ROOT_TOKEN, connect
 
     if health_url:
@@ -129,5 +129,7 @@ def answers(uri: str, health_url: str | None = None) -> bool:
     try:
         connect(uri, DEFAULT_ROOT_TOKEN, timeout=5).close()
         return True
-    except ServiceUnavailable as exc:
-        return "refused the password" in exc.problem
+    except AuthRefused:
+        return True
+    except ServiceUnavailable:
+        return False

@@ -15,7 +15,7 @@ from typing import Any, Callable, Literal
 import httpx
 
 from docbot_lib import manifests
-from docbot_lib.errors import DocbotError
+from docbot_lib.errors import AuthRefused, ConfigError, DocbotError, ServiceUnavailable
 from docbot_lib.s3 import learner_model_prefix
 from docbot_lib.settings import Settings
 
@@ -281,7 +281,8 @@ def api_docs(settings: Settings, timeout: float = 10) -> ApiDocs:
     """What the OpenAI-compatible server says about itself: vLLM (and llama.cpp's server) are FastAPI apps with
     a Swagger UI at /docs and the description at /openapi.json, next to /v1 (read with the endpoint's token)."""
     if not settings.llm_base_url:
-        raise DocbotError("no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)")
+        raise ConfigError("no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)",
+                          service="llm")
     root = re.sub(r"/v1/?$", "", settings.llm_base_url.rstrip("/"))
     key = settings.secret("llm_api_key")
     try:
@@ -577,7 +578,8 @@ def chat_model(settings: Settings, streaming: bool = False):
     from langchain_openai import ChatOpenAI
 
     if not settings.llm_base_url:
-        raise DocbotError("no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)")
+        raise ConfigError("no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)",
+                          service="llm")
     return ChatOpenAI(
         base_url=settings.llm_base_url, api_key=settings.secret("llm_api_key") or "none",
         model=settings.llm_model_name, temperature=settings.temperature, top_p=settings.top_p,
@@ -640,11 +642,11 @@ def smoke_test(settings: Settings, question: str = "In one sentence, what is Kub
                   if c.choices]
         langchain = chat_model(settings.model_copy(update={"max_tokens": max_tokens})).invoke(question).content
     except openai.AuthenticationError:
-        raise DocbotError(f"the LLM at {settings.llm_base_url} refused the API key",
-                          "set DOCBOT_LLM_API_KEY to the endpoint's token") from None
+        raise AuthRefused(f"the LLM at {settings.llm_base_url} refused the API key",
+                          "set DOCBOT_LLM_API_KEY to the endpoint's token", service="llm") from None
     except (openai.APIConnectionError, openai.APIStatusError) as exc:
-        raise DocbotError(f"the LLM at {settings.llm_base_url} failed: {exc}",
-                          "check DOCBOT_LLM_BASE_URL and that the model server is ready") from None
+        raise ServiceUnavailable(f"the LLM at {settings.llm_base_url} failed: {exc}",
+                                 "check DOCBOT_LLM_BASE_URL and that the model server is ready", service="llm") from None
     return SmokeTest(settings.llm_base_url, models, completion, len(pieces), "".join(pieces), str(langchain),
                      time.perf_counter() - start)
 

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from docbot_lib.errors import DocbotError
+from docbot_lib.errors import DocbotError, NotFound
 from docbot_lib.settings import Settings
 
 DENSE_INDEX = {"index_type": "HNSW", "metric_type": "COSINE", "params": {"M": 16, "efConstruction": 200}}
@@ -97,8 +97,8 @@ class ChunkStore:
 
             wait_until_permitted(lambda: self._create(dimension))
         else:
-            raise DocbotError(f"collection {name!r} does not exist in Milvus at {settings.milvus_uri}",
-                              "ingest documents first: `docbot ingest PATH` (or notebook 05)")
+            raise NotFound(f"collection {name!r} does not exist in Milvus at {settings.milvus_uri}",
+                           "ingest documents first: `docbot ingest PATH` (or notebook 05)", service="milvus")
         if not self.client.has_collection(self.docs):
             self._create_record()
         self.client.load_collection(name)

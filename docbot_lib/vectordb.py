@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from docbot_lib.checks import tcp_open
-from docbot_lib.errors import DocbotError, ServiceUnavailable
+from docbot_lib.errors import AuthRefused, ConfigError, DocbotError, NotReachable, ServiceUnavailable
 from docbot_lib.names import DEFAULT_DATABASE, LabNames
 from docbot_lib.settings import read_env, write_env
 
@@ -114,10 +114,11 @@ def connect(uri: str | None, token: str | None = None, timeout: float = 10.0, da
     from pymilvus import MilvusClient
 
     if not uri:
-        raise ServiceUnavailable("no Milvus URI configured", "set DOCBOT_MILVUS_URI (or the MILVUS_URI parameter)")
+        raise ConfigError("no Milvus URI configured", "set DOCBOT_MILVUS_URI (or the MILVUS_URI parameter)",
+                          service="milvus")
     if uri.startswith(("http://", "https://", "tcp://", "grpc://")) and not tcp_open(uri):
-        raise ServiceUnavailable(f"Milvus does not answer at {uri}",
-                                 "start it (locally: `docbot local up`) or correct DOCBOT_MILVUS_URI")
+        raise NotReachable(f"Milvus does not answer at {uri}",
+                           "start it (locally: `docbot local up`) or correct DOCBOT_MILVUS_URI", service="milvus")
     for attempt in (1, 2):
         client = None
         try:
@@ -179,11 +180,12 @@ def _connect_error(exc: Exception, uri: str, token: str | None) -> None:
     """Raise the ServiceUnavailable that says what failed, never showing the password."""
     if _status_code(exc) == "UNAUTHENTICATED":
         who = f"user {_user(token)!r}" if token else "a client without credentials"
-        raise ServiceUnavailable(
+        raise AuthRefused(
             f"Milvus at {uri} refused the password of {who}",
-            "set DOCBOT_MILVUS_TOKEN=user:password (environment or .env) to a user of this server") from None
+            "set DOCBOT_MILVUS_TOKEN=user:password (environment or .env) to a user of this server",
+            service="milvus") from None
     raise ServiceUnavailable(f"Milvus at {uri} failed: {type(exc).__name__}: {exc}",
-                             "check DOCBOT_MILVUS_URI and that the server is running") from None
+                             "check DOCBOT_MILVUS_URI and that the server is running", service="milvus") from None
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -258,9 +260,9 @@ def inspect(uri: str, env_file: Path | None = None, root_token: str | None = Non
     try:
         client, _token = _login(uri, list(dict.fromkeys(candidates)))
         as_root = True
-    except ServiceUnavailable as exc:
+    except AuthRefused:
         own = stored.get(INGEST_TOKEN_KEY, "")
-        if "refused the password" not in exc.problem or not own.startswith(f"{names.ingest_user}:"):
+        if not own.startswith(f"{names.ingest_user}:"):
             raise
         client, as_root = connect(uri, own, database=names.database), False
     try:
@@ -328,9 +330,7 @@ def _login(uri: str, tokens: list[str]) -> tuple[Any, str]:
     for token in tokens:
         try:
             return connect(uri, token), token
-        except ServiceUnavailable as exc:
-            if "refused the password" not in exc.problem:
-                raise
+        except AuthRefused as exc:
             refused = exc
     assert refused is not None
     raise refused
@@ -423,16 +423,14 @@ def secure(uri: str, collection: str, env_file: Path, root_token: str | None = N
     candidates = list(dict.fromkeys(t for t in (root_token, stored.get(ROOT_TOKEN_KEY), DEFAULT_ROOT_TOKEN) if t))
     try:
         client, token = _login(uri, candidates)
-    except ServiceUnavailable as exc:
-        if "refused the password" in exc.problem:
-            raise DocbotError(
-                f"Milvus at {uri} refused every root password known here (the default one has been changed)",
-                f"set {ROOT_TOKEN_KEY}=root:<password> in the environment or {env_file} "
-                f"(on the cluster: from the Secret {ROOT_SECRET})") from None
-        raise
+    except AuthRefused:  # every root password known here: say where the right one is kept
+        raise AuthRefused(
+            f"Milvus at {uri} refused every root password known here (the default one has been changed)",
+            f"set {ROOT_TOKEN_KEY}=root:<password> in the environment or {env_file} "
+            f"(on the cluster: from the Secret {ROOT_SECRET})", service="milvus") from None
     try:
         if not supports_rbac(client):
-            raise DocbotError(
+            raise ConfigError(
                 f"{uri} is Milvus Lite: it has no users, roles or passwords, so there is nothing to secure",
                 "run the day-2 steps against a Milvus server (MILVUS_URI), e.g. the one deployed by this notebook")
         changed = token == DEFAULT_ROOT_TOKEN
@@ -598,8 +596,10 @@ def _login_outcome(uri: str, token: str, database: str = DEFAULT_DATABASE) -> st
     """"allowed" or "refused" for a login with `token` (or the error, when the server said something else)."""
     try:
         connect(uri, token, database=database).close()
+    except AuthRefused:
+        return "refused"
     except ServiceUnavailable as exc:
-        return "refused" if "refused the password" in exc.problem else f"error: {exc.problem}"
+        return f"error: {exc.problem}"
     return "allowed"
 
 
