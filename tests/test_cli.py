@@ -49,3 +49,14 @@ def test_gpu_size_of_the_published_model(capsys):
     a10g = next(line for line in out.splitlines() if line.startswith("A10G"))
     assert a10g.split()[-2] == "32768"  # --max-model-len that fits
     assert "--dtype float16" in out      # the T4 warning
+
+
+def test_a_service_that_does_not_answer_exits_3_naming_it(monkeypatch, tmp_path, capsys):
+    """A typed error (errors.NotReachable) decides the exit status, not its message."""
+    from conftest import free_port
+
+    monkeypatch.setenv("DOCBOT_HOME", str(tmp_path))
+    monkeypatch.setenv("DOCBOT_LOCAL_MILVUS_SERVER_PORT", str(free_port()))
+    assert main(["milvus", "info"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("docbot: Milvus does not answer at http://127.0.0.1:") and "docbot local up" in err
