@@ -1,4 +1,13 @@
-"""Fixtures: the real local services (moto S3, llama.cpp server, Milvus Lite), started and stopped here."""
+"""Fixtures: the real local services (moto S3, llama.cpp server, Milvus Lite, the Milvus server), started and
+stopped here; and the test tiers.
+
+Tiers (markers, given at collection, so that they cannot drift from what a test really uses):
+  unit       needs nothing running: `make test-unit` (a developer's first answer, well under a minute)
+  stack      needs the real local services: uses a fixture that starts them (STACK_FIXTURES) or is marked
+             `stack` because it starts some itself
+  notebooks  executes notebooks (tests/notebooks): the slowest tier
+`make test` (CI) runs every tier.
+"""
 from __future__ import annotations
 
 import socket
@@ -10,6 +19,20 @@ from docbot_lib.local import LocalStack
 from docbot_lib.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# fixtures that start real services (the session's local stack, the Milvus server) or need them
+STACK_FIXTURES = frozenset({"_session_stack", "local_stack", "settings", "milvus_server"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "notebooks" in item.path.parts and item.get_closest_marker("notebooks") is None:
+            item.add_marker(pytest.mark.notebooks)
+        elif item.get_closest_marker("stack") is None and STACK_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.stack)
+        if item.get_closest_marker("stack") is None and item.get_closest_marker("notebooks") is None:
+            item.add_marker(pytest.mark.unit)
 
 
 def free_port() -> int:

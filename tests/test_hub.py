@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import REPO, free_port
 from huggingface_hub import constants as hf_constants
 from safetensors.numpy import save_file
 
-from conftest import REPO, free_port
 from docbot_lib import hub
 from docbot_lib.errors import DocbotError, ServiceUnavailable
 from docbot_lib.hubserver import LOCAL_REPO_ID, HubServer, local_model_repo
@@ -403,6 +403,7 @@ def test_hubserver_token_required_without_a_token_refuses_to_start(tiny_repo):
     assert run.returncode == 2 and "DOCBOT_LOCAL_HUB_TOKEN" in run.stderr
 
 
+@pytest.mark.notebooks  # executes notebook 01
 def test_notebook_downloads_from_the_stand_in_hub(server, tmp_path, monkeypatch):
     """01-download-model.ipynb, run by papermill with the hub given as parameters."""
     from docbot_lib.workshop import execute
