@@ -17,12 +17,14 @@ endif
 WORKSHOP_QUESTION := Which role should the chatbot's Milvus user get?
 JUPYTER_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install browser workshop test lab lock bench
+.PHONY: install browser workshop test test-unit lint lab lock bench
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make workshop  - install, start the local stack, run every notebook, stop the stack"
-	@echo "make test      - install and run the whole test suite (unit + notebooks)"
+	@echo "make test      - install and run the whole test suite (lint, unit, stack, notebooks)"
+	@echo "make test-unit - the tests that need nothing running (a developer's first answer)"
+	@echo "make lint      - ruff (the style in pyproject.toml)"
 	@echo "make lab       - JupyterLab on the local stack"
 	@echo "make bench     - the benchmarks (README: latest figures)"
 
@@ -57,8 +59,15 @@ browser:
 	else echo "make test: the web UI's browser test needs Chromium; as root run:" \
 	  "apt-get install -y chromium chromium-driver (every other test runs without it)"; fi
 
-test: install browser
+test: install browser lint
 	$(BIN)/python -m pytest tests
+
+# the tests that need no local service: tests/conftest.py gives each test its tier at collection
+test-unit: install
+	$(BIN)/python -m pytest -m unit -q tests
+
+lint: install
+	$(BIN)/ruff check docbot_lib tests bench
 
 lab: install
 	$(BIN)/docbot local up

@@ -149,7 +149,7 @@ def run(server, kube, users: list[str], base: Path) -> list[str]:
     by_kind = {what: sum(r.what.startswith(f"Milvus {what} ") for r in first.rows)
                for what in ("database", "role", "user")}
     after = milvus_counts(server.uri, root_token)
-    on_server = tuple(a - b for a, b in zip(after, before))
+    on_server = tuple(a - b for a, b in zip(after, before, strict=True))
     print(f"  {t_first:.1f} s: {rows} rows created ({kube_objects} Kubernetes objects, {milvus_rows} Milvus); "
           f"server gained {on_server[0]} databases, {on_server[1]} roles, {on_server[2]} users; "
           f"{requests_first} Kubernetes API requests", flush=True)

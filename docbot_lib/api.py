@@ -39,9 +39,10 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from importlib import resources
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 from fastapi import FastAPI, Request

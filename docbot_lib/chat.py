@@ -4,7 +4,7 @@ same widget from code, so a scripted conversation runs the same path a learner c
 from __future__ import annotations
 
 import html
-from typing import Callable
+from collections.abc import Callable
 
 from docbot_lib.rag import Answer, RagChain
 from docbot_lib.settings import Settings

@@ -20,11 +20,13 @@ import json
 import re
 import statistics
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from docbot_lib.errors import DocbotError
+
 # support, content words and refusals are measured in rag: the chatbot flags an answer on the same measure
 from docbot_lib.rag import REFUSAL, STOPWORDS, content_words, is_refusal, support  # noqa: F401
 from docbot_lib.settings import Settings
@@ -86,7 +88,7 @@ def score_retrieval(questions: list[Question], ranked: list[list[str]], max_k: i
     """hit@1..max_k and MRR@10 from each question's ranked chunk sources (same order as `questions`)."""
     if len(questions) != len(ranked):
         raise ValueError("one ranked list per question")
-    ranks = [first_hit_rank(r[:max_k], q.expected) for q, r in zip(questions, ranked)]
+    ranks = [first_hit_rank(r[:max_k], q.expected) for q, r in zip(questions, ranked, strict=True)]
 
     def summarise(selected: list[int | None]) -> tuple[dict[int, float], float]:
         n = max(len(selected), 1)
@@ -97,7 +99,7 @@ def score_retrieval(questions: list[Question], ranked: list[list[str]], max_k: i
     hit_at, mrr = summarise(ranks)
     by_difficulty = {}
     for level in sorted({q.difficulty for q in questions if q.difficulty}):
-        selected = [r for q, r in zip(questions, ranks) if q.difficulty == level]
+        selected = [r for q, r in zip(questions, ranks, strict=True) if q.difficulty == level]
         hits, level_mrr = summarise(selected)
         by_difficulty[level] = {"questions": len(selected), "hit@1": hits[1], "hit@4": hits[min(4, max_k)],
                                 "hit@10": hits[max_k], "mrr@10": level_mrr}

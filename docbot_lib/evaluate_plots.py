@@ -60,7 +60,7 @@ def by_difficulty(runs: dict[str, RetrievalRun], path: str | Path, metrics: tupl
     width = 0.8 / max(len(runs), 1)
     counts = {level: next(r.scores.by_difficulty[level]["questions"] for r in runs.values()
                           if level in r.scores.by_difficulty) for level in levels}
-    for ax, metric in zip(axes, metrics):
+    for ax, metric in zip(axes, metrics, strict=True):
         for i, run in enumerate(runs.values()):
             values = [run.scores.by_difficulty.get(level, {}).get(metric, 0.0) for level in levels]
             bars = ax.bar([x + i * width for x in range(len(levels))], values, width, label=run.name)
@@ -84,7 +84,7 @@ def latency_stack(report: AnswerReport, path: str | Path) -> Path:
     for stage in STAGES:
         values = [r[stage] for r in rows]
         ax.bar(range(len(rows)), values, 0.6, bottom=bottom, label=stage)
-        bottom = [b + v for b, v in zip(bottom, values)]
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set_xticks(range(len(rows)), [r["id"] for r in rows], rotation=45 if len(rows) > 8 else 0)
     ax.set_ylabel("milliseconds")
     ax.set_title("Where the time goes, per answer")

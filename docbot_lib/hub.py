@@ -33,8 +33,13 @@ from urllib.parse import urlsplit
 import httpx
 from huggingface_hub import HfApi, RepoFile, constants, get_hf_file_metadata, hf_hub_url
 from huggingface_hub.errors import (
-    GatedRepoError, HfHubHTTPError, HFValidationError, OfflineModeIsEnabled, RemoteEntryNotFoundError,
-    RepositoryNotFoundError, RevisionNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    HFValidationError,
+    OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
 )
 from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import build_hf_headers
@@ -116,7 +121,7 @@ class DownloadPlan:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "DownloadPlan":
+    def from_json(cls, text: str) -> DownloadPlan:
         data = json.loads(text)
         data["files"] = [ModelFile(**f) for f in data["files"]]
         data["skipped"] = [SkippedFile(**f) for f in data["skipped"]]

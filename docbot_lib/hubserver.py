@@ -114,7 +114,7 @@ class ServedRepo:
     sha: str = ""
 
     @classmethod
-    def load(cls, repo_id: str, folder: Path) -> "ServedRepo":
+    def load(cls, repo_id: str, folder: Path) -> ServedRepo:
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"repo folder {folder} for {repo_id} does not exist")
@@ -175,7 +175,7 @@ class HubServer:
         """Scan a repo folder again (its files changed: a new commit)."""
         self.repos[repo_id] = ServedRepo.load(repo_id, self.repos[repo_id].folder)
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="hubserver", daemon=True)
         self._thread.start()
         return self
@@ -188,7 +188,7 @@ class HubServer:
             self._thread.join(timeout=10)
         self._httpd.server_close()
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

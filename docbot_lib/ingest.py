@@ -21,10 +21,10 @@ import io
 import os
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable
 
 from docbot_lib.errors import DocbotError
 from docbot_lib.settings import Settings

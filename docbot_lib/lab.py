@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from docbot_lib import manifests, serving, vectordb
 from docbot_lib.errors import DocbotError
@@ -109,7 +110,7 @@ class SharedModel:
     name: str
 
     @classmethod
-    def parse(cls, spec: str) -> "SharedModel":
+    def parse(cls, spec: str) -> SharedModel:
         """"NAMESPACE/NAME" → SharedModel; one clear error for anything else."""
         from docbot_lib.names import USER_PATTERN
 

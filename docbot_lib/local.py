@@ -24,15 +24,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import psutil
 
 from docbot_lib import checks, milvus_server
-from docbot_lib.hubserver import LOCAL_REPO_ID
 from docbot_lib.errors import DocbotError, ServiceUnavailable
+from docbot_lib.hubserver import LOCAL_REPO_ID
 from docbot_lib.settings import Settings
 
 HOST = "127.0.0.1"
@@ -78,14 +78,14 @@ class Service:
 
     name: str
     port_setting: str  # the Settings field holding its port
-    command: Callable[["LocalStack", int], list[str]]
-    ready: Callable[["LocalStack"], bool]  # True once it answers a real request
+    command: Callable[[LocalStack, int], list[str]]
+    ready: Callable[[LocalStack], bool]  # True once it answers a real request
     # extra environment of the process; a callable is asked at start (secrets: never on a command line, which
     # `ps` shows every user of the machine)
-    env: dict[str, str] | Callable[["LocalStack"], dict[str, str]] = field(default_factory=dict)
+    env: dict[str, str] | Callable[[LocalStack], dict[str, str]] = field(default_factory=dict)
     timeout: float = 120.0
     # a service that renders its config before it starts returns its start here instead (command, env, ready)
-    launch: Callable[["LocalStack", int], "milvus_server.Launch"] | None = None
+    launch: Callable[[LocalStack, int], milvus_server.Launch] | None = None
 
 
 @dataclass

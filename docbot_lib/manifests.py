@@ -22,15 +22,23 @@ import copy
 import json
 import re
 import string
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
-from docbot_lib.errors import (AuthRefused, BadInput, DocbotError, NotFound, NotReachable, PermissionDenied,
-                               ServiceUnavailable)
+from docbot_lib.errors import (
+    AuthRefused,
+    BadInput,
+    DocbotError,
+    NotFound,
+    NotReachable,
+    PermissionDenied,
+    ServiceUnavailable,
+)
 from docbot_lib.settings import project_dir
 
 MANIFESTS_DIR = project_dir() / "manifests"
@@ -145,7 +153,7 @@ def _closed(schema: Any) -> Any:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _core_schemas(version: str) -> tuple[str, Any]:
     """(the schema folder of the newest Kubernetes release not newer than `version`, its definitions)."""
     import importlib.resources
@@ -170,7 +178,7 @@ def _registry(version: str):
     return Registry().with_resource(definitions["$id"], Resource.from_contents(definitions)), definitions["$id"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _crd_schema(path: str, version: str) -> dict[str, Any]:
     import gzip
 

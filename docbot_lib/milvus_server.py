@@ -80,7 +80,7 @@ def prepare(base: Path, proxy_port: int) -> Launch:
 
     base = Path(base)
     ports = free_ports(len(PORT_KEYS) + 3)
-    named = dict(zip(PORT_KEYS, ports))
+    named = dict(zip(PORT_KEYS, ports, strict=False))  # the last three are named below
     metrics_port, etcd_client, etcd_peer = ports[len(PORT_KEYS):]
     config = milvus.MilvusServerConfig(data_dir=str(base / "milvus"), **named)
     config.set("authorization_enabled", True)

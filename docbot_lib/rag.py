@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -74,7 +74,7 @@ class Answer:
     retrieved: list[Source]            # every passage given to the model
     timings: dict[str, float] = field(default_factory=dict)  # seconds: rewrite, retrieve, first_token, total
     found: bool = True                 # False: nothing relevant was retrieved, the model was not asked
-    grounding: "Grounding | None" = None  # does the answer rest on its sources? (None: the model was not asked)
+    grounding: Grounding | None = None  # does the answer rest on its sources? (None: the model was not asked)
 
     def note(self) -> str:
         """What the reader should know about this answer's sources: '' when it is grounded in them."""

@@ -29,11 +29,12 @@ import re
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from docbot_lib.errors import DocbotError, ServiceUnavailable
 from docbot_lib.settings import Settings
@@ -106,8 +107,15 @@ def s3_client(settings: Settings, *, max_attempts: int = 3, max_pool_connections
 @contextmanager
 def s3_errors(settings: Settings, doing: str) -> Iterator[None]:
     """Turn botocore's exceptions into one DocbotError naming the problem and the fix (never a secret)."""
-    from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, ConnectTimeoutError,
-                                     EndpointConnectionError, NoCredentialsError, ReadTimeoutError)
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
 
     where = _where(settings)
     try:

@@ -21,12 +21,15 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from docbot_lib.errors import DocbotError
+
+if TYPE_CHECKING:
+    from docbot_lib.names import LabNames
 
 
 def project_dir() -> Path:
@@ -246,7 +249,7 @@ class Settings(BaseSettings):
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)  # what load() was given explicitly
 
     @classmethod
-    def load(cls, **overrides: Any) -> "Settings":
+    def load(cls, **overrides: Any) -> Settings:
         """Settings from parameters (None means "not given"), environment, `.env`, local stack, defaults."""
         unknown = set(overrides) - set(cls.model_fields)
         if unknown:
@@ -262,7 +265,7 @@ class Settings(BaseSettings):
         settings._overrides = {k: v for k, v in overrides.items() if v is not None}
         return settings
 
-    def record(self, **values: Any) -> "Settings":
+    def record(self, **values: Any) -> Settings:
         """Remember values for the next notebooks on this cluster (the cluster state file, mode 600), and
         return the settings with them. Explicit settings (parameters, environment, `.env`) still win."""
         if self.stack != "cluster":
@@ -271,12 +274,12 @@ class Settings(BaseSettings):
         unknown = set(values) - set(type(self).model_fields)
         if unknown:
             raise DocbotError(f"unknown setting(s) {sorted(unknown)}", "record fields of Settings")
-        write_env(cluster_state_file(), {f"DOCBOT_{k.upper()}": str(getattr(v, "get_secret_value", lambda: v)())
-                                         for k, v in values.items() if v is not None})
+        clear = {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in values.items()}
+        write_env(cluster_state_file(), {f"DOCBOT_{k.upper()}": str(v) for k, v in clear.items() if v is not None})
         return self.reload()
 
     @property
-    def names(self) -> "LabNames":
+    def names(self) -> LabNames:
         """The names of this learner's objects on a cluster (`user`, else the workbench's namespace); the plain
         ones on the local stack, which serves one person (Milvus Lite has one database)."""
         from docbot_lib.names import LabNames
@@ -291,7 +294,7 @@ class Settings(BaseSettings):
         token = self.secret("milvus_token")
         return token.split(":", 1)[0] if token and ":" in token else "(API token)" if token else "(no token)"
 
-    def as_reader(self) -> "Settings":
+    def as_reader(self) -> Settings:
         """The same settings as the read-only Milvus user (the chatbot's, from notebook 04) when one is known;
         the ingest user writes, the chatbot and notebook 06 only read."""
         if self.milvus_app_token is None:
@@ -337,7 +340,7 @@ class Settings(BaseSettings):
             "hf_endpoint": f"http://{host}:{self.local_hub_port}",
         }
 
-    def _with_local_stack(self) -> "Settings":
+    def _with_local_stack(self) -> Settings:
         values = self.local_defaults()
         if self.local_state_file.is_file():
             state = json.loads(self.local_state_file.read_text())
@@ -352,7 +355,7 @@ class Settings(BaseSettings):
         object.__setattr__(merged, "__pydantic_fields_set__", set(self.model_fields_set))
         return merged
 
-    def reload(self) -> "Settings":
+    def reload(self) -> Settings:
         """The same explicit values, with the environment, `.env` and the lab's recorded state read again
         (after `docbot local up`, or after a notebook recorded what it deployed)."""
         return type(self).load(**self._overrides)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from docbot_lib.errors import DocbotError
 
@@ -68,7 +69,7 @@ class ModelShape:
     max_position_embeddings: int
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "ModelShape":
+    def from_config(cls, config: Mapping[str, Any]) -> ModelShape:
         """Read a Hugging Face config.json (text models; multimodal ones keep it under text_config)."""
         cfg = dict(config.get("text_config") or config)
         cfg.setdefault("torch_dtype", config.get("torch_dtype") or config.get("dtype"))

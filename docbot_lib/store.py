@@ -187,7 +187,7 @@ class ChunkStore:
         for root, source, doc_hash, chunks, vectors in documents:
             rows += [{"pk": c.pk, "text": c.text, "dense": v, "source": c.source, "root": c.root,
                       "title": c.title, "section": c.section, "page": c.page, "chunk_index": c.chunk_index,
-                      "doc_hash": doc_hash} for c, v in zip(chunks, vectors)]
+                      "doc_hash": doc_hash} for c, v in zip(chunks, vectors, strict=True)]
             if (root, source) in existing:
                 previous |= {r["pk"] for r in self._query_all(self.name, self._doc_filter(root, source), ["pk"])}
             records.append({"key": self._doc_key(root, source), "root": root, "source": source,
@@ -247,7 +247,6 @@ class ChunkStore:
         most `per_source` chunks of one document before the others have had their turn (None: no limit).
         Each hit's `score` is its cosine similarity; with `min_similarity`, hits below it are dropped
         (and a question whose best chunk is below it gets no hits: nothing relevant)."""
-        import numpy as np
 
         candidates = max(k * 4, 20)
         dense = self.client.search(
@@ -309,7 +308,7 @@ def keywords_of(question: str) -> str:
 def reciprocal_rank_fusion(rankings: list[list[str]], weights: list[float]) -> dict[str, float]:
     """Weighted reciprocal-rank fusion: an item at rank r of ranking i scores weights[i] / (RRF_K + r)."""
     fused: dict[str, float] = {}
-    for ranking, weight in zip(rankings, weights):
+    for ranking, weight in zip(rankings, weights, strict=True):
         for rank, pk in enumerate(ranking, start=1):
             fused[pk] = fused.get(pk, 0.0) + weight / (RRF_K + rank)
     return fused

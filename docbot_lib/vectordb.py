@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import secrets
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from docbot_lib.checks import tcp_open
 from docbot_lib.errors import AuthRefused, ConfigError, DocbotError, NotReachable, ServiceUnavailable

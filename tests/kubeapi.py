@@ -34,10 +34,11 @@ import copy
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 Key = tuple[str, str | None, str, str]  # (API path, namespace or None, plural, name)
@@ -143,13 +144,13 @@ class KubeApi:
         self.objects: dict[Key, dict] = {}
         self.kinds: dict[tuple[str, str], str] = {}  # (api, plural) -> kind, learnt from created objects
         self.requests: list[Request] = []
-        self.hooks: list[Callable[["KubeApi", Request], None]] = []
+        self.hooks: list[Callable[[KubeApi, Request], None]] = []
         self._lock = threading.Lock()
         self._version = 0
         self._server: ThreadingHTTPServer | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> "KubeApi":
+    def start(self) -> KubeApi:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -161,7 +162,7 @@ class KubeApi:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "KubeApi":
+    def __enter__(self) -> KubeApi:
         return self.start()
 
     def __exit__(self, *_exc) -> None:
@@ -300,7 +301,7 @@ class KubeApi:
         name = f"{route.name}-{number}"
         spec = {k: copy.deepcopy(v) for k, v in (config.get("spec") or {}).items()
                 if k in ("source", "strategy", "output", "resources")}
-        build = self._create(Route(route.api, route.namespace, "builds"), {
+        self._create(Route(route.api, route.namespace, "builds"), {
             "apiVersion": config.get("apiVersion", "build.openshift.io/v1"), "kind": "Build",
             "metadata": {"name": name, "labels": {"buildconfig": route.name},
                          "annotations": {"openshift.io/build.number": str(number)}},
@@ -336,7 +337,7 @@ class KubeApi:
         if route.namespace is not None:
             meta["namespace"] = route.namespace
         meta.update(uid=str(uuid.uuid4()), resourceVersion=self._next_version(), generation=1,
-                    creationTimestamp=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+                    creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         meta.pop("deletionTimestamp", None)
         if body.get("kind"):
             self.kinds[(route.api, route.plural)] = body["kind"]

@@ -14,11 +14,11 @@ import time
 
 import httpx
 import pytest
+from conftest import free_port
 
 from docbot_lib.api import create_app
 from docbot_lib.errors import DocbotError
 from docbot_lib.settings import Settings
-from conftest import free_port
 
 KEY = "test-api-key-0123456789"
 COLLECTION = "test_api"
@@ -245,8 +245,8 @@ def test_llm_down_gives_503_and_the_server_stays_up(api_settings):
 def test_llm_stopped_gives_503_and_the_bot_recovers_when_it_is_back(api_settings, tmp_path):
     """A real LLM server of its own: answering, stopped (503, the API stays up), started again (answers)."""
     import openai
-
     from conftest import stack_env
+
     from docbot_lib.local import LocalStack
 
     env = stack_env(tmp_path / "home")

@@ -2,19 +2,26 @@
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from docbot_lib.embeddings import get_embeddings
-from docbot_lib.ingest import (BadDocument, SourceItem, chunk_document, discover, ingest, load, load_html,
-                               load_markdown, load_pdf)
+from docbot_lib.ingest import (
+    BadDocument,
+    SourceItem,
+    chunk_document,
+    discover,
+    ingest,
+    load,
+    load_html,
+    load_markdown,
+    load_pdf,
+)
 from docbot_lib.samples import prepare_sample_docs, write_pdf
 from docbot_lib.store import ChunkStore, keywords_of, reciprocal_rank_fusion, search, source_filter
-
-from conftest import REPO
 
 
 @pytest.fixture

@@ -3,10 +3,9 @@ as seen through the real `kubernetes` client."""
 from __future__ import annotations
 
 import pytest
+from kubeapi import KubeApi
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-from kubeapi import KubeApi
 
 ISVC = ("serving.kserve.io", "v1beta1", "inferenceservices")
 

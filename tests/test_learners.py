@@ -13,8 +13,8 @@ import pytest
 from milvus_server import milvus_server  # noqa: F401 - the session fixture
 
 from docbot_lib import chatbot_deploy, vectordb
-from docbot_lib.names import LabNames, expand_users
 from docbot_lib.errors import DocbotError, ServiceUnavailable
+from docbot_lib.names import LabNames, expand_users
 from docbot_lib.settings import Settings, read_env
 
 LEARNERS = ["ann", "bob", "cyd"]

@@ -6,11 +6,11 @@ import copy
 
 import pytest
 import yaml
+from kubeapi import KubeApi
 
 from docbot_lib import manifests, serving
 from docbot_lib.errors import DocbotError
 from docbot_lib.settings import Settings
-from kubeapi import KubeApi
 
 SECRET = 'p@ss"w\\ord/+$x'  # quotes, backslash, dollar: must survive rendering unchanged
 

@@ -1,7 +1,6 @@
 """OpenShift patches of `helm template` output, on a fixture shaped like the Milvus chart's (standalone)."""
 from __future__ import annotations
 
-
 import pytest
 import yaml
 

@@ -9,8 +9,9 @@ Route has a spec pointing at a Service with TLS.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml

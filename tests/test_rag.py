@@ -8,8 +8,16 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from docbot_lib.ingest import ingest
-from docbot_lib.rag import (INSTRUCTIONS, NOT_FOUND, Answer, RagChain, build_messages, cited_numbers, show_messages,
-                            supports_system_role)
+from docbot_lib.rag import (
+    INSTRUCTIONS,
+    NOT_FOUND,
+    Answer,
+    RagChain,
+    build_messages,
+    cited_numbers,
+    show_messages,
+    supports_system_role,
+)
 from docbot_lib.samples import prepare_sample_docs
 
 

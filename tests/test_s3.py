@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import free_port
+from kubeapi import KubeApi
 
 from docbot_lib import s3
 from docbot_lib.errors import DocbotError, ServiceUnavailable
 from docbot_lib.local import LocalStack
 from docbot_lib.settings import Settings
-
-from conftest import free_port
-from kubeapi import KubeApi
 
 MiB = 1 << 20
 PART = 5 * MiB  # S3's minimum part size: multipart with small files, fast tests

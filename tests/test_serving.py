@@ -6,13 +6,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
+from kubeapi import KubeApi
 from pydantic import SecretStr
 
 from docbot_lib import manifests, serving
 from docbot_lib.errors import DocbotError
 from docbot_lib.serving import VllmOptions
 from docbot_lib.settings import Settings
-from kubeapi import KubeApi
 
 ISVC_API = "apis/serving.kserve.io/v1beta1"
 NAME = "mistral-7b-instruct"
