@@ -123,11 +123,15 @@ def test_environment_check_reports_a_stopped_service(local_stack, tmp_path):
     assert not strict.ok and "AssertionError" in strict.error and "LLM" in strict.error
 
 
-def test_nbval_lax_runs_every_notebook(local_stack):
-    """`pytest --nbval-lax` over the notebooks as committed (default parameters), against the stack."""
+def test_nbval_lax_runs_a_notebook_as_committed(local_stack):
+    """`pytest --nbval-lax` over a notebook as committed, against the stack: the way to run the notebooks as tests
+    works. Only the environment check: papermill already executes every notebook once above (as committed but for
+    OUTPUT_DIR), and a second execution of the lab would add minutes and nothing nbval checks that papermill does
+    not (nbval-lax compares no outputs)."""
+    notebook = NOTEBOOKS[0]
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", *map(str, NOTEBOOKS)],
-        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=3600,
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", str(notebook)],
+        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and " failed" not in result.stdout
