@@ -306,9 +306,10 @@ def keywords_of(question: str) -> str:
 
 
 def reciprocal_rank_fusion(rankings: list[list[str]], weights: list[float]) -> dict[str, float]:
-    """Weighted reciprocal-rank fusion: an item at rank r of ranking i scores weights[i] / (RRF_K + r)."""
+    """Weighted reciprocal-rank fusion: an item at rank r of ranking i scores weights[i] / (RRF_K + r).
+    `weights` may be longer than `rankings` (dense alone, when a question has no keywords or BM25 is off)."""
     fused: dict[str, float] = {}
-    for ranking, weight in zip(rankings, weights, strict=True):
+    for ranking, weight in zip(rankings, weights, strict=False):
         for rank, pk in enumerate(ranking, start=1):
             fused[pk] = fused.get(pk, 0.0) + weight / (RRF_K + rank)
     return fused
