@@ -629,6 +629,9 @@ def smoke_test(settings: Settings, question: str = "In one sentence, what is Kub
     the `openai` client, and one through LangChain's ChatOpenAI (the lab's generation settings)."""
     import openai
 
+    if not settings.llm_base_url:
+        raise ConfigError("no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)",
+                          service="llm")
     start = time.perf_counter()
     client = openai.OpenAI(base_url=settings.llm_base_url, api_key=settings.secret("llm_api_key") or "none",
                            timeout=120, max_retries=1)
