@@ -114,10 +114,11 @@ class EndpointEmbeddings(Embeddings):
 
     def __init__(self, settings: Settings, query_prefix: str = "", document_prefix: str = ""):
         from langchain_openai import OpenAIEmbeddings
+        from pydantic import SecretStr
 
         self.client = OpenAIEmbeddings(
             base_url=settings.embedding_base_url, model=settings.embedding_model,
-            api_key=settings.secret("embedding_api_key") or "none",
+            api_key=SecretStr(settings.secret("embedding_api_key") or "none"),
             check_embedding_ctx_length=False,  # offline: it would download tiktoken data to pre-split inputs
             chunk_size=settings.embedding_batch_size,
         )
