@@ -39,7 +39,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextvars import ContextVar
 from importlib import resources
 from typing import Any, Literal, TypeVar
@@ -234,7 +234,7 @@ def unavailable(exc: Exception, settings: Settings) -> tuple[str, str] | None:
     try:
         from pymilvus.exceptions import MilvusException
     except ImportError:  # pragma: no cover - pymilvus is a dependency
-        MilvusException = ()  # type: ignore[assignment]
+        MilvusException = ()
     if isinstance(exc, MilvusException):
         return "milvus", (f"Milvus failed at {settings.milvus_uri} ({getattr(exc, 'message', exc)}). "
                           "Fix: check that Milvus runs and DOCBOT_MILVUS_URI / DOCBOT_MILVUS_TOKEN")
@@ -254,7 +254,7 @@ def _grounding(answer) -> dict[str, Any]:
     return {"grounding": answer.grounding.to_dict()} if answer.grounding else {}
 
 
-def _chunk(ids: dict[str, Any], delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+def _chunk(ids: dict[str, Any], delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> str:
     body = {**ids, "object": "chat.completion.chunk",
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if delta is not None else [],
             **extra}
@@ -314,13 +314,23 @@ class _Slots:
                         headers={"Retry-After": str(retry)})
 
 
+def _api_key(settings: Settings) -> str:
+    """settings.api_key in clear; a DocbotError when it is not set."""
+    api_key = settings.secret("api_key")
+    if not api_key:
+        raise DocbotError("no API key set for the chatbot API",
+                          "set DOCBOT_API_KEY (environment, .env, or the Secret on the cluster) to a long random "
+                          "string, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    return api_key
+
+
 class _Gate:
     """ASGI middleware in front of every route, before any body is read: the API key (401 without reading the
     body), then the body's size (413), from Content-Length and, for a chunked body, as the bytes come in."""
 
     def __init__(self, app, settings: Settings, metrics: Metrics):
         self.app, self.metrics, self.kb = app, metrics, settings.api_max_body_kb
-        self.expected = settings.secret("api_key").encode()
+        self.expected = _api_key(settings).encode()
         self.open = OPEN_PATHS | (DOC_PATHS if settings.api_public_docs else frozenset())
 
     async def __call__(self, scope, receive, send) -> None:
@@ -408,7 +418,7 @@ class _Generation(BaseCallbackHandler):
         self.since, self.stopped = since, False
         self.pieces = self._pieces(chain, question, history)
 
-    def _pieces(self, chain, question: str, history: list[tuple[str, str]]) -> Iterator:
+    def _pieces(self, chain, question: str, history: list[tuple[str, str]]) -> Generator[Any, None, None]:
         # set in the worker thread's context, where the chain configures its callbacks (on its first piece)
         _GENERATION.set(self)
         pieces = chain.stream(question, history)
@@ -426,7 +436,7 @@ class _Generation(BaseCallbackHandler):
             yield first
             yield from pieces
 
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+    def on_llm_new_token(self, token: str | list[str | dict[str, Any]], **kwargs: Any) -> None:
         if self.stopped:
             raise GeneratorExit  # not an Exception: LangChain's callback manager lets it through
 
@@ -453,7 +463,9 @@ class _Answers:
     async def respond(self, body: ChatRequest, http: Request) -> Response | dict[str, Any]:
         check_limits(body, self.settings)
         question, history = body.question_and_history()
-        window = self.window or await anyio.to_thread.run_sync(self.context)
+        window = self.window
+        if not window:  # asked of the endpoint in a worker thread: context() blocks
+            window = await anyio.to_thread.run_sync(self.context)
         history = fit_history(question, history, self.settings, window)
         started = await _unless_disconnected(http, lambda: self.start(question, history, body.stream))
         if started is None:  # the client hung up: its answer was stopped, its slot given back
@@ -533,7 +545,7 @@ class _Answers:
                 self.observe(piece)
                 self.metrics.tokens.inc(tokens)
                 yield {"data": _chunk(ids, {}, "stop")}
-                extra = {"usage": _usage(tokens)} if include_usage else {}
+                extra: dict[str, Any] = {"usage": _usage(tokens)} if include_usage else {}
                 yield {"data": _chunk(ids, None, sources=_sources(piece), **_grounding(piece), **extra)}
             elif piece:
                 tokens += 1
@@ -574,14 +586,11 @@ def create_app(settings: Settings, collection: str | None = None, chain=None) ->
     """
     from docbot_lib.rag import RagChain
 
-    if not settings.secret("api_key"):
-        raise DocbotError("no API key set for the chatbot API",
-                          "set DOCBOT_API_KEY (environment, .env, or the Secret on the cluster) to a long random "
-                          "string, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    api_key = _api_key(settings)
     collection = collection or settings.milvus_collection
     metrics = Metrics()
     answers = _Answers(settings, chain or RagChain(settings, collection=collection), metrics, collection)
-    expected = settings.secret("api_key").encode()
+    expected = api_key.encode()
     ready = _cached(lambda: readiness(settings, collection), READY_CACHE_SECONDS)
 
     app = FastAPI(title="Doc Bot", version="0.1.0",
@@ -642,6 +651,7 @@ def create_app(settings: Settings, collection: str | None = None, chain=None) ->
                 if attempt == 1 and _milvus_connection_lost(exc):
                     continue
                 raise answers.failure(exc) from None
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     @app.post(CHAT)
     async def chat_completions(body: ChatRequest, http: Request):
@@ -652,13 +662,15 @@ def create_app(settings: Settings, collection: str | None = None, chain=None) ->
 
 def _cached(compute: Callable[[], T], seconds: float) -> Callable[[], T]:
     """compute(), at most once every `seconds` (the callers in between get the last result)."""
-    lock, last = threading.Lock(), {"at": -math.inf, "value": None}
+    lock, at = threading.Lock(), -math.inf
+    value: T
 
     def get() -> T:
+        nonlocal value, at
         with lock:
-            if time.monotonic() - last["at"] >= seconds:
-                last["value"], last["at"] = compute(), time.monotonic()
-            return last["value"]
+            if time.monotonic() - at >= seconds:
+                value, at = compute(), time.monotonic()
+            return value
 
     return get
 

@@ -96,6 +96,7 @@ class ChatUI:
             else:
                 text += piece
                 self._render(user + f"<p><b>Doc Bot:</b> {html.escape(text)}▌</p>")
+        assert answer is not None  # RagChain.stream ends with the Answer
         self._turns.append(user + f"<p><b>Doc Bot:</b> {html.escape(answer.text)}</p>{sources_html(answer)}")
         self._render()
         self.history += [("user", question), ("assistant", answer.text)]

@@ -430,7 +430,8 @@ def ask(url: str, api_key: str | None, question: str, timeout: float = 300,
         model = client.models.list().data[0].id
         stream = client.chat.completions.create(model=model, stream=True,
                                                 messages=[{"role": "user", "content": question}])
-        pieces, sources = [], []
+        pieces: list[str] = []
+        sources: list[dict[str, Any]] = []
         for chunk in stream:
             for choice in chunk.choices:
                 if choice.delta and choice.delta.content:

@@ -153,6 +153,7 @@ def check_milvus_server(settings: Settings) -> str:
     uri = settings.day2_milvus_uri
     if uri == settings.milvus_uri:
         return f"{uri}: the same Milvus as above (day 2 runs there)"
+    assert uri is not None  # day2_milvus_uri is None only when milvus_uri is None too (returned above)
     if not milvus_server.answers(uri):
         raise NotReachable(f"the Milvus server for day 2 does not answer at {uri}",
                            _start_hint(settings, "DOCBOT_MILVUS_SERVER_URI"), service="milvus")

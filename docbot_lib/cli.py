@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-from docbot_lib.errors import DocbotError
+from docbot_lib.errors import ConfigError, DocbotError
 from docbot_lib.settings import Settings, project_dir
 
 
@@ -77,6 +78,9 @@ def _milvus(args: argparse.Namespace, settings: Settings) -> int:
 
     # the day-2 server: locally the Milvus 2.3 server beside Milvus Lite, on a cluster the one Milvus
     uri, env_file = settings.day2_milvus_uri, args.env_file or settings.day2_env_file
+    if not uri:
+        raise ConfigError("no Milvus URI configured", "set DOCBOT_MILVUS_SERVER_URI or DOCBOT_MILVUS_URI",
+                          service="milvus")
     collection = args.collection or settings.milvus_collection
     root = settings.secret("milvus_root_token")
     if args.action == "info":
@@ -96,7 +100,7 @@ def _lab(args: argparse.Namespace, settings: Settings) -> int:
     from docbot_lib.names import expand_users
 
     users = expand_users(args.users)
-    options = {"milvus": not args.no_milvus, "kube": not args.no_kube}
+    options: dict[str, Any] = {"milvus": not args.no_milvus, "kube": not args.no_kube}
     if args.action != "status":
         options.update(model=args.model, s3_users=args.s3_users)
     if args.action == "provision":
@@ -142,6 +146,7 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
             # "A:" once the answer starts: what loads before it (the embedding model) prints on stderr
             print(piece if started else f"A: {piece}", end="", flush=True)
             started = True
+    assert answer is not None  # RagChain.stream ends with the Answer
     if answer.note():
         print(f"\n\nNote: {answer.note()}")
     print("\nSources:" if answer.sources else "\nRetrieved (not cited):")

@@ -84,7 +84,12 @@ class LocalEmbeddings(Embeddings):
         self.dimension = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") \
             else self.model.get_sentence_embedding_dimension()
         # the model reads at most max_seq_length word pieces, [CLS] and [SEP] included
-        self.max_tokens = int(self.model.max_seq_length) - 2
+        limit = self.model.max_seq_length
+        if limit is None:  # its first module declares none: chunks could not be sized
+            raise DocbotError(f"embedding model {path!r} declares no max_seq_length (its input limit)",
+                              "set DOCBOT_EMBEDDING_MODEL to a sentence-transformers model that declares one, "
+                              "e.g. all-MiniLM-L6-v2")
+        self.max_tokens = int(limit) - 2
 
     def count_tokens(self, text: str) -> int:
         """Word pieces of `text` as the model sees it (without [CLS]/[SEP])."""
@@ -109,10 +114,11 @@ class EndpointEmbeddings(Embeddings):
 
     def __init__(self, settings: Settings, query_prefix: str = "", document_prefix: str = ""):
         from langchain_openai import OpenAIEmbeddings
+        from pydantic import SecretStr
 
         self.client = OpenAIEmbeddings(
             base_url=settings.embedding_base_url, model=settings.embedding_model,
-            api_key=settings.secret("embedding_api_key") or "none",
+            api_key=SecretStr(settings.secret("embedding_api_key") or "none"),
             check_embedding_ctx_length=False,  # offline: it would download tiktoken data to pre-split inputs
             chunk_size=settings.embedding_batch_size,
         )

@@ -390,7 +390,9 @@ def load_markdown(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
 
 def _split_marked(text: str) -> list[Section]:
     """Sections from text where headings are marked HEADING<level>\\0<heading>."""
-    sections, path, buffer = [], [], []
+    sections: list[Section] = []
+    path: list[tuple[int, str]] = []  # (level, heading) of the headings above
+    buffer: list[str] = []
 
     def close():
         body = tidy("\n".join(buffer))

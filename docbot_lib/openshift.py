@@ -69,7 +69,7 @@ def load_documents(text: str) -> list[dict[str, Any]]:
     except yaml.YAMLError as exc:
         raise DocbotError(f"the rendered manifests are not valid YAML ({exc})",
                           "pass the output of `helm template` unchanged") from None
-    objects = []
+    objects: list[dict[str, Any]] = []
     for doc in docs:
         if not isinstance(doc, dict) or "kind" not in doc:
             raise DocbotError(f"a document of the rendered manifests is not a Kubernetes object: {str(doc)[:80]}",

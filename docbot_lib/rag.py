@@ -328,6 +328,7 @@ class RagChain:
     def ask(self, question: str, history: History = ()) -> Answer:
         """The whole answer at once."""
         *_, answer = self.stream(question, history)
+        assert isinstance(answer, Answer)  # stream() ends with the Answer
         return answer
 
     def ask_without_context(self, question: str) -> str:

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import httpx
 
@@ -226,11 +226,13 @@ def runtime_image(api_client=None, namespaces: tuple[str, ...] = PLATFORM_NAMESP
         api = client.CustomObjectsApi(api_client)
         for namespace in namespaces:
             try:
-                found = api.get_namespaced_custom_object("template.openshift.io", "v1", namespace, "templates",
-                                                         template)
+                # the client's deserialized JSON (typed object by the kubernetes package)
+                found = cast(dict[str, Any], api.get_namespaced_custom_object(
+                    "template.openshift.io", "v1", namespace, "templates", template))
             except Exception as exc:  # noqa: BLE001 - any failure: fall back to the pin and say why
-                status = getattr(exc, "status", None)
-                reasons.append(f"{namespace}: " + {403: "not allowed to read it", 404: "not found"}.get(
+                status: int | None = getattr(exc, "status", None)
+                known: dict[int | None, str] = {403: "not allowed to read it", 404: "not found"}
+                reasons.append(f"{namespace}: " + known.get(
                     status, f"{type(exc).__name__} {status or ''}".strip()))
                 continue
             images = [c.get("image", "") for o in found.get("objects") or [] if o.get("kind") == "ServingRuntime"
@@ -447,8 +449,8 @@ def wait_inference_service_ready(name: str, namespace: str, api_client, timeout:
     isvc: dict[str, Any] = {}
     while True:
         try:
-            isvc = api.get_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace,
-                                                    "inferenceservices", name)
+            isvc = cast(dict[str, Any], api.get_namespaced_custom_object(
+                "serving.kserve.io", "v1beta1", namespace, "inferenceservices", name))
         except Exception as exc:  # noqa: BLE001
             raise manifests.api_error(exc, f"InferenceService/{name}", namespace, api_client) from None
         status = isvc.get("status") or {}
@@ -577,19 +579,21 @@ def vllm_metrics(base_url: str, api_key: str | None = None, timeout: float = 10)
 def chat_model(settings: Settings, streaming: bool = False):
     """LangChain's ChatOpenAI on the settings' endpoint with the lab's generation settings."""
     from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
 
     if not settings.llm_base_url:
         raise ConfigError("no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)",
                           service="llm")
+    # only when asked: an explicit streaming=False makes LangChain's .stream() return one whole chunk
+    streaming_option: dict[str, Any] = {"streaming": True} if streaming else {}
     return ChatOpenAI(
-        base_url=settings.llm_base_url, api_key=settings.secret("llm_api_key") or "none",
+        base_url=settings.llm_base_url, api_key=SecretStr(settings.secret("llm_api_key") or "none"),
         model=settings.llm_model_name, temperature=settings.temperature, top_p=settings.top_p,
         presence_penalty=settings.presence_penalty, timeout=120, max_retries=1,
         # ChatOpenAI sends its max_tokens as `max_completion_tokens`, which llama.cpp's server ignores (it then
         # generates to the end of its context); `max_tokens` in the body is honoured by vLLM and llama.cpp.
         extra_body={"max_tokens": settings.max_tokens},
-        # only when asked: an explicit streaming=False makes LangChain's .stream() return one whole chunk
-        **({"streaming": True} if streaming else {}),
+        **streaming_option,
     )
 
 
@@ -629,13 +633,16 @@ def smoke_test(settings: Settings, question: str = "In one sentence, what is Kub
     the `openai` client, and one through LangChain's ChatOpenAI (the lab's generation settings)."""
     import openai
 
+    if not settings.llm_base_url:
+        raise ConfigError("no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)",
+                          service="llm")
     start = time.perf_counter()
     client = openai.OpenAI(base_url=settings.llm_base_url, api_key=settings.secret("llm_api_key") or "none",
                            timeout=120, max_retries=1)
     messages = [{"role": "user", "content": question}]
-    params = dict(model=settings.llm_model_name, messages=messages, max_tokens=max_tokens,
-                  temperature=settings.temperature, top_p=settings.top_p,
-                  presence_penalty=settings.presence_penalty)
+    params: dict[str, Any] = dict(model=settings.llm_model_name, messages=messages, max_tokens=max_tokens,
+                                  temperature=settings.temperature, top_p=settings.top_p,
+                                  presence_penalty=settings.presence_penalty)
     try:
         models = [m.id for m in client.models.list().data]
         completion = client.chat.completions.create(**params).choices[0].message.content or ""

@@ -322,7 +322,8 @@ def diversify(order: list, key, per_source: int | None) -> list:
     if not per_source:
         return order
     counts: dict = {}
-    first, later = [], []
+    first: list = []
+    later: list = []
     for item in order:
         counts[key(item)] = counts.get(key(item), 0) + 1
         (first if counts[key(item)] <= per_source else later).append(item)
