@@ -61,10 +61,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(gguf: Path, alias: str, port: int, key: str, log: Path) -> subprocess.Popen:
+def start_server(gguf: Path, alias: str, port: int, key: str, log: Path, chat_format: str = "") -> subprocess.Popen:
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "1",
            "--n_threads_batch", "1", "--interrupt_requests", "False"]
+    # without a chat template in the GGUF, llama-cpp-python falls back to the llama-2 format ("Using fallback
+    # chat format: llama-2" in its log), which a Gemma model does not know: --chat-format NAME=gemma
+    cmd += ["--chat_format", chat_format] if chat_format else []
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, "API_KEY": key})
     import httpx
 
@@ -101,6 +104,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True, help="NAME=PATH of a GGUF (repeat)")
     parser.add_argument("--profiles", default="default,short")
+    parser.add_argument("--chat-format", action="append", default=[],
+                        help="NAME=FORMAT: llama-cpp-python's --chat_format for that model (e.g. gemma3-270m=gemma)")
     parser.add_argument("--json", type=Path, help="write every check and figure here")
     args = parser.parse_args()
     os.environ.setdefault("DOCBOT_ENV_FILE", os.devnull)
@@ -127,13 +132,22 @@ def main() -> None:
             alias, _, path = spec.partition("=")
             key, port = secrets.token_hex(16), free_port()
             log = work / f"{alias}.log"
-            proc = start_server(Path(path), alias, port, key, log)
+            formats = dict(f.split("=", 1) for f in args.chat_format)
+            proc = start_server(Path(path), alias, port, key, log, formats.get(alias, ""))
+            fallback = re.search(r"Using fallback chat format: (\S+)", log.read_text(errors="replace"))
+            if fallback:
+                print(f"{alias}: NOTE the server found no chat template and uses the {fallback.group(1)} format")
             offset = 0
             try:
                 for profile in args.profiles.split(","):
                     settings = base.model_copy(update={"llm_base_url": f"http://127.0.0.1:{port}/v1",
                                                        "llm_model_name": alias, "llm_api_key": SecretStr(key),
-                                                       **PROFILES[profile]})
+                                                       **PROFILES[profile],
+                                                       # llama-cpp-python's gemma format drops a system message
+                                                       # (context included): fold it into the user turn, as for
+                                                       # Mistral-7B (rag.build_messages)
+                                                       **({"llm_system_role": False}
+                                                          if formats.get(alias) == "gemma" else {})})
                     start = time.perf_counter()
                     answers = ev.check_answers(settings, questions, "answers", off_topic=OFF_TOPIC, judge=False,
                                                progress=False)
@@ -143,7 +157,7 @@ def main() -> None:
                     on = [c for c in answers.checks if not c.off_topic]
                     first = [c.timings["first_token"] for c in on if "first_token" in c.timings]
                     total = [c.timings["total"] for c in on]
-                    row = {"model": alias, "profile": profile, "summary": answers.summary(), "wall_s": wall,
+                    row = {"model": alias + (f" ({formats[alias]})" if alias in formats else ""), "profile": profile, "summary": answers.summary(), "wall_s": wall,
                            "first_token_p50_s": statistics.median(first) if first else None,
                            "total_p50_s": statistics.median(total),
                            "decode_tok_s_p50": statistics.median(p["decode_tok_s"] for p in answering),
