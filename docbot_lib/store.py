@@ -35,6 +35,10 @@ STOP_WORDS = frozenset("""a an and are as at be but by for if in into is it no n
     what which who whom whose when where why how do does did doing done can could should would shall may
     might must am been being have has had having""".split())
 OUTPUT = ["text", "source", "root", "title", "section", "page", "chunk_index"]
+# The schema's limits of the title and section fields: longer values are cut to fit (fit()), not refused. A page
+# whose <h2> is never closed makes its whole text one heading (SQLite's keyword_index.html: 61,358 characters),
+# and Milvus refused the page's every row.
+TITLE_MAX, SECTION_MAX = 1024, 2048
 
 
 class NotRecorded(Exception):
@@ -119,8 +123,8 @@ class ChunkStore:
         schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dimension)
         schema.add_field("source", DataType.VARCHAR, max_length=2048)
         schema.add_field("root", DataType.VARCHAR, max_length=2048)
-        schema.add_field("title", DataType.VARCHAR, max_length=1024)
-        schema.add_field("section", DataType.VARCHAR, max_length=2048)
+        schema.add_field("title", DataType.VARCHAR, max_length=TITLE_MAX)
+        schema.add_field("section", DataType.VARCHAR, max_length=SECTION_MAX)
         schema.add_field("page", DataType.INT64)
         schema.add_field("chunk_index", DataType.INT64)
         schema.add_field("doc_hash", DataType.VARCHAR, max_length=64)
@@ -186,7 +190,8 @@ class ChunkStore:
         rows, previous, records = [], set(), []
         for root, source, doc_hash, chunks, vectors in documents:
             rows += [{"pk": c.pk, "text": c.text, "dense": v, "source": c.source, "root": c.root,
-                      "title": c.title, "section": c.section, "page": c.page, "chunk_index": c.chunk_index,
+                      "title": fit(c.title, TITLE_MAX), "section": fit(c.section, SECTION_MAX), "page": c.page,
+                      "chunk_index": c.chunk_index,
                       "doc_hash": doc_hash} for c, v in zip(chunks, vectors, strict=True)]
             if (root, source) in existing:
                 previous |= {r["pk"] for r in self._query_all(self.name, self._doc_filter(root, source), ["pk"])}
@@ -291,6 +296,15 @@ class ChunkStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def fit(value: str, limit: int) -> str:
+    """`value` cut to at most `limit` bytes of UTF-8 (Milvus's VARCHAR limit), at a character boundary, with
+    "\u2026" where it was cut."""
+    data = value.encode()
+    if len(data) <= limit:
+        return value
+    return data[:limit - 3].decode(errors="ignore") + "\u2026"
 
 
 def record_collection(name: str) -> str:

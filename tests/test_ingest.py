@@ -21,7 +21,7 @@ from docbot_lib.ingest import (
     load_pdf,
 )
 from docbot_lib.samples import prepare_sample_docs, write_pdf
-from docbot_lib.store import ChunkStore, keywords_of, reciprocal_rank_fusion, search, source_filter
+from docbot_lib.store import SECTION_MAX, ChunkStore, fit, keywords_of, reciprocal_rank_fusion, search, source_filter
 
 
 @pytest.fixture
@@ -525,3 +525,23 @@ def test_inspect_collection_shows_schema_bm25_and_one_chunk(settings, docs, coll
     assert view.chunk["source"] and view.chunk["text"]
     shown = str(view)
     assert f"({view.dimension} numbers)" in shown and "bm25: BM25(text) -> sparse" in shown
+
+
+def test_fit_cuts_metadata_to_the_field_limit_at_a_character_boundary():
+    assert fit("short", 2048) == "short"
+    cut = fit("é" * 3000, 2048)
+    assert len(cut.encode()) <= 2048 and cut.endswith("\u2026") and set(cut[:-1]) == {"é"}
+
+
+def test_a_page_whose_heading_is_never_closed_is_still_ingested(settings, tmp_path, collection):
+    # SQLite's keyword_index.html: an <h2> never closed makes the whole page one 61,358-character heading
+    folder = tmp_path / "unclosed"
+    folder.mkdir()
+    items = "".join(f'<li> <a href="page{n}.html">keyword {n}</a> </li>\n' for n in range(400))
+    (folder / "index.html").write_text(f"<html><head><title>Website Keyword Index</title></head><body>"
+                                       f"<h2 align=center>Keyword Index</h1><ul>{items}</ul>"
+                                       f"<p>This page was last modified in 2016.</p></body></html>")
+    report = ingest(settings, [str(folder)], collection=collection, progress=False)
+    assert (report.new, len(report.skipped)) == (1, 0), str(report)
+    stored = rows(settings, collection)
+    assert stored and all(len(r["section"].encode()) <= SECTION_MAX for r in stored)
