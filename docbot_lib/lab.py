@@ -129,19 +129,9 @@ class SharedModel:
         NetworkPolicy that lets the learner's project (their chatbot, their workbench) reach the predictor's
         token proxy. The model's own policy admits only its project, the router and monitoring; the learner's
         project is matched by `kubernetes.io/metadata.name`, which the API server sets and no learner can."""
-        policy = {
-            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": f"{self.identity(user)}-ingress",
-                         "labels": {"app.kubernetes.io/name": self.name, "app.kubernetes.io/component": "llm",
-                                    "app.kubernetes.io/part-of": "docbot"}},
-            "spec": {
-                "podSelector": {"matchLabels": {"serving.kserve.io/inferenceservice": self.name}},
-                "policyTypes": ["Ingress"],
-                "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": user}}}],
-                             "ports": [{"protocol": "TCP", "port": serving.TOKEN_PROXY_PORT}]}],
-            },
-        }
-        return serving.token_auth_manifests(self.name, self.identity(user)) + [policy]
+        identity = self.identity(user)
+        return serving.token_auth_manifests(self.name, identity) + [
+            serving.learner_network_policy(self.name, identity, user)]
 
     def url(self, api_client) -> str:
         """The model's OpenAI endpoint; a clear error while it is not deployed and ready."""

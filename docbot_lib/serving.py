@@ -309,6 +309,14 @@ def token_auth_manifests(name: str, identity: str | None = None) -> list[dict[st
     return manifests.render("serving/vllm-token-auth.yaml", {"name": name, "identity": identity or name})
 
 
+def learner_network_policy(name: str, identity: str, user: str) -> dict[str, Any]:
+    """The NetworkPolicy that lets the learner's project `user` reach the token proxy of the shared model `name`
+    (manifests/serving/vllm-learner-networkpolicy.yaml), named after the learner's `identity` there."""
+    policy, = manifests.render("serving/vllm-learner-networkpolicy.yaml",
+                               {"name": name, "identity": identity, "user": user})
+    return policy
+
+
 def read_token(name: str, namespace: str, api_client, timeout: float = 60, poll: float = 2) -> str:
     """The bearer token of the identity `name` (`token_auth_manifests`' identity: its service account's token
     Secret, filled in by the cluster's token controller within seconds of being created). Never print it."""

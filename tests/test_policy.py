@@ -44,6 +44,8 @@ def _serving(part: str) -> Callable[[], list[dict[str, Any]]]:
             return [serving.standalone_secret(settings.model_copy(update={"llm_api_key": SecretStr("example-key")}))]
         if part == "token-auth":
             return serving.token_auth_manifests("mistral-7b-instruct")
+        if part == "learner-networkpolicy":
+            return [serving.learner_network_policy("mistral-7b-instruct", "mistral-7b-instruct-user1", "user1")]
         runtime, isvc, policy = serving.inference_service_manifests(settings)
         return {"servingruntime": [runtime], "inferenceservice": [isvc], "networkpolicy": [policy]}[part]
     return render
@@ -81,6 +83,7 @@ RENDERERS: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "serving/vllm-standalone.yaml": _serving("standalone"),
     "serving/vllm-standalone-secret.yaml": _serving("standalone-secret"),
     "serving/vllm-token-auth.yaml": _serving("token-auth"),
+    "serving/vllm-learner-networkpolicy.yaml": _serving("learner-networkpolicy"),
 }
 
 
