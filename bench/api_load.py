@@ -17,6 +17,7 @@ queue. vLLM batches many requests at once: there raise DOCBOT_API_MAX_CONCURRENC
 
     .venv/bin/python bench/api_load.py [--clients 50] [--requests 500] [--max-tokens 32]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,16 +42,20 @@ def free_port() -> int:
 
 
 class Result(NamedTuple):
-    outcome: str    # "answered" (200, the stream ended with [DONE]), "refused" (503 + Retry-After), else "error"
-    wait: float     # seconds from the request to its response's status
+    outcome: str  # "answered" (200, the stream ended with [DONE]), "refused" (503 + Retry-After), else "error"
+    wait: float  # seconds from the request to its response's status
     seconds: float  # to the end of the response
     detail: str = ""
 
 
 async def one(client, url: str, key: str, question: str, max_tokens: int) -> Result:
     start = time.perf_counter()
-    body = {"model": "docbot", "stream": True, "max_tokens": max_tokens,
-            "messages": [{"role": "user", "content": question}]}
+    body = {
+        "model": "docbot",
+        "stream": True,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": question}],
+    }
     async with client.stream("POST", url, json=body, headers={"Authorization": f"Bearer {key}"}) as response:
         wait = time.perf_counter() - start
         lines = [line async for line in response.aiter_lines()]
@@ -65,8 +70,12 @@ async def one(client, url: str, key: str, question: str, max_tokens: int) -> Res
 async def load(url: str, key: str, clients: int, total: int, max_tokens: int) -> list[Result]:
     import httpx
 
-    questions = ["Which role should the chatbot's Milvus user get?", "Why does vLLM need a /dev/shm volume?",
-                 "What does the storage initializer copy?", "What is hybrid search?"]
+    questions = [
+        "Which role should the chatbot's Milvus user get?",
+        "Why does vLLM need a /dev/shm volume?",
+        "What does the storage initializer copy?",
+        "What is hybrid search?",
+    ]
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(total):
         queue.put_nowait(i)
@@ -94,10 +103,16 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="docbot-api-bench-"))
     key = secrets.token_urlsafe(16)
-    os.environ.update(DOCBOT_HOME=str(home), DOCBOT_ENV_FILE=str(home / "none.env"), DOCBOT_API_KEY=key,
-                      DOCBOT_LOCAL_S3_PORT=str(free_port()), DOCBOT_LOCAL_LLM_PORT=str(free_port()),
-                      DOCBOT_LOCAL_MILVUS_PORT=str(free_port()), DOCBOT_LOCAL_HUB_PORT=str(free_port()),
-                      DOCBOT_MAX_TOKENS=str(args.max_tokens))
+    os.environ.update(
+        DOCBOT_HOME=str(home),
+        DOCBOT_ENV_FILE=str(home / "none.env"),
+        DOCBOT_API_KEY=key,
+        DOCBOT_LOCAL_S3_PORT=str(free_port()),
+        DOCBOT_LOCAL_LLM_PORT=str(free_port()),
+        DOCBOT_LOCAL_MILVUS_PORT=str(free_port()),
+        DOCBOT_LOCAL_HUB_PORT=str(free_port()),
+        DOCBOT_MAX_TOKENS=str(args.max_tokens),
+    )
     from docbot_lib.ingest import ingest
     from docbot_lib.local import LocalStack
     from docbot_lib.samples import prepare_sample_docs
@@ -110,8 +125,11 @@ def main() -> None:
         settings = Settings.load()
         ingest(settings, [str(prepare_sample_docs(home / "docs"))], progress=False)
         port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "docbot_lib.cli", "serve", "--host", "127.0.0.1",
-                                   "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "docbot_lib.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         import httpx
 
         for _ in range(240):
@@ -122,8 +140,9 @@ def main() -> None:
                 pass
             time.sleep(0.5)
         start = time.perf_counter()
-        results = asyncio.run(load(f"http://127.0.0.1:{port}/v1/chat/completions", key, args.clients,
-                                   args.requests, args.max_tokens))
+        results = asyncio.run(
+            load(f"http://127.0.0.1:{port}/v1/chat/completions", key, args.clients, args.requests, args.max_tokens)
+        )
         wall = time.perf_counter() - start
     finally:
         if server:
@@ -139,14 +158,20 @@ def main() -> None:
         cuts = statistics.quantiles(values, n=100)
         return f"p50 {cuts[49]:.1f} s, p95 {cuts[94]:.1f} s"
 
-    print(f"{len(results)} requests from {args.clients} clients; max_tokens {args.max_tokens}; API concurrency "
-          f"{settings.api_max_concurrency}, queue {settings.api_max_queue}, queue timeout "
-          f"{settings.api_queue_timeout:g} s; {os.cpu_count()} cores")
-    print(f"answered: {outcomes['answered']}, refused (503 + Retry-After): {outcomes['refused']}, "
-          f"other errors: {outcomes['error']} (target 0)")
-    print(f"wait (to the response's status), all: {quantiles([r.wait for r in results])}; "
-          f"answered: {quantiles([r.wait for r in results if r.outcome == 'answered'])}; "
-          f"refused: {quantiles([r.wait for r in results if r.outcome == 'refused'])}")
+    print(
+        f"{len(results)} requests from {args.clients} clients; max_tokens {args.max_tokens}; API concurrency "
+        f"{settings.api_max_concurrency}, queue {settings.api_max_queue}, queue timeout "
+        f"{settings.api_queue_timeout:g} s; {os.cpu_count()} cores"
+    )
+    print(
+        f"answered: {outcomes['answered']}, refused (503 + Retry-After): {outcomes['refused']}, "
+        f"other errors: {outcomes['error']} (target 0)"
+    )
+    print(
+        f"wait (to the response's status), all: {quantiles([r.wait for r in results])}; "
+        f"answered: {quantiles([r.wait for r in results if r.outcome == 'answered'])}; "
+        f"refused: {quantiles([r.wait for r in results if r.outcome == 'refused'])}"
+    )
     print(f"answered, to the end of the answer: {quantiles([r.seconds for r in results if r.outcome == 'answered'])}")
     print(f"total time: {wall:.1f} s ({outcomes['answered'] / wall:.2f} answered/s)")
     for detail, count in Counter(r.detail for r in results if r.outcome == "error").most_common(5):

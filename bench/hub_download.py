@@ -12,6 +12,7 @@ a real network it hides behind the transfer.)
 
     .venv/bin/python bench/hub_download.py [--rounds 3] [--shard-mib 256]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,12 @@ def make_repo(folder: Path, shard_mib: int, shards: int = 3) -> int:
 
 def timed(code: str, *args: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code, *args], check=True, cwd=HERE.parent,
-                   env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+    subprocess.run(
+        [sys.executable, "-c", code, *args],
+        check=True,
+        cwd=HERE.parent,
+        env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
+    )
     return time.perf_counter() - start
 
 
@@ -81,12 +86,17 @@ def main() -> None:
         with HubServer({REPO_ID: work / "repo"}) as server:
             plan = plan_download(Settings.load(stack="cluster", hf_endpoint=server.url, model_id=REPO_ID))
             patterns = json.dumps([f.path for f in plan.files])
-            print(f"repo: {len(plan.files)} files to fetch, {plan.total_bytes / MiB:.0f} MiB "
-                  f"({weights / MiB:.0f} MiB of weights); skipped {plan.skipped_bytes / MiB:.0f} MiB; {server.url}")
+            print(
+                f"repo: {len(plan.files)} files to fetch, {plan.total_bytes / MiB:.0f} MiB "
+                f"({weights / MiB:.0f} MiB of weights); skipped {plan.skipped_bytes / MiB:.0f} MiB; {server.url}"
+            )
             times: dict[str, list[float]] = {"docbot": [], "snapshot": [], "snapshot+verify": []}
             verify: list[float] = []
-            runs = (("docbot", DOCBOT, ()), ("snapshot", SNAPSHOT, (patterns, "no")),
-                    ("snapshot+verify", SNAPSHOT, (patterns, "verify")))
+            runs = (
+                ("docbot", DOCBOT, ()),
+                ("snapshot", SNAPSHOT, (patterns, "no")),
+                ("snapshot+verify", SNAPSHOT, (patterns, "verify")),
+            )
             for round_ in range(args.rounds):
                 for name, code, extra in runs:
                     out = work / f"out-{name}-{round_}"
@@ -103,8 +113,10 @@ def main() -> None:
         print(f"  Doc Bot download_model (download + sha256)         {med['docbot']:6.2f} s")
         print(f"  peer: snapshot_download (no verification)          {med['snapshot']:6.2f} s")
         print(f"  peer: snapshot_download + verify_repo_checksums    {med['snapshot+verify']:6.2f} s")
-        print(f"  ratio Doc Bot / (snapshot + verify)                {med['docbot'] / med['snapshot+verify']:6.2f}"
-              f"  (target <= 1)")
+        print(
+            f"  ratio Doc Bot / (snapshot + verify)                {med['docbot'] / med['snapshot+verify']:6.2f}"
+            f"  (target <= 1)"
+        )
         print(f"  ratio Doc Bot / snapshot alone                     {med['docbot'] / med['snapshot']:6.2f}")
         print(f"  Doc Bot verify_model alone (re-reading the folder) {statistics.median(verify):6.2f} s")
     finally:

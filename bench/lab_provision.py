@@ -28,6 +28,7 @@ Run (Milvus starts in a temporary folder, on free ports, and is always stopped):
 
 No secret is printed (tokens and passwords stay in the temporary folder, mode 600, removed at the end).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,11 +76,18 @@ def peer_calls_per_learner(collection: str) -> dict[str, int]:
     from docbot_lib import vectordb
 
     collections = vectordb.lab_collections(collection)
-    grants = len(vectordb._privileges(vectordb.READER_PRIVILEGES, collections)) + \
-        len(vectordb._privileges(vectordb.WRITER_PRIVILEGES, collections))
-    return {"oc commands": 4,  # new-project, create rolebinding, 2x create secret
-            "create_database": 1, "create_role": 2, "grant_privilege": grants, "create_user": 2, "grant_role": 2,
-            "collections granted on": len(collections)}
+    grants = len(vectordb._privileges(vectordb.READER_PRIVILEGES, collections)) + len(
+        vectordb._privileges(vectordb.WRITER_PRIVILEGES, collections)
+    )
+    return {
+        "oc commands": 4,  # new-project, create rolebinding, 2x create secret
+        "create_database": 1,
+        "create_role": 2,
+        "grant_privilege": grants,
+        "create_user": 2,
+        "grant_role": 2,
+        "collections granted on": len(collections),
+    }
 
 
 def main() -> int:
@@ -128,9 +136,16 @@ def run(server, kube, users: list[str], base: Path) -> list[str]:
     vectordb.secure(server.uri, "docbot", env_file)
     root_token = read_env(env_file)[vectordb.ROOT_TOKEN_KEY]
     assert root_token != vectordb.DEFAULT_ROOT_TOKEN
-    admin = Settings.load(stack="cluster", home=base / "admin-home", milvus_uri=server.uri,
-                          milvus_root_token=root_token, s3_endpoint="https://minio.example", s3_access_key="admin",
-                          s3_secret_key="admin-secret", s3_bucket="class-models")
+    admin = Settings.load(
+        stack="cluster",
+        home=base / "admin-home",
+        milvus_uri=server.uri,
+        milvus_root_token=root_token,
+        s3_endpoint="https://minio.example",
+        s3_access_key="admin",
+        s3_secret_key="admin-secret",
+        s3_bucket="class-models",
+    )
     api = kube.api_client()
     n = len(users)
     before = milvus_counts(server.uri, root_token)
@@ -146,24 +161,31 @@ def run(server, kube, users: list[str], base: Path) -> list[str]:
     assert first.count("created") == rows, f"first run: {first.count('created')} of {rows} rows created"
     kube_objects = len(kube.objects)
     milvus_rows = sum(r.what.startswith("Milvus ") for r in first.rows)
-    by_kind = {what: sum(r.what.startswith(f"Milvus {what} ") for r in first.rows)
-               for what in ("database", "role", "user")}
+    by_kind = {
+        what: sum(r.what.startswith(f"Milvus {what} ") for r in first.rows) for what in ("database", "role", "user")
+    }
     after = milvus_counts(server.uri, root_token)
     on_server = tuple(a - b for a, b in zip(after, before, strict=True))
-    print(f"  {t_first:.1f} s: {rows} rows created ({kube_objects} Kubernetes objects, {milvus_rows} Milvus); "
-          f"server gained {on_server[0]} databases, {on_server[1]} roles, {on_server[2]} users; "
-          f"{requests_first} Kubernetes API requests", flush=True)
+    print(
+        f"  {t_first:.1f} s: {rows} rows created ({kube_objects} Kubernetes objects, {milvus_rows} Milvus); "
+        f"server gained {on_server[0]} databases, {on_server[1]} roles, {on_server[2]} users; "
+        f"{requests_first} Kubernetes API requests",
+        flush=True,
+    )
 
     print(f"provisioning {n} learners again (idempotent run) ...", flush=True)
     t0 = time.perf_counter()
     second = lab.provision(admin, users, api_client=api)
     t_second = time.perf_counter() - t0
     assert len(second.rows) == rows, (len(second.rows), rows)
-    assert second.count("created") == 0 and second.count("already there") == rows, \
-        {s: second.count(s) for s in {r.state for r in second.rows}}
+    assert second.count("created") == 0 and second.count("already there") == rows, {
+        s: second.count(s) for s in {r.state for r in second.rows}
+    }
     assert len(kube.objects) == kube_objects
-    print(f"  {t_second:.1f} s: {second.count('created')} created, {second.count('already there')} already there",
-          flush=True)
+    print(
+        f"  {t_second:.1f} s: {second.count('created')} created, {second.count('already there')} already there",
+        flush=True,
+    )
 
     # -- 2. one learner alone, then three at once, each into their own database
     figures_ingest = ingest_step(server, kube, users[:INGESTERS], base)
@@ -181,14 +203,18 @@ def run(server, kube, users: list[str], base: Path) -> list[str]:
     down = lab.teardown(admin, users, api_client=api)
     t_teardown = time.perf_counter() - t0
     left = milvus_counts(server.uri, root_token)
-    print(f"  {t_teardown:.1f} s: {down.count('removed')} removed, {down.count('absent')} absent; Milvus left with "
-          f"{left[0]} databases, {left[1]} roles, {left[2]} users (before the class: {before[0]}, {before[1]}, "
-          f"{before[2]}); {len(kube.objects)} objects left in the stand-in", flush=True)
+    print(
+        f"  {t_teardown:.1f} s: {down.count('removed')} removed, {down.count('absent')} absent; Milvus left with "
+        f"{left[0]} databases, {left[1]} roles, {left[2]} users (before the class: {before[0]}, {before[1]}, "
+        f"{before[2]}); {len(kube.objects)} objects left in the stand-in",
+        flush=True,
+    )
     assert left == before, (left, before)
 
     peer = peer_calls_per_learner(admin.milvus_collection)
-    milvus_calls = sum(peer[k] for k in ("create_database", "create_role", "grant_privilege", "create_user",
-                                         "grant_role"))
+    milvus_calls = sum(
+        peer[k] for k in ("create_database", "create_role", "grant_privilege", "create_user", "grant_role")
+    )
     per_learner = peer["oc commands"] + milvus_calls
     return [
         f"provision {n} learners: {t_first:.1f} s, {rows} objects created ({kube_objects} Kubernetes objects, "
@@ -219,8 +245,13 @@ def ingest_step(server, kube, learners: list[str], base: Path) -> list[str]:
     tokens = {user: learner_tokens(kube, user) for user in learners}
 
     def settings_of(user: str) -> Settings:
-        return Settings.load(stack="cluster", user=user, milvus_uri=server.uri,
-                             milvus_token=tokens[user][vectordb.INGEST_TOKEN_KEY], home=base / f"home-{user}")
+        return Settings.load(
+            stack="cluster",
+            user=user,
+            milvus_uri=server.uri,
+            milvus_token=tokens[user][vectordb.INGEST_TOKEN_KEY],
+            home=base / f"home-{user}",
+        )
 
     print(f"waiting for the grants of {', '.join(learners)} to apply (not timed) ...", flush=True)
     t0 = time.perf_counter()
@@ -241,8 +272,12 @@ def ingest_step(server, kube, learners: list[str], base: Path) -> list[str]:
     solo = ingest(settings_of(alone), [str(docs)], progress=False)
     t_alone = time.perf_counter() - t0
     assert solo.new == n_docs and not solo.skipped, str(solo)
-    print(f"  {t_alone:.1f} s ({solo.chunks_written} chunks; "
-          + ", ".join(f"{k} {v:.1f} s" for k, v in solo.seconds.items()) + ")", flush=True)
+    print(
+        f"  {t_alone:.1f} s ({solo.chunks_written} chunks; "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in solo.seconds.items())
+        + ")",
+        flush=True,
+    )
 
     print(f"ingesting {n_docs} sample documents: {', '.join(group)} at once ...", flush=True)
     reports, errors, walls = {}, [], {}

@@ -8,6 +8,7 @@ Peer: the cluster's own footprint is not comparable here; the figure to compare 
 
     .venv/bin/python bench/local_stack.py
 """
+
 from __future__ import annotations
 
 import os
@@ -50,10 +51,15 @@ class PeakRss(threading.Thread):
 
 def main() -> None:
     home = tempfile.mkdtemp(prefix="docbot-bench-")
-    os.environ.update(DOCBOT_HOME=home, DOCBOT_LOCAL_S3_PORT=str(free_port()),
-                      DOCBOT_LOCAL_LLM_PORT=str(free_port()), DOCBOT_LOCAL_MILVUS_PORT=str(free_port()),
-                      DOCBOT_LOCAL_HUB_PORT=str(free_port()), DOCBOT_LOCAL_MILVUS_SERVER_PORT=str(free_port()),
-                      DOCBOT_ENV_FILE=os.path.join(home, "none.env"))
+    os.environ.update(
+        DOCBOT_HOME=home,
+        DOCBOT_LOCAL_S3_PORT=str(free_port()),
+        DOCBOT_LOCAL_LLM_PORT=str(free_port()),
+        DOCBOT_LOCAL_MILVUS_PORT=str(free_port()),
+        DOCBOT_LOCAL_HUB_PORT=str(free_port()),
+        DOCBOT_LOCAL_MILVUS_SERVER_PORT=str(free_port()),
+        DOCBOT_ENV_FILE=os.path.join(home, "none.env"),
+    )
     from docbot_lib.local import LocalStack
     from docbot_lib.settings import Settings
 
@@ -70,9 +76,13 @@ def main() -> None:
         from openai import OpenAI
         from pymilvus import MilvusClient
 
-        s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint, region_name="us-east-1",
-                          aws_access_key_id=settings.s3_access_key,
-                          aws_secret_access_key=settings.secret("s3_secret_key"))
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=settings.s3_access_key,
+            aws_secret_access_key=settings.secret("s3_secret_key"),
+        )
         s3.create_bucket(Bucket="bench")
         s3.put_object(Bucket="bench", Key="blob", Body=os.urandom(64 << 20))
         s3.get_object(Bucket="bench", Key="blob")["Body"].read()
@@ -81,8 +91,9 @@ def main() -> None:
         t1 = time.perf_counter()
         tokens = 0
         for question in ("What is Milvus?", "What does KServe do?", "Explain RAG in one sentence."):
-            reply = llm.chat.completions.create(model=settings.llm_model_name, max_tokens=64,
-                                                messages=[{"role": "user", "content": question}])
+            reply = llm.chat.completions.create(
+                model=settings.llm_model_name, max_tokens=64, messages=[{"role": "user", "content": question}]
+            )
             tokens += reply.usage.completion_tokens
         llm_seconds = time.perf_counter() - t1
 
@@ -101,10 +112,14 @@ def main() -> None:
 
     mib = 1 << 20
     print(f"local stack start-up ({len(sampler.peak)} services, each answering): {startup:.1f} s")
-    print(f"LLM: 3 chat completions, {tokens} tokens in {llm_seconds:.1f} s ({tokens / llm_seconds:.0f} tok/s incl. prompt)")
+    print(
+        f"LLM: 3 chat completions, {tokens} tokens in {llm_seconds:.1f} s ({tokens / llm_seconds:.0f} tok/s incl. prompt)"
+    )
     for name, rss in sorted(sampler.peak.items()):
         print(f"peak RSS {name:<13} {rss / mib:7.0f} MiB")
-    print(f"peak RSS total         {sampler.total / mib:7.0f} MiB   (peer: this machine's 24 GiB; a workbench's 8-16 GiB)")
+    print(
+        f"peak RSS total         {sampler.total / mib:7.0f} MiB   (peer: this machine's 24 GiB; a workbench's 8-16 GiB)"
+    )
 
 
 if __name__ == "__main__":

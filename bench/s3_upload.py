@@ -14,6 +14,7 @@ bench/requirements.txt when missing.
 
     .venv/bin/python bench/s3_upload.py [--rounds 3] [--part-size-mib 64] [--concurrency 4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,8 +95,12 @@ def main() -> None:
     aws = aws_cli(args.awscli_venv)
     work = Path(tempfile.mkdtemp(prefix="docbot-bench-s3-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCBOT_", "AWS_"))}
-    env.update(DOCBOT_HOME=str(work / "home"), DOCBOT_LOCAL_S3_PORT=str(free_port()),
-               DOCBOT_ENV_FILE=str(work / "none.env"), DOCBOT_S3_BUCKET="bench")
+    env.update(
+        DOCBOT_HOME=str(work / "home"),
+        DOCBOT_LOCAL_S3_PORT=str(free_port()),
+        DOCBOT_ENV_FILE=str(work / "none.env"),
+        DOCBOT_S3_BUCKET="bench",
+    )
     os.environ.update(env)
     from docbot_lib import s3
     from docbot_lib.local import LocalStack
@@ -116,57 +121,89 @@ def main() -> None:
         settings = Settings.load()
         client = s3.s3_client(settings)
         client.create_bucket(Bucket="bench")
-        aws_env = {**env, "AWS_ACCESS_KEY_ID": settings.s3_access_key,
-                   "AWS_SECRET_ACCESS_KEY": settings.secret("s3_secret_key"), "AWS_DEFAULT_REGION": "us-east-1"}
+        aws_env = {
+            **env,
+            "AWS_ACCESS_KEY_ID": settings.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": settings.secret("s3_secret_key"),
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
         cache = model / ".cache"
 
         def clear(prefix: str) -> None:
             for key in s3.list_objects(client, "bench", prefix):
                 client.delete_object(Bucket="bench", Key=key)
 
-        print(f"{total / MiB:,.0f} MiB in {files} files; S3 = moto at {settings.s3_endpoint}; "
-              f"Doc Bot part size {part_size // MiB} MiB, concurrency {concurrency}; {os.cpu_count()} cores", flush=True)
+        print(
+            f"{total / MiB:,.0f} MiB in {files} files; S3 = moto at {settings.s3_endpoint}; "
+            f"Doc Bot part size {part_size // MiB} MiB, concurrency {concurrency}; {os.cpu_count()} cores",
+            flush=True,
+        )
         times: dict[str, list[float]] = {"docbot": [], "aws": []}
         cpu: dict[str, list[float]] = {"docbot": [], "aws": []}
         for i in range(args.rounds):
             shutil.rmtree(cache, ignore_errors=True)
             prefix = f"models/docbot-{i}/"
-            seconds, out = timed([sys.executable, "-c", DOCBOT, str(model), prefix, str(part_size), str(concurrency)],
-                                 env, cpu["docbot"])
+            seconds, out = timed(
+                [sys.executable, "-c", DOCBOT, str(model), prefix, str(part_size), str(concurrency)], env, cpu["docbot"]
+            )
             assert out.split()[:2] == [str(files), str(total)], out
             times["docbot"].append(seconds)
             clear(prefix)
             shutil.rmtree(cache, ignore_errors=True)
             prefix = f"models/aws-{i}/"
-            seconds, _ = timed([str(aws), "s3", "cp", "--recursive", "--only-show-errors", "--endpoint-url",
-                                settings.s3_endpoint, str(model), f"s3://bench/{prefix}"], aws_env, cpu["aws"])
+            seconds, _ = timed(
+                [
+                    str(aws),
+                    "s3",
+                    "cp",
+                    "--recursive",
+                    "--only-show-errors",
+                    "--endpoint-url",
+                    settings.s3_endpoint,
+                    str(model),
+                    f"s3://bench/{prefix}",
+                ],
+                aws_env,
+                cpu["aws"],
+            )
             assert sum(s3.list_objects(client, "bench", prefix).values()) == total
             times["aws"].append(seconds)
             clear(prefix)
-            print(f"round {i + 1}: Doc Bot {times['docbot'][-1]:.2f} s (server CPU {cpu['docbot'][-1]:.1f} s), "
-                  f"AWS CLI {times['aws'][-1]:.2f} s (server CPU {cpu['aws'][-1]:.1f} s); "
-                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+            print(
+                f"round {i + 1}: Doc Bot {times['docbot'][-1]:.2f} s (server CPU {cpu['docbot'][-1]:.1f} s), "
+                f"AWS CLI {times['aws'][-1]:.2f} s (server CPU {cpu['aws'][-1]:.1f} s); "
+                f"load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
 
         shutil.rmtree(cache, ignore_errors=True)
         timed([sys.executable, "-c", DOCBOT, str(model), "models/resync/", str(part_size), str(concurrency)], env)
-        resync, out = timed([sys.executable, "-c", DOCBOT, str(model), "models/resync/", str(part_size),
-                             str(concurrency)], env)
+        resync, out = timed(
+            [sys.executable, "-c", DOCBOT, str(model), "models/resync/", str(part_size), str(concurrency)], env
+        )
         assert out.split()[:2] == ["0", "0"], out
         shutil.rmtree(cache, ignore_errors=True)
-        resync_cold, out = timed([sys.executable, "-c", DOCBOT, str(model), "models/resync/", str(part_size),
-                                  str(concurrency)], env)
+        resync_cold, out = timed(
+            [sys.executable, "-c", DOCBOT, str(model), "models/resync/", str(part_size), str(concurrency)], env
+        )
         assert out.split()[:2] == ["0", "0"], out
 
         docbot, peer = statistics.median(times["docbot"]), statistics.median(times["aws"])
         print()
         print(f"upload 1 GiB, median of {args.rounds} (fresh process each, wall clock):")
-        print(f"  Doc Bot upload_model   {docbot:6.2f} s  ({total / MiB / docbot:,.0f} MiB/s; sha256 + verify included)")
+        print(
+            f"  Doc Bot upload_model   {docbot:6.2f} s  ({total / MiB / docbot:,.0f} MiB/s; sha256 + verify included)"
+        )
         print(f"  AWS CLI s3 cp          {peer:6.2f} s  ({total / MiB / peer:,.0f} MiB/s)")
         print(f"  ratio Doc Bot / AWS CLI  {docbot / peer:.2f}  (target <= 1.00)")
-        print(f"  S3 server CPU per upload: Doc Bot {statistics.median(cpu['docbot']):.1f} s, "
-              f"AWS CLI {statistics.median(cpu['aws']):.1f} s")
-        print(f"unchanged re-sync (nothing sent): {resync:.2f} s with the digest cache (target <= 2 s), "
-              f"{resync_cold:.2f} s without it (re-hashing 1 GiB)")
+        print(
+            f"  S3 server CPU per upload: Doc Bot {statistics.median(cpu['docbot']):.1f} s, "
+            f"AWS CLI {statistics.median(cpu['aws']):.1f} s"
+        )
+        print(
+            f"unchanged re-sync (nothing sent): {resync:.2f} s with the digest cache (target <= 2 s), "
+            f"{resync_cold:.2f} s without it (re-hashing 1 GiB)"
+        )
     finally:
         stack.down()
         shutil.rmtree(work, ignore_errors=True)

@@ -1,5 +1,6 @@
 """A synthetic model folder for the benchmarks: random safetensors shards plus the small JSON files a
 model repo carries (shaped like Mistral-7B's), written without holding a shard in memory."""
+
 from __future__ import annotations
 
 import os
@@ -20,6 +21,8 @@ def write_model(folder: Path, shard_mib: int, shards: int = 3, extra_weights: tu
                 fh.write(os.urandom(block))
     (folder / "config.json").write_text('{"architectures": ["MistralForCausalLM"], "hidden_size": 4096}')
     (folder / "generation_config.json").write_text('{"bos_token_id": 1, "eos_token_id": 2}')
-    (folder / "model.safetensors.index.json").write_text(f'{{"metadata": {{"total_size": {shards * shard_mib * MiB}}}}}')
+    (folder / "model.safetensors.index.json").write_text(
+        f'{{"metadata": {{"total_size": {shards * shard_mib * MiB}}}}}'
+    )
     (folder / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "BPE"}}' * 2000)
     return shards * shard_mib * MiB

@@ -10,6 +10,7 @@ figures; exits 1 if a check fails. Takes a few minutes.
 
     python bench/workbench_install.py [--keep] [--venv PATH] [--no-run-notebook] [--warm-cache]
 """
+
 import argparse
 import json
 import os
@@ -26,8 +27,10 @@ PIP_VERSION = "26.3"
 KERNEL = ("torch", "jupyterlab", "ipykernel")
 LOCAL_STACK = ("llama_cpp", "moto", "milvus_lite")
 MODULES = "settings checks vectordb serving manifests store ingest rag api".split()
-PEER = ("peer: `make install` (requirements.txt + constraints.txt, the whole local stack) "
-        "4-10 min on a machine's first llama.cpp build")
+PEER = (
+    "peer: `make install` (requirements.txt + constraints.txt, the whole local stack) "
+    "4-10 min on a machine's first llama.cpp build"
+)
 failures: list[str] = []
 
 
@@ -82,12 +85,30 @@ def notebook(venv: Path, tmp: Path, src: Path, env) -> None:
         (tmp / folder).mkdir()
     (tmp / "envdir" / ".env").write_text("")
     nb_env = {k: v for k, v in env.items() if not k.startswith(("AWS_", "DOCBOT_"))}
-    nb_env.update(DOCBOT_STACK="cluster", DOCBOT_ENV_FILE=str(tmp / "envdir" / ".env"), HOME=str(tmp / "home"),
-                  PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}")
+    nb_env.update(
+        DOCBOT_STACK="cluster",
+        DOCBOT_ENV_FILE=str(tmp / "envdir" / ".env"),
+        HOME=str(tmp / "home"),
+        PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}",
+    )
     out = tmp / "00.ipynb"
     # --allow-errors keeps every cell's output when a cell fails; "completed" still means no cell raised
-    proc, secs = timed([venv / "bin" / "jupyter", "nbconvert", "--to", "notebook", "--execute", "--allow-errors",
-                        "--output", out, "00-environment-check.ipynb"], cwd=src / "notebooks", env=nb_env, timeout=900)
+    proc, secs = timed(
+        [
+            venv / "bin" / "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--allow-errors",
+            "--output",
+            out,
+            "00-environment-check.ipynb",
+        ],
+        cwd=src / "notebooks",
+        env=nb_env,
+        timeout=900,
+    )
     if not check("notebook 00 ran", proc.returncode == 0 and out.exists(), fail_out(proc)):
         return
     errors = []
@@ -148,14 +169,22 @@ def main() -> int:
         kernel = {k: before.get(k, "missing") for k in KERNEL}
         print(f"  kernel (pip freeze): {', '.join(f'{k} {v}' for k, v in kernel.items())}")
         cuda = sorted(k for k in before if k.startswith(("nvidia-", "triton")))
-        check("kernel has the CPU torch, no nvidia-*/triton", kernel["torch"].endswith("+cpu") and not cuda,
-              " ".join([kernel["torch"]] + cuda))
+        check(
+            "kernel has the CPU torch, no nvidia-*/triton",
+            kernel["torch"].endswith("+cpu") and not cuda,
+            " ".join([kernel["torch"]] + cuda),
+        )
         size_kernel = mib(venv)
 
         # a copy of the work tree: setuptools writes build/ and *.egg-info into the source folder
         src = tmp / "src"
-        shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-            ".git", ".venv", "build", "*.egg-info", "__pycache__", ".docbot", "runs", "models", ".env", ".hf-token"))
+        shutil.copytree(
+            ROOT,
+            src,
+            ignore=shutil.ignore_patterns(
+                ".git", ".venv", "build", "*.egg-info", "__pycache__", ".docbot", "runs", "models", ".env", ".hf-token"
+            ),
+        )
         log = tmp / "pip-base.log"
         proc, base_secs = timed(pip + ["--only-binary=:all:", "--log", log, src], env=env)
         load = os.getloadavg()[0]
@@ -190,17 +219,26 @@ def main() -> int:
             notebook(venv, tmp, src, env)
 
         print("\n== figures ==")
-        print(f"kernel setup ({', '.join(f'{k} {v}' for k, v in kernel.items())}): {kernel_secs:.1f} s"
-              " (setup, not the figure)")
-        print(f"base install (pip install <repo>, base dependencies, "
-              f"{'wheels only' if wheels_only else 'sdists allowed'}, cold cache: {not args.warm_cache}): "
-              f"{base_secs:.1f} s (1-min load average after it: {load:.1f} on {os.cpu_count()} cores)")
-        print(f"venv size: {size_kernel:.0f} MiB with the kernel, {size_base:.0f} MiB after the base install "
-              f"(+{size_base - size_kernel:.0f} MiB)")
+        print(
+            f"kernel setup ({', '.join(f'{k} {v}' for k, v in kernel.items())}): {kernel_secs:.1f} s"
+            " (setup, not the figure)"
+        )
+        print(
+            f"base install (pip install <repo>, base dependencies, "
+            f"{'wheels only' if wheels_only else 'sdists allowed'}, cold cache: {not args.warm_cache}): "
+            f"{base_secs:.1f} s (1-min load average after it: {load:.1f} on {os.cpu_count()} cores)"
+        )
+        print(
+            f"venv size: {size_kernel:.0f} MiB with the kernel, {size_base:.0f} MiB after the base install "
+            f"(+{size_base - size_kernel:.0f} MiB)"
+        )
         print(f"packages added by the base install: {len(added)}; versions changed: {', '.join(changed) or 'none'}")
         print(f"  added: {' '.join(f'{k}=={after[k]}' for k in added)}")
-        print(f"kernel versions unchanged: {'yes' if all(before.get(k) == after.get(k) for k in KERNEL) else 'NO'} ("
-              + ", ".join(f"{k} {before.get(k)} -> {after.get(k)}" for k in KERNEL) + ")")
+        print(
+            f"kernel versions unchanged: {'yes' if all(before.get(k) == after.get(k) for k in KERNEL) else 'NO'} ("
+            + ", ".join(f"{k} {before.get(k)} -> {after.get(k)}" for k in KERNEL)
+            + ")"
+        )
         print(PEER)
         print(f"checks: {'all passed' if not failures else 'FAILED: ' + '; '.join(failures)}")
         return 1 if failures else 0

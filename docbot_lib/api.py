@@ -30,6 +30,7 @@ request comes): 1 slot and the queue. vLLM batches many requests at once: raise 
 (16-64, within its --max-num-seqs) for throughput.
 An unreachable LLM or Milvus gives 503 with the problem and the fix; the server stays up.
 """
+
 from __future__ import annotations
 
 import json
@@ -73,15 +74,19 @@ class ApiError(HTTPException):
     """An HTTP error answered as OpenAI does: {"error": {"message", "type", "code"}}. An HTTPException, so that
     one raised while FastAPI reads the body (the size limit) reaches the app's handler as it is."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, message: str, kind: str = "invalid_request_error", headers: dict[str, str] | None = None
+    ):
         super().__init__(status, message, headers)
         self.status, self.message, self.kind = status, message, kind
 
     def response(self) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
-        return JSONResponse({"error": {"message": self.message, "type": self.kind, "code": self.status}},
-                            status_code=self.status, headers={**headers, **(self.headers or {})})
+        return JSONResponse(
+            {"error": {"message": self.message, "type": self.kind, "code": self.status}},
+            status_code=self.status,
+            headers={**headers, **(self.headers or {})},
+        )
 
 
 def key_matches(authorization: str | None, expected: bytes) -> bool:
@@ -91,6 +96,7 @@ def key_matches(authorization: str | None, expected: bytes) -> bool:
 
 
 # -- the request ---------------------------------------------------------------------------------------
+
 
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -130,12 +136,18 @@ class ChatRequest(BaseModel):
 def check_limits(request: ChatRequest, settings: Settings) -> None:
     """422 naming the setting when the request has too many messages, or one message too long."""
     if len(request.messages) > settings.api_max_messages:
-        raise ApiError(422, f"the request has {len(request.messages)} messages, more than DOCBOT_API_MAX_MESSAGES="
-                            f"{settings.api_max_messages}: send the latest turns only")
+        raise ApiError(
+            422,
+            f"the request has {len(request.messages)} messages, more than DOCBOT_API_MAX_MESSAGES="
+            f"{settings.api_max_messages}: send the latest turns only",
+        )
     for number, message in enumerate(request.messages, 1):
         if len(message.text) > settings.api_max_message_chars:
-            raise ApiError(422, f"message {number} ({message.role}) has {len(message.text)} characters, more than "
-                                f"DOCBOT_API_MAX_MESSAGE_CHARS={settings.api_max_message_chars}: shorten it")
+            raise ApiError(
+                422,
+                f"message {number} ({message.role}) has {len(message.text)} characters, more than "
+                f"DOCBOT_API_MAX_MESSAGE_CHARS={settings.api_max_message_chars}: shorten it",
+            )
 
 
 def _tokens(text: str) -> int:
@@ -144,8 +156,9 @@ def _tokens(text: str) -> int:
     return len(text.encode()) // 3 + 8
 
 
-def fit_history(question: str, history: list[tuple[str, str]], settings: Settings,
-                window: int) -> list[tuple[str, str]]:
+def fit_history(
+    question: str, history: list[tuple[str, str]], settings: Settings, window: int
+) -> list[tuple[str, str]]:
     """The newest turns of `history` that fit a context of `window` tokens beside the instructions, the
     retrieved passages, the question and the answer (max_tokens): the oldest turns go first, and what is kept
     starts with a user turn (chat templates alternate user/assistant). 422 when the question alone does not fit."""
@@ -153,19 +166,23 @@ def fit_history(question: str, history: list[tuple[str, str]], settings: Setting
 
     # chunk_tokens counts the embedding model's word pieces: the LLM's tokenizer may need a quarter more
     passages = settings.search_k * (settings.chunk_tokens * 5 // 4 + 25)
-    room = (window - settings.max_tokens - passages - _tokens(settings.rag_instructions or INSTRUCTIONS)
-            - _tokens(question))
+    room = (
+        window - settings.max_tokens - passages - _tokens(settings.rag_instructions or INSTRUCTIONS) - _tokens(question)
+    )
     if room < 0:
-        raise ApiError(422, f"the question (about {_tokens(question)} tokens) does not fit the model's context of "
-                            f"{window} tokens beside the retrieved passages and the answer (DOCBOT_MAX_TOKENS="
-                            f"{settings.max_tokens}): shorten it")
+        raise ApiError(
+            422,
+            f"the question (about {_tokens(question)} tokens) does not fit the model's context of "
+            f"{window} tokens beside the retrieved passages and the answer (DOCBOT_MAX_TOKENS="
+            f"{settings.max_tokens}): shorten it",
+        )
     kept = 0
     for _role, text in reversed(history):
         room -= _tokens(text)
         if room < 0:
             break
         kept += 1
-    trimmed = list(history[len(history) - kept:])
+    trimmed = list(history[len(history) - kept :])
     while trimmed and trimmed[0][0] != "user":
         trimmed.pop(0)
     return trimmed
@@ -178,8 +195,11 @@ def context_window(settings: Settings, timeout: float = 5.0) -> int | None:
 
     key = settings.secret("llm_api_key")
     try:
-        reply = httpx.get(f"{(settings.llm_base_url or '').rstrip('/')}/models", timeout=timeout,
-                          headers={"Authorization": f"Bearer {key}"} if key else {})
+        reply = httpx.get(
+            f"{(settings.llm_base_url or '').rstrip('/')}/models",
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {key}"} if key else {},
+        )
         models = reply.json().get("data", []) if reply.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
@@ -191,6 +211,7 @@ def context_window(settings: Settings, timeout: float = 5.0) -> int | None:
 
 # -- metrics ---------------------------------------------------------------------------------------------
 
+
 class Metrics:
     """The app's Prometheus metrics, in a registry of its own (several apps may live in one process)."""
 
@@ -199,22 +220,36 @@ class Metrics:
 
         self.registry = CollectorRegistry()
         latency = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-        self.requests = Counter("docbot_requests", "chat completion requests, by HTTP status",
-                                ["status"], registry=self.registry)
-        self.errors = Counter("docbot_errors", "failed answers, by cause (llm, milvus, embeddings, config, internal)",
-                              ["cause"], registry=self.registry)
-        self.retrieval = Histogram("docbot_retrieval_seconds", "time to rewrite and retrieve the passages",
-                                   buckets=latency, registry=self.registry)
-        self.first_token = Histogram("docbot_time_to_first_token_seconds",
-                                     "from the request to the answer's first token", buckets=latency,
-                                     registry=self.registry)
-        self.tokens = Counter("docbot_generated_tokens", "answer tokens streamed by the LLM (one per chunk)",
-                              registry=self.registry)
+        self.requests = Counter(
+            "docbot_requests", "chat completion requests, by HTTP status", ["status"], registry=self.registry
+        )
+        self.errors = Counter(
+            "docbot_errors",
+            "failed answers, by cause (llm, milvus, embeddings, config, internal)",
+            ["cause"],
+            registry=self.registry,
+        )
+        self.retrieval = Histogram(
+            "docbot_retrieval_seconds",
+            "time to rewrite and retrieve the passages",
+            buckets=latency,
+            registry=self.registry,
+        )
+        self.first_token = Histogram(
+            "docbot_time_to_first_token_seconds",
+            "from the request to the answer's first token",
+            buckets=latency,
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "docbot_generated_tokens", "answer tokens streamed by the LLM (one per chunk)", registry=self.registry
+        )
         self.in_flight = Gauge("docbot_answers_in_flight", "answers being generated now", registry=self.registry)
         self.waiting = Gauge("docbot_requests_waiting", "requests waiting for an answer slot", registry=self.registry)
 
 
 # -- errors of the services ---------------------------------------------------------------------------
+
 
 def unavailable(exc: Exception, settings: Settings) -> tuple[str, str] | None:
     """(cause, message) when `exc` means a service is down or misconfigured (answered as 503), else None."""
@@ -226,22 +261,29 @@ def unavailable(exc: Exception, settings: Settings) -> tuple[str, str] | None:
     if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
         return "llm", f"the LLM at {base} refused the API key. Fix: set DOCBOT_LLM_API_KEY to the endpoint's token"
     if isinstance(exc, openai.APIConnectionError):  # includes timeouts
-        return "llm", (f"the LLM does not answer at {base} ({type(exc).__name__}). "
-                       "Fix: check DOCBOT_LLM_BASE_URL and that the model server is ready")
+        return "llm", (
+            f"the LLM does not answer at {base} ({type(exc).__name__}). "
+            "Fix: check DOCBOT_LLM_BASE_URL and that the model server is ready"
+        )
     if isinstance(exc, openai.APIStatusError):
-        return "llm", (f"the LLM at {base} failed (HTTP {exc.status_code}). "
-                       "Fix: check the model server's logs and DOCBOT_LLM_MODEL_NAME")
+        return "llm", (
+            f"the LLM at {base} failed (HTTP {exc.status_code}). "
+            "Fix: check the model server's logs and DOCBOT_LLM_MODEL_NAME"
+        )
     try:
         from pymilvus.exceptions import MilvusException
     except ImportError:  # pragma: no cover - pymilvus is a dependency
         MilvusException = ()
     if isinstance(exc, MilvusException):
-        return "milvus", (f"Milvus failed at {settings.milvus_uri} ({getattr(exc, 'message', exc)}). "
-                          "Fix: check that Milvus runs and DOCBOT_MILVUS_URI / DOCBOT_MILVUS_TOKEN")
+        return "milvus", (
+            f"Milvus failed at {settings.milvus_uri} ({getattr(exc, 'message', exc)}). "
+            "Fix: check that Milvus runs and DOCBOT_MILVUS_URI / DOCBOT_MILVUS_TOKEN"
+        )
     return None
 
 
 # -- the OpenAI wire format ------------------------------------------------------------------------------
+
 
 def _sources(answer) -> list[dict[str, Any]]:
     """Every passage given to the model, in its [n] order; `cited` tells which ones the answer cites."""
@@ -255,9 +297,12 @@ def _grounding(answer) -> dict[str, Any]:
 
 
 def _chunk(ids: dict[str, Any], delta: dict[str, Any] | None, finish: str | None = None, **extra: Any) -> str:
-    body = {**ids, "object": "chat.completion.chunk",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if delta is not None else [],
-            **extra}
+    body = {
+        **ids,
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if delta is not None else [],
+        **extra,
+    }
     return json.dumps(body, ensure_ascii=False)
 
 
@@ -267,6 +312,7 @@ def _usage(tokens: int) -> dict[str, int]:
 
 
 # -- the app ---------------------------------------------------------------------------------------------
+
 
 class _Slots:
     """At most api_max_concurrency answers at once; beyond, a request waits its turn (first come, first served)
@@ -291,8 +337,9 @@ class _Slots:
         except anyio.WouldBlock:
             pass
         if self.waiting >= self.max_queue:
-            raise self.busy(f"{self.waiting} request(s) wait already, the most DOCBOT_API_MAX_QUEUE={self.max_queue} "
-                            "allows")
+            raise self.busy(
+                f"{self.waiting} request(s) wait already, the most DOCBOT_API_MAX_QUEUE={self.max_queue} allows"
+            )
         self.waiting += 1
         try:
             with anyio.fail_after(self.timeout):
@@ -309,18 +356,24 @@ class _Slots:
 
     def busy(self, why: str) -> ApiError:
         retry = max(1, min(300, math.ceil(self.mean_seconds * (self.waiting + self.size) / self.size)))
-        return ApiError(503, f"the bot is busy: {self.used} answer(s) being generated (DOCBOT_API_MAX_CONCURRENCY="
-                             f"{self.size}) and {why}; retry in {retry} s", "service_unavailable",
-                        headers={"Retry-After": str(retry)})
+        return ApiError(
+            503,
+            f"the bot is busy: {self.used} answer(s) being generated (DOCBOT_API_MAX_CONCURRENCY="
+            f"{self.size}) and {why}; retry in {retry} s",
+            "service_unavailable",
+            headers={"Retry-After": str(retry)},
+        )
 
 
 def _api_key(settings: Settings) -> str:
     """settings.api_key in clear; a DocbotError when it is not set."""
     api_key = settings.secret("api_key")
     if not api_key:
-        raise DocbotError("no API key set for the chatbot API",
-                          "set DOCBOT_API_KEY (environment, .env, or the Secret on the cluster) to a long random "
-                          "string, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        raise DocbotError(
+            "no API key set for the chatbot API",
+            "set DOCBOT_API_KEY (environment, .env, or the Secret on the cluster) to a long random "
+            "string, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`",
+        )
     return api_key
 
 
@@ -352,9 +405,12 @@ class _Gate:
         return self.too_large(int(length)) if int(length) > self.kb * 1024 else None
 
     def too_large(self, size: int, at_least: bool = False) -> ApiError:
-        return ApiError(413, f"the request body is {'at least ' if at_least else ''}{math.ceil(size / 1024)} KiB, "
-                             f"more than DOCBOT_API_MAX_BODY_KB={self.kb}: send a shorter conversation",
-                        "invalid_request_error")
+        return ApiError(
+            413,
+            f"the request body is {'at least ' if at_least else ''}{math.ceil(size / 1024)} KiB, "
+            f"more than DOCBOT_API_MAX_BODY_KB={self.kb}: send a shorter conversation",
+            "invalid_request_error",
+        )
 
     def limited(self, receive):
         received = 0
@@ -480,10 +536,16 @@ class _Answers:
         answer, tokens = started
         self.observe(answer)
         self.metrics.tokens.inc(tokens)
-        return {**ids, "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
-                             "finish_reason": "stop"}],
-                "usage": _usage(tokens), "sources": _sources(answer), **_grounding(answer)}
+        return {
+            **ids,
+            "object": "chat.completion",
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": answer.text}, "finish_reason": "stop"}
+            ],
+            "usage": _usage(tokens),
+            "sources": _sources(answer),
+            **_grounding(answer),
+        }
 
     def context(self) -> int:
         """The model's context in tokens, asked of the endpoint once (DEFAULT_CONTEXT while it does not answer)."""
@@ -534,8 +596,9 @@ class _Answers:
             piece = await self.next_piece(generation)
         return piece, tokens
 
-    async def events(self, ids: dict[str, Any], generation: _Generation, first, include_usage: bool
-                     ) -> AsyncIterator[dict[str, str]]:
+    async def events(
+        self, ids: dict[str, Any], generation: _Generation, first, include_usage: bool
+    ) -> AsyncIterator[dict[str, str]]:
         from docbot_lib.rag import Answer
 
         tokens, piece = 0, first
@@ -553,8 +616,9 @@ class _Answers:
             try:
                 piece = await self.next_piece(generation)
             except ApiError as error:  # the status is sent: report inside the stream
-                yield {"data": json.dumps({"error": {"message": error.message, "type": error.kind,
-                                                     "code": error.status}})}
+                yield {
+                    "data": json.dumps({"error": {"message": error.message, "type": error.kind, "code": error.status}})
+                }
                 break
         yield {"data": "[DONE]"}
 
@@ -593,8 +657,11 @@ def create_app(settings: Settings, collection: str | None = None, chain=None) ->
     expected = api_key.encode()
     ready = _cached(lambda: readiness(settings, collection), READY_CACHE_SECONDS)
 
-    app = FastAPI(title="Doc Bot", version="0.1.0",
-                  description="Answers questions about the ingested documentation, citing its sources.")
+    app = FastAPI(
+        title="Doc Bot",
+        version="0.1.0",
+        description="Answers questions about the ingested documentation, citing its sources.",
+    )
     app.state.settings, app.state.collection, app.state.metrics = settings, collection, metrics
     app.add_middleware(_Gate, settings=settings, metrics=metrics)  # the key and the body size, before any route
 
@@ -609,9 +676,13 @@ def create_app(settings: Settings, collection: str | None = None, chain=None) ->
         if request.url.path == CHAT:
             metrics.requests.labels("422").inc()
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        return JSONResponse({"error": {"message": f"malformed request: {problems}",
-                                       "type": "invalid_request_error", "code": 422},
-                             "detail": json.loads(json.dumps(exc.errors(), default=str))}, status_code=422)
+        return JSONResponse(
+            {
+                "error": {"message": f"malformed request: {problems}", "type": "invalid_request_error", "code": 422},
+                "detail": json.loads(json.dumps(exc.errors(), default=str)),
+            },
+            status_code=422,
+        )
 
     # -- open routes (the gate lets them through without the key) --
     @app.get("/healthz", include_in_schema=False)
@@ -682,6 +753,7 @@ def _milvus_connection_lost(exc: Exception) -> bool:
 
 # -- readiness and stored sources --------------------------------------------------------------------------
 
+
 def llm_reachable(settings: Settings, timeout: float = 5.0) -> str:
     """The LLM endpoint lists the configured model (no generation: a probe must not queue behind answers)."""
     from docbot_lib.checks import llm_serves_model
@@ -704,16 +776,21 @@ def milvus_ready(settings: Settings, collection: str) -> str:
         raise
     if not present:
         forget_store(settings, collection)
-        raise ServiceUnavailable(f"Milvus at {settings.milvus_uri} has no collection {collection!r}",
-                                 "ingest documents first: `docbot ingest PATH --collection NAME` (notebook 05)",
-                                 service="milvus")
+        raise ServiceUnavailable(
+            f"Milvus at {settings.milvus_uri} has no collection {collection!r}",
+            "ingest documents first: `docbot ingest PATH --collection NAME` (notebook 05)",
+            service="milvus",
+        )
     return f"{settings.milvus_uri}: collection {collection}"
 
 
 def readiness(settings: Settings, collection: str) -> dict[str, Any]:
     """{"ready": bool, "checks": {"llm": {"ok", "detail"}, "milvus": {...}}}; never raises."""
     checks: dict[str, dict[str, Any]] = {}
-    for name, check in (("llm", lambda: llm_reachable(settings)), ("milvus", lambda: milvus_ready(settings, collection))):
+    for name, check in (
+        ("llm", lambda: llm_reachable(settings)),
+        ("milvus", lambda: milvus_ready(settings, collection)),
+    ):
         try:
             checks[name] = {"ok": True, "detail": check()}
         except DocbotError as exc:
@@ -730,14 +807,22 @@ def stored_source(settings: Settings, collection: str, source: str, limit: int =
     # the process's store for the collection: opening and closing a client per request drops pymilvus's
     # shared channel for every other request
     store = open_store(settings, collection)
-    rows = store.client.query(collection, filter=f"source == {quote(source)}", limit=limit,
-                              output_fields=["title", "section", "page", "chunk_index", "text"])
+    rows = store.client.query(
+        collection,
+        filter=f"source == {quote(source)}",
+        limit=limit,
+        output_fields=["title", "section", "page", "chunk_index", "text"],
+    )
     if not rows:
         raise ApiError(404, f"no source {source!r} in collection {collection!r}", "not_found_error")
     rows.sort(key=lambda r: r.get("chunk_index", 0))
-    return {"source": source, "title": rows[0].get("title", ""),
-            "chunks": [{"section": r.get("section", ""), "page": r.get("page") or None, "text": r.get("text", "")}
-                       for r in rows]}
+    return {
+        "source": source,
+        "title": rows[0].get("title", ""),
+        "chunks": [
+            {"section": r.get("section", ""), "page": r.get("page") or None, "text": r.get("text", "")} for r in rows
+        ],
+    }
 
 
 def serve(settings: Settings, host: str | None = None, port: int = 8080, collection: str | None = None) -> None:
@@ -750,5 +835,11 @@ def serve(settings: Settings, host: str | None = None, port: int = 8080, collect
 
     app = create_app(settings, collection)
     get_embeddings(settings).embed_query("warm-up")  # load the model now, not in the first user's request
-    uvicorn.run(app, host=host or settings.api_host, port=port, log_level="info", proxy_headers=True,
-                forwarded_allow_ips=settings.api_trusted_proxies)
+    uvicorn.run(
+        app,
+        host=host or settings.api_host,
+        port=port,
+        log_level="info",
+        proxy_headers=True,
+        forwarded_allow_ips=settings.api_trusted_proxies,
+    )

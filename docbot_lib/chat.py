@@ -1,6 +1,7 @@
 """The chat in the notebook: an ipywidgets chat over the RAG chain — streaming answers, sources under each
 answer, a collection selector, and clear history. Under papermill (no browser) `ChatUI.ask()` drives the
 same widget from code, so a scripted conversation runs the same path a learner clicks through."""
+
 from __future__ import annotations
 
 import html
@@ -25,13 +26,21 @@ def collections(settings: Settings) -> list[str]:
 def sources_html(answer: Answer) -> str:
     shown = answer.sources or answer.retrieved
     label = "Sources" if answer.sources else "Retrieved (not cited)"
-    note = (f"<div style='margin:6px 0;padding:4px 8px;border-left:3px solid #c77d00;background:#fff6e5'>"
-            f"{html.escape(answer.note())}</div>") if answer.note() else ""
+    note = (
+        (
+            f"<div style='margin:6px 0;padding:4px 8px;border-left:3px solid #c77d00;background:#fff6e5'>"
+            f"{html.escape(answer.note())}</div>"
+        )
+        if answer.note()
+        else ""
+    )
     if not shown:
         return note
     items = "".join(
         f"<li>[{s.number}] <b>{html.escape(s.title)}</b>{' › ' + html.escape(s.section) if s.section else ''} "
-        f"<code>{html.escape(s.source)}{f', page {s.page}' if s.page else ''}</code></li>" for s in shown)
+        f"<code>{html.escape(s.source)}{f', page {s.page}' if s.page else ''}</code></li>"
+        for s in shown
+    )
     return f"{note}<div style='font-size:90%;color:#555'>{label}:<ul>{items}</ul></div>"
 
 
@@ -40,9 +49,11 @@ def side_by_side(rag: Answer, plain: str):
     from IPython.display import HTML
 
     cell = "vertical-align:top;padding:8px;border:1px solid #ddd;width:50%;white-space:pre-wrap"
-    return HTML(f"<table style='width:100%'><tr><th>with retrieval (RAG)</th><th>model alone</th></tr>"
-                f"<tr><td style='{cell}'>{html.escape(rag.text)}{sources_html(rag)}</td>"
-                f"<td style='{cell}'>{html.escape(plain)}</td></tr></table>")
+    return HTML(
+        f"<table style='width:100%'><tr><th>with retrieval (RAG)</th><th>model alone</th></tr>"
+        f"<tr><td style='{cell}'>{html.escape(rag.text)}{sources_html(rag)}</td>"
+        f"<td style='{cell}'>{html.escape(plain)}</td></tr></table>"
+    )
 
 
 class ChatUI:
@@ -59,8 +70,9 @@ class ChatUI:
         self.collection = w.Dropdown(options=names, value=default, description="collection")
         self.transcript = w.HTML()
         # continuous_update=False: the value changes on Enter (or leaving the box), not on every key
-        self.question = w.Text(placeholder="Ask about the documentation…", layout=w.Layout(width="70%"),
-                               continuous_update=False)
+        self.question = w.Text(
+            placeholder="Ask about the documentation…", layout=w.Layout(width="70%"), continuous_update=False
+        )
         self.send = w.Button(description="Ask", button_style="primary")
         self.clear_button = w.Button(description="Clear chat")
         self.send.on_click(lambda _b: self._on_send())

@@ -13,6 +13,7 @@ namespace's internal registry (`image_for`). The chatbot reads Milvus' read-only
 docbot-milvus-reader (docbot_lib.vectordb.credentials_secrets: notebook 04, or `docbot lab provision`), which
 holds that one token: never root's, never the writer's.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,8 +54,10 @@ def inference_service_url(name: str = VllmOptions.name, namespace: str | None = 
     if not auth:
         return f"http://{name}-predictor/v1"
     if not namespace:
-        raise DocbotError("the predictor's certificate names its namespace, and none is known",
-                          "set DOCBOT_NAMESPACE (or NAMESPACE) to the project the model runs in, or give llm_base_url")
+        raise DocbotError(
+            "the predictor's certificate names its namespace, and none is known",
+            "set DOCBOT_NAMESPACE (or NAMESPACE) to the project the model runs in, or give llm_base_url",
+        )
     return f"https://{name}-predictor.{namespace}.svc.cluster.local:{TOKEN_PROXY_PORT}/v1"
 
 
@@ -75,14 +78,18 @@ class ChatbotOptions:
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.match(self.name) or len(self.name) > 50:
-            raise DocbotError(f"chatbot name {self.name!r} is not a DNS label of at most 50 characters",
-                              "use lowercase letters, digits and '-'")
+            raise DocbotError(
+                f"chatbot name {self.name!r} is not a DNS label of at most 50 characters",
+                "use lowercase letters, digits and '-'",
+            )
         last = (self.image or ":0").rsplit("/", 1)[-1]
         if self.image and "@sha256:" not in self.image and (":" not in last or last.endswith(":latest")):
             raise DocbotError(f"image {self.image!r} is not pinned", "give a version tag or a @sha256: digest")
         for key in ("cpu", "cpu_limit", "memory", "memory_limit"):
             if not _QUANTITY.match(getattr(self, key)):
-                raise DocbotError(f"{key}={getattr(self, key)!r} is not a Kubernetes quantity", "use e.g. '500m', '2Gi'")
+                raise DocbotError(
+                    f"{key}={getattr(self, key)!r} is not a Kubernetes quantity", "use e.g. '500m', '2Gi'"
+                )
         if self.replicas < 1:
             raise DocbotError(f"replicas={self.replicas}", "use 1 or more")
 
@@ -94,8 +101,9 @@ def project_of(settings: Settings) -> str | None:
 
 def image_for(settings: Settings) -> str:
     """The chatbot image a BuildConfig pushes to the project's internal registry (`project_of`, else `docbot`)."""
-    return (f"image-registry.openshift-image-registry.svc:5000/{project_of(settings) or 'docbot'}/"
-            f"{IMAGE_NAME}:{IMAGE_TAG}")
+    return (
+        f"image-registry.openshift-image-registry.svc:5000/{project_of(settings) or 'docbot'}/{IMAGE_NAME}:{IMAGE_TAG}"
+    )
 
 
 def in_project(settings: Settings) -> Settings:
@@ -113,20 +121,35 @@ def chatbot_manifests(settings: Settings, opts: ChatbotOptions | None = None) ->
     the OpenShift router."""
     opts = opts or ChatbotOptions()
     policy = manifests.render("chatbot/networkpolicy.yaml", {"name": opts.name})
-    return manifests.render("chatbot/chatbot.yaml", {
-        "name": opts.name, "image": opts.image or image_for(settings), "replicas": opts.replicas,
-        "user": settings.names.user or "",
-        # the InferenceService notebook 03 deployed: its name is the served model name it recorded
-        # (or the class's shared model, in another project: lab provision recorded its address)
-        "llm_base_url": opts.llm_base_url or settings.llm_cluster_url
-        or inference_service_url(settings.llm_model_name, project_of(settings), auth=opts.llm_auth),
-        "llm_model_name": settings.llm_model_name,
-        "milvus_uri": opts.milvus_uri, "collection": settings.milvus_collection,
-        "search_k": str(settings.search_k), "max_tokens": str(settings.max_tokens),
-        "max_concurrency": str(settings.api_max_concurrency), "embedding_model": settings.embedding_model,
-        "instructions": settings.rag_instructions or INSTRUCTIONS,
-        "cpu": opts.cpu, "cpu_limit": opts.cpu_limit, "memory": opts.memory, "memory_limit": opts.memory_limit,
-    }) + policy
+    return (
+        manifests.render(
+            "chatbot/chatbot.yaml",
+            {
+                "name": opts.name,
+                "image": opts.image or image_for(settings),
+                "replicas": opts.replicas,
+                "user": settings.names.user or "",
+                # the InferenceService notebook 03 deployed: its name is the served model name it recorded
+                # (or the class's shared model, in another project: lab provision recorded its address)
+                "llm_base_url": opts.llm_base_url
+                or settings.llm_cluster_url
+                or inference_service_url(settings.llm_model_name, project_of(settings), auth=opts.llm_auth),
+                "llm_model_name": settings.llm_model_name,
+                "milvus_uri": opts.milvus_uri,
+                "collection": settings.milvus_collection,
+                "search_k": str(settings.search_k),
+                "max_tokens": str(settings.max_tokens),
+                "max_concurrency": str(settings.api_max_concurrency),
+                "embedding_model": settings.embedding_model,
+                "instructions": settings.rag_instructions or INSTRUCTIONS,
+                "cpu": opts.cpu,
+                "cpu_limit": opts.cpu_limit,
+                "memory": opts.memory,
+                "memory_limit": opts.memory_limit,
+            },
+        )
+        + policy
+    )
 
 
 def chatbot_secret(settings: Settings, name: str = ChatbotOptions.name) -> dict[str, Any]:
@@ -135,17 +158,26 @@ def chatbot_secret(settings: Settings, name: str = ChatbotOptions.name) -> dict[
     It holds secrets: show it with `manifests.to_yaml()` (masks them), never print the dict.
     """
     if not settings.secret("api_key"):
-        raise DocbotError("no API key for the chatbot", "set DOCBOT_API_KEY (environment or .env) to a long random string")
-    secret, = manifests.render("chatbot/chatbot-secret.yaml", {
-        "name": name, "api_key": settings.secret("api_key"), "llm_api_key": settings.secret("llm_api_key") or "",
-    })
+        raise DocbotError(
+            "no API key for the chatbot", "set DOCBOT_API_KEY (environment or .env) to a long random string"
+        )
+    (secret,) = manifests.render(
+        "chatbot/chatbot-secret.yaml",
+        {
+            "name": name,
+            "api_key": settings.secret("api_key"),
+            "llm_api_key": settings.secret("llm_api_key") or "",
+        },
+    )
     return secret
 
 
 # -- the API key ------------------------------------------------------------------------------------------
 
-def ensure_api_key(settings: Settings, env_file: str | Path | None = None,
-                   echo: Callable[[str], None] = print) -> Settings:
+
+def ensure_api_key(
+    settings: Settings, env_file: str | Path | None = None, echo: Callable[[str], None] = print
+) -> Settings:
     """The settings with the chatbot's API key: DOCBOT_API_KEY (environment, .env) when set; else a new random
     one, stored first in `env_file` (default: the project's .env; mode 600) so that the next run, `docbot serve`
     and the cluster's Secret all use the same. The key itself is never shown."""
@@ -165,14 +197,19 @@ def ensure_api_key(settings: Settings, env_file: str | Path | None = None,
 
 # -- the image, built on the cluster ------------------------------------------------------------------------
 
+
 def build_manifests(git_url: str, git_ref: str = "main") -> list[dict[str, Any]]:
     """[ImageStream, BuildConfig] building images/chatbot/Containerfile from `git_url` at `git_ref` into the
     ImageStreamTag docbot-chatbot:0.1.0 (the image `image_for` names)."""
     if not re.match(r"^(https://|http://|git@|ssh://)\S+$", git_url or ""):
-        raise DocbotError(f"GIT_URL {git_url!r} is not a Git repository URL",
-                          "give the https URL of the Doc Bot repository the cluster can clone (yours, or a fork)")
-    return manifests.render("chatbot/chatbot-build.yaml", {
-        "image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "git_url": git_url, "git_ref": git_ref})
+        raise DocbotError(
+            f"GIT_URL {git_url!r} is not a Git repository URL",
+            "give the https URL of the Doc Bot repository the cluster can clone (yours, or a fork)",
+        )
+    return manifests.render(
+        "chatbot/chatbot-build.yaml",
+        {"image_name": IMAGE_NAME, "image_tag": IMAGE_TAG, "git_url": git_url, "git_ref": git_ref},
+    )
 
 
 _BUILDS = "/apis/build.openshift.io/v1/namespaces/{namespace}/{what}"
@@ -180,9 +217,16 @@ _BUILD_DONE = {"Complete"}
 _BUILD_FAILED = {"Failed", "Error", "Cancelled"}
 
 
-def build_image(settings: Settings, git_url: str, git_ref: str = "main", namespace: str | None = None,
-                api_client=None, timeout: float = 1800, interval: float = 10,
-                echo: Callable[[str], None] = print) -> str:
+def build_image(
+    settings: Settings,
+    git_url: str,
+    git_ref: str = "main",
+    namespace: str | None = None,
+    api_client=None,
+    timeout: float = 1800,
+    interval: float = 10,
+    echo: Callable[[str], None] = print,
+) -> str:
     """Apply the ImageStream and BuildConfig, start a build and wait for it; the built image by digest (so that
     a new build rolls the Deployment out), else by tag. A failed build names its log: `oc logs build/NAME`."""
     api = api_client or manifests.kube_api_client()
@@ -209,12 +253,16 @@ def build_image(settings: Settings, git_url: str, git_ref: str = "main", namespa
         if phase in _BUILD_DONE:
             break
         if phase in _BUILD_FAILED:
-            raise DocbotError(f"Build/{name} {phase.lower()}: {status.get('message') or status.get('reason') or ''}",
-                              f"read its log: `oc logs build/{name} -n {namespace}`; or build the image elsewhere and "
-                              "give it as IMAGE")
+            raise DocbotError(
+                f"Build/{name} {phase.lower()}: {status.get('message') or status.get('reason') or ''}",
+                f"read its log: `oc logs build/{name} -n {namespace}`; or build the image elsewhere and "
+                "give it as IMAGE",
+            )
         if time.monotonic() > deadline:
-            raise DocbotError(f"Build/{name} not finished after {timeout:.0f} s (phase {phase})",
-                              f"follow it: `oc logs -f build/{name} -n {namespace}`; then run this again with IMAGE")
+            raise DocbotError(
+                f"Build/{name} not finished after {timeout:.0f} s (phase {phase})",
+                f"follow it: `oc logs -f build/{name} -n {namespace}`; then run this again with IMAGE",
+            )
         time.sleep(interval)
     reference = status.get("outputDockerImageReference") or image_for(settings)
     digest = ((status.get("output") or {}).get("to") or {}).get("imageDigest")
@@ -226,6 +274,7 @@ def build_image(settings: Settings, git_url: str, git_ref: str = "main", namespa
 
 
 # -- deploying and finding it -----------------------------------------------------------------------------
+
 
 def with_secret_checksum(objects: list[dict[str, Any]], secret: dict[str, Any]) -> list[dict[str, Any]]:
     """The objects with the Deployment's pod template annotated with a checksum of the Secret: a new API key
@@ -251,15 +300,18 @@ def _require_reader_secret(api, namespace: str) -> None:
         manifests.kube_request(api, "GET", f"/api/v1/namespaces/{namespace}/secrets/{READER_SECRET}")
     except ApiException as exc:
         if exc.status == 404:
-            raise DocbotError(f"no Secret {READER_SECRET} in namespace {namespace}: the chatbot reads Milvus' "
-                              "read-only token from it",
-                              "run notebook 04 with APPLY_TO_CLUSTER = True (or ask your lab's administrator: "
-                              "`docbot lab provision`)") from None
+            raise DocbotError(
+                f"no Secret {READER_SECRET} in namespace {namespace}: the chatbot reads Milvus' "
+                "read-only token from it",
+                "run notebook 04 with APPLY_TO_CLUSTER = True (or ask your lab's administrator: "
+                "`docbot lab provision`)",
+            ) from None
         raise manifests.api_error(exc, f"Secret/{READER_SECRET}", namespace, api) from None
 
 
-def route_url(api_client, namespace: str, name: str = ChatbotOptions.name, timeout: float = 120,
-              interval: float = 2) -> str:
+def route_url(
+    api_client, namespace: str, name: str = ChatbotOptions.name, timeout: float = 120, interval: float = 2
+) -> str:
     """https://<host> of the chatbot's Route, once the router has given it a host."""
     path = f"/apis/route.openshift.io/v1/namespaces/{namespace}/routes/{name}"
     deadline = time.monotonic() + timeout
@@ -269,17 +321,27 @@ def route_url(api_client, namespace: str, name: str = ChatbotOptions.name, timeo
         except Exception as exc:  # noqa: BLE001 - ApiException, or urllib3's connection errors
             raise manifests.api_error(exc, f"Route/{name}", namespace, api_client) from None
         host = (route.get("spec") or {}).get("host") or next(
-            (i.get("host") for i in (route.get("status") or {}).get("ingress") or [] if i.get("host")), None)
+            (i.get("host") for i in (route.get("status") or {}).get("ingress") or [] if i.get("host")), None
+        )
         if host:
             return f"https://{host}"
         if time.monotonic() > deadline:
-            raise DocbotError(f"Route/{name} has no host after {timeout:.0f} s",
-                              f"look at it: `oc describe route {name} -n {namespace}` (the router admits it)")
+            raise DocbotError(
+                f"Route/{name} has no host after {timeout:.0f} s",
+                f"look at it: `oc describe route {name} -n {namespace}` (the router admits it)",
+            )
         time.sleep(interval)
 
 
-def deploy(settings: Settings, objects: list[dict[str, Any]], secret: dict[str, Any], namespace: str | None = None,
-           api_client=None, timeout: float = 600, echo: Callable[[str], None] = print) -> str:
+def deploy(
+    settings: Settings,
+    objects: list[dict[str, Any]],
+    secret: dict[str, Any],
+    namespace: str | None = None,
+    api_client=None,
+    timeout: float = 600,
+    echo: Callable[[str], None] = print,
+) -> str:
     """Apply the chatbot's Secret and objects (a server-side dry run of all first), wait until its Deployment is
     Ready, and return the Route's https URL. Checks first that Milvus' reader Secret exists (else the pod would
     wait for it forever)."""
@@ -297,6 +359,7 @@ def deploy(settings: Settings, objects: list[dict[str, Any]], secret: dict[str, 
 
 
 # -- on this machine: `docbot serve` ----------------------------------------------------------------------------
+
 
 def settings_environment(settings: Settings) -> dict[str, str]:
     """Every setting as the DOCBOT_* variable it is read from, secrets included: the environment of a child
@@ -333,8 +396,13 @@ def _stop(proc: subprocess.Popen, timeout: float = 15) -> None:
 
 
 @contextmanager
-def local_chatbot(settings: Settings, port: int | None = None, max_tokens: int | None = None,
-                  timeout: float = 180, echo: Callable[[str], None] = print) -> Iterator[str]:
+def local_chatbot(
+    settings: Settings,
+    port: int | None = None,
+    max_tokens: int | None = None,
+    timeout: float = 180,
+    echo: Callable[[str], None] = print,
+) -> Iterator[str]:
     """`docbot serve` on 127.0.0.1 (`port`, else a free one) for the with-block, with these settings (as the
     read-only Milvus user: `serve` reads as the reader); yields its URL once /healthz answers (the embedding
     model is loaded). Stopped when the block ends, failed or interrupted: SIGTERM, then SIGKILL after 15 s.
@@ -356,22 +424,31 @@ def local_chatbot(settings: Settings, port: int | None = None, max_tokens: int |
         fh.flush()
         proc = subprocess.Popen(
             [sys.executable, "-m", "docbot_lib.cli", "serve", "--host", LOCAL_HOST, "--port", str(port)],
-            stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **settings_environment(settings)}, start_new_session=True)
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **settings_environment(settings)},
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise DocbotError(f"docbot serve exited ({proc.returncode}) while starting; last lines of {log}:\n"
-                                  f"{log_tail(log)}", "read the log above (`docbot check` tests every service)")
+                raise DocbotError(
+                    f"docbot serve exited ({proc.returncode}) while starting; last lines of {log}:\n{log_tail(log)}",
+                    "read the log above (`docbot check` tests every service)",
+                )
             try:
                 if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise DocbotError(f"docbot serve did not answer on {url} within {timeout:.0f} s; last lines of {log}:"
-                                  f"\n{log_tail(log)}", "read the log above; the machine may be overloaded")
+                raise DocbotError(
+                    f"docbot serve did not answer on {url} within {timeout:.0f} s; last lines of {log}:"
+                    f"\n{log_tail(log)}",
+                    "read the log above; the machine may be overloaded",
+                )
             time.sleep(0.3)
         echo(f"docbot serve (pid {proc.pid}) answers at {url}; log: {log}")
         yield url
@@ -390,11 +467,13 @@ def running_chatbot(settings: Settings, url: str | None = None, **local: Any) ->
         with local_chatbot(settings, **local) as started:
             yield started
     else:
-        raise DocbotError("no chatbot to call on the cluster",
-                          "deploy it (APPLY_TO_CLUSTER = True), or give its URL (CHATBOT_URL)")
+        raise DocbotError(
+            "no chatbot to call on the cluster", "deploy it (APPLY_TO_CLUSTER = True), or give its URL (CHATBOT_URL)"
+        )
 
 
 # -- calling it, as any OpenAI client does ----------------------------------------------------------------------
+
 
 @dataclass
 class ChatbotReply:
@@ -411,13 +490,20 @@ class ChatbotReply:
         for s in self.sources:
             where = s.get("source", "") + (f", page {s['page']}" if s.get("page") else "")
             section = f" › {s['section']}" if s.get("section") else ""
-            lines.append(f"  [{s.get('number')}] {s.get('title', '')}{section} ({where})"
-                         + ("  ← cited" if s.get("cited") else ""))
+            lines.append(
+                f"  [{s.get('number')}] {s.get('title', '')}{section} ({where})"
+                + ("  ← cited" if s.get("cited") else "")
+            )
         return "\n".join(lines)
 
 
-def ask(url: str, api_key: str | None, question: str, timeout: float = 300,
-        on_text: Callable[[str], None] = lambda text: print(text, end="", flush=True)) -> ChatbotReply:
+def ask(
+    url: str,
+    api_key: str | None,
+    question: str,
+    timeout: float = 300,
+    on_text: Callable[[str], None] = lambda text: print(text, end="", flush=True),
+) -> ChatbotReply:
     """Ask the chatbot at `url` one question with the `openai` client (as any OpenAI-compatible client would):
     its model from /v1/models, then a streamed chat completion; the answer's text goes to `on_text` as it comes,
     the sources arrive in the stream's last chunk (docbot_lib.api)."""
@@ -428,8 +514,9 @@ def ask(url: str, api_key: str | None, question: str, timeout: float = 300,
     started = time.perf_counter()
     try:
         model = client.models.list().data[0].id
-        stream = client.chat.completions.create(model=model, stream=True,
-                                                messages=[{"role": "user", "content": question}])
+        stream = client.chat.completions.create(
+            model=model, stream=True, messages=[{"role": "user", "content": question}]
+        )
         pieces: list[str] = []
         sources: list[dict[str, Any]] = []
         for chunk in stream:
@@ -439,18 +526,26 @@ def ask(url: str, api_key: str | None, question: str, timeout: float = 300,
                     on_text(choice.delta.content)
             sources = (chunk.model_extra or {}).get("sources") or sources
     except openai.AuthenticationError:
-        raise DocbotError(f"the chatbot at {base} refused the API key",
-                          "the key is DOCBOT_API_KEY in your .env; on the cluster the Secret <NAME>-secrets holds it: "
-                          "run the deploy cell again (the pods restart with the new one)") from None
+        raise DocbotError(
+            f"the chatbot at {base} refused the API key",
+            "the key is DOCBOT_API_KEY in your .env; on the cluster the Secret <NAME>-secrets holds it: "
+            "run the deploy cell again (the pods restart with the new one)",
+        ) from None
     except openai.APIConnectionError as exc:
-        raise DocbotError(f"the chatbot does not answer at {base} ({type(exc).__name__})",
-                          "check that it is Ready (`oc get pods`), and the URL") from None
+        raise DocbotError(
+            f"the chatbot does not answer at {base} ({type(exc).__name__})",
+            "check that it is Ready (`oc get pods`), and the URL",
+        ) from None
     except openai.APIStatusError as exc:
-        raise DocbotError(f"the chatbot at {base} failed (HTTP {exc.status_code}: {exc.message})",
-                          "its /readyz says which service is missing; `oc logs deployment/<NAME>` on the cluster") from None
+        raise DocbotError(
+            f"the chatbot at {base} failed (HTTP {exc.status_code}: {exc.message})",
+            "its /readyz says which service is missing; `oc logs deployment/<NAME>` on the cluster",
+        ) from None
     except openai.APIError as exc:  # an error reported inside the stream, after the status was sent
-        raise DocbotError(f"the chatbot at {base} stopped its answer: {exc.message}",
-                          "its /readyz says which service is missing; `oc logs deployment/<NAME>` on the cluster") from None
+        raise DocbotError(
+            f"the chatbot at {base} stopped its answer: {exc.message}",
+            "its /readyz says which service is missing; `oc logs deployment/<NAME>` on the cluster",
+        ) from None
     on_text("\n")
     return ChatbotReply(url.rstrip("/"), model, "".join(pieces), sources, time.perf_counter() - started)
 

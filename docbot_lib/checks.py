@@ -5,6 +5,7 @@ The same checks serve the local stack (`docbot local up` waits on them) and a cl
 the start of the lab (the hub, S3, the cluster login, the embeddings) and shows what a later notebook
 deploys (the model: 03, Milvus: 04) as TO DO until that notebook has recorded it.
 """
+
 from __future__ import annotations
 
 import socket
@@ -45,19 +46,25 @@ def check_s3(settings: Settings) -> str:
     if not settings.s3_endpoint and settings.stack == "local":
         raise ConfigError("no S3 endpoint configured", _start_hint(settings, "DOCBOT_S3_ENDPOINT"), service="s3")
     if settings.s3_endpoint and not tcp_open(settings.s3_endpoint):
-        raise NotReachable(f"S3 does not answer at {settings.s3_endpoint}",
-                           _start_hint(settings, "DOCBOT_S3_ENDPOINT / AWS_S3_ENDPOINT"), service="s3")
+        raise NotReachable(
+            f"S3 does not answer at {settings.s3_endpoint}",
+            _start_hint(settings, "DOCBOT_S3_ENDPOINT / AWS_S3_ENDPOINT"),
+            service="s3",
+        )
     client = s3_client(settings, max_attempts=1, connect_timeout=5, read_timeout=10)
     try:
         buckets = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        raise AuthRefused(f"S3 at {settings.s3_endpoint} refused the credentials ({code})",
-                          "check DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (or the data connection)",
-                          service="s3") from None
+        raise AuthRefused(
+            f"S3 at {settings.s3_endpoint} refused the credentials ({code})",
+            "check DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (or the data connection)",
+            service="s3",
+        ) from None
     except BotoCoreError as exc:
-        raise ServiceUnavailable(f"S3 request failed: {exc}", _start_hint(settings, "the S3 settings"),
-                                 service="s3") from None
+        raise ServiceUnavailable(
+            f"S3 request failed: {exc}", _start_hint(settings, "the S3 settings"), service="s3"
+        ) from None
     state = "exists" if settings.s3_bucket in buckets else "not created yet"
     return f"{settings.s3_endpoint or 'AWS'}: {len(buckets)} bucket(s); bucket {settings.s3_bucket!r} {state}"
 
@@ -71,24 +78,39 @@ def llm_serves_model(settings: Settings, timeout: float = 30.0) -> str:
     """The endpoint lists the configured model (GET /models: cheap, no generation, so a readiness probe does
     not queue behind answers being generated). Returns the endpoint's base URL."""
     if not settings.llm_base_url:
-        raise ConfigError("no LLM endpoint configured",
-                          "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL ending in /v1", service="llm")
+        raise ConfigError(
+            "no LLM endpoint configured",
+            "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL ending in /v1",
+            service="llm",
+        )
     base = settings.llm_base_url.rstrip("/")
     try:
         models = httpx.get(f"{base}/models", timeout=timeout, headers=_llm_headers(settings))
     except httpx.HTTPError as exc:
-        raise NotReachable(f"the LLM does not answer at {base} ({type(exc).__name__}: {exc})",
-                           _start_hint(settings, "DOCBOT_LLM_BASE_URL"), service="llm") from None
+        raise NotReachable(
+            f"the LLM does not answer at {base} ({type(exc).__name__}: {exc})",
+            _start_hint(settings, "DOCBOT_LLM_BASE_URL"),
+            service="llm",
+        ) from None
     if models.status_code in (401, 403):
-        raise AuthRefused(f"the LLM at {base} refused the API key (HTTP {models.status_code})",
-                          "set DOCBOT_LLM_API_KEY to the endpoint's token", service="llm")
+        raise AuthRefused(
+            f"the LLM at {base} refused the API key (HTTP {models.status_code})",
+            "set DOCBOT_LLM_API_KEY to the endpoint's token",
+            service="llm",
+        )
     if models.status_code != 200:
-        raise ServiceUnavailable(f"the LLM at {base} answered HTTP {models.status_code} on /models",
-                                 "check the model server's logs", service="llm")
+        raise ServiceUnavailable(
+            f"the LLM at {base} answered HTTP {models.status_code} on /models",
+            "check the model server's logs",
+            service="llm",
+        )
     served = [m.get("id") for m in models.json().get("data", [])]
     if settings.llm_model_name not in served:
-        raise ConfigError(f"the LLM at {base} serves {served}, not {settings.llm_model_name!r}",
-                          "set DOCBOT_LLM_MODEL_NAME to one of the served names", service="llm")
+        raise ConfigError(
+            f"the LLM at {base} serves {served}, not {settings.llm_model_name!r}",
+            "set DOCBOT_LLM_MODEL_NAME to one of the served names",
+            service="llm",
+        )
     return base
 
 
@@ -96,14 +118,24 @@ def check_llm(settings: Settings) -> str:
     """List the served models and ask for a one-word chat completion."""
     base = llm_serves_model(settings)
     try:
-        reply = httpx.post(f"{base}/chat/completions", timeout=30, headers=_llm_headers(settings), json={
-            "model": settings.llm_model_name, "max_tokens": 8, "temperature": 0,
-            "messages": [{"role": "user", "content": "Say OK."}],
-        })
+        reply = httpx.post(
+            f"{base}/chat/completions",
+            timeout=30,
+            headers=_llm_headers(settings),
+            json={
+                "model": settings.llm_model_name,
+                "max_tokens": 8,
+                "temperature": 0,
+                "messages": [{"role": "user", "content": "Say OK."}],
+            },
+        )
         reply.raise_for_status()
     except httpx.HTTPError as exc:
-        raise ServiceUnavailable(f"the LLM at {base} failed to answer ({type(exc).__name__}: {exc})",
-                                 _start_hint(settings, "DOCBOT_LLM_BASE_URL"), service="llm") from None
+        raise ServiceUnavailable(
+            f"the LLM at {base} failed to answer ({type(exc).__name__}: {exc})",
+            _start_hint(settings, "DOCBOT_LLM_BASE_URL"),
+            service="llm",
+        ) from None
     tokens = reply.json().get("usage", {}).get("completion_tokens", "?")
     return f"{base}: model {settings.llm_model_name!r} answered ({tokens} tokens)"
 
@@ -113,8 +145,9 @@ def milvus_client(settings: Settings, timeout: float = 10.0):
     from docbot_lib.vectordb import connect
 
     try:
-        return connect(settings.milvus_uri, settings.secret("milvus_token"), timeout=timeout,
-                       database=settings.names.database)
+        return connect(
+            settings.milvus_uri, settings.secret("milvus_token"), timeout=timeout, database=settings.names.database
+        )
     except (NotReachable, ConfigError) as exc:  # not started, or no address: say how to start it
         raise type(exc)(exc.problem, _start_hint(settings, "DOCBOT_MILVUS_URI"), service="milvus") from None
 
@@ -139,9 +172,11 @@ def check_embeddings(settings: Settings) -> str:
     except DocbotError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of the model is reported, not raised
-        raise ServiceUnavailable(f"embedding failed: {type(exc).__name__}: {exc}",
-                                 "check DOCBOT_EMBEDDING_MODEL / DOCBOT_EMBEDDING_BASE_URL",
-                                 service="embeddings") from None
+        raise ServiceUnavailable(
+            f"embedding failed: {type(exc).__name__}: {exc}",
+            "check DOCBOT_EMBEDDING_MODEL / DOCBOT_EMBEDDING_BASE_URL",
+            service="embeddings",
+        ) from None
     return f"{settings.embedding_model}: {len(vector)}-d vector"
 
 
@@ -155,13 +190,19 @@ def check_milvus_server(settings: Settings) -> str:
         return f"{uri}: the same Milvus as above (day 2 runs there)"
     assert uri is not None  # day2_milvus_uri is None only when milvus_uri is None too (returned above)
     if not milvus_server.answers(uri):
-        raise NotReachable(f"the Milvus server for day 2 does not answer at {uri}",
-                           _start_hint(settings, "DOCBOT_MILVUS_SERVER_URI"), service="milvus")
+        raise NotReachable(
+            f"the Milvus server for day 2 does not answer at {uri}",
+            _start_hint(settings, "DOCBOT_MILVUS_SERVER_URI"),
+            service="milvus",
+        )
     return f"{uri}: Milvus server, auth on (notebook 04's day 2: root password, users, roles)"
 
 
 CHECKS: dict[str, Callable[[Settings], str]] = {
-    "S3": check_s3, "LLM": check_llm, "Milvus": check_milvus, "Milvus day 2": check_milvus_server,
+    "S3": check_s3,
+    "LLM": check_llm,
+    "Milvus": check_milvus,
+    "Milvus day 2": check_milvus_server,
     "embeddings": check_embeddings,
 }
 
@@ -188,8 +229,9 @@ def run_check(name: str, settings: Settings, check: Callable[[Settings], str] | 
     except DocbotError as exc:
         return CheckResult(name, False, exc.problem, exc.fix, time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - a check reports, it never raises
-        return CheckResult(name, False, f"{type(exc).__name__}: {exc}", "see the message above",
-                           time.perf_counter() - start)
+        return CheckResult(
+            name, False, f"{type(exc).__name__}: {exc}", "see the message above", time.perf_counter() - start
+        )
     return CheckResult(name, True, detail, "", time.perf_counter() - start)
 
 
@@ -229,13 +271,17 @@ def check_all(settings: Settings, services: list[str] | None = None) -> CheckRep
 
 # -- the start of the lab on a cluster ----------------------------------------------------------------
 
+
 def where_it_runs(settings: Settings) -> str:
     """Where the lab runs, in a learner's words: this machine, or an OpenShift AI workbench (with or without
     S3 credentials, which a data connection attached to the workbench injects)."""
     from docbot_lib.manifests import SERVICE_ACCOUNT_DIR
 
-    s3 = "S3 credentials set (a data connection, or .env)" if settings.s3_access_key and settings.s3_secret_key \
+    s3 = (
+        "S3 credentials set (a data connection, or .env)"
+        if settings.s3_access_key and settings.s3_secret_key
         else "no S3 credentials: attach a data connection to the workbench (or set AWS_* in .env)"
+    )
     if settings.names.user:
         s3 += f"; learner {settings.names.user} (Milvus database {settings.names.database})"
     if (SERVICE_ACCOUNT_DIR / "namespace").is_file():
@@ -266,25 +312,46 @@ def check_kubernetes(settings: Settings) -> str:
     who = f"{user} ({api.docbot_source})" if user else api.docbot_source
     missing = []
     for group, resource in (("serving.kserve.io", "inferenceservices"), ("apps", "deployments"), ("", "secrets")):
-        review = kube_request(api, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", {
-            "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-            "spec": {"resourceAttributes": {"namespace": namespace, "verb": "create", "group": group,
-                                            "resource": resource}}})
+        review = kube_request(
+            api,
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {
+                    "resourceAttributes": {
+                        "namespace": namespace,
+                        "verb": "create",
+                        "group": group,
+                        "resource": resource,
+                    }
+                },
+            },
+        )
         if not (review.get("status") or {}).get("allowed"):
             missing.append(resource)
     if missing:
-        raise DocbotError(f"{who} may not create {', '.join(missing)} in project {namespace!r}",
-                          f"ask the project's admin: `oc adm policy add-role-to-user edit {user or 'YOU'} "
-                          f"-n {namespace}`; in a workbench, `oc login` as yourself in its terminal")
+        raise DocbotError(
+            f"{who} may not create {', '.join(missing)} in project {namespace!r}",
+            f"ask the project's admin: `oc adm policy add-role-to-user edit {user or 'YOU'} "
+            f"-n {namespace}`; in a workbench, `oc login` as yourself in its terminal",
+        )
     return f"{who} may deploy into project {namespace!r}"
 
 
 # notebook that records each later service (LLM: its endpoint; Milvus: its URI)
-_DEPLOYED_BY = {"LLM": ("llm_base_url", "03-serve-model.ipynb serves the model and records its endpoint"),
-                "Milvus": ("milvus_uri", "04-deploy-milvus.ipynb deploys Milvus and records its URI")}
+_DEPLOYED_BY = {
+    "LLM": ("llm_base_url", "03-serve-model.ipynb serves the model and records its endpoint"),
+    "Milvus": ("milvus_uri", "04-deploy-milvus.ipynb deploys Milvus and records its URI"),
+}
 CLUSTER_CHECKS: dict[str, Callable[[Settings], str]] = {
-    "Hugging Face": check_hub, "S3": check_s3, "Kubernetes": check_kubernetes,
-    "LLM": check_llm, "Milvus": check_milvus, "embeddings": check_embeddings,
+    "Hugging Face": check_hub,
+    "S3": check_s3,
+    "Kubernetes": check_kubernetes,
+    "LLM": check_llm,
+    "Milvus": check_milvus,
+    "embeddings": check_embeddings,
 }
 
 
@@ -299,8 +366,15 @@ def check_lab(settings: Settings) -> CheckReport:
         for name, check in CLUSTER_CHECKS.items():
             field, later = _DEPLOYED_BY.get(name, (None, ""))
             if field and not getattr(settings, field):
-                report.append(CheckResult(name, True, "not deployed yet", f"{later} (or set DOCBOT_"
-                                          f"{field.upper()} to one that exists)", later=True))
+                report.append(
+                    CheckResult(
+                        name,
+                        True,
+                        "not deployed yet",
+                        f"{later} (or set DOCBOT_{field.upper()} to one that exists)",
+                        later=True,
+                    )
+                )
                 continue
             report.append(run_check(name, settings, check))
     report.place = where_it_runs(settings)

@@ -1,4 +1,5 @@
 """`docbot`: the command line of the workshop. Each command is a thin call into docbot_lib."""
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,7 @@ def _workshop(args: argparse.Namespace, settings: Settings) -> int:
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from docbot_lib.ingest import ingest
 
-    report = ingest(settings, args.inputs, collection=args.collection, pattern=args.glob,
-                    progress=sys.stderr.isatty())
+    report = ingest(settings, args.inputs, collection=args.collection, pattern=args.glob, progress=sys.stderr.isatty())
     print(report)
     return 0
 
@@ -68,7 +68,9 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print(json.dumps(hit.to_dict(), ensure_ascii=False))
         else:
-            where = f"{hit.source}" + (f" p.{hit.page}" if hit.page else "") + (f" · {hit.section}" if hit.section else "")
+            where = (
+                f"{hit.source}" + (f" p.{hit.page}" if hit.page else "") + (f" · {hit.section}" if hit.section else "")
+            )
             print(f"{hit.rank:>2}. [{hit.score:.3f}] {where}\n    {hit.text[:200].replace(chr(10), ' ')}")
     return 0
 
@@ -79,8 +81,9 @@ def _milvus(args: argparse.Namespace, settings: Settings) -> int:
     # the day-2 server: locally the Milvus 2.3 server beside Milvus Lite, on a cluster the one Milvus
     uri, env_file = settings.day2_milvus_uri, args.env_file or settings.day2_env_file
     if not uri:
-        raise ConfigError("no Milvus URI configured", "set DOCBOT_MILVUS_SERVER_URI or DOCBOT_MILVUS_URI",
-                          service="milvus")
+        raise ConfigError(
+            "no Milvus URI configured", "set DOCBOT_MILVUS_SERVER_URI or DOCBOT_MILVUS_URI", service="milvus"
+        )
     collection = args.collection or settings.milvus_collection
     root = settings.secret("milvus_root_token")
     if args.action == "info":
@@ -89,8 +92,7 @@ def _milvus(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "secure":
         print(vectordb.secure(uri, collection, env_file, root_token=root, echo=print, names=settings.names))
         return 0
-    report = vectordb.verify_least_privilege(uri, collection, vectordb.read_env(env_file),
-                                             names=settings.names)
+    report = vectordb.verify_least_privilege(uri, collection, vectordb.read_env(env_file), names=settings.names)
     print(report)
     return 0 if report.ok else 1
 
@@ -114,8 +116,11 @@ def _lab(args: argparse.Namespace, settings: Settings) -> int:
 def _gpu_size(args: argparse.Namespace, settings: Settings) -> int:
     from docbot_lib import sizing
 
-    options = {"gpus": args.gpu or None, "tensor_parallel": args.tensor_parallel,
-               "gpu_memory_utilization": args.gpu_memory_utilization}
+    options = {
+        "gpus": args.gpu or None,
+        "tensor_parallel": args.tensor_parallel,
+        "gpu_memory_utilization": args.gpu_memory_utilization,
+    }
     report = sizing.gpu_report(args.model_dir, **options) if args.model_dir else sizing.published_report(**options)
     print(report)
     return 0
@@ -157,8 +162,12 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="docbot", description="Doc Bot: a RAG chatbot over documentation.")
-    parser.add_argument("--stack", choices=["local", "cluster"], default=None,
-                        help="where the services run (default: DOCBOT_STACK, else local)")
+    parser.add_argument(
+        "--stack",
+        choices=["local", "cluster"],
+        default=None,
+        help="where the services run (default: DOCBOT_STACK, else local)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     local = sub.add_parser("local", help="the local stack: S3, LLM and Milvus on this machine")
@@ -170,8 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check)
 
     ingest = sub.add_parser("ingest", help="ingest documents into Milvus (incremental); prints the report")
-    ingest.add_argument("inputs", nargs="+", metavar="PATH_OR_URI",
-                        help="folders, files, s3://bucket/prefix, http(s) URLs")
+    ingest.add_argument(
+        "inputs", nargs="+", metavar="PATH_OR_URI", help="folders, files, s3://bucket/prefix, http(s) URLs"
+    )
     ingest.add_argument("--collection", default=None, help="default: DOCBOT_MILVUS_COLLECTION (docbot)")
     ingest.add_argument("--glob", default=None, help="only files matching, e.g. '**/*.html'")
     ingest.set_defaults(func=_ingest)
@@ -180,19 +190,31 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("question")
     search.add_argument("--collection", default=None)
     search.add_argument("-k", type=int, default=None, help="how many chunks (default: DOCBOT_SEARCH_K)")
-    search.add_argument("--json", action="store_true", help="one JSON object per line: rank, source, title, score, text")
+    search.add_argument(
+        "--json", action="store_true", help="one JSON object per line: rank, source, title, score, text"
+    )
     search.set_defaults(func=_search)
 
     milvus = sub.add_parser("milvus", help="day 2: server info, secure (root password, roles, users), verify")
     milvus.add_argument("action", choices=["info", "secure", "verify"])
     milvus.add_argument("--collection", default=None, help="the collection the roles are granted on")
-    milvus.add_argument("--env-file", type=Path, default=None, help="where passwords are stored (default: .env; on the local stack beside its Milvus "
-                        "server, .docbot/local/milvus-server.env)")
+    milvus.add_argument(
+        "--env-file",
+        type=Path,
+        default=None,
+        help="where passwords are stored (default: .env; on the local stack beside its Milvus "
+        "server, .docbot/local/milvus-server.env)",
+    )
     milvus.set_defaults(func=_milvus)
 
     gpu = sub.add_parser("gpu-size", help="will the model fit on a GPU, and which --max-model-len")
-    gpu.add_argument("model_dir", nargs="?", type=Path, default=None,
-                     help="a downloaded model (config.json + safetensors); default: Mistral-7B-Instruct-v0.2 as published")
+    gpu.add_argument(
+        "model_dir",
+        nargs="?",
+        type=Path,
+        default=None,
+        help="a downloaded model (config.json + safetensors); default: Mistral-7B-Instruct-v0.2 as published",
+    )
     gpu.add_argument("--gpu", action="append", help="T4, A10G, L4, A100-40GB, A100-80GB, H100-80GB (repeatable)")
     gpu.add_argument("--tensor-parallel", type=int, default=1)
     gpu.add_argument("--gpu-memory-utilization", type=float, default=0.9)
@@ -204,8 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.set_defaults(func=_ask)
 
     serve = sub.add_parser("serve", help="the chatbot: OpenAI-compatible API and web UI (needs DOCBOT_API_KEY)")
-    serve.add_argument("--host", default=None, help="address to bind (default: DOCBOT_API_HOST, 127.0.0.1; "
-                                                    "0.0.0.0 in a container)")
+    serve.add_argument(
+        "--host", default=None, help="address to bind (default: DOCBOT_API_HOST, 127.0.0.1; 0.0.0.0 in a container)"
+    )
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--collection", default=None, help="default: DOCBOT_MILVUS_COLLECTION")
     serve.set_defaults(func=_serve)
@@ -213,8 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="measure retrieval (hit@k, MRR@10; hybrid vs dense) on a question set")
     ev.add_argument("questions", type=Path, metavar="QUESTIONS.jsonl")
     ev.add_argument("--collection", default=None, help="default: DOCBOT_MILVUS_COLLECTION")
-    ev.add_argument("--answers", type=int, default=0, metavar="N",
-                    help="also ask the LLM the first N questions: answer checks and time per stage")
+    ev.add_argument(
+        "--answers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also ask the LLM the first N questions: answer checks and time per stage",
+    )
     ev.add_argument("--json", action="store_true", help="print the figures as JSON")
     ev.set_defaults(func=_eval)
 
@@ -223,12 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--users", required=True, help="e.g. user1..user30, or ann,bob (each names a project)")
     lab.add_argument("--no-milvus", action="store_true", help="leave Milvus alone (no root token needed)")
     lab.add_argument("--no-kube", action="store_true", help="leave the cluster alone (Milvus only)")
-    lab.add_argument("--model", metavar="NAMESPACE/NAME",
-                     help="the InferenceService the class shares (token auth on): each learner gets a token that may "
-                          "only call it, in their docbot-learner Secret")
-    lab.add_argument("--s3-users", action="store_true",
-                     help="an S3 user per learner, limited to their prefix, through the storage's IAM API (AWS, Ceph "
-                          "RGW/ODF); without it every data connection holds the class's key")
+    lab.add_argument(
+        "--model",
+        metavar="NAMESPACE/NAME",
+        help="the InferenceService the class shares (token auth on): each learner gets a token that may "
+        "only call it, in their docbot-learner Secret",
+    )
+    lab.add_argument(
+        "--s3-users",
+        action="store_true",
+        help="an S3 user per learner, limited to their prefix, through the storage's IAM API (AWS, Ceph "
+        "RGW/ODF); without it every data connection holds the class's key",
+    )
     lab.set_defaults(func=_lab)
 
     show = sub.add_parser("settings", help="print the settings in use (secrets masked)")
@@ -236,8 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     workshop = sub.add_parser("workshop", help="execute every notebook in order with papermill")
     workshop.add_argument("--notebooks", type=Path, default=project_dir() / "notebooks")
-    workshop.add_argument("--runs", type=Path, default=project_dir() / "runs",
-                          help="executed notebooks go to RUNS/<timestamp>/")
+    workshop.add_argument(
+        "--runs", type=Path, default=project_dir() / "runs", help="executed notebooks go to RUNS/<timestamp>/"
+    )
     workshop.add_argument("--only", nargs="*", default=None, help="notebook number prefixes, e.g. 00 01")
     workshop.set_defaults(func=_workshop)
     return parser

@@ -5,6 +5,7 @@ input limit in tokens and how to count tokens, so the chunker can size chunks in
 Query/document prefixes (nomic: "search_query: "/"search_document: ", e5: "query: "/"passage: ") and
 normalisation come from the settings.
 """
+
 from __future__ import annotations
 
 import threading
@@ -58,18 +59,28 @@ def native_bf16() -> bool:
 class LocalEmbeddings(Embeddings):
     """A sentence-transformers model run in this process (offline when given a folder)."""
 
-    def __init__(self, path: str, dtype: str = "auto", normalize: bool = True, batch_size: int = 32,
-                 query_prefix: str = "", document_prefix: str = ""):
+    def __init__(
+        self,
+        path: str,
+        dtype: str = "auto",
+        normalize: bool = True,
+        batch_size: int = 32,
+        query_prefix: str = "",
+        document_prefix: str = "",
+    ):
         import torch
         from sentence_transformers import SentenceTransformer
 
         use_bf16 = dtype == "bfloat16" or (dtype == "auto" and native_bf16())
         try:
             self.model = SentenceTransformer(
-                path, device="cpu", model_kwargs={"dtype": torch.bfloat16 if use_bf16 else torch.float32})
+                path, device="cpu", model_kwargs={"dtype": torch.bfloat16 if use_bf16 else torch.float32}
+            )
         except OSError as exc:
-            raise DocbotError(f"cannot load embedding model {path!r}: {exc}",
-                              "set DOCBOT_EMBEDDING_MODEL to a local model folder or to all-MiniLM-L6-v2") from exc
+            raise DocbotError(
+                f"cannot load embedding model {path!r}: {exc}",
+                "set DOCBOT_EMBEDDING_MODEL to a local model folder or to all-MiniLM-L6-v2",
+            ) from exc
         self.dtype = "bfloat16" if use_bf16 else "float32"
         self.normalize, self.batch_size = normalize, batch_size
         self.query_prefix, self.document_prefix = query_prefix, document_prefix
@@ -81,14 +92,18 @@ class LocalEmbeddings(Embeddings):
         self._counter = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
         self._counter.no_truncation()
         self._counter.no_padding()
-        self.dimension = self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension") \
+        self.dimension = (
+            self.model.get_embedding_dimension()
+            if hasattr(self.model, "get_embedding_dimension")
             else self.model.get_sentence_embedding_dimension()
+        )
         # the model reads at most max_seq_length word pieces, [CLS] and [SEP] included
         limit = self.model.max_seq_length
         if limit is None:  # its first module declares none: chunks could not be sized
-            raise DocbotError(f"embedding model {path!r} declares no max_seq_length (its input limit)",
-                              "set DOCBOT_EMBEDDING_MODEL to a sentence-transformers model that declares one, "
-                              "e.g. all-MiniLM-L6-v2")
+            raise DocbotError(
+                f"embedding model {path!r} declares no max_seq_length (its input limit)",
+                "set DOCBOT_EMBEDDING_MODEL to a sentence-transformers model that declares one, e.g. all-MiniLM-L6-v2",
+            )
         self.max_tokens = int(limit) - 2
 
     def count_tokens(self, text: str) -> int:
@@ -96,8 +111,10 @@ class LocalEmbeddings(Embeddings):
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
-        vectors = np.asarray(self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
-                                               show_progress_bar=False), dtype=np.float32)
+        vectors = np.asarray(
+            self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False),
+            dtype=np.float32,
+        )
         if self.normalize:  # in float32: normalising bfloat16 output in bfloat16 leaves norms ~0.1 % off
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors.tolist()
@@ -117,7 +134,8 @@ class EndpointEmbeddings(Embeddings):
         from pydantic import SecretStr
 
         self.client = OpenAIEmbeddings(
-            base_url=settings.embedding_base_url, model=settings.embedding_model,
+            base_url=settings.embedding_base_url,
+            model=settings.embedding_model,
             api_key=SecretStr(settings.secret("embedding_api_key") or "none"),
             check_embedding_ctx_length=False,  # offline: it would download tiktoken data to pre-split inputs
             chunk_size=settings.embedding_batch_size,
@@ -172,5 +190,11 @@ def get_embeddings(settings: Settings) -> LocalEmbeddings | EndpointEmbeddings:
     query, document = prefixes(settings)
     if settings.embedding_base_url:
         return EndpointEmbeddings(settings, query, document)
-    return _local(model_path(settings.embedding_model), settings.embedding_dtype, settings.embedding_normalize,
-                  settings.embedding_batch_size, query, document)
+    return _local(
+        model_path(settings.embedding_model),
+        settings.embedding_dtype,
+        settings.embedding_normalize,
+        settings.embedding_batch_size,
+        query,
+        document,
+    )

@@ -16,6 +16,7 @@ a type to its exit status (`exit_code`), and the chatbot API answers one raised 
 `service` says which service ("milvus", "llm", "s3", "hub", "kubernetes"), when one is known: the API's
 readiness and errors name it without reading the message.
 """
+
 from __future__ import annotations
 
 

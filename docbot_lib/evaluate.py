@@ -14,6 +14,7 @@ expected page, how much of it is found in the cited text (content-word overlap),
 what the documentation does not cover. With `judge_base_url` set, a judge model scores 1-5 as well.
 Plots: docbot_lib.evaluate_plots.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,20 +49,30 @@ def load_questions(path: str | Path) -> list[Question]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise DocbotError(f"cannot read the question set {path} ({type(exc).__name__})",
-                          "give the path of a JSON Lines file, e.g. docbot_lib/data/sample_questions.jsonl") from None
+        raise DocbotError(
+            f"cannot read the question set {path} ({type(exc).__name__})",
+            "give the path of a JSON Lines file, e.g. docbot_lib/data/sample_questions.jsonl",
+        ) from None
     questions = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            questions.append(Question(str(row.get("id", number)), row["question"],
-                                      frozenset([row["source"], *row.get("also", [])]),
-                                      row.get("difficulty", ""), row.get("answer", "")))
+            questions.append(
+                Question(
+                    str(row.get("id", number)),
+                    row["question"],
+                    frozenset([row["source"], *row.get("also", [])]),
+                    row.get("difficulty", ""),
+                    row.get("answer", ""),
+                )
+            )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise DocbotError(f"{path}, line {number}: not a question ({type(exc).__name__}: {exc})",
-                              'each line needs at least {"question": ..., "source": ...}') from None
+            raise DocbotError(
+                f"{path}, line {number}: not a question ({type(exc).__name__}: {exc})",
+                'each line needs at least {"question": ..., "source": ...}',
+            ) from None
     if not questions:
         raise DocbotError(f"{path} holds no questions", 'write one JSON object per line: {"question", "source"}')
     return questions
@@ -75,13 +86,15 @@ def first_hit_rank(ranked_sources: list[str], expected: frozenset[str]) -> int |
 @dataclass
 class RetrievalScores:
     questions: int
-    hit_at: dict[int, float]          # k -> share of questions with a hit in the first k chunks
+    hit_at: dict[int, float]  # k -> share of questions with a hit in the first k chunks
     mrr_at_10: float
     by_difficulty: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def row(self) -> str:
-        return (f"hit@1 {self.hit_at[1]:.2f}  hit@4 {self.hit_at[4]:.2f}  hit@10 {self.hit_at[10]:.2f}  "
-                f"MRR@10 {self.mrr_at_10:.3f}  ({self.questions} questions)")
+        return (
+            f"hit@1 {self.hit_at[1]:.2f}  hit@4 {self.hit_at[4]:.2f}  hit@10 {self.hit_at[10]:.2f}  "
+            f"MRR@10 {self.mrr_at_10:.3f}  ({self.questions} questions)"
+        )
 
 
 def score_retrieval(questions: list[Question], ranked: list[list[str]], max_k: int = 10) -> RetrievalScores:
@@ -101,8 +114,13 @@ def score_retrieval(questions: list[Question], ranked: list[list[str]], max_k: i
     for level in sorted({q.difficulty for q in questions if q.difficulty}):
         selected = [r for q, r in zip(questions, ranks, strict=True) if q.difficulty == level]
         hits, level_mrr = summarise(selected)
-        by_difficulty[level] = {"questions": len(selected), "hit@1": hits[1], "hit@4": hits[min(4, max_k)],
-                                "hit@10": hits[max_k], "mrr@10": level_mrr}
+        by_difficulty[level] = {
+            "questions": len(selected),
+            "hit@1": hits[1],
+            "hit@4": hits[min(4, max_k)],
+            "hit@10": hits[max_k],
+            "mrr@10": level_mrr,
+        }
     return RetrievalScores(len(questions), hit_at, mrr, by_difficulty)
 
 
@@ -139,18 +157,32 @@ class RetrievalRun:
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def row(self) -> str:
-        return (f"{self.name:<14} {self.scores.row()}  embed p50 {median_ms(self.embed_s):.0f} ms, "
-                f"search p50 {median_ms(self.search_s):.0f} ms")
+        return (
+            f"{self.name:<14} {self.scores.row()}  embed p50 {median_ms(self.embed_s):.0f} ms, "
+            f"search p50 {median_ms(self.search_s):.0f} ms"
+        )
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "overrides": self.overrides, "questions": self.scores.questions,
-                "hit_at": self.scores.hit_at, "mrr_at_10": self.scores.mrr_at_10,
-                "by_difficulty": self.scores.by_difficulty,
-                "embed_ms_p50": median_ms(self.embed_s), "search_ms_p50": median_ms(self.search_s)}
+        return {
+            "name": self.name,
+            "overrides": self.overrides,
+            "questions": self.scores.questions,
+            "hit_at": self.scores.hit_at,
+            "mrr_at_10": self.scores.mrr_at_10,
+            "by_difficulty": self.scores.by_difficulty,
+            "embed_ms_p50": median_ms(self.embed_s),
+            "search_ms_p50": median_ms(self.search_s),
+        }
 
 
-def retrieve_ranked(settings: Settings, questions: list[Question], collection: str | None = None, k: int = 10,
-                    progress: bool = False, label: str = "retrieve") -> tuple[list[list[str]], list[float], list[float]]:
+def retrieve_ranked(
+    settings: Settings,
+    questions: list[Question],
+    collection: str | None = None,
+    k: int = 10,
+    progress: bool = False,
+    label: str = "retrieve",
+) -> tuple[list[list[str]], list[float], list[float]]:
     """Each question's k best chunk sources, and the seconds spent embedding and searching per question.
     Embedding and search are timed apart (RagChain times them together as "retrieve")."""
     from tqdm.auto import tqdm
@@ -172,8 +204,14 @@ def retrieve_ranked(settings: Settings, questions: list[Question], collection: s
     return ranked, embed_s, search_s
 
 
-def compare_retrieval(settings: Settings, questions: list[Question], variants: dict[str, dict[str, Any]],
-                      collection: str | None = None, k: int = 10, progress: bool = True) -> dict[str, RetrievalRun]:
+def compare_retrieval(
+    settings: Settings,
+    questions: list[Question],
+    variants: dict[str, dict[str, Any]],
+    collection: str | None = None,
+    k: int = 10,
+    progress: bool = True,
+) -> dict[str, RetrievalRun]:
     """Score retrieval once per variant: {name: overrides of Settings fields, plus "collection" for a
     collection ingested another way (e.g. another chunk_tokens, see `ingest_variant`)}.
     {"dense": {"hybrid": False}} compares dense-only search with the default hybrid one."""
@@ -183,12 +221,20 @@ def compare_retrieval(settings: Settings, questions: list[Question], variants: d
         where = overrides.pop("collection", collection)
         unknown = set(overrides) - set(Settings.model_fields)
         if unknown:
-            raise DocbotError(f"variant {name!r}: unknown setting(s) {sorted(unknown)}",
-                              "use Settings field names (hybrid, chunk_tokens, ...) or 'collection'")
+            raise DocbotError(
+                f"variant {name!r}: unknown setting(s) {sorted(unknown)}",
+                "use Settings field names (hybrid, chunk_tokens, ...) or 'collection'",
+            )
         variant = settings.model_copy(update=overrides)
         ranked, embed_s, search_s = retrieve_ranked(variant, questions, where, k, progress, label=name)
-        runs[name] = RetrievalRun(name, score_retrieval(questions, ranked, max_k=k), ranked, embed_s, search_s,
-                                  {**overrides, **({"collection": where} if where else {})})
+        runs[name] = RetrievalRun(
+            name,
+            score_retrieval(questions, ranked, max_k=k),
+            ranked,
+            embed_s,
+            search_s,
+            {**overrides, **({"collection": where} if where else {})},
+        )
     return runs
 
 
@@ -204,14 +250,21 @@ def variant_collection(collection: str, chunk_tokens: int | None) -> str:
     return f"{collection}_c{chunk_tokens}"
 
 
-def ingest_variant(settings: Settings, docs: Iterable[str], collection: str, pattern: str | None = None,
-                   progress: bool = False, **overrides: Any):
+def ingest_variant(
+    settings: Settings,
+    docs: Iterable[str],
+    collection: str,
+    pattern: str | None = None,
+    progress: bool = False,
+    **overrides: Any,
+):
     """Ingest the same documents into another collection with other settings (e.g. chunk_tokens=100);
     incremental like every ingestion, so a re-run skips unchanged documents. Returns the IngestReport."""
     from docbot_lib.ingest import ingest
 
-    return ingest(settings.model_copy(update=overrides), list(docs), collection=collection, pattern=pattern,
-                  progress=progress)
+    return ingest(
+        settings.model_copy(update=overrides), list(docs), collection=collection, pattern=pattern, progress=progress
+    )
 
 
 def retrieval_table(runs: dict[str, RetrievalRun], ks: tuple[int, ...] = (1, 3, 5, 10)) -> str:
@@ -224,11 +277,15 @@ def retrieval_table(runs: dict[str, RetrievalRun], ks: tuple[int, ...] = (1, 3, 
     for r in runs.values():
         line = f"{r.name:<{width}}" + "".join(f"{r.scores.hit_at[k]:>8.2f}" for k in ks if k in r.scores.hit_at)
         line += f"{r.scores.mrr_at_10:>8.3f}"
-        line += "".join(f"{r.scores.by_difficulty.get(level, {}).get('hit@4', float('nan')):>14.2f}"
-                        for level in levels)
+        line += "".join(
+            f"{r.scores.by_difficulty.get(level, {}).get('hit@4', float('nan')):>14.2f}" for level in levels
+        )
         lines.append(line + f"{median_ms(r.embed_s):>10.1f}{median_ms(r.search_s):>10.1f}")
-    lines.append(f"({next(iter(runs.values())).scores.questions} questions; ranks count chunks; "
-                 f"times are medians)" if runs else "(no settings)")
+    lines.append(
+        f"({next(iter(runs.values())).scores.questions} questions; ranks count chunks; times are medians)"
+        if runs
+        else "(no settings)"
+    )
     return "\n".join(lines)
 
 
@@ -248,8 +305,8 @@ def cites_expected(cited_sources: Iterable[str], expected: Iterable[str]) -> boo
 @dataclass
 class JudgeScore:
     faithfulness: int | None  # 1-5: is every claim supported by the passages
-    relevance: int | None     # 1-5: does it answer the question
-    detail: str = ""          # "could not parse: ..." when the judge's reply had no scores
+    relevance: int | None  # 1-5: does it answer the question
+    detail: str = ""  # "could not parse: ..." when the judge's reply had no scores
 
     @property
     def parsed(self) -> bool:
@@ -288,20 +345,32 @@ def judge_answer(settings: Settings, question: str, answer_text: str, passages: 
     from docbot_lib.serving import chat_model
 
     if not judge_configured(settings):
-        raise DocbotError("no judge model configured",
-                          "set DOCBOT_JUDGE_BASE_URL (and DOCBOT_JUDGE_MODEL, DOCBOT_JUDGE_API_KEY) to an "
-                          "OpenAI-compatible endpoint")
-    judge = chat_model(settings.model_copy(update={
-        "llm_base_url": settings.judge_base_url, "llm_model_name": settings.judge_model or settings.llm_model_name,
-        "llm_api_key": settings.judge_api_key, "temperature": 0.0, "max_tokens": 24, "presence_penalty": 0.0,
-        "llm_system_role": None}))
+        raise DocbotError(
+            "no judge model configured",
+            "set DOCBOT_JUDGE_BASE_URL (and DOCBOT_JUDGE_MODEL, DOCBOT_JUDGE_API_KEY) to an OpenAI-compatible endpoint",
+        )
+    judge = chat_model(
+        settings.model_copy(
+            update={
+                "llm_base_url": settings.judge_base_url,
+                "llm_model_name": settings.judge_model or settings.llm_model_name,
+                "llm_api_key": settings.judge_api_key,
+                "temperature": 0.0,
+                "max_tokens": 24,
+                "presence_penalty": 0.0,
+                "llm_system_role": None,
+            }
+        )
+    )
     numbered = "\n".join(f"[{i}] {p}" for i, p in enumerate(passages, start=1))
     prompt = JUDGE_PROMPT.format(question=question, passages=numbered[:6000], answer=answer_text)
     try:
         reply = (judge | StrOutputParser()).invoke([HumanMessage(prompt)])
     except Exception as exc:  # noqa: BLE001 - the judge is optional: report why it gave no score
-        raise DocbotError(f"the judge at {settings.judge_base_url} failed ({type(exc).__name__}: {exc})",
-                          "check DOCBOT_JUDGE_BASE_URL, DOCBOT_JUDGE_MODEL and DOCBOT_JUDGE_API_KEY") from None
+        raise DocbotError(
+            f"the judge at {settings.judge_base_url} failed ({type(exc).__name__}: {exc})",
+            "check DOCBOT_JUDGE_BASE_URL, DOCBOT_JUDGE_MODEL and DOCBOT_JUDGE_API_KEY",
+        ) from None
     return parse_judge_reply(reply)
 
 
@@ -312,16 +381,16 @@ class AnswerCheck:
     id: str
     question: str
     answer: str
-    expected: list[str]           # empty for an off-topic question
-    cited: list[str]              # sources of the cited passages
+    expected: list[str]  # empty for an off-topic question
+    cited: list[str]  # sources of the cited passages
     retrieved: list[str]
     citations_valid: bool
-    cites_expected: bool | None   # None for an off-topic question
-    support: float                # share of the answer's content words found in the cited passages
-    support_retrieved: float      # ... found in any passage it was given (an answer that cites nothing)
+    cites_expected: bool | None  # None for an off-topic question
+    support: float  # share of the answer's content words found in the cited passages
+    support_retrieved: float  # ... found in any passage it was given (an answer that cites nothing)
     refused: bool
     off_topic: bool
-    timings: dict[str, float]     # seconds: rewrite, embed, search, retrieve, first_token, total
+    timings: dict[str, float]  # seconds: rewrite, embed, search, retrieve, first_token, total
     judge: JudgeScore | None = None
 
 
@@ -342,12 +411,14 @@ class AnswerReport:
 
         judged = [c.judge for c in on if c.judge and c.judge.parsed]
         return {
-            "questions": len(on), "off_topic": len(off),
+            "questions": len(on),
+            "off_topic": len(off),
             "citations_valid": share(on, lambda c: c.citations_valid),
             "cites_expected": share(on, lambda c: c.cites_expected),
             "support_mean": statistics.fmean(c.support for c in answered) if answered else float("nan"),
-            "support_retrieved_mean": (statistics.fmean(c.support_retrieved for c in answered) if answered
-                                       else float("nan")),
+            "support_retrieved_mean": (
+                statistics.fmean(c.support_retrieved for c in answered) if answered else float("nan")
+            ),
             "refused_on_topic": share(on, lambda c: c.refused),
             "refusal_off_topic": share(off, lambda c: c.refused),
             "judge_faithfulness": statistics.fmean(j.faithfulness for j in judged) if judged else float("nan"),
@@ -355,20 +426,27 @@ class AnswerReport:
         }
 
     def __str__(self) -> str:
-        lines = [f"{'id':<8} {'valid cites':>11} {'cites page':>10} {'support':>8} {'in context':>10} {'refused':>8}"
-                 f"  judge  answer"]
+        lines = [
+            f"{'id':<8} {'valid cites':>11} {'cites page':>10} {'support':>8} {'in context':>10} {'refused':>8}"
+            f"  judge  answer"
+        ]
         for c in self.checks:
             expected = "-" if c.cites_expected is None else ("yes" if c.cites_expected else "no")
-            judge = (f"{c.judge.faithfulness}/{c.judge.relevance}" if c.judge and c.judge.parsed
-                     else "?" if c.judge else "-")
+            judge = (
+                f"{c.judge.faithfulness}/{c.judge.relevance}" if c.judge and c.judge.parsed else "?" if c.judge else "-"
+            )
             text = " ".join(c.answer.split())
-            lines.append(f"{c.id:<8} {'yes' if c.citations_valid else 'NO':>11} {expected:>10} {c.support:>8.2f} "
-                         f"{c.support_retrieved:>10.2f} {'yes' if c.refused else 'no':>8}  {judge:<5}  {text[:70]}{'...' if len(text) > 70 else ''}")
+            lines.append(
+                f"{c.id:<8} {'yes' if c.citations_valid else 'NO':>11} {expected:>10} {c.support:>8.2f} "
+                f"{c.support_retrieved:>10.2f} {'yes' if c.refused else 'no':>8}  {judge:<5}  {text[:70]}{'...' if len(text) > 70 else ''}"
+            )
         s = self.summary()
-        lines.append(f"on-topic {s['questions']}: valid citations {s['citations_valid']:.0%}, cite an expected page "
-                     f"{s['cites_expected']:.0%}, support {s['support_mean']:.2f} "
-                     f"(in context {s['support_retrieved_mean']:.2f}), refused {s['refused_on_topic']:.0%}"
-                     f" | off-topic {s['off_topic']}: refused {s['refusal_off_topic']:.0%}")
+        lines.append(
+            f"on-topic {s['questions']}: valid citations {s['citations_valid']:.0%}, cite an expected page "
+            f"{s['cites_expected']:.0%}, support {s['support_mean']:.2f} "
+            f"(in context {s['support_retrieved_mean']:.2f}), refused {s['refused_on_topic']:.0%}"
+            f" | off-topic {s['off_topic']}: refused {s['refusal_off_topic']:.0%}"
+        )
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -385,11 +463,18 @@ def latency_rows(report: AnswerReport) -> list[dict[str, float]]:
     for c in report.checks:
         t = c.timings
         to_first = t.get("first_token", t["total"])
-        rows.append({"id": c.id, "rewrite": t.get("rewrite", 0) * 1000, "embed": t.get("embed", 0) * 1000,
-                     "search": t.get("search", 0) * 1000,
-                     "first token": max(0.0, to_first - t.get("rewrite", 0) - t.get("retrieve", 0)) * 1000,
-                     "generate": max(0.0, t["total"] - to_first) * 1000, "total": t["total"] * 1000,
-                     "time to first token": to_first * 1000})
+        rows.append(
+            {
+                "id": c.id,
+                "rewrite": t.get("rewrite", 0) * 1000,
+                "embed": t.get("embed", 0) * 1000,
+                "search": t.get("search", 0) * 1000,
+                "first token": max(0.0, to_first - t.get("rewrite", 0) - t.get("retrieve", 0)) * 1000,
+                "generate": max(0.0, t["total"] - to_first) * 1000,
+                "total": t["total"] * 1000,
+                "time to first token": to_first * 1000,
+            }
+        )
     return rows
 
 
@@ -404,8 +489,14 @@ def latency_table(report: AnswerReport) -> str:
     return "\n".join(lines)
 
 
-def check_answers(settings: Settings, questions: list[Question], collection: str | None = None,
-                  off_topic: Iterable[str] = (), judge: bool | None = None, progress: bool = True) -> AnswerReport:
+def check_answers(
+    settings: Settings,
+    questions: list[Question],
+    collection: str | None = None,
+    off_topic: Iterable[str] = (),
+    judge: bool | None = None,
+    progress: bool = True,
+) -> AnswerReport:
     """Ask the bot each question (and each off-topic one) and check its answer; judge it when a judge model
     is configured (`judge` None) or asked for (True). Each answer is one LLM call: keep the set small."""
     from tqdm.auto import tqdm
@@ -418,7 +509,8 @@ def check_answers(settings: Settings, questions: list[Question], collection: str
     bot = RagChain(settings, collection)
     embedder, store = get_embeddings(settings), open_store(settings, collection)
     items = [(q, False) for q in questions] + [
-        (Question(f"off{n}", text, frozenset()), True) for n, text in enumerate(off_topic, start=1)]
+        (Question(f"off{n}", text, frozenset()), True) for n, text in enumerate(off_topic, start=1)
+    ]
     checks = []
     for q, off in tqdm(items, desc="answers", disable=not progress):
         answer = bot.ask(q.question)
@@ -435,13 +527,20 @@ def check_answers(settings: Settings, questions: list[Question], collection: str
         store.search(vector, answer.standalone_question, k=bot.retriever.k, hybrid=settings.hybrid)
         timings["search"] = time.perf_counter() - mark
         check = AnswerCheck(
-            q.id, q.question, answer.text, sorted(q.expected), [s.source for s in answer.sources],
+            q.id,
+            q.question,
+            answer.text,
+            sorted(q.expected),
+            [s.source for s in answer.sources],
             [s.source for s in answer.retrieved],
             citations_valid(answer.text, [s.number for s in answer.retrieved]),
             None if off else cites_expected((s.source for s in answer.sources), q.expected),
             support(answer.text, cited_text) if answer.found else 0.0,
             support(answer.text, [h.text for h in hits]) if answer.found else 0.0,
-            is_refusal(answer.text, answer.found), off, timings)
+            is_refusal(answer.text, answer.found),
+            off,
+            timings,
+        )
         if judge and answer.found and not off:
             check.judge = judge_answer(settings, q.question, answer.text, cited_text or [h.text for h in hits])
         checks.append(check)
@@ -451,14 +550,16 @@ def check_answers(settings: Settings, questions: list[Question], collection: str
 # -- the GPU's view: vLLM's /metrics next to the sizing -----------------------------------------------
 @dataclass
 class GpuView:
-    metrics: Any                   # docbot_lib.serving.VllmMetrics
-    tokens_per_s: float | None     # generated tokens per second over the sampling interval
-    sizing: Any                    # docbot_lib.sizing.SizingReport
+    metrics: Any  # docbot_lib.serving.VllmMetrics
+    tokens_per_s: float | None  # generated tokens per second over the sampling interval
+    sizing: Any  # docbot_lib.sizing.SizingReport
 
     def __str__(self) -> str:
         if not self.metrics.is_vllm:
-            return (f"{self.metrics.detail}\nThe GPU panel needs vLLM's /metrics (the cluster's model server); "
-                    f"on the local llama.cpp server there is none.")
+            return (
+                f"{self.metrics.detail}\nThe GPU panel needs vLLM's /metrics (the cluster's model server); "
+                f"on the local llama.cpp server there is none."
+            )
         rate = "?" if self.tokens_per_s is None else f"{self.tokens_per_s:.1f}"
         return f"{self.metrics}\ngeneration {rate} tokens/s\n\nsizing (notebook 03):\n{self.sizing}"
 
@@ -484,17 +585,26 @@ def gpu_view(settings: Settings, interval: float = 2.0, gpus: list[str] | None =
 
 
 # -- `docbot eval` ------------------------------------------------------------------------------------
-def eval_command(settings: Settings, questions_path: str | Path, collection: str | None = None,
-                 as_json: bool = False, answers: int = 0) -> int:
+def eval_command(
+    settings: Settings,
+    questions_path: str | Path,
+    collection: str | None = None,
+    as_json: bool = False,
+    answers: int = 0,
+) -> int:
     """`docbot eval QUESTIONS.jsonl`: retrieval hybrid vs dense on the collection; with `answers` N, the
     answer checks and per-stage latency on the first N questions. Prints a table, or JSON; returns 0."""
     questions = load_questions(questions_path)
-    runs = compare_retrieval(settings, questions, {"hybrid": {"hybrid": True}, "dense": {"hybrid": False}},
-                             collection, progress=False)
+    runs = compare_retrieval(
+        settings, questions, {"hybrid": {"hybrid": True}, "dense": {"hybrid": False}}, collection, progress=False
+    )
     report = check_answers(settings, questions[:answers], collection, progress=False) if answers else None
     if as_json:
-        out = {"questions": str(questions_path), "collection": collection or settings.milvus_collection,
-               "retrieval": {name: run.to_dict() for name, run in runs.items()}}
+        out = {
+            "questions": str(questions_path),
+            "collection": collection or settings.milvus_collection,
+            "retrieval": {name: run.to_dict() for name, run in runs.items()},
+        }
         if report:
             out["answers"] = report.to_dict()
             out["latency_ms"] = latency_rows(report)

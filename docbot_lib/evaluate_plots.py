@@ -4,6 +4,7 @@ Each function draws on its own matplotlib Figure (the Agg canvas: no display, no
 a PNG when given a path, and returns the path, so a notebook shows the very file it saved
 (`IPython.display.Image(path)`) and a headless run leaves the same pictures behind.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,8 +39,14 @@ def hit_curves(runs: dict[str, RetrievalRun], path: str | Path, title: str = "")
     for i, run in enumerate(runs.values()):
         ks = sorted(run.scores.hit_at)
         marker, line = STYLES[i % len(STYLES)]
-        ax.plot(ks, [run.scores.hit_at[k] for k in ks], marker=marker, linestyle=line, markersize=8 - 1.5 * i,
-                label=f"{run.name} (MRR@10 {run.scores.mrr_at_10:.2f})")
+        ax.plot(
+            ks,
+            [run.scores.hit_at[k] for k in ks],
+            marker=marker,
+            linestyle=line,
+            markersize=8 - 1.5 * i,
+            label=f"{run.name} (MRR@10 {run.scores.mrr_at_10:.2f})",
+        )
     ax.set_xlabel("k (chunks returned)")
     ax.set_ylabel("hit@k: share of questions with an expected page")
     ax.set_xticks(range(1, 11))
@@ -51,22 +58,29 @@ def hit_curves(runs: dict[str, RetrievalRun], path: str | Path, title: str = "")
     return _save(fig, path)
 
 
-def by_difficulty(runs: dict[str, RetrievalRun], path: str | Path, metrics: tuple[str, ...] = ("hit@1", "hit@4")
-                  ) -> Path:
+def by_difficulty(
+    runs: dict[str, RetrievalRun], path: str | Path, metrics: tuple[str, ...] = ("hit@1", "hit@4")
+) -> Path:
     """Grouped bars per difficulty, one bar per setting, one panel per metric (hit@1, hit@4, hit@10, mrr@10)."""
     levels = _levels(runs)
     fig = Figure(figsize=(4.2 * len(metrics) + 0.5, 4.2))
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     width = 0.8 / max(len(runs), 1)
-    counts = {level: next(r.scores.by_difficulty[level]["questions"] for r in runs.values()
-                          if level in r.scores.by_difficulty) for level in levels}
+    counts = {
+        level: next(
+            r.scores.by_difficulty[level]["questions"] for r in runs.values() if level in r.scores.by_difficulty
+        )
+        for level in levels
+    }
     for ax, metric in zip(axes, metrics, strict=True):
         for i, run in enumerate(runs.values()):
             values = [run.scores.by_difficulty.get(level, {}).get(metric, 0.0) for level in levels]
             bars = ax.bar([x + i * width for x in range(len(levels))], values, width, label=run.name)
             ax.bar_label(bars, fmt="%.2f", fontsize=7)
-        ax.set_xticks([x + width * (len(runs) - 1) / 2 for x in range(len(levels))],
-                      [f"{level}\n({counts[level]:.0f} q)" for level in levels])
+        ax.set_xticks(
+            [x + width * (len(runs) - 1) / 2 for x in range(len(levels))],
+            [f"{level}\n({counts[level]:.0f} q)" for level in levels],
+        )
         ax.set_ylim(0, 1.1)
         ax.set_title(f"{metric} per difficulty")
     handles, labels = axes[0].get_legend_handles_labels()

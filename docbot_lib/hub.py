@@ -14,6 +14,7 @@ Where: `settings.model_path / <owner>/<name>`; partial files and the plan live i
 across processes: run it again. The token comes from `settings.hf_token` (HF_TOKEN / DOCBOT_HF_TOKEN,
 environment or .env) or a `.hf-token` file in the project or current folder; it is never printed.
 """
+
 from __future__ import annotations
 
 import errno
@@ -55,15 +56,34 @@ STATE_DIR = ".cache/docbot"  # inside the model folder: plan and partial files, 
 # Weight formats by file suffix; the servable ones in order of preference (vLLM loads safetensors and
 # PyTorch .bin, llama.cpp loads GGUF). The others are never what the lab's servers load.
 WEIGHT_SUFFIXES = {
-    ".safetensors": "safetensors", ".bin": "pytorch", ".pt": "pytorch", ".pth": "pytorch",
-    ".gguf": "gguf", ".ckpt": "checkpoint", ".h5": "tensorflow", ".msgpack": "flax", ".onnx": "onnx",
-    ".onnx_data": "onnx", ".tflite": "tflite", ".ot": "rust", ".mlmodel": "coreml", ".nemo": "nemo",
+    ".safetensors": "safetensors",
+    ".bin": "pytorch",
+    ".pt": "pytorch",
+    ".pth": "pytorch",
+    ".gguf": "gguf",
+    ".ckpt": "checkpoint",
+    ".h5": "tensorflow",
+    ".msgpack": "flax",
+    ".onnx": "onnx",
+    ".onnx_data": "onnx",
+    ".tflite": "tflite",
+    ".ot": "rust",
+    ".mlmodel": "coreml",
+    ".nemo": "nemo",
 }
 SERVABLE_FORMATS = ("safetensors", "pytorch", "gguf")
 FORMAT_NAMES = {
-    "safetensors": "safetensors", "pytorch": "PyTorch pickle (.bin/.pt)", "gguf": "GGUF",
-    "checkpoint": "checkpoint (.ckpt)", "tensorflow": "TensorFlow (.h5)", "flax": "Flax (.msgpack)",
-    "onnx": "ONNX", "tflite": "TFLite", "rust": "rust-bert (.ot)", "coreml": "Core ML", "nemo": "NeMo",
+    "safetensors": "safetensors",
+    "pytorch": "PyTorch pickle (.bin/.pt)",
+    "gguf": "GGUF",
+    "checkpoint": "checkpoint (.ckpt)",
+    "tensorflow": "TensorFlow (.h5)",
+    "flax": "Flax (.msgpack)",
+    "onnx": "ONNX",
+    "tflite": "TFLite",
+    "rust": "rust-bert (.ot)",
+    "coreml": "Core ML",
+    "nemo": "NeMo",
 }
 # Among several GGUF quantizations, the first of these found is taken (pass gguf_file= to choose).
 GGUF_PREFERENCE = ("Q4_K_M", "Q4_K_S", "Q4_1", "Q4_0", "Q5_K_M", "Q8_0")
@@ -73,6 +93,7 @@ KEEP_PREFIXES = ("LICENSE", "LICENCE", "NOTICE", "USE_POLICY")
 
 
 # -- plan -------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ModelFile:
@@ -206,8 +227,11 @@ def _kind(name: str) -> str | None:
         return None
     if lower.endswith(".py"):
         return "code"
-    if "token" in lower or lower.startswith(("vocab", "merges", "chat_template")) or lower.endswith(
-            (".model", ".tiktoken", ".jinja")):
+    if (
+        "token" in lower
+        or lower.startswith(("vocab", "merges", "chat_template"))
+        or lower.endswith((".model", ".tiktoken", ".jinja"))
+    ):
         return "tokenizer"
     if lower.endswith(".json"):
         return "config"
@@ -226,10 +250,12 @@ def _choose_gguf(files: list[ModelFile], wanted: str | None) -> str:
     if wanted:
         for variant in variants:
             if wanted in (variant, Path(variant).stem) or any(
-                    f.path == wanted and _gguf_variant(f.path) == variant for f in files):
+                f.path == wanted and _gguf_variant(f.path) == variant for f in files
+            ):
                 return variant
-        raise DocbotError(f"the GGUF file {wanted!r} is not in the repo",
-                          f"choose one of: {', '.join(sorted(variants))}")
+        raise DocbotError(
+            f"the GGUF file {wanted!r} is not in the repo", f"choose one of: {', '.join(sorted(variants))}"
+        )
     if len(variants) == 1:
         return next(iter(variants))
     for tag in GGUF_PREFERENCE:
@@ -239,8 +265,9 @@ def _choose_gguf(files: list[ModelFile], wanted: str | None) -> str:
     return min(variants, key=variants.get)
 
 
-def choose_files(entries: list[ModelFile], gguf_file: str | None = None,
-                 repo_id: str = "the repo") -> tuple[str, list[ModelFile], list[SkippedFile]]:
+def choose_files(
+    entries: list[ModelFile], gguf_file: str | None = None, repo_id: str = "the repo"
+) -> tuple[str, list[ModelFile], list[SkippedFile]]:
     """Split a repo's files into (weight format, files a server needs, skipped files with the reason)."""
     keep: list[ModelFile] = []
     skipped: list[SkippedFile] = []
@@ -250,12 +277,22 @@ def choose_files(entries: list[ModelFile], gguf_file: str | None = None,
     for entry in entries:
         name = entry.path
         if "/" in name:
-            skipped.append(SkippedFile(name, entry.size, f"in the subfolder {name.split('/')[0]}/: another "
-                                                         "copy or format, not what the server loads"))
+            skipped.append(
+                SkippedFile(
+                    name,
+                    entry.size,
+                    f"in the subfolder {name.split('/')[0]}/: another copy or format, not what the server loads",
+                )
+            )
             continue
         if name.startswith("consolidated") or (name == "params.json" and has_consolidated):
-            skipped.append(SkippedFile(name, entry.size, "Mistral's native format (for mistral-inference); "
-                                                         "the server loads the Hugging Face-format files"))
+            skipped.append(
+                SkippedFile(
+                    name,
+                    entry.size,
+                    "Mistral's native format (for mistral-inference); the server loads the Hugging Face-format files",
+                )
+            )
             continue
         fmt, is_index = _classify(name)
         if fmt is not None:
@@ -271,8 +308,10 @@ def choose_files(entries: list[ModelFile], gguf_file: str | None = None,
     chosen = next((fmt for fmt in SERVABLE_FORMATS if weights.get(fmt)), None)
     if chosen is None:
         found = ", ".join(FORMAT_NAMES.get(f, f) for f in weights) or "no weight files at all"
-        raise DocbotError(f"{repo_id} has no weights in a format vLLM or llama.cpp loads ({found})",
-                          "choose a model repo with safetensors (vLLM) or GGUF (llama.cpp) weights")
+        raise DocbotError(
+            f"{repo_id} has no weights in a format vLLM or llama.cpp loads ({found})",
+            "choose a model repo with safetensors (vLLM) or GGUF (llama.cpp) weights",
+        )
     chosen_files = weights[chosen]
     if chosen == "gguf":
         variant = _choose_gguf(chosen_files, gguf_file)
@@ -284,8 +323,14 @@ def choose_files(entries: list[ModelFile], gguf_file: str | None = None,
     keep += [ModelFile(f.path, f.size, "weights index", f.blob_id, f.sha256) for f in indexes.get(chosen, [])]
     for fmt, group in [*weights.items(), *indexes.items()]:
         if fmt != chosen:
-            skipped += [SkippedFile(f.path, f.size, f"the same weights in {FORMAT_NAMES.get(fmt, fmt)} format "
-                                                    f"({FORMAT_NAMES[chosen]} chosen)") for f in group]
+            skipped += [
+                SkippedFile(
+                    f.path,
+                    f.size,
+                    f"the same weights in {FORMAT_NAMES.get(fmt, fmt)} format ({FORMAT_NAMES[chosen]} chosen)",
+                )
+                for f in group
+            ]
     order = {"weights": 0, "weights index": 1, "config": 2, "tokenizer": 3}
     keep.sort(key=lambda f: (order.get(f.kind, 4), f.path))
     skipped.sort(key=lambda f: f.path)
@@ -315,12 +360,14 @@ def plan_download(settings: Settings, *, gguf_file: str | None = None) -> Downlo
         weight_format, files, skipped = choose_files(entries, gguf_file, repo_id)
         plan = DownloadPlan(repo_id, revision, commit, endpoint, bool(info.gated), weight_format, files, skipped)
         probe = min(files, key=lambda f: f.size)
-        get_hf_file_metadata(hf_hub_url(repo_id, probe.path, revision=commit, endpoint=endpoint),
-                             token=token or False, endpoint=endpoint)
+        get_hf_file_metadata(
+            hf_hub_url(repo_id, probe.path, revision=commit, endpoint=endpoint), token=token or False, endpoint=endpoint
+        )
     return plan
 
 
 # -- errors -----------------------------------------------------------------------------------
+
 
 @contextmanager
 def _hub_errors(settings: Settings, endpoint: str, repo_id: str, revision: str, token_set: bool):
@@ -336,8 +383,9 @@ def _hub_errors(settings: Settings, endpoint: str, repo_id: str, revision: str, 
         raise error from None
 
 
-def _explain(exc: Exception, settings: Settings, endpoint: str, repo_id: str, revision: str,
-             token_set: bool) -> DocbotError | None:
+def _explain(
+    exc: Exception, settings: Settings, endpoint: str, repo_id: str, revision: str, token_set: bool
+) -> DocbotError | None:
     repo, hub, page = repo_id, endpoint, f"{endpoint}/{repo_id}"
     where = "the environment variable HF_TOKEN (or .env)" + f", or a file {project_dir() / TOKEN_FILE}"
     if isinstance(exc, GatedRepoError):
@@ -345,53 +393,74 @@ def _explain(exc: Exception, settings: Settings, endpoint: str, repo_id: str, re
             return DocbotError(
                 f"{repo} is a gated model and no Hugging Face token is set (HTTP {exc.response.status_code})",
                 f"log in at {hub}, open {page} and accept its conditions to get access; create a read token "
-                f"at {hub}/settings/tokens and put it in {where} (never in the notebook)")
+                f"at {hub}/settings/tokens and put it in {where} (never in the notebook)",
+            )
         return DocbotError(
-            f"the Hugging Face token in use has no access to the gated model {repo} "
-            f"(HTTP {exc.response.status_code})",
+            f"the Hugging Face token in use has no access to the gated model {repo} (HTTP {exc.response.status_code})",
             f"open {page} logged in as the token's owner and accept the model's conditions (access may take "
-            f"a while to be granted), or use the token of an account that has access, in {where}")
+            f"a while to be granted), or use the token of an account that has access, in {where}",
+        )
     if isinstance(exc, RevisionNotFoundError):
-        return DocbotError(f"revision {revision!r} not found in {repo} at {hub}",
-                           f"set MODEL_REVISION (DOCBOT_MODEL_REVISION) to a branch, tag or commit sha listed "
-                           f"at {page}/commits/main, or to 'main'")
+        return DocbotError(
+            f"revision {revision!r} not found in {repo} at {hub}",
+            f"set MODEL_REVISION (DOCBOT_MODEL_REVISION) to a branch, tag or commit sha listed "
+            f"at {page}/commits/main, or to 'main'",
+        )
     if isinstance(exc, RemoteEntryNotFoundError):
-        return DocbotError(f"the hub lists a file of {repo} it then does not serve: {exc.response.url}",
-                           "run the download again; if it persists, the repo is being changed: pin a commit sha")
+        return DocbotError(
+            f"the hub lists a file of {repo} it then does not serve: {exc.response.url}",
+            "run the download again; if it persists, the repo is being changed: pin a commit sha",
+        )
     if isinstance(exc, RepositoryNotFoundError):
         private = "" if token_set else "; a private repo also needs a token (HF_TOKEN or .hf-token)"
-        return DocbotError(f"model repo {repo!r} not found at {hub}",
-                           f"check MODEL_ID (DOCBOT_MODEL_ID): owner/name as in the model page's URL{private}")
+        return DocbotError(
+            f"model repo {repo!r} not found at {hub}",
+            f"check MODEL_ID (DOCBOT_MODEL_ID): owner/name as in the model page's URL{private}",
+        )
     if isinstance(exc, HfHubHTTPError) and exc.response is not None and exc.response.status_code == 401:
-        return DocbotError(f"the hub at {hub} refused the Hugging Face token (invalid or expired)",
-                           f"create a new read token at {hub}/settings/tokens and put it in {where}")
+        return DocbotError(
+            f"the hub at {hub} refused the Hugging Face token (invalid or expired)",
+            f"create a new read token at {hub}/settings/tokens and put it in {where}",
+        )
     if isinstance(exc, HFValidationError):
-        return DocbotError(f"{repo!r} is not a model id", "set MODEL_ID to owner/name, e.g. "
-                                                          "mistralai/Mistral-7B-Instruct-v0.2")
+        return DocbotError(
+            f"{repo!r} is not a model id", "set MODEL_ID to owner/name, e.g. mistralai/Mistral-7B-Instruct-v0.2"
+        )
     if isinstance(exc, OfflineModeIsEnabled):
-        return DocbotError("the Hugging Face client is in offline mode (HF_HUB_OFFLINE=1 in this process)",
-                           "unset HF_HUB_OFFLINE in the environment and restart the kernel")
+        return DocbotError(
+            "the Hugging Face client is in offline mode (HF_HUB_OFFLINE=1 in this process)",
+            "unset HF_HUB_OFFLINE in the environment and restart the kernel",
+        )
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return DocbotError(f"the disk filled up while downloading {repo} (something else wrote to it too?)",
-                           "free some space and run the download again: it resumes where it stopped")
+        return DocbotError(
+            f"the disk filled up while downloading {repo} (something else wrote to it too?)",
+            "free some space and run the download again: it resumes where it stopped",
+        )
     if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
-        return ServiceUnavailable(f"a file of {repo} arrived incomplete from {hub} (the connection ended early)",
-                                  "run the download again: it resumes where it stopped")
+        return ServiceUnavailable(
+            f"a file of {repo} arrived incomplete from {hub} (the connection ended early)",
+            "run the download again: it resumes where it stopped",
+        )
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else "?"
-        return ServiceUnavailable(f"the hub at {hub} answered HTTP {status} for {repo}",
-                                  "try again in a few minutes (a download resumes where it stopped)")
+        return ServiceUnavailable(
+            f"the hub at {hub} answered HTTP {status} for {repo}",
+            "try again in a few minutes (a download resumes where it stopped)",
+        )
     if isinstance(exc, (httpx.HTTPError, ConnectionError)):
         if settings.stack == "local":
             fix = "start the local stack (`docbot local up` or `make lab`); its stand-in hub serves the model"
         else:
-            fix = (f"check the network from this workbench to {hub} (proxy?) and HF_ENDPOINT; "
-                   "run again to resume what was downloaded")
+            fix = (
+                f"check the network from this workbench to {hub} (proxy?) and HF_ENDPOINT; "
+                "run again to resume what was downloaded"
+            )
         return ServiceUnavailable(f"cannot reach the hub at {hub} ({type(exc).__name__}: {exc})", fix)
     return None
 
 
 # -- disk -------------------------------------------------------------------------------------
+
 
 def free_bytes(path: Path) -> int:
     """Free space of the file system holding `path` (the nearest existing folder)."""
@@ -440,11 +509,13 @@ def check_disk_space(plan: DownloadPlan, folder: Path, files: list[ModelFile] | 
             f"not enough disk space for {plan.repo_id}: the download needs {human_size(need + margin)} in "
             f"{folder}, the disk has {human_size(free)} free",
             f"free some space, or download elsewhere: MODEL_DIR (DOCBOT_MODEL_DIR) on a volume with at least "
-            f"{human_size(int(plan.total_bytes * 1.1))} (on OpenShift AI: a larger workbench PVC)")
+            f"{human_size(int(plan.total_bytes * 1.1))} (on OpenShift AI: a larger workbench PVC)",
+        )
     return need
 
 
 # -- download ---------------------------------------------------------------------------------
+
 
 @dataclass
 class FileCheck:
@@ -476,10 +547,14 @@ class VerifyReport:
 
     def __str__(self) -> str:
         width = max((len(c.path) for c in self.checks), default=10)
-        lines = [f"  {c.path:<{width}}  {human_size(c.size):>9}  {c.checksum:<8}  {c.problem or 'ok'}"
-                 for c in self.checks]
-        verdict = (f"All {len(self.checks)} files are complete and match the hub's checksums." if self.ok else
-                   f"{len(self.problems)} of {len(self.checks)} files are NOT as the hub published them.")
+        lines = [
+            f"  {c.path:<{width}}  {human_size(c.size):>9}  {c.checksum:<8}  {c.problem or 'ok'}" for c in self.checks
+        ]
+        verdict = (
+            f"All {len(self.checks)} files are complete and match the hub's checksums."
+            if self.ok
+            else f"{len(self.problems)} of {len(self.checks)} files are NOT as the hub published them."
+        )
         if self.extra:
             lines.append(f"  (also in the folder, not part of this download: {', '.join(self.extra)})")
         return "\n".join([f"Verified {self.folder}", *lines, verdict])
@@ -570,16 +645,24 @@ def _fetch(plan: DownloadPlan, f: ModelFile, folder: Path, token: str | None, ba
     with part.open("ab") as fh:
         sink = _HashingFile(fh, hasher)
         # huggingface_hub's own GET: Range from `have`, retries of a dropped connection, the size check
-        http_get(url, sink, resume_size=have, headers=headers, expected_size=f.size, displayed_filename=f.path,
-                 tqdm_class=bars)
+        http_get(
+            url,
+            sink,
+            resume_size=have,
+            headers=headers,
+            expected_size=f.size,
+            displayed_filename=f.path,
+            tqdm_class=bars,
+        )
     final = folder / f.path
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(part, final)
     return f.size - have, have > 0, None if sink.rewound else hasher.hexdigest()
 
 
-def _fetch_all(plan: DownloadPlan, files: list[ModelFile], folder: Path, token: str | None, progress: bool,
-               workers: int) -> dict[str, tuple[int, bool, str | None]]:
+def _fetch_all(
+    plan: DownloadPlan, files: list[ModelFile], folder: Path, token: str | None, progress: bool, workers: int
+) -> dict[str, tuple[int, bool, str | None]]:
     """Download files in parallel (shards of a big model come faster over several connections).
 
     The first error, or an interrupt, stops the other downloads at their next chunk; their partial
@@ -632,8 +715,10 @@ def load_plan(folder: Path) -> DownloadPlan:
     """The plan `download_model` saved in a model folder (what was downloaded, with the hub's checksums)."""
     path = Path(folder) / STATE_DIR / "plan.json"
     if not path.is_file():
-        raise DocbotError(f"{folder} holds no model downloaded by Doc Bot (no {STATE_DIR}/plan.json)",
-                          "download it first: `download_model(settings)` (notebook 01-download-model)")
+        raise DocbotError(
+            f"{folder} holds no model downloaded by Doc Bot (no {STATE_DIR}/plan.json)",
+            "download it first: `download_model(settings)` (notebook 01-download-model)",
+        )
     return DownloadPlan.from_json(path.read_text())
 
 
@@ -644,8 +729,10 @@ def _save_plan(plan: DownloadPlan, folder: Path) -> None:
     if previous.is_file():
         old = DownloadPlan.from_json(previous.read_text())
         if old.repo_id != plan.repo_id:
-            raise DocbotError(f"{folder} already holds another model ({old.repo_id})",
-                              "download into another folder: MODEL_DIR (DOCBOT_MODEL_DIR), or empty this one")
+            raise DocbotError(
+                f"{folder} already holds another model ({old.repo_id})",
+                "download into another folder: MODEL_DIR (DOCBOT_MODEL_DIR), or empty this one",
+            )
     tmp = state / "plan.json.tmp"
     tmp.write_text(plan.to_json())
     tmp.replace(previous)
@@ -656,8 +743,15 @@ def _save_plan(plan: DownloadPlan, folder: Path) -> None:
             stale.unlink()
 
 
-def download_model(settings: Settings, target: Path | None = None, *, plan: DownloadPlan | None = None,
-                   gguf_file: str | None = None, progress: bool = True, workers: int = 4) -> DownloadResult:
+def download_model(
+    settings: Settings,
+    target: Path | None = None,
+    *,
+    plan: DownloadPlan | None = None,
+    gguf_file: str | None = None,
+    progress: bool = True,
+    workers: int = 4,
+) -> DownloadResult:
     """Download the planned files into `target` (default `model_folder(settings)`), then verify them.
 
     Checks free disk space before the first byte. Files already complete are kept; partial files of an
@@ -692,15 +786,24 @@ def download_model(settings: Settings, target: Path | None = None, *, plan: Down
             (folder / c.path).unlink(missing_ok=True)  # never leave a file known to be wrong
         raise DocbotError(
             f"{', '.join(c.path for c in report.problems)} still differ from the hub's checksums after a fresh "
-            f"download (deleted)", "run the download again; if it persists, check the disk and the network path "
-                                   "(a proxy rewriting files?) or pin another commit")
-    return DownloadResult(folder, plan, downloaded=[f.path for f in todo],
-                          already_there=[f.path for f in plan.files if f not in todo],
-                          resumed=[f.path for f in todo if done[f.path][1]],
-                          repaired=repaired, bytes_fetched=fetched, report=report)
+            f"download (deleted)",
+            "run the download again; if it persists, check the disk and the network path "
+            "(a proxy rewriting files?) or pin another commit",
+        )
+    return DownloadResult(
+        folder,
+        plan,
+        downloaded=[f.path for f in todo],
+        already_there=[f.path for f in plan.files if f not in todo],
+        resumed=[f.path for f in todo if done[f.path][1]],
+        repaired=repaired,
+        bytes_fetched=fetched,
+        report=report,
+    )
 
 
 # -- verify -----------------------------------------------------------------------------------
+
 
 def _hash_into(path: Path, hasher, bar=None) -> None:
     with path.open("rb") as fh:
@@ -726,8 +829,14 @@ def _verify(folder: Path, plan: DownloadPlan, progress: bool, digests: dict[str,
     """verify_model, taking the checksums of files hashed while they were downloaded from `digests`."""
     checks = []
     to_read = [f for f in plan.files if _complete(folder, f) and not digests.get(f.path)]
-    with tqdm(total=sum(f.size for f in to_read), desc="verifying", unit="B", unit_scale=True,
-              unit_divisor=1000, disable=not progress or not to_read) as bar:
+    with tqdm(
+        total=sum(f.size for f in to_read),
+        desc="verifying",
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1000,
+        disable=not progress or not to_read,
+    ) as bar:
         for f in plan.files:
             path = folder / f.path
             algorithm = "sha256" if f.sha256 else "git-sha1"
@@ -744,11 +853,18 @@ def _verify(folder: Path, plan: DownloadPlan, progress: bool, digests: dict[str,
                 hasher = _hasher(f)
                 _hash_into(path, hasher, bar)
                 actual = hasher.hexdigest()
-            problem = "" if actual == expected else (
-                f"{algorithm} differs from the hub's (expected {expected[:12]}…, got {actual[:12]}…)")
+            problem = (
+                ""
+                if actual == expected
+                else (f"{algorithm} differs from the hub's (expected {expected[:12]}…, got {actual[:12]}…)")
+            )
             checks.append(FileCheck(f.path, f.size, algorithm, problem))
     planned = {f.path for f in plan.files}
-    extra = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                   if p.is_file() and not p.relative_to(folder).as_posix().startswith(".cache/")
-                   and p.relative_to(folder).as_posix() not in planned)
+    extra = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file()
+        and not p.relative_to(folder).as_posix().startswith(".cache/")
+        and p.relative_to(folder).as_posix() not in planned
+    )
     return VerifyReport(folder, checks, extra)

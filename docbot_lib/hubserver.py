@@ -18,6 +18,7 @@ Standalone: `python -m docbot_lib.hubserver --repo ID=FOLDER [--repo ...] --host
 [--token-required]` (the accepted token is read from DOCBOT_LOCAL_HUB_TOKEN, never from the command
 line, where `ps` would show it). Ready when `GET /api/models/{repo}/revision/main` answers 200.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,10 +43,39 @@ TOKEN_ENV = "DOCBOT_LOCAL_HUB_TOKEN"
 # What the hub stores with Git LFS: its default .gitattributes patterns, plus anything over 10 MB.
 # Only LFS files carry a sha256 of their content in the hub's metadata.
 LFS_PATTERNS = (
-    "*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gguf", "*.gz", "*.h5", "*.joblib",
-    "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx", "*.ot", "*.parquet", "*.pb",
-    "*.pickle", "*.pkl", "*.pt", "*.pth", "*.rar", "*.safetensors", "*.tar", "*.tflite", "*.tgz",
-    "*.wasm", "*.xz", "*.zip", "*.zst", "*tfevents*",
+    "*.7z",
+    "*.arrow",
+    "*.bin",
+    "*.bz2",
+    "*.ckpt",
+    "*.ftz",
+    "*.gguf",
+    "*.gz",
+    "*.h5",
+    "*.joblib",
+    "*.mlmodel",
+    "*.model",
+    "*.msgpack",
+    "*.npy",
+    "*.npz",
+    "*.onnx",
+    "*.ot",
+    "*.parquet",
+    "*.pb",
+    "*.pickle",
+    "*.pkl",
+    "*.pt",
+    "*.pth",
+    "*.rar",
+    "*.safetensors",
+    "*.tar",
+    "*.tflite",
+    "*.tgz",
+    "*.wasm",
+    "*.xz",
+    "*.zip",
+    "*.zst",
+    "*tfevents*",
 )
 LFS_MIN_SIZE = 10 * 1000 * 1000
 CHUNK = 64 * 1024
@@ -99,8 +129,16 @@ def scan_repo(folder: Path) -> list[ServedFile]:
         blob_id, sha256 = _hash_file(disk_path, size)
         if _is_lfs(rel, size):
             pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
-            files.append(ServedFile(rel, disk_path, size, hashlib.sha1(b"blob %d\0" % len(pointer) + pointer)
-                                    .hexdigest(), sha256, len(pointer)))
+            files.append(
+                ServedFile(
+                    rel,
+                    disk_path,
+                    size,
+                    hashlib.sha1(b"blob %d\0" % len(pointer) + pointer).hexdigest(),
+                    sha256,
+                    len(pointer),
+                )
+            )
         else:
             files.append(ServedFile(rel, disk_path, size, blob_id, None, None))
     return files
@@ -151,9 +189,18 @@ class HubServer:
     `tree_page_size`: entries per page of a tree listing (the hub pages with a `Link` header).
     """
 
-    def __init__(self, repos: dict[str, Path], host: str = "127.0.0.1", port: int = 0, *,
-                 token: str | None = None, throttle: float | None = None, stall_after: int | None = None,
-                 tree_page_size: int = 1000, log: bool = False):
+    def __init__(
+        self,
+        repos: dict[str, Path],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        throttle: float | None = None,
+        stall_after: int | None = None,
+        tree_page_size: int = 1000,
+        log: bool = False,
+    ):
         self.repos = {repo_id: ServedRepo.load(repo_id, folder) for repo_id, folder in repos.items()}
         self.token = token
         self.throttle = throttle
@@ -215,8 +262,11 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
 
         # -- plumbing ---------------------------------------------------------------------
         def _record(self, status: int, body_bytes: int = 0) -> None:
-            server.requests.append(Request(self.command, self.path, self.headers.get("Range"), status,
-                                           self._bearer() is not None, body_bytes))
+            server.requests.append(
+                Request(
+                    self.command, self.path, self.headers.get("Range"), status, self._bearer() is not None, body_bytes
+                )
+            )
 
         def _bearer(self) -> str | None:
             auth = self.headers.get("Authorization", "")
@@ -234,8 +284,9 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
             self._record(status, 0 if head else len(body))
 
-        def _error(self, status: int, code: str | None, message: str, head: bool = False,
-                   extra: dict | None = None) -> None:
+        def _error(
+            self, status: int, code: str | None, message: str, head: bool = False, extra: dict | None = None
+        ) -> None:
             headers = {"X-Error-Message": message, **(extra or {})}
             if code:
                 headers["X-Error-Code"] = code
@@ -245,7 +296,7 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
             """The served repo a path starts with (ids have one slash, or none), and what follows."""
             for repo_id, repo in server.repos.items():
                 if rest == repo_id or rest.startswith(repo_id + "/"):
-                    return repo, rest[len(repo_id):]
+                    return repo, rest[len(repo_id) :]
             return None, rest
 
         def _route(self, head: bool) -> None:
@@ -254,7 +305,7 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 query = parse_qs(url.query)
                 path = url.path
                 if path.startswith("/api/models/"):
-                    self._api(path[len("/api/models/"):], query, head)
+                    self._api(path[len("/api/models/") :], query, head)
                 else:
                     self._resolve(path.lstrip("/"), head)
             except (BrokenPipeError, ConnectionResetError):
@@ -268,9 +319,9 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
             if tail in ("", "/"):
                 return self._info(repo, "main", query, head)
             if tail.startswith("/revision/"):
-                return self._info(repo, tail[len("/revision/"):], query, head)
+                return self._info(repo, tail[len("/revision/") :], query, head)
             if tail.startswith("/tree/"):
-                revision, _, sub = tail[len("/tree/"):].partition("/")
+                revision, _, sub = tail[len("/tree/") :].partition("/")
                 return self._tree(repo, revision, sub.strip("/"), query, head)
             return self._error(404, None, f"no route for {self.path}", head)
 
@@ -286,13 +337,22 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                     if f.sha256:
                         sibling["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": f.pointer_size}
                 siblings.append(sibling)
-            self._send_json({
-                "_id": repo.sha[:24], "id": repo.repo_id, "modelId": repo.repo_id, "sha": repo.sha,
-                "author": repo.repo_id.split("/")[0] if "/" in repo.repo_id else None,
-                "private": False, "disabled": False, "gated": "manual" if server.token else False,
-                "tags": [], "siblings": siblings,
-                "usedStorage": sum(f.size for f in repo.files.values()),
-            }, head=head)
+            self._send_json(
+                {
+                    "_id": repo.sha[:24],
+                    "id": repo.repo_id,
+                    "modelId": repo.repo_id,
+                    "sha": repo.sha,
+                    "author": repo.repo_id.split("/")[0] if "/" in repo.repo_id else None,
+                    "private": False,
+                    "disabled": False,
+                    "gated": "manual" if server.token else False,
+                    "tags": [],
+                    "siblings": siblings,
+                    "usedStorage": sum(f.size for f in repo.files.values()),
+                },
+                head=head,
+            )
 
         def _tree(self, repo: ServedRepo, revision: str, sub: str, query: dict, head: bool) -> None:
             if not repo.resolves(revision):
@@ -304,7 +364,7 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
             for f in repo.files.values():
                 if not f.path.startswith(prefix):
                     continue
-                inner = f.path[len(prefix):]
+                inner = f.path[len(prefix) :]
                 if recursive or "/" not in inner:
                     entries.append(f.tree_entry())
                 if "/" in inner:
@@ -318,13 +378,15 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 entries.append({"type": "directory", "oid": oid, "size": 0, "path": folder})
             entries.sort(key=lambda e: (e["type"] != "directory", e["path"]))
             start = int(query.get("cursor", ["0"])[0])
-            page = entries[start:start + server.tree_page_size]
+            page = entries[start : start + server.tree_page_size]
             extra = {}
             if start + server.tree_page_size < len(entries):
                 host = self.headers.get("Host", "127.0.0.1")
-                nxt = (f"http://{host}/api/models/{repo.repo_id}/tree/{quote(revision, safe='')}"
-                       f"{'/' + quote(sub) if sub else ''}?recursive={str(recursive).lower()}"
-                       f"&cursor={start + server.tree_page_size}")
+                nxt = (
+                    f"http://{host}/api/models/{repo.repo_id}/tree/{quote(revision, safe='')}"
+                    f"{'/' + quote(sub) if sub else ''}?recursive={str(recursive).lower()}"
+                    f"&cursor={start + server.tree_page_size}"
+                )
                 extra["Link"] = f'<{nxt}>; rel="next"'
             self._send_json(page, extra=extra, head=head)
 
@@ -335,20 +397,32 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 return self._error(404, "RepoNotFound", "Repository not found", head)
             if not tail.startswith("/resolve/"):
                 return self._error(404, None, f"no route for {self.path}", head)
-            revision, _, filename = tail[len("/resolve/"):].partition("/")
+            revision, _, filename = tail[len("/resolve/") :].partition("/")
             commit = {"X-Repo-Commit": repo.sha}
             if not repo.resolves(revision):
                 return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
             if server.token:
                 given = self._bearer()
                 if given is None:
-                    return self._error(401, "GatedRepo", (
-                        f"Access to model {repo.repo_id} is restricted. You must have access to it and be "
-                        "authenticated to access it. Please log in."), head)
+                    return self._error(
+                        401,
+                        "GatedRepo",
+                        (
+                            f"Access to model {repo.repo_id} is restricted. You must have access to it and be "
+                            "authenticated to access it. Please log in."
+                        ),
+                        head,
+                    )
                 if given != server.token:
-                    return self._error(403, "GatedRepo", (
-                        f"Access to model {repo.repo_id} is restricted and you are not in the authorized list. "
-                        f"Visit {server.url}/{repo.repo_id} to ask for access."), head)
+                    return self._error(
+                        403,
+                        "GatedRepo",
+                        (
+                            f"Access to model {repo.repo_id} is restricted and you are not in the authorized list. "
+                            f"Visit {server.url}/{repo.repo_id} to ask for access."
+                        ),
+                        head,
+                    )
             served = repo.files.get(filename)
             if served is None:
                 return self._error(404, "EntryNotFound", f"{filename} does not exist on {revision}", head, commit)
@@ -361,8 +435,13 @@ def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
             if wanted:
                 match = _RANGE.match(wanted.strip())
                 if match is None or int(match.group(1)) >= max(size, 1):
-                    return self._error(416, None, f"Range {wanted} not satisfiable",
-                                       head, {**commit, "Content-Range": f"bytes */{size}"})
+                    return self._error(
+                        416,
+                        None,
+                        f"Range {wanted} not satisfiable",
+                        head,
+                        {**commit, "Content-Range": f"bytes */{size}"},
+                    )
                 start = int(match.group(1))
                 end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
                 status = 206
@@ -470,14 +549,21 @@ def local_model_repo(folder: Path, gguf: Path, repo_id: str = LOCAL_REPO_ID) -> 
 
 # -- command line --------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m docbot_lib.hubserver", description=__doc__.split("\n")[0])
-    parser.add_argument("--repo", action="append", required=True, metavar="ID=FOLDER",
-                        help="serve the folder as model repo ID (repeatable)")
+    parser.add_argument(
+        "--repo",
+        action="append",
+        required=True,
+        metavar="ID=FOLDER",
+        help="serve the folder as model repo ID (repeatable)",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8410)
-    parser.add_argument("--token-required", action="store_true",
-                        help=f"gate every repo: downloads need the token in ${TOKEN_ENV}")
+    parser.add_argument(
+        "--token-required", action="store_true", help=f"gate every repo: downloads need the token in ${TOKEN_ENV}"
+    )
     args = parser.parse_args(argv)
 
     repos = {}
@@ -502,8 +588,12 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     server.start()
     for repo in server.repos.values():
-        print(f"hubserver: {repo.repo_id} ({len(repo.files)} files, commit {repo.sha[:12]}) "
-              f"at {server.url}{' (gated)' if token else ''}", file=sys.stderr, flush=True)
+        print(
+            f"hubserver: {repo.repo_id} ({len(repo.files)} files, commit {repo.sha[:12]}) "
+            f"at {server.url}{' (gated)' if token else ''}",
+            file=sys.stderr,
+            flush=True,
+        )
     while not stop.wait(0.5):
         pass
     server.stop()

@@ -11,6 +11,7 @@ its reason in the report and leaves no rows behind; a changed document whose new
 loaded, embedded or written keeps its previous version. Symlinks are followed only inside the folder;
 URLs are fetched within the size cap and a timeout.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -29,8 +30,17 @@ from pathlib import Path
 from docbot_lib.errors import DocbotError
 from docbot_lib.settings import Settings
 
-SUPPORTED = {".pdf": "pdf", ".html": "html", ".htm": "html", ".md": "markdown", ".markdown": "markdown",
-             ".txt": "text", ".text": "text", ".rst": "text", ".adoc": "text"}
+SUPPORTED = {
+    ".pdf": "pdf",
+    ".html": "html",
+    ".htm": "html",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".text": "text",
+    ".rst": "text",
+    ".adoc": "text",
+}
 
 
 class BadDocument(Exception):
@@ -43,7 +53,7 @@ class SourceItem:
     """One document to ingest: where it is and how it is named in the index."""
 
     source: str  # as shown to users: path relative to the ingested folder, or the URL / S3 key
-    root: str    # what was ingested: a folder, an s3://bucket/prefix, or "" for URLs and single files
+    root: str  # what was ingested: a folder, an s3://bucket/prefix, or "" for URLs and single files
     fetch: Callable[[], bytes] = field(compare=False, repr=False)
     size: int | None = None
 
@@ -57,11 +67,16 @@ def _s3_items(settings: Settings, uri: str, pattern: str | None) -> list[SourceI
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             key = obj["Key"]
-            if key.endswith("/") or (pattern and not fnmatch.fnmatch(key[len(prefix):], pattern)):
+            if key.endswith("/") or (pattern and not fnmatch.fnmatch(key[len(prefix) :], pattern)):
                 continue
-            items.append(SourceItem(key, f"s3://{bucket}/{prefix}",
-                                    lambda key=key: client.get_object(Bucket=bucket, Key=key)["Body"].read(),
-                                    obj["Size"]))
+            items.append(
+                SourceItem(
+                    key,
+                    f"s3://{bucket}/{prefix}",
+                    lambda key=key: client.get_object(Bucket=bucket, Key=key)["Body"].read(),
+                    obj["Size"],
+                )
+            )
     return items
 
 
@@ -85,8 +100,10 @@ def _url_item(settings: Settings, url: str) -> SourceItem:
     def fetch() -> bytes:
         deadline = time.monotonic() + timeout  # httpx's timeout is per read: a slow trickle never trips it
         try:
-            with httpx.Client(follow_redirects=True, max_redirects=MAX_REDIRECTS, timeout=timeout) as client, \
-                    client.stream("GET", url) as response:
+            with (
+                httpx.Client(follow_redirects=True, max_redirects=MAX_REDIRECTS, timeout=timeout) as client,
+                client.stream("GET", url) as response,
+            ):
                 response.raise_for_status()
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > limit:
@@ -102,11 +119,12 @@ def _url_item(settings: Settings, url: str) -> SourceItem:
         except httpx.TooManyRedirects:
             raise BadDocument(f"cannot fetch {url}: more than {MAX_REDIRECTS} redirects") from None
         except httpx.UnsupportedProtocol as exc:
-            raise BadDocument(f"cannot fetch {url}: a redirect leads to a URL that is not http(s) "
-                              f"({exc})") from None
+            raise BadDocument(f"cannot fetch {url}: a redirect leads to a URL that is not http(s) ({exc})") from None
         except httpx.TimeoutException as exc:
-            raise BadDocument(f"cannot fetch {url}: no complete answer within {timeout:g} s "
-                              f"({str(exc) or 'timed out'}; raise DOCBOT_URL_TIMEOUT)") from None
+            raise BadDocument(
+                f"cannot fetch {url}: no complete answer within {timeout:g} s "
+                f"({str(exc) or 'timed out'}; raise DOCBOT_URL_TIMEOUT)"
+            ) from None
         except httpx.HTTPError as exc:
             raise BadDocument(f"cannot fetch {url}: {exc}") from None
 
@@ -115,6 +133,7 @@ def _url_item(settings: Settings, url: str) -> SourceItem:
 
 def _refused(reason: str) -> Callable[[], bytes]:
     """A fetch that reports why a listed document is not read (the report shows it as skipped)."""
+
     def fetch() -> bytes:
         raise BadDocument(reason)
 
@@ -136,8 +155,10 @@ def _link_problem(path: Path, root: Path) -> str | None:
             return f"a broken symlink (to {os.readlink(path)}: {exc.strerror}): fix or remove the link"
         return None  # not a link: reading it reports its own problem
     if not target.is_relative_to(root):
-        return (f"a symlink to {target}, outside the folder being ingested: not followed (ingest that file "
-                f"or folder itself if it belongs in the index)")
+        return (
+            f"a symlink to {target}, outside the folder being ingested: not followed (ingest that file "
+            f"or folder itself if it belongs in the index)"
+        )
     return None
 
 
@@ -168,8 +189,9 @@ def discover(settings: Settings, inputs: Iterable[str], pattern: str | None = No
         elif text.startswith(("http://", "https://")):
             found = [_url_item(settings, text)]
         elif re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
-            raise DocbotError(f"{text}: unsupported URL scheme", "give an http(s):// URL, an s3://bucket/prefix, "
-                                                                  "a folder or a file")
+            raise DocbotError(
+                f"{text}: unsupported URL scheme", "give an http(s):// URL, an s3://bucket/prefix, a folder or a file"
+            )
         else:
             path = Path(text).expanduser()
             if path.is_dir():
@@ -178,8 +200,9 @@ def discover(settings: Settings, inputs: Iterable[str], pattern: str | None = No
                 p = path.resolve()
                 found = [SourceItem(p.name, str(p.parent), p.read_bytes, p.stat().st_size)]
             else:
-                raise DocbotError(f"{text}: no such file or folder",
-                                  "give a folder, a file, an s3://bucket/prefix or an http(s) URL")
+                raise DocbotError(
+                    f"{text}: no such file or folder", "give a folder, a file, an s3://bucket/prefix or an http(s) URL"
+                )
         for item in found:
             items.setdefault((item.root, item.source), item)
     return list(items.values())
@@ -228,13 +251,16 @@ def kind_of(source: str, data: bytes) -> str:
         if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
             return "html"
         return "text"
-    raise BadDocument(f"unsupported type {suffix or '(no extension)'}: supported are "
-                      f"{', '.join(sorted(SUPPORTED))}")
+    raise BadDocument(f"unsupported type {suffix or '(no extension)'}: supported are {', '.join(sorted(SUPPORTED))}")
 
 
 # UTF-32 first: its little-endian mark begins with UTF-16's
-_BYTE_ORDER_MARKS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-                     (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
+_BYTE_ORDER_MARKS = [
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+]
 # Characters no text file holds: C0/C1 controls other than whitespace, and U+FFFD (an undecodable byte)
 _NOT_TEXT = re.compile(r"[\x01-\x08\x0e-\x1f\x7f-\x9f\ufffd]")
 
@@ -245,8 +271,10 @@ def decode_text(data: bytes, notes: list[str]) -> str:
     text = _decode(data, notes)
     odd = sum(1 for _ in _NOT_TEXT.finditer(text))
     if odd > len(text) / 100:
-        raise BadDocument(f"binary content in a text file ({odd} of {len(text)} characters are control "
-                          f"characters or undecodable bytes): not a text document")
+        raise BadDocument(
+            f"binary content in a text file ({odd} of {len(text)} characters are control "
+            f"characters or undecodable bytes): not a text document"
+        )
     return text
 
 
@@ -259,8 +287,10 @@ def _decode(data: bytes, notes: list[str]) -> str:
             try:
                 return data.decode(codec)
             except UnicodeDecodeError as exc:
-                raise BadDocument(f"invalid {codec.upper()} at byte {exc.start} (the file starts with a "
-                                  f"{codec.upper()} byte order mark): save it as UTF-8") from None
+                raise BadDocument(
+                    f"invalid {codec.upper()} at byte {exc.start} (the file starts with a "
+                    f"{codec.upper()} byte order mark): save it as UTF-8"
+                ) from None
     nul = data.find(b"\x00")
     if nul >= 0:  # anywhere: a file that starts as text can still be binary further on
         raise BadDocument(f"binary content in a text file (a NUL byte at offset {nul}): not a text document")
@@ -285,14 +315,49 @@ def tidy(text: str) -> str:
 
 
 # Parts of a page that repeat on every page and say nothing about it.
-BOILERPLATE_TAGS = ["script", "style", "noscript", "nav", "header", "footer", "aside", "form", "iframe", "svg",
-                    "button", "template"]
-BOILERPLATE_IDS = re.compile(r"^(header|footer|nav|navbar|navigation|toc|sidebar|menu|breadcrumbs?|"
-                             r"footer-text|cookie.*|skip.*)$", re.I)
+BOILERPLATE_TAGS = [
+    "script",
+    "style",
+    "noscript",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "iframe",
+    "svg",
+    "button",
+    "template",
+]
+BOILERPLATE_IDS = re.compile(
+    r"^(header|footer|nav|navbar|navigation|toc|sidebar|menu|breadcrumbs?|"
+    r"footer-text|cookie.*|skip.*)$",
+    re.I,
+)
 BOILERPLATE_ROLES = re.compile(r"^(navigation|banner|contentinfo|search)$", re.I)
 PERMALINKS = re.compile(r"^(headerlink|anchor|anchorjs-link|permalink|hash-link)$", re.I)
-BLOCK_TAGS = ["p", "div", "pre", "li", "dt", "dd", "tr", "table", "ul", "ol", "dl", "blockquote", "section",
-              "article", "br", "hr", "td", "th", "figure", "figcaption"]
+BLOCK_TAGS = [
+    "p",
+    "div",
+    "pre",
+    "li",
+    "dt",
+    "dd",
+    "tr",
+    "table",
+    "ul",
+    "ol",
+    "dl",
+    "blockquote",
+    "section",
+    "article",
+    "br",
+    "hr",
+    "td",
+    "th",
+    "figure",
+    "figcaption",
+]
 HEADING = "\x00H"
 _META = "\x00meta:"  # a loader passes a document's meta description back through its notes
 
@@ -312,10 +377,13 @@ def load_html(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
     target = re.search(r"url\s*=\s*['\"]?([^'\";]+)", refresh.get("content", ""), re.I) if refresh else None
     if target:  # a stub that sends the browser elsewhere (Texinfo writes one per node): its text is elsewhere
         raise BadDocument(f"a redirect to {target.group(1).strip()}: nothing of its own to ingest")
-    for tag in (soup(BOILERPLATE_TAGS) + soup.find_all(id=BOILERPLATE_IDS)
-                + soup.find_all(class_=BOILERPLATE_IDS)  # by class too: Asciidoc's .toc, Texinfo's nav .header
-                + soup.find_all(role=BOILERPLATE_ROLES)  # ARIA landmarks: Sphinx's sidebar and related links
-                + soup.find_all("a", class_=PERMALINKS)):  # the ¶ after each heading
+    for tag in (
+        soup(BOILERPLATE_TAGS)
+        + soup.find_all(id=BOILERPLATE_IDS)
+        + soup.find_all(class_=BOILERPLATE_IDS)  # by class too: Asciidoc's .toc, Texinfo's nav .header
+        + soup.find_all(role=BOILERPLATE_ROLES)  # ARIA landmarks: Sphinx's sidebar and related links
+        + soup.find_all("a", class_=PERMALINKS)
+    ):  # the ¶ after each heading
         if tag.decomposed or tag.name in ("html", "body", "main", "article"):
             continue
         # a page header holding the page's own <h1> is content (Asciidoc's #header: the title and a man
@@ -323,16 +391,21 @@ def load_html(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
         if tag.find("h1") and "header" in [tag.name, tag.get("id", "").lower(), *tag.get("class", [])]:
             continue
         tag.decompose()
-    main = (soup.find("main") or soup.find(role="main") or soup.find("article") or soup.find(id="content")
-            or soup.body or soup)
+    main = (
+        soup.find("main")
+        or soup.find(role="main")
+        or soup.find("article")
+        or soup.find(id="content")
+        or soup.body
+        or soup
+    )
     heading = soup.find("h1")
     name = " ".join(heading.get_text(" ", strip=True).split()) if heading else ""
     if name and name != title and name in title:
         title = name  # "json — JSON encoder and decoder", not "... — Python 3.11 documentation" on every chunk
     if heading and main is not soup and heading not in main.descendants:
         # the page's title block sits before its content (Asciidoc's #header): it says what the page is
-        main.insert(0, heading.find_parent(id=re.compile("^header$", re.I)) or heading.find_parent("header")
-                    or heading)
+        main.insert(0, heading.find_parent(id=re.compile("^header$", re.I)) or heading.find_parent("header") or heading)
     for tag in main.find_all(re.compile(r"^h[1-6]$")):
         level = int(tag.name[1])
         tag.replace_with(f"\n{HEADING}{level}\x00{tag.get_text(' ', strip=True)}\n")
@@ -430,8 +503,10 @@ def load_pdf(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
             if text:
                 sections.append(Section(text, (), number))
     except FileNotDecryptedError:
-        raise BadDocument("encrypted PDF (it needs a password to open): ingest an unencrypted copy, "
-                          "e.g. `qpdf --decrypt --password=... in.pdf out.pdf`") from None
+        raise BadDocument(
+            "encrypted PDF (it needs a password to open): ingest an unencrypted copy, "
+            "e.g. `qpdf --decrypt --password=... in.pdf out.pdf`"
+        ) from None
     # whatever a broken file makes the parser raise (PdfReadError, LimitReachedError, RecursionError,
     # a KeyError deep in a malformed object, ...) says the same thing: this PDF cannot be read
     except Exception as exc:  # noqa: BLE001
@@ -455,8 +530,16 @@ def load(item: SourceItem, data: bytes, doc_hash: str) -> LoadedDoc:
         raise BadDocument("no text found" + (f" ({notes[-1]})" if notes else ""))
     title = title.strip() or Path(item.source.split("?")[0]).stem.replace("-", " ").replace("_", " ")
     meta = notes.pop() if notes and notes[-1].startswith(_META) else ""
-    return LoadedDoc(item.source, item.root, title, kind, sections, doc_hash, notes,
-                     describe(title, sections, meta.removeprefix(_META)))
+    return LoadedDoc(
+        item.source,
+        item.root,
+        title,
+        kind,
+        sections,
+        doc_hash,
+        notes,
+        describe(title, sections, meta.removeprefix(_META)),
+    )
 
 
 # -- chunking -------------------------------------------------------------------------------------
@@ -479,8 +562,9 @@ def chunk_key(doc: LoadedDoc, text: str) -> str:
     return hashlib.sha256(f"{doc.root}\x00{doc.source}\x00{doc.doc_hash}\x00{text}".encode()).hexdigest()[:32]
 
 
-def chunk_document(doc: LoadedDoc, count_tokens: Callable[[str], int], chunk_tokens: int,
-                   max_tokens: int) -> list[Chunk]:
+def chunk_document(
+    doc: LoadedDoc, count_tokens: Callable[[str], int], chunk_tokens: int, max_tokens: int
+) -> list[Chunk]:
     """Split a document into chunks of at most `chunk_tokens` (header included, never above the model's
     `max_tokens`): sections first, small neighbouring sections packed together, large ones split at
     paragraphs, lines, sentences, then words. Every chunk starts with its "title › section" header."""
@@ -498,8 +582,12 @@ def chunk_document(doc: LoadedDoc, count_tokens: Callable[[str], int], chunk_tok
             pieces.append((section, section.text))
             continue
         splitter = RecursiveCharacterTextSplitter(
-            chunk_size=room, chunk_overlap=0, length_function=count,
-            separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""], keep_separator="end")
+            chunk_size=room,
+            chunk_overlap=0,
+            length_function=count,
+            separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""],
+            keep_separator="end",
+        )
         pieces += [(section, part.strip()) for part in splitter.split_text(section.text) if part.strip()]
 
     chunks: list[Chunk] = []
@@ -509,9 +597,19 @@ def chunk_document(doc: LoadedDoc, count_tokens: Callable[[str], int], chunk_tok
         first = current[0][0]
         body = current[0][1] + "".join(f"\n\n{_subheading(first, section)}{part}" for section, part in current[1:])
         text = _header(title, first.headings) + "\n" + body
-        chunks.append(Chunk(chunk_key(doc, text), text, doc.source, doc.root, doc.title,
-                            " › ".join(_below_title(doc.title, first.headings)), first.page or 0, len(chunks),
-                            doc.doc_hash))
+        chunks.append(
+            Chunk(
+                chunk_key(doc, text),
+                text,
+                doc.source,
+                doc.root,
+                doc.title,
+                " › ".join(_below_title(doc.title, first.headings)),
+                first.page or 0,
+                len(chunks),
+                doc.doc_hash,
+            )
+        )
         current.clear()
 
     used = 0  # tokens of the chunk being packed; WordPiece counts add up across whitespace
@@ -540,8 +638,11 @@ def _subheading(first: Section, section: Section) -> str:
     """The heading line of a section packed after `first`: its headings below first's, if any."""
     if section.headings == first.headings:
         return ""
-    sub = section.headings[len(first.headings):] if section.headings[:len(first.headings)] == first.headings \
+    sub = (
+        section.headings[len(first.headings) :]
+        if section.headings[: len(first.headings)] == first.headings
         else section.headings
+    )
     return " › ".join(sub) + "\n" if sub else ""
 
 
@@ -569,8 +670,19 @@ def _force_split(chunks: list[Chunk], count_tokens, max_tokens: int, doc: Loaded
             piece = queue.pop(0)
             if count_tokens(f"{header}\n{piece}") <= max_tokens or len(piece) <= 1:
                 text = f"{header}\n{piece}"
-                out.append(Chunk(chunk_key(doc, text), text, chunk.source, chunk.root,
-                                 chunk.title, chunk.section, chunk.page, 0, chunk.doc_hash))
+                out.append(
+                    Chunk(
+                        chunk_key(doc, text),
+                        text,
+                        chunk.source,
+                        chunk.root,
+                        chunk.title,
+                        chunk.section,
+                        chunk.page,
+                        0,
+                        chunk.doc_hash,
+                    )
+                )
                 continue
             middle = len(piece) // 2
             space = piece.rfind(" ", 0, middle)
@@ -603,8 +715,8 @@ class IngestReport:
     chunks_written: int = 0
     chunks_deleted: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
-    notes: list[tuple[str, str]] = field(default_factory=list)    # (source, note): ingested, with a remark
-    seconds: dict[str, float] = field(default_factory=dict)       # per stage
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (source, note): ingested, with a remark
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
     retrieval: str = ""
     wall_seconds: float = 0.0
     SHOWN = 20  # skipped documents and notes printed (all are in the lists)
@@ -620,11 +732,12 @@ class IngestReport:
             f"documents: {self.documents} seen, {self.new} new, {self.changed} changed, {self.unchanged} unchanged, "
             f"{self.deleted} deleted, {len(self.skipped)} skipped",
             f"chunks: {self.chunks_written} written, {self.chunks_deleted} removed",
-            "time: " + ", ".join(f"{stage} {sec:.1f} s" for stage, sec in self.seconds.items())
+            "time: "
+            + ", ".join(f"{stage} {sec:.1f} s" for stage, sec in self.seconds.items())
             + f" (wall time {self.total_seconds:.1f} s)",
         ]
         for label, items, name in (("skipped", self.skipped, "skipped"), ("note   ", self.notes, "notes")):
-            lines += [f"{label} {source}: {reason}" for source, reason in items[:self.SHOWN]]
+            lines += [f"{label} {source}: {reason}" for source, reason in items[: self.SHOWN]]
             if len(items) > self.SHOWN:
                 lines.append(f"{label} ... and {len(items) - self.SHOWN} more (all of them: report.{name})")
         return "\n".join(lines)
@@ -651,8 +764,14 @@ class _Timer:
         return _Span()
 
 
-def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = None, pattern: str | None = None,
-           progress: bool = True, batch_chunks: int = 512) -> IngestReport:
+def ingest(
+    settings: Settings,
+    inputs: Iterable[str],
+    collection: str | None = None,
+    pattern: str | None = None,
+    progress: bool = True,
+    batch_chunks: int = 512,
+) -> IngestReport:
     """Ingest documents into the collection incrementally; return (and do not print) the report."""
     from tqdm.auto import tqdm
 
@@ -713,8 +832,13 @@ def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = N
             try:
                 report.chunks_deleted += store.delete_document(*key)
             except Exception as exc:  # noqa: BLE001 - still recorded: the next run tries again
-                report.skipped.append((key[1], f"deleted, but its chunks could not be removed "
-                                               f"({type(exc).__name__}: {exc}): the next run tries again"))
+                report.skipped.append(
+                    (
+                        key[1],
+                        f"deleted, but its chunks could not be removed "
+                        f"({type(exc).__name__}: {exc}): the next run tries again",
+                    )
+                )
                 continue
             report.deleted += 1
 
@@ -729,8 +853,7 @@ def ingest(settings: Settings, inputs: Iterable[str], collection: str | None = N
                 doc = load(item, data, doc_hash)
                 chunks = chunk_document(doc, embedder.count_tokens, settings.chunk_tokens, embedder.max_tokens)
             except Exception as exc:  # noqa: BLE001 - BadDocument says why; anything else is a parser's failure
-                reason = str(exc) if isinstance(exc, BadDocument) else \
-                    f"cannot be parsed ({type(exc).__name__}: {exc})"
+                reason = str(exc) if isinstance(exc, BadDocument) else f"cannot be parsed ({type(exc).__name__}: {exc})"
                 _skip(report, recorded, item.root, item.source, reason)
                 bar.update(1)
                 continue
@@ -782,7 +905,7 @@ def _embed(embedder, batch, recorded, report: IngestReport) -> list:
         return []
     documents, offset = [], 0
     for doc, chunks in batch:
-        documents.append((doc, chunks, vectors[offset: offset + len(chunks)]))
+        documents.append((doc, chunks, vectors[offset : offset + len(chunks)]))
         offset += len(chunks)
     return documents
 
@@ -796,8 +919,8 @@ def _store(store, documents, recorded, report: IngestReport) -> None:
         return
     try:
         written, removed = store.replace_documents(
-            [(doc.root, doc.source, doc.doc_hash, chunks, vectors) for doc, chunks, vectors in documents],
-            set(recorded))
+            [(doc.root, doc.source, doc.doc_hash, chunks, vectors) for doc, chunks, vectors in documents], set(recorded)
+        )
     except Exception as exc:  # noqa: BLE001 - a document's failure is reported, the run goes on
         if len(documents) > 1:
             for one in documents:

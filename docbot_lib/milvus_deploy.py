@@ -8,6 +8,7 @@ release's NetworkPolicies; every component comes with NetworkPolicies (manifests
 `summary(objects)` is the short listing a notebook prints instead of the whole YAML.
 Applying goes through docbot_lib.manifests.apply (server-side dry run first).
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -37,12 +38,20 @@ def service_uri(objects: list[dict[str, Any]], namespace: str) -> str:
             return f"http://{obj['metadata']['name']}.{namespace}.svc.cluster.local:{MILVUS_PORT}"
     from docbot_lib.errors import DocbotError
 
-    raise DocbotError(f"no Service with port {MILVUS_PORT} among the Milvus objects",
-                      "deploy Milvus' own Service (standalone_objects(), or the whole Helm output)")
+    raise DocbotError(
+        f"no Service with port {MILVUS_PORT} among the Milvus objects",
+        "deploy Milvus' own Service (standalone_objects(), or the whole Helm output)",
+    )
 
 
-def deploy(settings, objects: list[dict[str, Any]], namespace: str | None = None, api_client=None,
-           timeout: float = 600, echo=print):
+def deploy(
+    settings,
+    objects: list[dict[str, Any]],
+    namespace: str | None = None,
+    api_client=None,
+    timeout: float = 600,
+    echo=print,
+):
     """Apply the Milvus objects, wait until they are ready, and record Milvus' URI for the next notebooks:
     the one the settings name (a MILVUS_URI parameter, DOCBOT_MILVUS_URI), else the in-cluster address of the
     Service just deployed. Returns the settings with it."""
@@ -83,7 +92,7 @@ def standalone_objects() -> list[dict[str, Any]]:
 def client_peers() -> list[dict[str, Any]]:
     """Who may reach Milvus' 19530 (workbenches, chatbot, ingestion, Attu; the same in a class's learner
     projects): the `from` list of manifests/milvus/networkpolicy.yaml, the one place it is written."""
-    policy, = _load(NETWORK_POLICY)
+    (policy,) = _load(NETWORK_POLICY)
     return policy["spec"]["ingress"][0]["from"]
 
 
@@ -101,27 +110,38 @@ def release_network_policies(objects: list[dict[str, Any]]) -> list[dict[str, An
     main = next((s for s in services if any(p.get("port") == MILVUS_PORT for p in s["spec"].get("ports") or [])), None)
     release = ((main or {}).get("spec", {}).get("selector") or {}).get("app.kubernetes.io/instance")
     if not release:
-        raise DocbotError(f"no Milvus Service with port {MILVUS_PORT} and an app.kubernetes.io/instance selector "
-                          "in the Helm output", "pass the whole, unchanged output of `helm template`")
+        raise DocbotError(
+            f"no Milvus Service with port {MILVUS_PORT} and an app.kubernetes.io/instance selector in the Helm output",
+            "pass the whole, unchanged output of `helm template`",
+        )
     labels = [{"app.kubernetes.io/instance": release}, {"release": release}]
     own = [{"podSelector": {"matchLabels": pods}} for pods in labels]
 
     def policy(name: str, pods: dict[str, str], rule: dict[str, Any]) -> dict[str, Any]:
-        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                "metadata": {"name": name, "labels": {"app.kubernetes.io/instance": release,
-                                                      "app.kubernetes.io/part-of": "docbot"}},
-                "spec": {"podSelector": {"matchLabels": dict(pods)}, "policyTypes": ["Ingress"], "ingress": [rule]}}
+        return {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {
+                "name": name,
+                "labels": {"app.kubernetes.io/instance": release, "app.kubernetes.io/part-of": "docbot"},
+            },
+            "spec": {"podSelector": {"matchLabels": dict(pods)}, "policyTypes": ["Ingress"], "ingress": [rule]},
+        }
 
     return [
         policy(f"{release}-release", labels[0], {"from": own}),
         policy(f"{release}-release-subcharts", labels[1], {"from": own}),
-        policy(f"{release}-clients", main["spec"]["selector"],
-               {"from": client_peers(), "ports": [{"protocol": "TCP", "port": MILVUS_PORT}]}),
+        policy(
+            f"{release}-clients",
+            main["spec"]["selector"],
+            {"from": client_peers(), "ports": [{"protocol": "TCP", "port": MILVUS_PORT}]},
+        ),
     ]
 
 
-def attu_objects(expose: bool = False, *, namespace: str | None = None,
-                 root_password_changed: bool = False) -> list[dict[str, Any]]:
+def attu_objects(
+    expose: bool = False, *, namespace: str | None = None, root_password_changed: bool = False
+) -> list[dict[str, Any]]:
     """Attu, pointing at the `milvus` Service: by default a Deployment, a Service and a NetworkPolicy that lets
     nobody in (reach it with `oc port-forward svc/attu 3000:3000`).
 
@@ -141,23 +161,31 @@ def attu_objects(expose: bool = False, *, namespace: str | None = None,
     from docbot_lib.errors import DocbotError
 
     if not root_password_changed:
-        raise DocbotError("Attu is not exposed while Milvus' root may still have its default password (root/Milvus "
-                          "is public knowledge, and Attu's login page would take it)",
-                          "run the day-2 step first (vectordb.secure, notebook 04), then call "
-                          "attu_objects(expose=True, namespace=..., root_password_changed=True); "
-                          "until then use `oc port-forward svc/attu 3000:3000`")
+        raise DocbotError(
+            "Attu is not exposed while Milvus' root may still have its default password (root/Milvus "
+            "is public knowledge, and Attu's login page would take it)",
+            "run the day-2 step first (vectordb.secure, notebook 04), then call "
+            "attu_objects(expose=True, namespace=..., root_password_changed=True); "
+            "until then use `oc port-forward svc/attu 3000:3000`",
+        )
     if not namespace or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace):
-        raise DocbotError(f"exposing Attu needs the namespace it runs in, got {namespace!r}",
-                          "pass namespace= your project (manifests.current_namespace(settings)): the proxy admits "
-                          "only users who may get the Service attu there")
+        raise DocbotError(
+            f"exposing Attu needs the namespace it runs in, got {namespace!r}",
+            "pass namespace= your project (manifests.current_namespace(settings)): the proxy admits "
+            "only users who may get the Service attu there",
+        )
     # 32 random bytes as 32 hex characters: an AES-256 key for the proxy's session cookie
     extra = manifests.render(ATTU_OAUTH, {"namespace": namespace, "cookie_secret": secrets.token_hex(16)})
     replaced = {(o["kind"], o["metadata"]["name"]) for o in extra}
     kept = [o for o in objects if (o["kind"], o["metadata"]["name"]) not in replaced]
     # the service account and the cookie Secret before the Deployment that uses them
     first = [o for o in extra if o["kind"] in ("ServiceAccount", "Secret")]
-    return first + [o for o in extra if o["kind"] == "Deployment"] + kept + \
-        [o for o in extra if o["kind"] not in ("ServiceAccount", "Secret", "Deployment")]
+    return (
+        first
+        + [o for o in extra if o["kind"] == "Deployment"]
+        + kept
+        + [o for o in extra if o["kind"] not in ("ServiceAccount", "Secret", "Deployment")]
+    )
 
 
 def expose_attu(settings, root_password_changed: bool, api_client=None, echo=print) -> str:
@@ -173,14 +201,16 @@ def expose_attu(settings, root_password_changed: bool, api_client=None, echo=pri
         echo(str(applied))
     route = manifests.kube_request(api, "GET", f"/apis/route.openshift.io/v1/namespaces/{namespace}/routes/attu")
     host = (route.get("spec") or {}).get("host") or next(
-        (i.get("host") for i in (route.get("status") or {}).get("ingress") or [] if i.get("host")), None)
+        (i.get("host") for i in (route.get("status") or {}).get("ingress") or [] if i.get("host")), None
+    )
     url = f"https://{host}" if host else "(the router has not given the Route a host yet: `oc get route attu`)"
     echo(f"Attu: {url} (OpenShift login, then a Milvus user: {settings.names.app_user} to browse)")
     return url
 
 
-def helm_objects(rendered: str, *, pulsar_enabled: bool = False,
-                 echo=print) -> tuple[list[dict[str, Any]], list[Dropped]]:
+def helm_objects(
+    rendered: str, *, pulsar_enabled: bool = False, echo=print
+) -> tuple[list[dict[str, Any]], list[Dropped]]:
     """`helm template` output (standalone or cluster) made applicable on OpenShift by a namespace admin, plus
     the release's NetworkPolicies (`release_network_policies`)."""
     objects, dropped = patch_rendered(rendered, pulsar_enabled=pulsar_enabled, echo=echo)

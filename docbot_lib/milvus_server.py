@@ -16,6 +16,7 @@ so the config it renders is reused and the binary started directly. Stopped with
 Limits of this binary, said where they matter (notebook 04, README): it listens on every interface of the
 machine (it has no setting to bind 127.0.0.1), and its REST API is turned off here (gRPC only).
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,17 @@ from pathlib import Path
 
 import httpx
 
-PORT_KEYS = ("etcd_port", "root_coord_port", "proxy_internal_port", "query_coord_port",
-             "query_node_port", "index_coord_port", "index_node_port", "data_coord_port", "data_node_port")
+PORT_KEYS = (
+    "etcd_port",
+    "root_coord_port",
+    "proxy_internal_port",
+    "query_coord_port",
+    "query_node_port",
+    "index_coord_port",
+    "index_node_port",
+    "data_coord_port",
+    "data_node_port",
+)
 # Milvus' own limits are 10 roles and 100 users: a class of learners needs more (manifests/milvus sets the same)
 MAX_ROLES = MAX_USERS = 210
 
@@ -81,11 +91,11 @@ def prepare(base: Path, proxy_port: int) -> Launch:
     base = Path(base)
     ports = free_ports(len(PORT_KEYS) + 3)
     named = dict(zip(PORT_KEYS, ports, strict=False))  # the last three are named below
-    metrics_port, etcd_client, etcd_peer = ports[len(PORT_KEYS):]
+    metrics_port, etcd_client, etcd_peer = ports[len(PORT_KEYS) :]
     config = milvus.MilvusServerConfig(data_dir=str(base / "milvus"), **named)
     config.set("authorization_enabled", True)
     config.set("common.gracefulStopTimeout", 10)  # without it SIGTERM hangs
-    config.set("proxy.http.enabled", "false")      # gRPC only: no REST API next to it
+    config.set("proxy.http.enabled", "false")  # gRPC only: no REST API next to it
     config.resolve()
     # the proxy's port is set after resolve(): resolve() test-binds every port it is given without SO_REUSEADDR,
     # which fails for minutes after a restart (the last connections linger in TIME_WAIT); Milvus itself binds fine
@@ -100,18 +110,25 @@ def prepare(base: Path, proxy_port: int) -> Launch:
         f"advertise-client-urls: http://127.0.0.1:{etcd_client}\n"
         f"listen-peer-urls: http://127.0.0.1:{etcd_peer}\n"
         f"initial-advertise-peer-urls: http://127.0.0.1:{etcd_peer}\n"
-        f"initial-cluster: docbot=http://127.0.0.1:{etcd_peer}\n")
+        f"initial-cluster: docbot=http://127.0.0.1:{etcd_peer}\n"
+    )
     env = {
         "DEPLOY_MODE": "STANDALONE",
         "METRICS_PORT": str(metrics_port),
         "ETCD_CONFIG_PATH": str(etcd_config),  # Milvus maps ETCD_CONFIG_PATH to etcd.config.path
         # the wheel's config template has no keys for these limits: environment variables set them
-        "PROXY_MAXROLENUM": str(MAX_ROLES), "PROXY_MAXUSERNUM": str(MAX_USERS),
+        "PROXY_MAXROLENUM": str(MAX_ROLES),
+        "PROXY_MAXUSERNUM": str(MAX_USERS),
         "MILVUS_RUN_DIR": str(data / "run"),
         "LD_LIBRARY_PATH": ":".join(filter(None, [str(binaries), os.environ.get("LD_LIBRARY_PATH")])),
     }
-    return Launch(command=[str(binaries / "milvus"), "run", "standalone"], env=env, cwd=data,
-                  uri=f"http://127.0.0.1:{proxy_port}", health_url=f"http://127.0.0.1:{metrics_port}/healthz")
+    return Launch(
+        command=[str(binaries / "milvus"), "run", "standalone"],
+        env=env,
+        cwd=data,
+        uri=f"http://127.0.0.1:{proxy_port}",
+        health_url=f"http://127.0.0.1:{metrics_port}/healthz",
+    )
 
 
 def answers(uri: str, health_url: str | None = None) -> bool:

@@ -12,6 +12,7 @@ overwrite or break each other's data, because every name below differs:
 Without a user (one person on a laptop, or a cluster used by one team) the names are the plain ones:
 database "default", roles docbot_reader / docbot_writer, users docbot_app / docbot_ingest, no S3 prefix.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,10 @@ DEFAULT_DATABASE = "default"
 def check_user(user: str) -> str:
     """`user` if it can name a namespace, a Milvus database and an S3 prefix; a clear error otherwise."""
     if not USER_PATTERN.match(user):
-        raise DocbotError(f"user {user!r} cannot name a learner's objects",
-                          "use 1-32 lowercase letters, digits and '-', starting with a letter (e.g. user7)")
+        raise DocbotError(
+            f"user {user!r} cannot name a learner's objects",
+            "use 1-32 lowercase letters, digits and '-', starting with a letter (e.g. user7)",
+        )
     return user
 
 
@@ -71,7 +74,7 @@ class LabNames:
 
 
 def expand_users(spec: str) -> list[str]:
-    """"user1..user30" → user1, user2, ... user30; "ann,bob" → ann, bob (both forms may be mixed)."""
+    """ "user1..user30" → user1, user2, ... user30; "ann,bob" → ann, bob (both forms may be mixed)."""
     users: list[str] = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
         found = re.fullmatch(r"([a-z][a-z0-9-]*?)(\d+)\.\.\1(\d+)", part)

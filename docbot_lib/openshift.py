@@ -14,6 +14,7 @@ and why. It does in Python what hand-run `yq` steps used to do, and does it righ
 `patch_diff(text)` shows the same changes as a unified diff a person can read (notebook 04); `SAMPLE_RENDERED`
 is a small rendered chart to show it on when no `helm template` output is at hand.
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,13 +27,27 @@ import yaml
 
 from docbot_lib.errors import DocbotError
 
-CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "PodSecurityPolicy", "CustomResourceDefinition",
-                  "Namespace", "PriorityClass", "StorageClass", "SecurityContextConstraints",
-                  "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "APIService"}
+CLUSTER_SCOPED = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PodSecurityPolicy",
+    "CustomResourceDefinition",
+    "Namespace",
+    "PriorityClass",
+    "StorageClass",
+    "SecurityContextConstraints",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "APIService",
+}
 POD_SPEC_PATHS = {
-    "Pod": ("spec",), "Deployment": ("spec", "template", "spec"), "StatefulSet": ("spec", "template", "spec"),
-    "DaemonSet": ("spec", "template", "spec"), "ReplicaSet": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"), "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
@@ -48,8 +63,10 @@ MILVUS_METRICS_PORT = 9091
 SAMPLE_RENDERED = Path(__file__).parent / "data" / "milvus-helm-sample.yaml"
 # What renders the chart: run it where `helm` is installed (a laptop; a workbench has none), from
 # manifests/milvus/helm/, then upload rendered.yaml to the workbench and set HELM_RENDERED in notebook 04.
-HELM_TEMPLATE_COMMAND = ("helm repo add milvus https://zilliztech.github.io/milvus-helm && helm repo update\n"
-                         "helm template milvus milvus/milvus --version 5.0.19 -f values-openshift.yaml > rendered.yaml")
+HELM_TEMPLATE_COMMAND = (
+    "helm repo add milvus https://zilliztech.github.io/milvus-helm && helm repo update\n"
+    "helm template milvus milvus/milvus --version 5.0.19 -f values-openshift.yaml > rendered.yaml"
+)
 
 
 @dataclass(frozen=True)
@@ -67,13 +84,16 @@ def load_documents(text: str) -> list[dict[str, Any]]:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d]
     except yaml.YAMLError as exc:
-        raise DocbotError(f"the rendered manifests are not valid YAML ({exc})",
-                          "pass the output of `helm template` unchanged") from None
+        raise DocbotError(
+            f"the rendered manifests are not valid YAML ({exc})", "pass the output of `helm template` unchanged"
+        ) from None
     objects: list[dict[str, Any]] = []
     for doc in docs:
         if not isinstance(doc, dict) or "kind" not in doc:
-            raise DocbotError(f"a document of the rendered manifests is not a Kubernetes object: {str(doc)[:80]}",
-                              "pass the output of `helm template` unchanged")
+            raise DocbotError(
+                f"a document of the rendered manifests is not a Kubernetes object: {str(doc)[:80]}",
+                "pass the output of `helm template` unchanged",
+            )
         objects += doc.get("items", []) if doc["kind"] == "List" else [doc]
     return objects
 
@@ -101,8 +121,13 @@ def restrict_pod(spec: dict[str, Any]) -> None:
 def _is_pulsar(obj: dict[str, Any]) -> bool:
     meta = obj.get("metadata") or {}
     labels = meta.get("labels") or {}
-    names = [meta.get("name", ""), labels.get("app", ""), labels.get("app.kubernetes.io/name", ""),
-             labels.get("component", ""), labels.get("release", "")]
+    names = [
+        meta.get("name", ""),
+        labels.get("app", ""),
+        labels.get("app.kubernetes.io/name", ""),
+        labels.get("component", ""),
+        labels.get("release", ""),
+    ]
     return any("pulsar" in str(n).lower() for n in names)
 
 
@@ -116,18 +141,26 @@ def _without_metrics_port(service: dict[str, Any]) -> list[dict[str, Any]]:
     return removed
 
 
-def patch_rendered(text: str, *, pulsar_enabled: bool = False,
-                   echo=print) -> tuple[list[dict[str, Any]], list[Dropped]]:
+def patch_rendered(
+    text: str, *, pulsar_enabled: bool = False, echo=print
+) -> tuple[list[dict[str, Any]], list[Dropped]]:
     """(objects to apply, objects dropped with the reason) from `helm template` output; each drop is echoed."""
     kept, dropped = [], []
     for obj in load_documents(text):
         kind, name = obj["kind"], (obj.get("metadata") or {}).get("name", "?")
         if kind in CLUSTER_SCOPED:
-            dropped.append(Dropped(kind, name, "cluster-scoped: a namespace admin cannot create it "
-                                               "(ask a cluster admin if the component really needs it)"))
+            dropped.append(
+                Dropped(
+                    kind,
+                    name,
+                    "cluster-scoped: a namespace admin cannot create it "
+                    "(ask a cluster admin if the component really needs it)",
+                )
+            )
         elif not pulsar_enabled and _is_pulsar(obj):
-            dropped.append(Dropped(kind, name, "Pulsar is disabled (pulsar/pulsarv3.enabled=false) "
-                                               "but the chart rendered it"))
+            dropped.append(
+                Dropped(kind, name, "Pulsar is disabled (pulsar/pulsarv3.enabled=false) but the chart rendered it")
+            )
         else:
             obj = copy.deepcopy(obj)
             spec = pod_spec(obj)
@@ -136,12 +169,20 @@ def patch_rendered(text: str, *, pulsar_enabled: bool = False,
             removed = _without_metrics_port(obj) if kind == "Service" else []
             if not removed or obj["spec"]["ports"]:
                 if removed:
-                    echo(f"removed port {MILVUS_METRICS_PORT} from Service/{name}: metrics and a REST API "
-                         "without authentication (GHSA-7ppg-37fh-vcr6); probes use the container port")
+                    echo(
+                        f"removed port {MILVUS_METRICS_PORT} from Service/{name}: metrics and a REST API "
+                        "without authentication (GHSA-7ppg-37fh-vcr6); probes use the container port"
+                    )
                 kept.append(obj)
                 continue
-            dropped.append(Dropped(kind, name, f"its only port is {MILVUS_METRICS_PORT} (metrics and a REST API "
-                                               "without authentication, GHSA-7ppg-37fh-vcr6)"))
+            dropped.append(
+                Dropped(
+                    kind,
+                    name,
+                    f"its only port is {MILVUS_METRICS_PORT} (metrics and a REST API "
+                    "without authentication, GHSA-7ppg-37fh-vcr6)",
+                )
+            )
         echo(str(dropped[-1]))
     return kept, dropped
 
@@ -161,9 +202,15 @@ def patch_diff(text: str, *, pulsar_enabled: bool = False, context: int = 2) -> 
         key = (obj["kind"], (obj.get("metadata") or {}).get("name", "?"))
         label = f"{key[0]}/{key[1]}"
         new = _object_yaml(after[key]) if key in after else []
-        diff = "".join(difflib.unified_diff(_object_yaml(obj), new, f"{label} (helm template)",
-                                            f"{label} (patched for OpenShift)" if new else
-                                            f"{label} (dropped: {why.get(key, 'not applied')})", n=context))
+        diff = "".join(
+            difflib.unified_diff(
+                _object_yaml(obj),
+                new,
+                f"{label} (helm template)",
+                f"{label} (patched for OpenShift)" if new else f"{label} (dropped: {why.get(key, 'not applied')})",
+                n=context,
+            )
+        )
         if diff:
             parts.append(diff)
     return "\n".join(parts)

@@ -12,6 +12,7 @@ so without asking the model (it would invent). Chat messages are used, not a han
 for models whose chat template has no system role (Mistral-7B-Instruct-v0.2) the instructions are folded
 into the first user turn.
 """
+
 from __future__ import annotations
 
 import re
@@ -38,8 +39,10 @@ CONDENSE = (
     "without the conversation. Reply with the question only.\n\nConversation:\n{history}\n\n"
     "Last question: {question}\nStandalone question:"
 )
-NOT_FOUND = ("I don't know: nothing in the ingested documentation matches this question closely enough. "
-             "Try rephrasing it, or ingest the pages that answer it.")
+NOT_FOUND = (
+    "I don't know: nothing in the ingested documentation matches this question closely enough. "
+    "Try rephrasing it, or ingest the pages that answer it."
+)
 # Chat templates that reject a system message (Mistral-7B-Instruct v0.1/v0.2 raise on it).
 # Served names are DNS labels too ("mistral-7b-instruct-v0-2", docbot_lib.serving.serving_name).
 NO_SYSTEM_ROLE = re.compile(r"mistral-7b-instruct(-v0[.-][12])?$|mixtral-8x7b-instruct", re.I)
@@ -61,8 +64,14 @@ class Source:
         return f"[{self.number}] {self.title}" + (f" › {self.section}" if self.section else "") + f" ({where})"
 
     def to_dict(self) -> dict:
-        return {"number": self.number, "title": self.title, "source": self.source, "section": self.section,
-                "page": self.page, "score": round(self.score, 4)}
+        return {
+            "number": self.number,
+            "title": self.title,
+            "source": self.source,
+            "section": self.section,
+            "page": self.page,
+            "score": round(self.score, 4),
+        }
 
 
 @dataclass
@@ -70,10 +79,10 @@ class Answer:
     question: str
     standalone_question: str
     text: str
-    sources: list[Source]              # the passages the answer cites
-    retrieved: list[Source]            # every passage given to the model
+    sources: list[Source]  # the passages the answer cites
+    retrieved: list[Source]  # every passage given to the model
     timings: dict[str, float] = field(default_factory=dict)  # seconds: rewrite, retrieve, first_token, total
-    found: bool = True                 # False: nothing relevant was retrieved, the model was not asked
+    found: bool = True  # False: nothing relevant was retrieved, the model was not asked
     grounding: Grounding | None = None  # does the answer rest on its sources? (None: the model was not asked)
 
     def note(self) -> str:
@@ -120,8 +129,9 @@ def supports_system_role(settings: Settings) -> bool:
     return not NO_SYSTEM_ROLE.search(settings.llm_model_name)
 
 
-def build_messages(question: str, context: str, history: History, system_role: bool,
-                   instructions: str = INSTRUCTIONS) -> list[BaseMessage]:
+def build_messages(
+    question: str, context: str, history: History, system_role: bool, instructions: str = INSTRUCTIONS
+) -> list[BaseMessage]:
     """Chat messages for the answer: instructions + context, the history, the question."""
     preamble = f"{instructions}\n\nContext:\n{context}"
     turns: list[BaseMessage] = [HumanMessage(t) if role == "user" else AIMessage(t) for role, t in history]
@@ -136,24 +146,31 @@ def build_messages(question: str, context: str, history: History, system_role: b
 
 # -- is an answer grounded in its sources? (the same measure as evaluation's answer checks) -------------
 # Words that carry no content: an answer's support is measured on the others.
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a about above after again all also am an and any are as at be because been before being below between both but
 by can could did do does doing down during each few for from further had has have having he her here hers him his
 how i if in into is it its itself just me more most my no nor not now of off on once only or other our ours out
 over own same she should so some such than that the their theirs them then there these they this those through
 to too under until up very was we were what when where which while who whom why will with would you your yours
 use used using one two yes
-""".split())
-REFUSAL = re.compile(r"\b(i )?(don'?t|do not|cannot|can'?t|could not|couldn'?t) (know|find|answer|tell)|"
-                     r"\bno (relevant )?information\b|\bnot (mentioned|covered|in the (context|documentation))\b",
-                     re.I)
+""".split()
+)
+REFUSAL = re.compile(
+    r"\b(i )?(don'?t|do not|cannot|can'?t|could not|couldn'?t) (know|find|answer|tell)|"
+    r"\bno (relevant )?information\b|\bnot (mentioned|covered|in the (context|documentation))\b",
+    re.I,
+)
 
 
 def content_words(text: str) -> set[str]:
     """The distinct lower-cased words of a text minus stop words, numbers-only tokens and citation marks."""
     text = re.sub(r"\[\d+(?:\s*[,;]\s*\d+)*\]", " ", text)
-    return {w for w in re.findall(r"[a-z0-9][a-z0-9_.\-/]*[a-z0-9]|[a-z]", text.lower())
-            if w not in STOPWORDS and not w.isdigit() and len(w) > 1}
+    return {
+        w
+        for w in re.findall(r"[a-z0-9][a-z0-9_.\-/]*[a-z0-9]|[a-z]", text.lower())
+        if w not in STOPWORDS and not w.isdigit() and len(w) > 1
+    }
 
 
 def support(answer_text: str, passages: Iterable[str]) -> float:
@@ -172,7 +189,7 @@ def is_refusal(answer_text: str, found: bool = True) -> bool:
 
 
 SUPPORTED = 0.5  # an answer whose content words appear less than this in the passages it cites is flagged
-EXCERPT = 240    # characters of the best-matching passage shown with a flagged answer
+EXCERPT = 240  # characters of the best-matching passage shown with a flagged answer
 
 
 @dataclass
@@ -182,9 +199,9 @@ class Grounding:
     answers beside its sources, and the learner should read the passage rather than trust the answer."""
 
     cited: bool
-    support: float          # 0..1, in the cited passages (in every retrieved one when none is cited)
-    refused: bool           # the answer says it does not know
-    best: Source            # the best-matching passage (rank 1 of the search)
+    support: float  # 0..1, in the cited passages (in every retrieved one when none is cited)
+    refused: bool  # the answer says it does not know
+    best: Source  # the best-matching passage (rank 1 of the search)
     excerpt: str
 
     @property
@@ -200,18 +217,27 @@ class Grounding:
         elif not self.cited:
             why = "This answer cites none of the passages: it may not come from the documentation."
         else:
-            why = (f"Only {self.support:.0%} of this answer's words appear in the passages it cites: "
-                   "check it against them.")
+            why = (
+                f"Only {self.support:.0%} of this answer's words appear in the passages it cites: "
+                "check it against them."
+            )
         return f"{why} The best-matching passage is {self.best}: \u201c{self.excerpt}\u201d"
 
     def to_dict(self) -> dict:
-        return {"grounded": self.ok, "cited": self.cited, "support": round(self.support, 3), "refused": self.refused,
-                "note": self.note(), "best": {**self.best.to_dict(), "excerpt": self.excerpt}}
+        return {
+            "grounded": self.ok,
+            "cited": self.cited,
+            "support": round(self.support, 3),
+            "refused": self.refused,
+            "note": self.note(),
+            "best": {**self.best.to_dict(), "excerpt": self.excerpt},
+        }
 
 
 def excerpt_for(passage: str, question: str = "", limit: int = EXCERPT) -> str:
     """The part of a passage a reader should see for `question`: from the sentence that shares the most words
     with the question (the first one when none does), at most `limit` characters, "\u2026" where it was cut."""
+
     def stems(text: str) -> set[str]:  # "roles" meets "role", "gets" meets "get"
         return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in content_words(text)}
 
@@ -230,8 +256,13 @@ def grounding(text: str, hits: list[Hit], question: str = "") -> Grounding:
     cited = [by_number[n] for n in cited_numbers(text) if n in by_number]
     body = (hits[0].text.partition("\n")[2] or hits[0].text).strip()
     best = Source(hits[0].rank, hits[0].title, hits[0].source, hits[0].section, hits[0].page or None, hits[0].score)
-    return Grounding(bool(cited), support(text, [h.text for h in (cited or hits)]), is_refusal(text), best,
-                     excerpt_for(body, question))
+    return Grounding(
+        bool(cited),
+        support(text, [h.text for h in (cited or hits)]),
+        is_refusal(text),
+        best,
+        excerpt_for(body, question),
+    )
 
 
 def show_messages(messages: Sequence[BaseMessage]) -> str:
@@ -254,9 +285,20 @@ class DocbotRetriever(BaseRetriever):
         return search(self.settings, query, k=self.k, collection=self.collection, min_similarity=self.min_similarity)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        return [Document(h.text, metadata={"source": h.source, "title": h.title, "section": h.section,
-                                           "page": h.page, "score": h.score, "rank": h.rank})
-                for h in self.hits(query)]
+        return [
+            Document(
+                h.text,
+                metadata={
+                    "source": h.source,
+                    "title": h.title,
+                    "section": h.section,
+                    "page": h.page,
+                    "score": h.score,
+                    "rank": h.rank,
+                },
+            )
+            for h in self.hits(query)
+        ]
 
 
 class RagChain:
@@ -266,8 +308,9 @@ class RagChain:
         from docbot_lib.serving import chat_model
 
         self.settings = settings
-        self.retriever = DocbotRetriever(settings=settings, collection=collection, k=k or settings.search_k,
-                                         min_similarity=settings.min_similarity)
+        self.retriever = DocbotRetriever(
+            settings=settings, collection=collection, k=k or settings.search_k, min_similarity=settings.min_similarity
+        )
         self.llm = chat_model(settings)
         # the rewrite is one short question: a small token budget keeps it fast
         self.condense = chat_model(settings.model_copy(update={"max_tokens": 96})) | StrOutputParser()
@@ -279,14 +322,19 @@ class RagChain:
         if not history:
             return question
         transcript = "\n".join(f"{role}: {text}" for role, text in history[-6:])
-        rewritten = self.condense.invoke([HumanMessage(CONDENSE.format(history=transcript, question=question))]
-                                         ).strip().split("\n")[0].strip()
+        rewritten = (
+            self.condense.invoke([HumanMessage(CONDENSE.format(history=transcript, question=question))])
+            .strip()
+            .split("\n")[0]
+            .strip()
+        )
         # a small model may answer instead of rewriting: keep the original words in the search too
         return f"{rewritten} {question}" if rewritten and rewritten.lower() != question.lower() else question
 
     def _messages(self, question: str, hits: list[Hit], history: History) -> list[BaseMessage]:
-        return build_messages(question, format_context(hits), history, self.system_role,
-                              self.settings.rag_instructions or INSTRUCTIONS)
+        return build_messages(
+            question, format_context(hits), history, self.system_role, self.settings.rag_instructions or INSTRUCTIONS
+        )
 
     def prompt(self, question: str, history: History = ()) -> list[BaseMessage]:
         """The exact messages the model would get for this question (instructions, numbered passages, history,
@@ -322,8 +370,7 @@ class RagChain:
         timings["total"] = time.perf_counter() - start
         by_number = {s.number: s for s in retrieved}
         cited = [by_number[n] for n in cited_numbers(text) if n in by_number]
-        yield Answer(question, standalone, text, cited, retrieved, timings,
-                     grounding=grounding(text, hits, standalone))
+        yield Answer(question, standalone, text, cited, retrieved, timings, grounding=grounding(text, hits, standalone))
 
     def ask(self, question: str, history: History = ()) -> Answer:
         """The whole answer at once."""

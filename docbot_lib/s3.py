@@ -20,6 +20,7 @@ s3transfer aborts a multipart upload that fails; an object that does not verify 
 behind by a killed run are aborted at the next run's start (so run one upload per prefix at a time). A run
 can be interrupted: the next one skips every object already there and identical (resume is per file).
 """
+
 from __future__ import annotations
 
 import base64
@@ -48,8 +49,16 @@ PART_SIZE = 16 * MiB
 CONCURRENCY = 8
 _HASH_BLOCK = 8 * MiB
 _MASK = "******"
-_AUTH_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken",
-               "ExpiredToken", "InvalidClientTokenId", "AuthorizationHeaderMalformed", "403"}
+_AUTH_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "InvalidToken",
+    "ExpiredToken",
+    "InvalidClientTokenId",
+    "AuthorizationHeaderMalformed",
+    "403",
+}
 _NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -58,8 +67,9 @@ def model_prefix(model_id: str) -> str:
     """`models/<model id>/` for a Hugging Face id such as `mistralai/Mistral-7B-Instruct-v0.2`."""
     parts = model_id.strip("/").split("/")
     if not model_id.strip("/") or not all(_NAME_PART.match(p) and p not in (".", "..") for p in parts):
-        raise DocbotError(f"{model_id!r} is not a model id",
-                          "use the Hugging Face id, e.g. 'mistralai/Mistral-7B-Instruct-v0.2'")
+        raise DocbotError(
+            f"{model_id!r} is not a model id", "use the Hugging Face id, e.g. 'mistralai/Mistral-7B-Instruct-v0.2'"
+        )
     return "models/" + "/".join(parts) + "/"
 
 
@@ -79,27 +89,38 @@ def _where(settings: Settings) -> str:
 
 
 # -- the client --------------------------------------------------------------------------------
-def s3_client(settings: Settings, *, max_attempts: int = 3, max_pool_connections: int = 10,
-              connect_timeout: float = 10, read_timeout: float = 60):
+def s3_client(
+    settings: Settings,
+    *,
+    max_attempts: int = 3,
+    max_pool_connections: int = 10,
+    connect_timeout: float = 10,
+    read_timeout: float = 60,
+):
     """A boto3 S3 client from the settings: the endpoint with path-style addressing (MinIO, ODF, moto),
     or AWS itself when no endpoint is set. The one place Doc Bot builds an S3 client."""
     import boto3
     from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=settings.s3_endpoint or None, region_name=settings.s3_region,
+        "s3",
+        endpoint_url=settings.s3_endpoint or None,
+        region_name=settings.s3_region,
         aws_access_key_id=settings.s3_access_key or None,
         aws_secret_access_key=settings.secret("s3_secret_key") or None,
         config=Config(
             # MinIO and ODF serve buckets as paths, not as host names; AWS prefers virtual hosts
-            s3={"addressing_style": "path" if settings.s3_endpoint else "virtual",
+            s3={
+                "addressing_style": "path" if settings.s3_endpoint else "virtual",
                 # every upload carries a CRC32 that the server checks and we compare after upload;
                 # signing the payload too costs a SHA-256 of every byte (botocore does it on http://)
-                "payload_signing_enabled": False},
+                "payload_signing_enabled": False,
+            },
             signature_version="s3v4",
             retries={"max_attempts": max_attempts, "mode": "standard"},
             max_pool_connections=max_pool_connections,
-            connect_timeout=connect_timeout, read_timeout=read_timeout,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
         ),
     )
 
@@ -129,21 +150,33 @@ def s3_errors(settings: Settings, doing: str) -> Iterator[None]:
             raise ServiceUnavailable(
                 f"S3 at {where} refused the credentials while {doing} ({code})",
                 "check DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (or the data connection's AWS_ACCESS_KEY_ID / "
-                "AWS_SECRET_ACCESS_KEY) and that this key may write to the bucket") from None
-        raise DocbotError(f"S3 at {where} answered {code} while {doing}: {error.get('Message', '')}",
-                          "read the message above; run again once it is fixed (finished files are skipped)") from None
+                "AWS_SECRET_ACCESS_KEY) and that this key may write to the bucket",
+            ) from None
+        raise DocbotError(
+            f"S3 at {where} answered {code} while {doing}: {error.get('Message', '')}",
+            "read the message above; run again once it is fixed (finished files are skipped)",
+        ) from None
     except (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError) as exc:
-        fix = ("start the local stack (`docbot local up`; `docbot local status` shows its log)"
-               if settings.stack == "local" else "check DOCBOT_S3_ENDPOINT / AWS_S3_ENDPOINT and that S3 is up")
-        raise ServiceUnavailable(f"S3 at {where} does not answer ({type(exc).__name__}) while {doing}",
-                                 fix + "; then run again: what was uploaded and verified is skipped") from None
+        fix = (
+            "start the local stack (`docbot local up`; `docbot local status` shows its log)"
+            if settings.stack == "local"
+            else "check DOCBOT_S3_ENDPOINT / AWS_S3_ENDPOINT and that S3 is up"
+        )
+        raise ServiceUnavailable(
+            f"S3 at {where} does not answer ({type(exc).__name__}) while {doing}",
+            fix + "; then run again: what was uploaded and verified is skipped",
+        ) from None
     except NoCredentialsError:
-        raise ServiceUnavailable(f"no S3 credentials for {where}",
-                                 "set DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (environment or .env), "
-                                 "or attach a data connection to the workbench") from None
+        raise ServiceUnavailable(
+            f"no S3 credentials for {where}",
+            "set DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (environment or .env), "
+            "or attach a data connection to the workbench",
+        ) from None
     except BotoCoreError as exc:
-        raise DocbotError(f"S3 request to {where} failed while {doing}: {exc}",
-                          "check the S3 settings (`docbot settings`) and run again") from None
+        raise DocbotError(
+            f"S3 request to {where} failed while {doing}: {exc}",
+            "check the S3 settings (`docbot settings`) and run again",
+        ) from None
 
 
 def ensure_bucket(client, settings: Settings) -> bool:
@@ -160,7 +193,8 @@ def ensure_bucket(client, settings: Settings) -> bool:
             raise ServiceUnavailable(
                 f"S3 at {_where(settings)} refused the credentials for bucket {bucket!r} (403)",
                 "check DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (or the data connection's AWS_ACCESS_KEY_ID / "
-                "AWS_SECRET_ACCESS_KEY), or choose a bucket this key may use (DOCBOT_S3_BUCKET)") from None
+                "AWS_SECRET_ACCESS_KEY), or choose a bucket this key may use (DOCBOT_S3_BUCKET)",
+            ) from None
         if status != 404:
             raise
     args: dict[str, Any] = {"Bucket": bucket}
@@ -208,8 +242,10 @@ def model_files(model_dir: Path | str) -> list[LocalFile]:
 
     A missing or empty folder is a DocbotError that says to run 01-download-model.ipynb first."""
     folder = Path(model_dir).expanduser()
-    fix = ("run 01-download-model.ipynb first (it downloads the model there), or set MODEL_DIR to the folder "
-           "that holds the model files")
+    fix = (
+        "run 01-download-model.ipynb first (it downloads the model there), or set MODEL_DIR to the folder "
+        "that holds the model files"
+    )
     if not folder.is_dir():
         raise DocbotError(f"the model folder {folder} does not exist", fix)
     files = []
@@ -259,7 +295,7 @@ def _hash(path: Path, part_size: int, stop: threading.Event, on_bytes: Callable[
             offset = 0
             while part_size and offset < n:
                 take = min(n - offset, part_size - in_part)
-                crc = zlib.crc32(chunk[offset:offset + take], crc)
+                crc = zlib.crc32(chunk[offset : offset + take], crc)
                 in_part, offset = in_part + take, offset + take
                 if in_part == part_size:
                     crcs.append(crc)
@@ -304,8 +340,12 @@ class DigestCache:
         with self._lock:
             entry = self._entries.get(f.rel) or {}
             if (entry.get("size"), entry.get("mtime_ns"), entry.get("sha256")) != (f.size, f.mtime_ns, digest.sha256):
-                entry = self._entries[f.rel] = {"size": f.size, "mtime_ns": f.mtime_ns, "sha256": digest.sha256,
-                                                "crc32": {}}
+                entry = self._entries[f.rel] = {
+                    "size": f.size,
+                    "mtime_ns": f.mtime_ns,
+                    "sha256": digest.sha256,
+                    "crc32": {},
+                }
             entry["crc32"][str(part_size)] = [digest.crc32, digest.parts]
         return digest
 
@@ -395,8 +435,10 @@ class UploadReport:
         if self.aborted_uploads:
             lines.append(f"cleaned up         {self.aborted_uploads} incomplete upload(s) of an earlier run")
         if self.extra:
-            lines.append(f"not in the folder  {len(self.extra)} object(s): {', '.join(self.extra[:5])}"
-                         + (" (deleted)" if self.deleted else " (kept; delete_extra=True removes them)"))
+            lines.append(
+                f"not in the folder  {len(self.extra)} object(s): {', '.join(self.extra[:5])}"
+                + (" (deleted)" if self.deleted else " (kept; delete_extra=True removes them)")
+            )
         return "\n".join(lines)
 
 
@@ -420,9 +462,17 @@ def _progress(bar, callback: Callable[[int], None] | None):
     return Progress()
 
 
-def upload_model(settings: Settings, model_dir: Path | str, prefix: str | None = None, *,
-                 part_size: int = PART_SIZE, concurrency: int = CONCURRENCY, delete_extra: bool = False,
-                 progress: bool = True, on_progress: Callable[[int], None] | None = None) -> UploadReport:
+def upload_model(
+    settings: Settings,
+    model_dir: Path | str,
+    prefix: str | None = None,
+    *,
+    part_size: int = PART_SIZE,
+    concurrency: int = CONCURRENCY,
+    delete_extra: bool = False,
+    progress: bool = True,
+    on_progress: Callable[[int], None] | None = None,
+) -> UploadReport:
     """Upload the model folder to `s3://<settings.s3_bucket>/<prefix>` (default `models/<settings.model_id>/`).
 
     Creates the bucket if missing; skips files already there and identical; verifies every uploaded
@@ -447,13 +497,23 @@ def upload_model(settings: Settings, model_dir: Path | str, prefix: str | None =
         report.bucket_created = ensure_bucket(client, settings)
         report.aborted_uploads = abort_incomplete_uploads(client, report.bucket, prefix)
         remote = list_objects(client, report.bucket, prefix)
-        with tqdm(total=hashing, unit="B", unit_scale=True, desc="sha256", disable=not progress or not hashing,
-                  leave=False) as hash_bar, \
-                tqdm(total=sum(f.size for f in files), unit="B", unit_scale=True, desc="upload",
-                     disable=not progress) as bar:
+        with (
+            tqdm(
+                total=hashing,
+                unit="B",
+                unit_scale=True,
+                desc="sha256",
+                disable=not progress or not hashing,
+                leave=False,
+            ) as hash_bar,
+            tqdm(
+                total=sum(f.size for f in files), unit="B", unit_scale=True, desc="upload", disable=not progress
+            ) as bar,
+        ):
             try:
-                _sync(client, report, files, remote, cache, part_size, concurrency, hash_bar,
-                      _progress(bar, on_progress))
+                _sync(
+                    client, report, files, remote, cache, part_size, concurrency, hash_bar, _progress(bar, on_progress)
+                )
             finally:
                 cache.save()
         report.extra = sorted(set(remote) - {prefix + f.rel for f in files})
@@ -465,21 +525,36 @@ def upload_model(settings: Settings, model_dir: Path | str, prefix: str | None =
     return report
 
 
-def _sync(client, report: UploadReport, files: list[LocalFile], remote: dict[str, int], cache: DigestCache,
-          part_size: int, concurrency: int, hash_bar, progress) -> None:
+def _sync(
+    client,
+    report: UploadReport,
+    files: list[LocalFile],
+    remote: dict[str, int],
+    cache: DigestCache,
+    part_size: int,
+    concurrency: int,
+    hash_bar,
+    progress,
+) -> None:
     """Hash each file, skip it when the bucket holds it already, else upload it; then verify each upload."""
     from boto3.s3.transfer import TransferConfig, create_transfer_manager
 
     bucket, prefix = report.bucket, report.prefix
-    config = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size,
-                            max_concurrency=concurrency, use_threads=True, preferred_transfer_client="classic")
+    config = TransferConfig(
+        multipart_threshold=part_size,
+        multipart_chunksize=part_size,
+        max_concurrency=concurrency,
+        use_threads=True,
+        preferred_transfer_client="classic",
+    )
     # one file at a time: the first upload starts sooner, and hashing (~1 GB/s) outruns any upload
     hashers = ThreadPoolExecutor(1, thread_name_prefix="docbot-sha256")
     try:
         with create_transfer_manager(client, config) as manager:
             transfers = []
-            jobs = {hashers.submit(cache.digest, f, part_size_for(f.size, part_size), hash_bar.update): f
-                    for f in files}
+            jobs = {
+                hashers.submit(cache.digest, f, part_size_for(f.size, part_size), hash_bar.update): f for f in files
+            }
             # each file goes as soon as its digest is known: the digest travels as the object's metadata
             for job in as_completed(jobs):
                 f, digest = jobs[job], job.result()
@@ -489,10 +564,13 @@ def _sync(client, report: UploadReport, files: list[LocalFile], remote: dict[str
                     report.bytes_skipped += f.size
                     progress.skipped(f.size)
                     continue
-                extra = {"ChecksumAlgorithm": "CRC32",
-                         "Metadata": {"sha256": digest.sha256, "part-size": str(digest.part_size)}}
-                transfers.append((f, digest, manager.upload(str(f.path), bucket, key, extra_args=extra,
-                                                            subscribers=[progress])))
+                extra = {
+                    "ChecksumAlgorithm": "CRC32",
+                    "Metadata": {"sha256": digest.sha256, "part-size": str(digest.part_size)},
+                }
+                transfers.append(
+                    (f, digest, manager.upload(str(f.path), bucket, key, extra_args=extra, subscribers=[progress]))
+                )
             for f, digest, transfer in transfers:
                 transfer.result()
                 _verify_uploaded(client, bucket, prefix + f.rel, f, digest)
@@ -508,8 +586,10 @@ def _verify_uploaded(client, bucket: str, key: str, f: LocalFile, digest: Digest
     problem = mismatch(f, digest, head(client, bucket, key))
     if problem:
         client.delete_object(Bucket=bucket, Key=key)  # never leave an object that is not the file
-        raise DocbotError(f"s3://{bucket}/{key} did not verify after upload ({problem}); it was deleted",
-                          "check that nothing changes the model folder during the upload, then run again")
+        raise DocbotError(
+            f"s3://{bucket}/{key} did not verify after upload ({problem}); it was deleted",
+            "check that nothing changes the model folder during the upload, then run again",
+        )
 
 
 def _normal_prefix(prefix: str) -> str:
@@ -541,19 +621,25 @@ class VerifyReport:
         from docbot_lib.hub import human_size
 
         how = "size, sha256 metadata, server CRC32" + (", bytes re-read" if self.reread else "")
-        lines = [f"s3://{self.bucket}/{self.prefix}: {len(self.verified)} object(s) verified "
-                 f"({human_size(self.bytes_verified)}; {how})"]
+        lines = [
+            f"s3://{self.bucket}/{self.prefix}: {len(self.verified)} object(s) verified "
+            f"({human_size(self.bytes_verified)}; {how})"
+        ]
         lines += [f"  MISSING     {k}" for k in self.missing]
         lines += [f"  DIFFERENT   {k}: {why}" for k, why in self.mismatched.items()]
         lines += [f"  NOT LOCAL   {k}" for k in self.extra]
-        lines.append("OK: every object is an exact copy of the model folder" if self.ok else
-                     "NOT OK: run the upload again (upload_model(..., delete_extra=True) removes objects "
-                     "with no local file)")
+        lines.append(
+            "OK: every object is an exact copy of the model folder"
+            if self.ok
+            else "NOT OK: run the upload again (upload_model(..., delete_extra=True) removes objects "
+            "with no local file)"
+        )
         return "\n".join(lines)
 
 
-def verify_model(settings: Settings, model_dir: Path | str, prefix: str | None = None, *,
-                 reread: bool = False) -> VerifyReport:
+def verify_model(
+    settings: Settings, model_dir: Path | str, prefix: str | None = None, *, reread: bool = False
+) -> VerifyReport:
     """Check every object under the prefix against the model folder: size, sha256 metadata, the server's
     CRC32; with `reread=True` also download each object and hash its bytes. Raises DocbotError only
     when S3 cannot be asked; differences are in the report (`.ok`)."""
@@ -598,26 +684,36 @@ def _sha256_of_object(client, bucket: str, key: str) -> str:
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 
 
-def data_connection_secret(settings: Settings, name: str, namespace: str | None = None, *,
-                           reveal: bool = False) -> dict:
+def data_connection_secret(
+    settings: Settings, name: str, namespace: str | None = None, *, reveal: bool = False
+) -> dict:
     """The Secret the OpenShift AI dashboard creates for an S3 data connection (`aws-connection-<name>`).
 
     The keys are masked unless `reveal=True`: print this freely, and let `apply_data_connection` use the
     real values. KServe reads the model with it; workbenches get its keys as AWS_* variables."""
     if not name or not _DNS_LABEL.match(name) or len(name) > 63 - len("aws-connection-"):
-        raise DocbotError(f"{name!r} cannot name a data connection",
-                          "use lowercase letters, digits and '-' (e.g. 'docbot-models'), at most 48 characters")
+        raise DocbotError(
+            f"{name!r} cannot name a data connection",
+            "use lowercase letters, digits and '-' (e.g. 'docbot-models'), at most 48 characters",
+        )
     access, secret = settings.s3_access_key, settings.secret("s3_secret_key")
     if not access or not secret:
-        raise DocbotError("the settings have no S3 access key / secret key for the data connection",
-                          "set DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY, or AWS_ACCESS_KEY_ID / "
-                          "AWS_SECRET_ACCESS_KEY (environment or .env)")
-    metadata: dict[str, Any] = {"name": f"aws-connection-{name}", **({"namespace": namespace} if namespace else {}),
-                                "labels": {"opendatahub.io/dashboard": "true", "opendatahub.io/managed": "true"},
-                                "annotations": {"opendatahub.io/connection-type": "s3",
-                                                "openshift.io/display-name": name}}
+        raise DocbotError(
+            "the settings have no S3 access key / secret key for the data connection",
+            "set DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY, or AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY (environment or .env)",
+        )
+    metadata: dict[str, Any] = {
+        "name": f"aws-connection-{name}",
+        **({"namespace": namespace} if namespace else {}),
+        "labels": {"opendatahub.io/dashboard": "true", "opendatahub.io/managed": "true"},
+        "annotations": {"opendatahub.io/connection-type": "s3", "openshift.io/display-name": name},
+    }
     return {
-        "apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque",
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": "Opaque",
         "stringData": {
             "AWS_ACCESS_KEY_ID": access if reveal else _MASK,
             "AWS_SECRET_ACCESS_KEY": secret if reveal else _MASK,
@@ -661,8 +757,10 @@ def apply_data_connection(settings: Settings, namespace: str, name: str, api_cli
     except ApiException as exc:
         raise _kube_error(exc, host, namespace, secret_name, hidden) from None
     except HTTPError as exc:
-        raise ServiceUnavailable(f"the Kubernetes API at {host} does not answer ({type(exc).__name__})",
-                                 "check the cluster address (`oc whoami --show-server`) and your network") from None
+        raise ServiceUnavailable(
+            f"the Kubernetes API at {host} does not answer ({type(exc).__name__})",
+            "check the cluster address (`oc whoami --show-server`) and your network",
+        ) from None
 
 
 def _kube_error(exc, host: str, namespace: str, secret_name: str, hidden: list[str]) -> DocbotError:
@@ -674,13 +772,21 @@ def _kube_error(exc, host: str, namespace: str, secret_name: str, hidden: list[s
         message = message.replace(value, _MASK)
     what = f"Secret {secret_name} in namespace {namespace}"
     if exc.status == 401:
-        return ServiceUnavailable(f"the Kubernetes API at {host} refused the credentials (401)",
-                                  "log in again (`oc login`); a workbench uses its service account token")
+        return ServiceUnavailable(
+            f"the Kubernetes API at {host} refused the credentials (401)",
+            "log in again (`oc login`); a workbench uses its service account token",
+        )
     if exc.status == 403:
-        return DocbotError(f"not allowed to write the {what} (403): {message}",
-                           f"use an account that may edit Secrets in {namespace!r}, or ask the project's admin")
+        return DocbotError(
+            f"not allowed to write the {what} (403): {message}",
+            f"use an account that may edit Secrets in {namespace!r}, or ask the project's admin",
+        )
     if exc.status == 404:
-        return DocbotError(f"cannot write the {what} (404): {message}",
-                           f"create the project first (`oc new-project {namespace}`) or set NAMESPACE to yours")
-    return DocbotError(f"the Kubernetes API refused the {what} ({exc.status} {exc.reason}): {message}",
-                       "read the message above, fix it and apply again")
+        return DocbotError(
+            f"cannot write the {what} (404): {message}",
+            f"create the project first (`oc new-project {namespace}`) or set NAMESPACE to yours",
+        )
+    return DocbotError(
+        f"the Kubernetes API refused the {what} ({exc.status} {exc.reason}): {message}",
+        "read the message above, fix it and apply again",
+    )

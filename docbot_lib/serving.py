@@ -5,6 +5,7 @@ On a cluster: `data_connection()` + `inference_service_manifests()` give the obj
 `vllm_metrics()` reads the live KV-cache use and request counts from vLLM's Prometheus `/metrics`.
 GPU sizing (will it fit, which --max-model-len) is in `docbot_lib.sizing`.
 """
+
 from __future__ import annotations
 
 import re
@@ -83,43 +84,58 @@ class VllmOptions:
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.match(self.name) or len(self.name) > 45:
-            raise DocbotError(f"serving name {self.name!r} is not a DNS label of at most 45 characters",
-                              "use lowercase letters, digits and '-' (KServe adds suffixes such as -predictor)")
+            raise DocbotError(
+                f"serving name {self.name!r} is not a DNS label of at most 45 characters",
+                "use lowercase letters, digits and '-' (KServe adds suffixes such as -predictor)",
+            )
         if not _DNS_LABEL.match(self.data_connection):
-            raise DocbotError(f"data connection name {self.data_connection!r} is not a DNS label",
-                              "use lowercase letters, digits and '-'")
+            raise DocbotError(
+                f"data connection name {self.data_connection!r} is not a DNS label",
+                "use lowercase letters, digits and '-'",
+            )
         if self.model_path is not None and not _S3_PATH.match(self.model_path):
-            raise DocbotError(f"model_path {self.model_path!r} is not a folder in the bucket",
-                              "use letters, digits and . _ - / only, ending in /, e.g. 'models/org/model/'")
+            raise DocbotError(
+                f"model_path {self.model_path!r} is not a folder in the bucket",
+                "use letters, digits and . _ - / only, ending in /, e.g. 'models/org/model/'",
+            )
         if self.dtype not in ("auto", "float16", "bfloat16", "half", "float32"):
             raise DocbotError(f"dtype={self.dtype!r} is not a vLLM --dtype", "use auto, float16, bfloat16 or float32")
         if self.deployment_mode not in ("RawDeployment", "Serverless"):
-            raise DocbotError(f"deployment_mode={self.deployment_mode!r} is unknown",
-                              "use RawDeployment (OpenShift AI 3.x has no other); Serverless exists on OpenShift AI "
-                              "2.x only")
+            raise DocbotError(
+                f"deployment_mode={self.deployment_mode!r} is unknown",
+                "use RawDeployment (OpenShift AI 3.x has no other); Serverless exists on OpenShift AI 2.x only",
+            )
         if self.gpus < 1:
             raise DocbotError(f"gpus={self.gpus}: vLLM's CUDA image needs a GPU", "give gpus=1 or more")
         if not 0 < self.gpu_memory_utilization <= 1:
-            raise DocbotError(f"gpu_memory_utilization={self.gpu_memory_utilization} is outside (0, 1]",
-                              "use e.g. 0.9 (vLLM's default)")
+            raise DocbotError(
+                f"gpu_memory_utilization={self.gpu_memory_utilization} is outside (0, 1]",
+                "use e.g. 0.9 (vLLM's default)",
+            )
         if self.max_model_len < 16:
             raise DocbotError(f"max_model_len={self.max_model_len} is too small", "use e.g. 8192")
         if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
-            raise DocbotError(f"replicas {self.min_replicas}..{self.max_replicas} do not make a range",
-                              "use 0 <= min_replicas <= max_replicas, max_replicas >= 1")
+            raise DocbotError(
+                f"replicas {self.min_replicas}..{self.max_replicas} do not make a range",
+                "use 0 <= min_replicas <= max_replicas, max_replicas >= 1",
+            )
         if self.min_replicas == 0 and self.deployment_mode == "RawDeployment":
-            raise DocbotError("min_replicas=0 (scale to zero) needs deployment_mode='Serverless', which only "
-                              "OpenShift AI 2.x has",
-                              "set min_replicas=1 (OpenShift AI 3.x: RawDeployment only), or on a 2.x cluster "
-                              "deployment_mode='Serverless'")
+            raise DocbotError(
+                "min_replicas=0 (scale to zero) needs deployment_mode='Serverless', which only OpenShift AI 2.x has",
+                "set min_replicas=1 (OpenShift AI 3.x: RawDeployment only), or on a 2.x cluster "
+                "deployment_mode='Serverless'",
+            )
         for key in ("cpu", "cpu_limit", "memory", "memory_limit", "shm_size"):
             if not _QUANTITY.match(getattr(self, key)):
-                raise DocbotError(f"{key}={getattr(self, key)!r} is not a Kubernetes quantity",
-                                  "use e.g. '2', '500m', '16Gi'")
+                raise DocbotError(
+                    f"{key}={getattr(self, key)!r} is not a Kubernetes quantity", "use e.g. '2', '500m', '16Gi'"
+                )
         bad = [a for a in self.extra_args if not a.startswith("--")]
         if bad:
-            raise DocbotError(f"extra vLLM arguments {bad} do not start with --",
-                              "give each flag as one string, e.g. '--enable-prefix-caching' or '--max-num-seqs=64'")
+            raise DocbotError(
+                f"extra vLLM arguments {bad} do not start with --",
+                "give each flag as one string, e.g. '--enable-prefix-caching' or '--max-num-seqs=64'",
+            )
 
 
 def _model_values(settings: Settings, opts: VllmOptions) -> dict[str, Any]:
@@ -135,8 +151,13 @@ def _model_values(settings: Settings, opts: VllmOptions) -> dict[str, Any]:
 
 
 def _resource_values(opts: VllmOptions) -> dict[str, Any]:
-    return {"cpu": opts.cpu, "cpu_limit": opts.cpu_limit, "memory": opts.memory,
-            "memory_limit": opts.memory_limit, "gpus": str(opts.gpus)}
+    return {
+        "cpu": opts.cpu,
+        "cpu_limit": opts.cpu_limit,
+        "memory": opts.memory,
+        "memory_limit": opts.memory_limit,
+        "gpus": str(opts.gpus),
+    }
 
 
 def inference_service_manifests(settings: Settings, opts: VllmOptions | None = None) -> list[dict[str, Any]]:
@@ -144,36 +165,47 @@ def inference_service_manifests(settings: Settings, opts: VllmOptions | None = N
     (with `auth`, the token's ServiceAccount, Role, RoleBinding and Secret first). The NetworkPolicy admits this
     project, the router (when exposed) and user-workload monitoring to the predictor pods."""
     opts = opts or VllmOptions()
-    runtime, = manifests.render("serving/vllm-servingruntime.yaml", {
-        **_model_values(settings, opts), "display_name": f"vLLM {settings.model_id}"})
+    (runtime,) = manifests.render(
+        "serving/vllm-servingruntime.yaml",
+        {**_model_values(settings, opts), "display_name": f"vLLM {settings.model_id}"},
+    )
     runtime["spec"]["containers"][0]["args"] += list(opts.extra_args)
     if not opts.platform_image:  # labelled as OpenShift AI's template only when it runs the template's image
         annotations = runtime["metadata"]["annotations"]
         annotations.pop("opendatahub.io/template-name")
         annotations["opendatahub.io/template-display-name"] = f"vLLM ServingRuntime for KServe ({opts.image})"
 
-    isvc, = manifests.render("serving/vllm-inferenceservice.yaml", {
-        "name": opts.name, "display_name": settings.model_id, "deployment_mode": opts.deployment_mode,
-        "min_replicas": opts.min_replicas, "max_replicas": opts.max_replicas, "runtime": opts.name,
-        "storage_key": data_connection_secret_name(opts.data_connection),
-        "storage_path": opts.model_path or learner_model_prefix(settings),
-        **_resource_values(opts),
-    })
+    (isvc,) = manifests.render(
+        "serving/vllm-inferenceservice.yaml",
+        {
+            "name": opts.name,
+            "display_name": settings.model_id,
+            "deployment_mode": opts.deployment_mode,
+            "min_replicas": opts.min_replicas,
+            "max_replicas": opts.max_replicas,
+            "runtime": opts.name,
+            "storage_key": data_connection_secret_name(opts.data_connection),
+            "storage_path": opts.model_path or learner_model_prefix(settings),
+            **_resource_values(opts),
+        },
+    )
     meta, predictor = isvc["metadata"], isvc["spec"]["predictor"]
     if opts.deployment_mode == "Serverless":
         # OpenShift AI 2.x only (3.x ships no Serverless): Knative, TLS passed through the mesh, Istio sidecar
-        meta["annotations"].update({
-            "serving.knative.openshift.io/enablePassthrough": "true",
-            "sidecar.istio.io/inject": "true",
-            "sidecar.istio.io/rewriteAppHTTPProbers": "true",
-        })
+        meta["annotations"].update(
+            {
+                "serving.knative.openshift.io/enablePassthrough": "true",
+                "sidecar.istio.io/inject": "true",
+                "sidecar.istio.io/rewriteAppHTTPProbers": "true",
+            }
+        )
         if not opts.expose:
             meta["labels"]["networking.knative.dev/visibility"] = "cluster-local"
     elif opts.expose:
         meta["labels"]["networking.kserve.io/visibility"] = "exposed"  # OpenShift AI then creates a Route
     if opts.gpu_product:
         predictor["nodeSelector"] = {"nvidia.com/gpu.product": opts.gpu_product}
-    policy, = manifests.render("serving/vllm-networkpolicy.yaml", {"name": opts.name})
+    (policy,) = manifests.render("serving/vllm-networkpolicy.yaml", {"name": opts.name})
     if not opts.expose:  # no Route: the router has nothing to reach
         policy["spec"]["ingress"] = [rule for rule in policy["spec"]["ingress"] if not _from_router(rule)]
     if opts.auth:
@@ -184,8 +216,9 @@ def inference_service_manifests(settings: Settings, opts: VllmOptions | None = N
 
 
 def _from_router(rule: dict[str, Any]) -> bool:
-    return any((peer.get("namespaceSelector") or {}).get("matchLabels") == ROUTER_NAMESPACES
-               for peer in rule.get("from") or [])
+    return any(
+        (peer.get("namespaceSelector") or {}).get("matchLabels") == ROUTER_NAMESPACES for peer in rule.get("from") or []
+    )
 
 
 def serving_name(model_id: str) -> str:
@@ -193,8 +226,10 @@ def serving_name(model_id: str) -> str:
     "mistralai/Mistral-7B-Instruct-v0.2" -> "mistral-7b-instruct-v0-2" (at most 45 characters)."""
     label = re.sub(r"[^a-z0-9]+", "-", model_id.rsplit("/", 1)[-1].lower()).strip("-")[:45].rstrip("-")
     if not label:
-        raise DocbotError(f"no serving name can be made from the model id {model_id!r}",
-                          "set NAME to lowercase letters, digits and '-'")
+        raise DocbotError(
+            f"no serving name can be made from the model id {model_id!r}",
+            "set NAME to lowercase letters, digits and '-'",
+        )
     return label
 
 
@@ -210,16 +245,21 @@ class RuntimeImage:
         return self.note
 
 
-def runtime_image(api_client=None, namespaces: tuple[str, ...] = PLATFORM_NAMESPACES,
-                  template: str = PLATFORM_TEMPLATE) -> RuntimeImage:
+def runtime_image(
+    api_client=None, namespaces: tuple[str, ...] = PLATFORM_NAMESPACES, template: str = PLATFORM_TEMPLATE
+) -> RuntimeImage:
     """The vLLM image OpenShift AI ships, read from its ServingRuntime template on the cluster (the one the
     dashboard deploys: it changes with each release, so it is read, not hard-coded). Without a cluster, or when
     the template cannot be read (another platform, no right to read it), the pinned upstream VLLM_IMAGE, with
     the reason in `note`."""
     reasons = []
     if api_client is None:
-        return RuntimeImage(VLLM_IMAGE, False, f"vLLM image: {VLLM_IMAGE}, the pinned upstream image (not applying "
-                                               f"to a cluster; applying reads OpenShift AI's own from its {template})")
+        return RuntimeImage(
+            VLLM_IMAGE,
+            False,
+            f"vLLM image: {VLLM_IMAGE}, the pinned upstream image (not applying "
+            f"to a cluster; applying reads OpenShift AI's own from its {template})",
+        )
     else:
         from kubernetes import client
 
@@ -227,43 +267,59 @@ def runtime_image(api_client=None, namespaces: tuple[str, ...] = PLATFORM_NAMESP
         for namespace in namespaces:
             try:
                 # the client's deserialized JSON (typed object by the kubernetes package)
-                found = cast(dict[str, Any], api.get_namespaced_custom_object(
-                    "template.openshift.io", "v1", namespace, "templates", template))
+                found = cast(
+                    dict[str, Any],
+                    api.get_namespaced_custom_object("template.openshift.io", "v1", namespace, "templates", template),
+                )
             except Exception as exc:  # noqa: BLE001 - any failure: fall back to the pin and say why
                 status: int | None = getattr(exc, "status", None)
                 known: dict[int | None, str] = {403: "not allowed to read it", 404: "not found"}
-                reasons.append(f"{namespace}: " + known.get(
-                    status, f"{type(exc).__name__} {status or ''}".strip()))
+                reasons.append(f"{namespace}: " + known.get(status, f"{type(exc).__name__} {status or ''}".strip()))
                 continue
-            images = [c.get("image", "") for o in found.get("objects") or [] if o.get("kind") == "ServingRuntime"
-                      for c in (o.get("spec") or {}).get("containers") or []]
+            images = [
+                c.get("image", "")
+                for o in found.get("objects") or []
+                if o.get("kind") == "ServingRuntime"
+                for c in (o.get("spec") or {}).get("containers") or []
+            ]
             image = next((i for i in images if i and "$(" not in i), None)
             if image:
-                return RuntimeImage(image, True, f"vLLM image: {image}, from OpenShift AI's {template} in "
-                                                 f"{namespace} (what the dashboard deploys on this cluster)")
+                return RuntimeImage(
+                    image,
+                    True,
+                    f"vLLM image: {image}, from OpenShift AI's {template} in "
+                    f"{namespace} (what the dashboard deploys on this cluster)",
+                )
             reasons.append(f"{namespace}: the template names no image")
-    return RuntimeImage(VLLM_IMAGE, False,
-                        f"vLLM image: {VLLM_IMAGE}, the pinned upstream image: OpenShift AI's {template} could "
-                        f"not be read ({'; '.join(reasons)}). The ServingRuntime is then not labelled as that "
-                        "template. To run the platform's image, pass it as VllmOptions(image=..., "
-                        "platform_image=True): `oc get template " + template + " -n redhat-ods-applications "
-                        "-o jsonpath='{.objects[0].spec.containers[0].image}'` shows it (an administrator may "
-                        "have to run it)")
+    return RuntimeImage(
+        VLLM_IMAGE,
+        False,
+        f"vLLM image: {VLLM_IMAGE}, the pinned upstream image: OpenShift AI's {template} could "
+        f"not be read ({'; '.join(reasons)}). The ServingRuntime is then not labelled as that "
+        "template. To run the platform's image, pass it as VllmOptions(image=..., "
+        "platform_image=True): `oc get template " + template + " -n redhat-ods-applications "
+        "-o jsonpath='{.objects[0].spec.containers[0].image}'` shows it (an administrator may "
+        "have to run it)",
+    )
 
 
 def use_existing(settings: Settings, echo: Callable[[str], None] = print) -> Settings:
     """A model deployed another way (the dashboard, a colleague): check its endpoint and name are set and, on a
     cluster, record them for the next notebooks. The token stays where it is (.env: DOCBOT_LLM_API_KEY)."""
     if not settings.llm_base_url:
-        raise DocbotError("no model endpoint: APPLY_TO_CLUSTER is False and no endpoint is set",
-                          "in the dashboard: your project → Models → the model's 'Internal and external endpoint "
-                          "details' → copy the external URL into LLM_BASE_URL (…/v1 is added) and the model's "
-                          "name into LLM_MODEL_NAME; its token (Token authentication → the token secret) goes "
-                          "into .env as DOCBOT_LLM_API_KEY. Or set APPLY_TO_CLUSTER = True to deploy it here")
+        raise DocbotError(
+            "no model endpoint: APPLY_TO_CLUSTER is False and no endpoint is set",
+            "in the dashboard: your project → Models → the model's 'Internal and external endpoint "
+            "details' → copy the external URL into LLM_BASE_URL (…/v1 is added) and the model's "
+            "name into LLM_MODEL_NAME; its token (Token authentication → the token secret) goes "
+            "into .env as DOCBOT_LLM_API_KEY. Or set APPLY_TO_CLUSTER = True to deploy it here",
+        )
     base = settings.llm_base_url.rstrip("/")
     base = base if base.endswith("/v1") else f"{base}/v1"
-    echo(f"using the model at {base} as {settings.llm_model_name!r}; token: "
-         + ("set" if settings.secret("llm_api_key") else "none (fine if the endpoint has no token authentication)"))
+    echo(
+        f"using the model at {base} as {settings.llm_model_name!r}; token: "
+        + ("set" if settings.secret("llm_api_key") else "none (fine if the endpoint has no token authentication)")
+    )
     if settings.stack == "cluster":  # for notebooks 05-07 (an explicit parameter still wins in the reload)
         settings = settings.record(llm_base_url=base, llm_model_name=settings.llm_model_name)
     return settings.model_copy(update={"llm_base_url": base})
@@ -284,18 +340,25 @@ def api_docs(settings: Settings, timeout: float = 10) -> ApiDocs:
     """What the OpenAI-compatible server says about itself: vLLM (and llama.cpp's server) are FastAPI apps with
     a Swagger UI at /docs and the description at /openapi.json, next to /v1 (read with the endpoint's token)."""
     if not settings.llm_base_url:
-        raise ConfigError("no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)",
-                          service="llm")
+        raise ConfigError(
+            "no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)", service="llm"
+        )
     root = re.sub(r"/v1/?$", "", settings.llm_base_url.rstrip("/"))
     key = settings.secret("llm_api_key")
     try:
-        response = httpx.get(f"{root}/openapi.json", timeout=timeout, follow_redirects=True,
-                             headers={"Authorization": f"Bearer {key}"} if key else {})
+        response = httpx.get(
+            f"{root}/openapi.json",
+            timeout=timeout,
+            follow_redirects=True,
+            headers={"Authorization": f"Bearer {key}"} if key else {},
+        )
         response.raise_for_status()
         paths = response.json().get("paths") or {}
     except (httpx.HTTPError, ValueError) as exc:
-        raise DocbotError(f"cannot read {root}/openapi.json ({type(exc).__name__}: {exc})",
-                          "check the endpoint (DOCBOT_LLM_BASE_URL) and its token (DOCBOT_LLM_API_KEY)") from None
+        raise DocbotError(
+            f"cannot read {root}/openapi.json ({type(exc).__name__}: {exc})",
+            "check the endpoint (DOCBOT_LLM_BASE_URL) and its token (DOCBOT_LLM_API_KEY)",
+        ) from None
     methods = ("get", "post", "put", "delete")
     operations = tuple(f"{m.upper()} {path}" for path, ops in sorted(paths.items()) for m in methods if m in ops)
     return ApiDocs(f"{root}/docs", operations)
@@ -312,8 +375,9 @@ def token_auth_manifests(name: str, identity: str | None = None) -> list[dict[st
 def learner_network_policy(name: str, identity: str, user: str) -> dict[str, Any]:
     """The NetworkPolicy that lets the learner's project `user` reach the token proxy of the shared model `name`
     (manifests/serving/vllm-learner-networkpolicy.yaml), named after the learner's `identity` there."""
-    policy, = manifests.render("serving/vllm-learner-networkpolicy.yaml",
-                               {"name": name, "identity": identity, "user": user})
+    (policy,) = manifests.render(
+        "serving/vllm-learner-networkpolicy.yaml", {"name": name, "identity": identity, "user": user}
+    )
     return policy
 
 
@@ -335,15 +399,20 @@ def read_token(name: str, namespace: str, api_client, timeout: float = 60, poll:
         if data.get("token"):
             return base64.b64decode(data["token"]).decode()
         if time.monotonic() + poll > deadline:
-            raise DocbotError(f"the token Secret {secret} in {namespace} has no token after {timeout:.0f} s",
-                              f"check that the ServiceAccount {name}-sa exists (`oc get sa`); the cluster's token "
-                              "controller fills the Secret in")
+            raise DocbotError(
+                f"the token Secret {secret} in {namespace} has no token after {timeout:.0f} s",
+                f"check that the ServiceAccount {name}-sa exists (`oc get sa`); the cluster's token "
+                "controller fills the Secret in",
+            )
         time.sleep(poll)
 
 
-def standalone_manifests(settings: Settings, opts: VllmOptions | None = None,
-                         cache_size: str = "40Gi",
-                         storage_initializer_image: str = STORAGE_INITIALIZER_IMAGE) -> list[dict[str, Any]]:
+def standalone_manifests(
+    settings: Settings,
+    opts: VllmOptions | None = None,
+    cache_size: str = "40Gi",
+    storage_initializer_image: str = STORAGE_INITIALIZER_IMAGE,
+) -> list[dict[str, Any]]:
     """[PVC, Deployment, Service, Route, NetworkPolicy] serving the model with vLLM without KServe (model cached
     on the PVC); no Route when `opts.expose` is False.
 
@@ -353,15 +422,22 @@ def standalone_manifests(settings: Settings, opts: VllmOptions | None = None,
     if not _QUANTITY.match(cache_size):
         raise DocbotError(f"cache_size={cache_size!r} is not a Kubernetes quantity", "use e.g. '40Gi'")
     if not _BUCKET.match(settings.s3_bucket):  # it goes into the copy command
-        raise DocbotError(f"bucket name {settings.s3_bucket!r} is not a valid S3 bucket name",
-                          "set DOCBOT_S3_BUCKET / AWS_S3_BUCKET to 3-63 lowercase letters, digits, '.' or '-'")
-    objects = manifests.render("serving/vllm-standalone.yaml", {
-        **_model_values(settings, opts), **_resource_values(opts),
-        "cache_size": cache_size, "storage_initializer_image": storage_initializer_image,
-        "storage_key": data_connection_secret_name(opts.data_connection),
-        "bucket": settings.s3_bucket,
-        "storage_path": opts.model_path or learner_model_prefix(settings),
-    })
+        raise DocbotError(
+            f"bucket name {settings.s3_bucket!r} is not a valid S3 bucket name",
+            "set DOCBOT_S3_BUCKET / AWS_S3_BUCKET to 3-63 lowercase letters, digits, '.' or '-'",
+        )
+    objects = manifests.render(
+        "serving/vllm-standalone.yaml",
+        {
+            **_model_values(settings, opts),
+            **_resource_values(opts),
+            "cache_size": cache_size,
+            "storage_initializer_image": storage_initializer_image,
+            "storage_key": data_connection_secret_name(opts.data_connection),
+            "bucket": settings.s3_bucket,
+            "storage_path": opts.model_path or learner_model_prefix(settings),
+        },
+    )
     pod = objects[1]["spec"]["template"]["spec"]
     pod["containers"][0]["args"] += list(opts.extra_args)
     if opts.gpu_product:
@@ -379,10 +455,12 @@ def standalone_secret(settings: Settings, name: str = VllmOptions.name) -> dict[
     `manifests.to_yaml()` (masks it), never print the dict."""
     key = settings.secret("llm_api_key")
     if not key:
-        raise DocbotError("no API key for vLLM: without one its endpoint would answer anyone",
-                          "set DOCBOT_LLM_API_KEY (environment or .env) to a long random string, e.g. "
-                          "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
-    secret, = manifests.render("serving/vllm-standalone-secret.yaml", {"name": name, "api_key": key})
+        raise DocbotError(
+            "no API key for vLLM: without one its endpoint would answer anyone",
+            "set DOCBOT_LLM_API_KEY (environment or .env) to a long random string, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
+    (secret,) = manifests.render("serving/vllm-standalone-secret.yaml", {"name": name, "api_key": key})
     return secret
 
 
@@ -407,15 +485,18 @@ def data_connection(settings: Settings, name: str = "models") -> dict[str, Any]:
 
 # -- waiting for the InferenceService -------------------------------------------------------------
 
+
 def _conditions(isvc: dict[str, Any]) -> list[dict[str, Any]]:
     return list((isvc.get("status") or {}).get("conditions") or [])
 
 
 def _condition_lines(isvc: dict[str, Any]) -> list[str]:
-    lines = [f"{c.get('type')}={c.get('status')}"
-             + (f" ({c.get('reason')})" if c.get("reason") else "")
-             + (f": {c.get('message')}" if c.get("message") else "")
-             for c in _conditions(isvc)]
+    lines = [
+        f"{c.get('type')}={c.get('status')}"
+        + (f" ({c.get('reason')})" if c.get("reason") else "")
+        + (f": {c.get('message')}" if c.get("message") else "")
+        for c in _conditions(isvc)
+    ]
     failure = ((isvc.get("status") or {}).get("modelStatus") or {}).get("lastFailureInfo")
     if failure:
         lines.append(f"model: {failure.get('reason', '')}: {failure.get('message', '')}".strip())
@@ -430,20 +511,32 @@ def _event_lines(api_client, name: str, namespace: str, limit: int = 10) -> list
         events = client.CoreV1Api(api_client).list_namespaced_event(namespace).items
     except Exception as exc:  # noqa: BLE001 - the timeout report must not fail on missing rights
         return [f"(events not readable: {type(exc).__name__})"]
-    ours = [e for e in events if e.involved_object and e.involved_object.name
-            and (e.involved_object.name == name or e.involved_object.name.startswith(f"{name}-"))]
+    ours = [
+        e
+        for e in events
+        if e.involved_object
+        and e.involved_object.name
+        and (e.involved_object.name == name or e.involved_object.name.startswith(f"{name}-"))
+    ]
 
     def when(e):
         stamp = e.last_timestamp or e.event_time or e.first_timestamp
         return stamp.timestamp() if stamp else 0.0
 
     ours.sort(key=when)
-    return [f"{e.type} {e.reason} {e.involved_object.kind}/{e.involved_object.name}: {e.message}"
-            for e in ours[-limit:]] or ["(none)"]
+    return [
+        f"{e.type} {e.reason} {e.involved_object.kind}/{e.involved_object.name}: {e.message}" for e in ours[-limit:]
+    ] or ["(none)"]
 
 
-def wait_inference_service_ready(name: str, namespace: str, api_client, timeout: float = 1200,
-                                 poll: float = 10, echo: Callable[[str], None] | None = print) -> str:
+def wait_inference_service_ready(
+    name: str,
+    namespace: str,
+    api_client,
+    timeout: float = 1200,
+    poll: float = 10,
+    echo: Callable[[str], None] | None = print,
+) -> str:
     """Wait until the InferenceService is Ready and return its URL (status.url, else status.address.url).
 
     Prints each change of its conditions through `echo`. On timeout, raises a DocbotError that shows the
@@ -457,8 +550,10 @@ def wait_inference_service_ready(name: str, namespace: str, api_client, timeout:
     isvc: dict[str, Any] = {}
     while True:
         try:
-            isvc = cast(dict[str, Any], api.get_namespaced_custom_object(
-                "serving.kserve.io", "v1beta1", namespace, "inferenceservices", name))
+            isvc = cast(
+                dict[str, Any],
+                api.get_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace, "inferenceservices", name),
+            )
         except Exception as exc:  # noqa: BLE001
             raise manifests.api_error(exc, f"InferenceService/{name}", namespace, api_client) from None
         status = isvc.get("status") or {}
@@ -482,11 +577,19 @@ def wait_inference_service_ready(name: str, namespace: str, api_client, timeout:
         f"  conditions:\n    {report}\n  recent events:\n    {events}",
         "read the events above: Insufficient nvidia.com/gpu = no free GPU node (check tolerations/nodeSelector); "
         "ImagePullBackOff = image name or pull secret; a model load error = wrong storage path or a "
-        "--max-model-len too large for the GPU (see `docbot_lib.sizing`); then call this again")
+        "--max-model-len too large for the GPU (see `docbot_lib.sizing`); then call this again",
+    )
 
 
-def deploy(settings: Settings, objects: list[dict[str, Any]], options: VllmOptions, namespace: str | None = None,
-           api_client=None, timeout: float = 1200, echo: Callable[[str], None] = print) -> Settings:
+def deploy(
+    settings: Settings,
+    objects: list[dict[str, Any]],
+    options: VllmOptions,
+    namespace: str | None = None,
+    api_client=None,
+    timeout: float = 1200,
+    echo: Callable[[str], None] = print,
+) -> Settings:
     """Apply the serving objects to the cluster, wait for the InferenceService, and record what the next
     notebooks need (the endpoint, the served name and, with token auth, the token) in the cluster state file.
 
@@ -499,13 +602,17 @@ def deploy(settings: Settings, objects: list[dict[str, Any]], options: VllmOptio
     url = wait_inference_service_ready(options.name, namespace, api, timeout=timeout, echo=echo)
     token = read_token(options.name, namespace, api) if options.auth else None
     served = options.served_model_name or settings.llm_model_name
-    echo(f"recorded for the next notebooks: endpoint {url}/v1, model {served!r}"
-         + (", its token (not shown)" if token else ""))
-    return settings.record(llm_base_url=url.rstrip("/") + "/v1", llm_model_name=served, llm_api_key=token,
-                           namespace=namespace)
+    echo(
+        f"recorded for the next notebooks: endpoint {url}/v1, model {served!r}"
+        + (", its token (not shown)" if token else "")
+    )
+    return settings.record(
+        llm_base_url=url.rstrip("/") + "/v1", llm_model_name=served, llm_api_key=token, namespace=namespace
+    )
 
 
 # -- vLLM's Prometheus metrics ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class VllmMetrics:
@@ -524,9 +631,11 @@ class VllmMetrics:
         if not self.is_vllm:
             return self.detail
         usage = "?" if self.kv_cache_usage is None else f"{self.kv_cache_usage:.1%}"
-        return (f"vLLM {', '.join(self.model_names) or ''}: KV cache {usage} used, "
-                f"{self.requests_running:g} running, {self.requests_waiting:g} waiting, "
-                f"{self.prompt_tokens_total:g} prompt / {self.generation_tokens_total:g} generated tokens so far")
+        return (
+            f"vLLM {', '.join(self.model_names) or ''}: KV cache {usage} used, "
+            f"{self.requests_running:g} running, {self.requests_waiting:g} waiting, "
+            f"{self.prompt_tokens_total:g} prompt / {self.generation_tokens_total:g} generated tokens so far"
+        )
 
 
 # vLLM renamed the KV-cache gauge (V1 engine); read whichever the server has
@@ -554,7 +663,9 @@ def parse_vllm_metrics(text: str) -> VllmMetrics:
     if kv is not None and len(models) > 1:
         kv /= len(models)  # a percentage: the mean, not the sum, over models
     return VllmMetrics(
-        True, "vLLM", kv_cache_usage=kv,
+        True,
+        "vLLM",
+        kv_cache_usage=kv,
         requests_running=sums.get("vllm:num_requests_running", 0.0),
         requests_waiting=sums.get("vllm:num_requests_waiting", 0.0),
         prompt_tokens_total=sums.get("vllm:prompt_tokens_total", 0.0),
@@ -573,11 +684,15 @@ def vllm_metrics(base_url: str, api_key: str | None = None, timeout: float = 10)
     try:
         response = httpx.get(f"{root}/metrics", headers=headers, timeout=timeout, follow_redirects=True)
     except httpx.HTTPError as exc:
-        raise DocbotError(f"cannot read {root}/metrics ({type(exc).__name__}: {exc})",
-                          "check the endpoint URL (DOCBOT_LLM_BASE_URL) and that the server runs") from None
+        raise DocbotError(
+            f"cannot read {root}/metrics ({type(exc).__name__}: {exc})",
+            "check the endpoint URL (DOCBOT_LLM_BASE_URL) and that the server runs",
+        ) from None
     if response.status_code in (401, 403):
-        raise DocbotError(f"{root}/metrics refused the token (HTTP {response.status_code})",
-                          "pass the endpoint's token as api_key (DOCBOT_LLM_API_KEY)")
+        raise DocbotError(
+            f"{root}/metrics refused the token (HTTP {response.status_code})",
+            "pass the endpoint's token as api_key (DOCBOT_LLM_API_KEY)",
+        )
     if response.status_code != 200:
         return VllmMetrics(False, f"not a vLLM endpoint: {root}/metrics answered HTTP {response.status_code}")
     return parse_vllm_metrics(response.text)
@@ -590,14 +705,20 @@ def chat_model(settings: Settings, streaming: bool = False):
     from pydantic import SecretStr
 
     if not settings.llm_base_url:
-        raise ConfigError("no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)",
-                          service="llm")
+        raise ConfigError(
+            "no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)", service="llm"
+        )
     # only when asked: an explicit streaming=False makes LangChain's .stream() return one whole chunk
     streaming_option: dict[str, Any] = {"streaming": True} if streaming else {}
     return ChatOpenAI(
-        base_url=settings.llm_base_url, api_key=SecretStr(settings.secret("llm_api_key") or "none"),
-        model=settings.llm_model_name, temperature=settings.temperature, top_p=settings.top_p,
-        presence_penalty=settings.presence_penalty, timeout=120, max_retries=1,
+        base_url=settings.llm_base_url,
+        api_key=SecretStr(settings.secret("llm_api_key") or "none"),
+        model=settings.llm_model_name,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        presence_penalty=settings.presence_penalty,
+        timeout=120,
+        max_retries=1,
         # ChatOpenAI sends its max_tokens as `max_completion_tokens`, which llama.cpp's server ignores (it then
         # generates to the end of its context); `max_tokens` in the body is honoured by vLLM and llama.cpp.
         extra_body={"max_tokens": settings.max_tokens},
@@ -625,46 +746,70 @@ class SmokeTest:
         def short(text: str) -> str:
             return " ".join(text.split())[:100]
 
-        return "\n".join([
-            f"endpoint        {self.base_url}",
-            f"/v1/models      {', '.join(self.models)}",
-            f"chat completion {short(self.completion)!r}",
-            f"streamed        {self.stream_chunks} chunks: {short(self.streamed)!r}",
-            f"LangChain       {short(self.langchain)!r}",
-            f"time            {self.seconds:.1f} s",
-        ])
+        return "\n".join(
+            [
+                f"endpoint        {self.base_url}",
+                f"/v1/models      {', '.join(self.models)}",
+                f"chat completion {short(self.completion)!r}",
+                f"streamed        {self.stream_chunks} chunks: {short(self.streamed)!r}",
+                f"LangChain       {short(self.langchain)!r}",
+                f"time            {self.seconds:.1f} s",
+            ]
+        )
 
 
-def smoke_test(settings: Settings, question: str = "In one sentence, what is Kubernetes?",
-               max_tokens: int = 48) -> SmokeTest:
+def smoke_test(
+    settings: Settings, question: str = "In one sentence, what is Kubernetes?", max_tokens: int = 48
+) -> SmokeTest:
     """Exercise the endpoint the way the lab will: /v1/models, a chat completion and a streamed one through
     the `openai` client, and one through LangChain's ChatOpenAI (the lab's generation settings)."""
     import openai
 
     if not settings.llm_base_url:
-        raise ConfigError("no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)",
-                          service="llm")
+        raise ConfigError(
+            "no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)", service="llm"
+        )
     start = time.perf_counter()
-    client = openai.OpenAI(base_url=settings.llm_base_url, api_key=settings.secret("llm_api_key") or "none",
-                           timeout=120, max_retries=1)
+    client = openai.OpenAI(
+        base_url=settings.llm_base_url, api_key=settings.secret("llm_api_key") or "none", timeout=120, max_retries=1
+    )
     messages = [{"role": "user", "content": question}]
-    params: dict[str, Any] = dict(model=settings.llm_model_name, messages=messages, max_tokens=max_tokens,
-                                  temperature=settings.temperature, top_p=settings.top_p,
-                                  presence_penalty=settings.presence_penalty)
+    params: dict[str, Any] = dict(
+        model=settings.llm_model_name,
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        presence_penalty=settings.presence_penalty,
+    )
     try:
         models = [m.id for m in client.models.list().data]
         completion = client.chat.completions.create(**params).choices[0].message.content or ""
-        pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(**params, stream=True)
-                  if c.choices]
+        pieces = [
+            c.choices[0].delta.content or "" for c in client.chat.completions.create(**params, stream=True) if c.choices
+        ]
         langchain = chat_model(settings.model_copy(update={"max_tokens": max_tokens})).invoke(question).content
     except openai.AuthenticationError:
-        raise AuthRefused(f"the LLM at {settings.llm_base_url} refused the API key",
-                          "set DOCBOT_LLM_API_KEY to the endpoint's token", service="llm") from None
+        raise AuthRefused(
+            f"the LLM at {settings.llm_base_url} refused the API key",
+            "set DOCBOT_LLM_API_KEY to the endpoint's token",
+            service="llm",
+        ) from None
     except (openai.APIConnectionError, openai.APIStatusError) as exc:
-        raise ServiceUnavailable(f"the LLM at {settings.llm_base_url} failed: {exc}",
-                                 "check DOCBOT_LLM_BASE_URL and that the model server is ready", service="llm") from None
-    return SmokeTest(settings.llm_base_url, models, completion, len(pieces), "".join(pieces), str(langchain),
-                     time.perf_counter() - start)
+        raise ServiceUnavailable(
+            f"the LLM at {settings.llm_base_url} failed: {exc}",
+            "check DOCBOT_LLM_BASE_URL and that the model server is ready",
+            service="llm",
+        ) from None
+    return SmokeTest(
+        settings.llm_base_url,
+        models,
+        completion,
+        len(pieces),
+        "".join(pieces),
+        str(langchain),
+        time.perf_counter() - start,
+    )
 
 
 # -- local mode: what KServe does, on one machine -------------------------------------------------------
@@ -698,15 +843,21 @@ def storage_initialize(settings: Settings, dest, prefix: str | None = None, prog
     with s3_errors(settings, f"copying s3://{bucket}/{prefix} to {dest}"):
         objects = list_objects(client, bucket, prefix)
         if not objects:
-            raise DocbotError(f"no model under s3://{bucket}/{prefix}",
-                              "upload it first (notebook 02), or set the S3 prefix the model was uploaded to")
-        with tqdm(total=sum(objects.values()), unit="B", unit_scale=True, desc="storage-initializer",
-                  disable=not progress) as bar:
+            raise DocbotError(
+                f"no model under s3://{bucket}/{prefix}",
+                "upload it first (notebook 02), or set the S3 prefix the model was uploaded to",
+            )
+        with tqdm(
+            total=sum(objects.values()), unit="B", unit_scale=True, desc="storage-initializer", disable=not progress
+        ) as bar:
             for key, size in sorted(objects.items()):
-                target = dest / key[len(prefix):]
+                target = dest / key[len(prefix) :]
                 expected = (head(client, bucket, key) or {}).get("Metadata", {}).get("sha256")
-                if target.is_file() and target.stat().st_size == size and \
-                        (expected is None or sha256(target) == expected):
+                if (
+                    target.is_file()
+                    and target.stat().st_size == size
+                    and (expected is None or sha256(target) == expected)
+                ):
                     bar.update(size)
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -714,8 +865,10 @@ def storage_initialize(settings: Settings, dest, prefix: str | None = None, prog
                 client.download_file(bucket, key, str(partial), Config=config, Callback=bar.update)
                 if expected and sha256(partial) != expected:
                     partial.unlink()
-                    raise DocbotError(f"s3://{bucket}/{key} does not match the sha256 recorded at upload",
-                                      "upload the model again (notebook 02)")
+                    raise DocbotError(
+                        f"s3://{bucket}/{key} does not match the sha256 recorded at upload",
+                        "upload the model again (notebook 02)",
+                    )
                 partial.replace(target)
     return dest
 
@@ -729,7 +882,9 @@ def serve_local(settings: Settings, model_dir, echo: Callable[[str], None] = pri
 
     ggufs = sorted(Path(model_dir).glob("*.gguf"))
     if not ggufs:
-        raise DocbotError(f"no .gguf model file in {model_dir}",
-                          "the local server (llama.cpp) serves GGUF files; on a cluster vLLM serves safetensors")
+        raise DocbotError(
+            f"no .gguf model file in {model_dir}",
+            "the local server (llama.cpp) serves GGUF files; on a cluster vLLM serves safetensors",
+        )
     LocalStack(settings).serve_model(ggufs[0], echo=echo)
     return settings.reload()

@@ -13,6 +13,7 @@ activations of its profiling forward pass (~1 GiB for a 7B model at the default 
 (~0.5 GiB) and the non-torch memory of the CUDA context and NCCL (~0.5 GiB). vLLM measures these at start-up;
 its log line "KV cache size: N tokens" is the real figure to compare with.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,17 +25,41 @@ from typing import Any
 
 from docbot_lib.errors import DocbotError
 
-GiB = 1024 ** 3
-MiB = 1024 ** 2
+GiB = 1024**3
+MiB = 1024**2
 BLOCK_SIZE = 16  # vLLM allocates the KV cache in blocks of 16 tokens
 DEFAULT_OVERHEAD = 2 * GiB
 
 # bytes per element of the safetensors dtypes
-DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
-               "I16": 2, "I8": 1, "U8": 1, "U16": 2, "U32": 4, "U64": 8, "BOOL": 1}
+DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "U16": 2,
+    "U32": 4,
+    "U64": 8,
+    "BOOL": 1,
+}
 _FLOAT = {"F64", "F32", "F16", "BF16"}  # cast to the serving dtype; the others (quantized, packed) stay as stored
-_TORCH_DTYPES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "float64": 8,
-                 "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
+_TORCH_DTYPES = {
+    "float32": 4,
+    "float": 4,
+    "float16": 2,
+    "half": 2,
+    "bfloat16": 2,
+    "float64": 8,
+    "fp8": 1,
+    "fp8_e4m3": 1,
+    "fp8_e5m2": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -48,14 +73,17 @@ class Gpu:
         return self.compute_capability >= (8, 0)
 
 
-GPUS: dict[str, Gpu] = {g.name: g for g in (
-    Gpu("T4", 15360 * MiB, (7, 5)),
-    Gpu("A10G", 23028 * MiB, (8, 6)),
-    Gpu("L4", 23034 * MiB, (8, 9)),
-    Gpu("A100-40GB", 40960 * MiB, (8, 0)),
-    Gpu("A100-80GB", 81920 * MiB, (8, 0)),
-    Gpu("H100-80GB", 81559 * MiB, (9, 0)),
-)}
+GPUS: dict[str, Gpu] = {
+    g.name: g
+    for g in (
+        Gpu("T4", 15360 * MiB, (7, 5)),
+        Gpu("A10G", 23028 * MiB, (8, 6)),
+        Gpu("L4", 23034 * MiB, (8, 9)),
+        Gpu("A100-40GB", 40960 * MiB, (8, 0)),
+        Gpu("A100-80GB", 81920 * MiB, (8, 0)),
+        Gpu("H100-80GB", 81559 * MiB, (9, 0)),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -80,9 +108,11 @@ class ModelShape:
             head_dim = int(cfg.get("head_dim") or int(cfg["hidden_size"]) // heads)
             max_pos = int(cfg.get("max_position_embeddings") or cfg.get("max_sequence_length") or 0)
         except (KeyError, TypeError, ValueError) as exc:
-            raise DocbotError(f"config.json lacks what sizing needs ({exc})",
-                              "give the config.json of a decoder LLM (num_hidden_layers, num_attention_heads, "
-                              "hidden_size or head_dim)") from None
+            raise DocbotError(
+                f"config.json lacks what sizing needs ({exc})",
+                "give the config.json of a decoder LLM (num_hidden_layers, num_attention_heads, "
+                "hidden_size or head_dim)",
+            ) from None
         return cls(layers, kv_heads, head_dim, str(cfg.get("torch_dtype") or "bfloat16"), max_pos)
 
     def kv_bytes_per_token(self, kv_dtype: str | None = None) -> int:
@@ -100,6 +130,7 @@ def dtype_bytes(dtype: str) -> int:
 
 # -- weights from safetensors headers --------------------------------------------------------------
 
+
 def read_safetensors_header(path: str | Path) -> dict[str, Any]:
     """The JSON header of a .safetensors file: {tensor: {"dtype", "shape", "data_offsets"}}; reads only the header."""
     path = Path(path)
@@ -109,8 +140,9 @@ def read_safetensors_header(path: str | Path) -> dict[str, Any]:
             raise DocbotError(f"{path.name} is too short to be a safetensors file", "download it again")
         (length,) = struct.unpack("<Q", prefix)
         if length > 100 * MiB or length > path.stat().st_size - 8:
-            raise DocbotError(f"{path.name} is not a safetensors file (header length {length})",
-                              "give the model's .safetensors files")
+            raise DocbotError(
+                f"{path.name} is not a safetensors file (header length {length})", "give the model's .safetensors files"
+            )
         try:
             header = json.loads(f.read(length))
         except ValueError:
@@ -149,8 +181,10 @@ def weights_from_safetensors(paths: Iterable[str | Path]) -> Weights:
         for name, info in read_safetensors_header(path).items():
             dtype = info.get("dtype")
             if dtype not in DTYPE_BYTES:
-                raise DocbotError(f"{Path(path).name}: tensor {name} has unknown dtype {dtype!r}",
-                                  "update docbot_lib.sizing.DTYPE_BYTES")
+                raise DocbotError(
+                    f"{Path(path).name}: tensor {name} has unknown dtype {dtype!r}",
+                    "update docbot_lib.sizing.DTYPE_BYTES",
+                )
             numel = 1
             for dim in info.get("shape", []):
                 numel *= int(dim)
@@ -170,12 +204,15 @@ def weights_from_sizes(file_sizes: Mapping[str, int], torch_dtype: str) -> Weigh
     names = {"bfloat16": "BF16", "float16": "F16", "half": "F16", "float32": "F32", "float": "F32", "float64": "F64"}
     dtype = names.get(torch_dtype.removeprefix("torch.").lower())
     if dtype is None:
-        raise DocbotError(f"cannot count parameters of {torch_dtype!r} weights from file sizes",
-                          "read the safetensors headers instead (weights_from_safetensors)")
+        raise DocbotError(
+            f"cannot count parameters of {torch_dtype!r} weights from file sizes",
+            "read the safetensors headers instead (weights_from_safetensors)",
+        )
     return Weights({dtype: sum(chosen.values()) // DTYPE_BYTES[dtype]})
 
 
 # -- fitting ----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class GpuFit:
@@ -196,9 +233,18 @@ class GpuFit:
         return self.max_model_len > 0
 
 
-def fit(shape: ModelShape, weights: Weights, gpu: Gpu | str, *, gpus: int = 1, dtype: str = "auto",
-        gpu_memory_utilization: float = 0.9, overhead_bytes: int = DEFAULT_OVERHEAD,
-        kv_cache_dtype: str = "auto", min_model_len: int = 1024) -> GpuFit:
+def fit(
+    shape: ModelShape,
+    weights: Weights,
+    gpu: Gpu | str,
+    *,
+    gpus: int = 1,
+    dtype: str = "auto",
+    gpu_memory_utilization: float = 0.9,
+    overhead_bytes: int = DEFAULT_OVERHEAD,
+    kv_cache_dtype: str = "auto",
+    min_model_len: int = 1024,
+) -> GpuFit:
     """Size one GPU type. `dtype="auto"` is the model's dtype, or float16 where the GPU has no bf16 (T4)."""
     if isinstance(gpu, str):
         if gpu not in GPUS:
@@ -209,8 +255,10 @@ def fit(shape: ModelShape, weights: Weights, gpu: Gpu | str, *, gpus: int = 1, d
     warnings = []
     served = shape.torch_dtype if dtype == "auto" else dtype
     if served in ("bfloat16",) and not gpu.bf16:
-        warnings.append(f"{gpu.name} (compute capability {gpu.compute_capability[0]}.{gpu.compute_capability[1]}) "
-                        "cannot run bfloat16: serve with --dtype float16")
+        warnings.append(
+            f"{gpu.name} (compute capability {gpu.compute_capability[0]}.{gpu.compute_capability[1]}) "
+            "cannot run bfloat16: serve with --dtype float16"
+        )
         served = "float16"
     if served in ("float32", "float") and dtype == "auto":
         served = "bfloat16" if gpu.bf16 else "float16"  # vLLM serves float32 checkpoints in 16 bits by default
@@ -223,15 +271,16 @@ def fit(shape: ModelShape, weights: Weights, gpu: Gpu | str, *, gpus: int = 1, d
     limit = shape.max_position_embeddings or tokens
     max_len = min(tokens, limit)
     if budget <= 0:
-        warnings.append(f"the weights ({weights_bytes / GiB:.1f} GiB) and overhead do not fit in "
-                        f"{gpu_memory_utilization:.0%} of {gpu.memory_bytes / GiB:.1f} GiB: use a larger GPU, "
-                        "tensor parallelism, or a quantized (AWQ/GPTQ) model")
+        warnings.append(
+            f"the weights ({weights_bytes / GiB:.1f} GiB) and overhead do not fit in "
+            f"{gpu_memory_utilization:.0%} of {gpu.memory_bytes / GiB:.1f} GiB: use a larger GPU, "
+            "tensor parallelism, or a quantized (AWQ/GPTQ) model"
+        )
         max_len = 0
     elif max_len < min_model_len:
         warnings.append(f"only {tokens} tokens of KV cache: below the {min_model_len} a chat needs")
         max_len = 0
-    return GpuFit(gpu, gpus, served, weights_bytes, kv_per_token, max(budget, 0), tokens, max_len,
-                  tuple(warnings))
+    return GpuFit(gpu, gpus, served, weights_bytes, kv_per_token, max(budget, 0), tokens, max_len, tuple(warnings))
 
 
 @dataclass(frozen=True)
@@ -260,10 +309,12 @@ class SizingReport:
         ]
         for f in self.fits:
             gpu = f.gpu.name + (f" x{f.gpus}" if f.gpus > 1 else "")
-            lines.append(f"{gpu:<10} {f.gpu.memory_bytes / GiB:>6.1f}GiB {f.dtype:<9} "
-                         f"{f.weights_bytes / GiB:>6.2f}GiB {f.kv_budget_bytes / GiB:>7.2f}GiB "
-                         f"{f.kv_tokens:>10} {f.max_model_len if f.fits else 'does not fit':>16} "
-                         f"{f.kv_tokens // f.max_model_len if f.fits else '-':>16}")
+            lines.append(
+                f"{gpu:<10} {f.gpu.memory_bytes / GiB:>6.1f}GiB {f.dtype:<9} "
+                f"{f.weights_bytes / GiB:>6.2f}GiB {f.kv_budget_bytes / GiB:>7.2f}GiB "
+                f"{f.kv_tokens:>10} {f.max_model_len if f.fits else 'does not fit':>16} "
+                f"{f.kv_tokens // f.max_model_len if f.fits else '-':>16}"
+            )
             lines += [f"{'':<10} ! {w}" for w in f.warnings]
         return "\n".join(lines)
 
@@ -271,9 +322,16 @@ class SizingReport:
         printer.text(str(self))
 
 
-def gpu_report(config: Mapping[str, Any] | str | Path, weights: Weights | None = None, *,
-               model: str | None = None, gpus: Iterable[str | Gpu] | None = None, tensor_parallel: int = 1,
-               gpu_memory_utilization: float = 0.9, overhead_bytes: int = DEFAULT_OVERHEAD) -> SizingReport:
+def gpu_report(
+    config: Mapping[str, Any] | str | Path,
+    weights: Weights | None = None,
+    *,
+    model: str | None = None,
+    gpus: Iterable[str | Gpu] | None = None,
+    tensor_parallel: int = 1,
+    gpu_memory_utilization: float = 0.9,
+    overhead_bytes: int = DEFAULT_OVERHEAD,
+) -> SizingReport:
     """Size a model on each GPU (default: all of `GPUS`).
 
     `config` is a config.json dict, or a model folder (config.json + *.safetensors headers are read);
@@ -289,28 +347,57 @@ def gpu_report(config: Mapping[str, Any] | str | Path, weights: Weights | None =
     else:
         cfg = dict(config)
         if weights is None:
-            raise DocbotError("no weights given for the config", "pass weights=weights_from_safetensors(...) "
-                              "or weights_from_sizes(...)")
+            raise DocbotError(
+                "no weights given for the config",
+                "pass weights=weights_from_safetensors(...) or weights_from_sizes(...)",
+            )
     shape = ModelShape.from_config(cfg)
     chosen = [GPUS[g] if isinstance(g, str) and g in GPUS else g for g in (gpus or GPUS.values())]
-    fits = tuple(fit(shape, weights, g, gpus=tensor_parallel, gpu_memory_utilization=gpu_memory_utilization,
-                     overhead_bytes=overhead_bytes) for g in chosen)
-    return SizingReport(model or str(cfg.get("_name_or_path") or (cfg.get("architectures") or ["model"])[0]),
-                        shape, weights, fits, gpu_memory_utilization, overhead_bytes)
+    fits = tuple(
+        fit(
+            shape,
+            weights,
+            g,
+            gpus=tensor_parallel,
+            gpu_memory_utilization=gpu_memory_utilization,
+            overhead_bytes=overhead_bytes,
+        )
+        for g in chosen
+    )
+    return SizingReport(
+        model or str(cfg.get("_name_or_path") or (cfg.get("architectures") or ["model"])[0]),
+        shape,
+        weights,
+        fits,
+        gpu_memory_utilization,
+        overhead_bytes,
+    )
 
 
 # The lab's cluster model as published (config.json of mistralai/Mistral-7B-Instruct-v0.2 and its parameter
 # count from the safetensors headers): sizing before 14.5 GB are downloaded, and on the local stack.
 MISTRAL_7B_INSTRUCT_V02 = {
-    "architectures": ["MistralForCausalLM"], "hidden_size": 4096, "intermediate_size": 14336,
-    "max_position_embeddings": 32768, "num_attention_heads": 32, "num_hidden_layers": 32,
-    "num_key_value_heads": 8, "rms_norm_eps": 1e-05, "rope_theta": 1000000.0, "sliding_window": None,
-    "torch_dtype": "bfloat16", "vocab_size": 32000,
+    "architectures": ["MistralForCausalLM"],
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "max_position_embeddings": 32768,
+    "num_attention_heads": 32,
+    "num_hidden_layers": 32,
+    "num_key_value_heads": 8,
+    "rms_norm_eps": 1e-05,
+    "rope_theta": 1000000.0,
+    "sliding_window": None,
+    "torch_dtype": "bfloat16",
+    "vocab_size": 32000,
 }
 MISTRAL_7B_INSTRUCT_V02_PARAMETERS = 7_241_732_096
 
 
 def published_report(**options: Any) -> SizingReport:
     """The sizing of Mistral-7B-Instruct-v0.2 from its published config (no download needed)."""
-    return gpu_report(MISTRAL_7B_INSTRUCT_V02, Weights({"BF16": MISTRAL_7B_INSTRUCT_V02_PARAMETERS}),
-                      model="mistralai/Mistral-7B-Instruct-v0.2", **options)
+    return gpu_report(
+        MISTRAL_7B_INSTRUCT_V02,
+        Weights({"BF16": MISTRAL_7B_INSTRUCT_V02_PARAMETERS}),
+        model="mistralai/Mistral-7B-Instruct-v0.2",
+        **options,
+    )

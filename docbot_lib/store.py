@@ -8,6 +8,7 @@ Two collections per index:
   <name>_docs   the record of what was ingested: one row per document (root, source, doc_hash, chunks),
                 so a re-run knows what changed — the record lives with the data.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,11 @@ from docbot_lib.errors import DocbotError, NotFound
 from docbot_lib.settings import Settings
 
 DENSE_INDEX = {"index_type": "HNSW", "metric_type": "COSINE", "params": {"M": 16, "efConstruction": 200}}
-SPARSE_INDEX = {"index_type": "SPARSE_INVERTED_INDEX", "metric_type": "BM25",
-                "params": {"inverted_index_algo": "DAAT_MAXSCORE"}}
+SPARSE_INDEX = {
+    "index_type": "SPARSE_INVERTED_INDEX",
+    "metric_type": "BM25",
+    "params": {"inverted_index_algo": "DAAT_MAXSCORE"},
+}
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al.): rank r scores 1 / (RRF_K + r)
 # Weight of the BM25 ranking in the fusion (dense: 1). On questions asked in the user's words the dense
 # ranking is the better one, and BM25 brings in the chunks that share rare exact terms (option names, error
@@ -30,10 +34,12 @@ RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al.): rank r scores 1 
 BM25_WEIGHT = 0.5
 # Function words dropped from the question before BM25: they carry no topic, and on Milvus Lite each one
 # costs a walk of a long posting list (a question's BM25 search: 26 ms with them, 9 ms without).
-STOP_WORDS = frozenset("""a an and are as at be but by for if in into is it no not of on or such that the their
+STOP_WORDS = frozenset(
+    """a an and are as at be but by for if in into is it no not of on or such that the their
     then there these they this to was will with i me my mine we us our you your he him his she her its them
     what which who whom whose when where why how do does did doing done can could should would shall may
-    might must am been being have has had having""".split())
+    might must am been being have has had having""".split()
+)
 OUTPUT = ["text", "source", "root", "title", "section", "page", "chunk_index"]
 # The schema's limits of the title and section fields: longer values are cut to fit (fit()), not refused. A page
 # whose <h2> is never closed makes its whole text one heading (SQLite's keyword_index.html: 61,358 characters),
@@ -58,19 +64,28 @@ class Hit:
     section: str
     page: int
     text: str
-    score: float       # cosine similarity of the chunk to the question (-1..1; higher is closer)
+    score: float  # cosine similarity of the chunk to the question (-1..1; higher is closer)
     fused: float = 0.0  # reciprocal-rank-fusion score (hybrid) that set the rank
     root: str = ""
     chunk_index: int = 0
 
     def __str__(self) -> str:
-        where = self.source + (f", page {self.page}" if self.page else "") + (f" · {self.section}" if self.section else "")
+        where = (
+            self.source + (f", page {self.page}" if self.page else "") + (f" · {self.section}" if self.section else "")
+        )
         body = self.text.partition("\n")[2].replace("\n", " ")
         return f"{self.rank}. [{self.score:.2f}] {where}\n   {body[:160]}{'...' if len(body) > 160 else ''}"
 
     def to_dict(self) -> dict:
-        return {"rank": self.rank, "source": self.source, "title": self.title, "section": self.section,
-                "page": self.page or None, "score": round(self.score, 4), "text": self.text}
+        return {
+            "rank": self.rank,
+            "source": self.source,
+            "title": self.title,
+            "section": self.section,
+            "page": self.page or None,
+            "score": round(self.score, 4),
+            "text": self.text,
+        }
 
 
 class ChunkStore:
@@ -81,8 +96,9 @@ class ChunkStore:
         from docbot_lib.vectordb import supports_bm25
 
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", name):
-            raise DocbotError(f"invalid collection name {name!r}",
-                              "use letters, digits and underscores, starting with a letter")
+            raise DocbotError(
+                f"invalid collection name {name!r}", "use letters, digits and underscores, starting with a letter"
+            )
         self.settings, self.name, self.docs = settings, name, record_collection(name)
         from docbot_lib.vectordb import tolerate_stale_grants
 
@@ -101,8 +117,11 @@ class ChunkStore:
 
             wait_until_permitted(lambda: self._create(dimension))
         else:
-            raise NotFound(f"collection {name!r} does not exist in Milvus at {settings.milvus_uri}",
-                           "ingest documents first: `docbot ingest PATH` (or notebook 05)", service="milvus")
+            raise NotFound(
+                f"collection {name!r} does not exist in Milvus at {settings.milvus_uri}",
+                "ingest documents first: `docbot ingest PATH` (or notebook 05)",
+                service="milvus",
+            )
         if not self.client.has_collection(self.docs):
             self._create_record()
         self.client.load_collection(name)
@@ -132,8 +151,14 @@ class ChunkStore:
         index.add_index(field_name="dense", **DENSE_INDEX)
         if self.hybrid:
             schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-            schema.add_function(Function(name="bm25", function_type=FunctionType.BM25,
-                                         input_field_names=["text"], output_field_names=["sparse"]))
+            schema.add_function(
+                Function(
+                    name="bm25",
+                    function_type=FunctionType.BM25,
+                    input_field_names=["text"],
+                    output_field_names=["sparse"],
+                )
+            )
             index.add_index(field_name="sparse", **SPARSE_INDEX)
         self.client.create_collection(self.name, schema=schema, index_params=index, consistency_level="Strong")
 
@@ -189,20 +214,39 @@ class ChunkStore:
         leaves rows the next run replaces in the same way."""
         rows, previous, records = [], set(), []
         for root, source, doc_hash, chunks, vectors in documents:
-            rows += [{"pk": c.pk, "text": c.text, "dense": v, "source": c.source, "root": c.root,
-                      "title": fit(c.title, TITLE_MAX), "section": fit(c.section, SECTION_MAX), "page": c.page,
-                      "chunk_index": c.chunk_index,
-                      "doc_hash": doc_hash} for c, v in zip(chunks, vectors, strict=True)]
+            rows += [
+                {
+                    "pk": c.pk,
+                    "text": c.text,
+                    "dense": v,
+                    "source": c.source,
+                    "root": c.root,
+                    "title": fit(c.title, TITLE_MAX),
+                    "section": fit(c.section, SECTION_MAX),
+                    "page": c.page,
+                    "chunk_index": c.chunk_index,
+                    "doc_hash": doc_hash,
+                }
+                for c, v in zip(chunks, vectors, strict=True)
+            ]
             if (root, source) in existing:
                 previous |= {r["pk"] for r in self._query_all(self.name, self._doc_filter(root, source), ["pk"])}
-            records.append({"key": self._doc_key(root, source), "root": root, "source": source,
-                            "doc_hash": doc_hash, "chunks": len(chunks), "ingested_at": int(time.time()),
-                            "vec": [0.0, 0.0]})
+            records.append(
+                {
+                    "key": self._doc_key(root, source),
+                    "root": root,
+                    "source": source,
+                    "doc_hash": doc_hash,
+                    "chunks": len(chunks),
+                    "ingested_at": int(time.time()),
+                    "vec": [0.0, 0.0],
+                }
+            )
         added = {r["pk"] for r in rows} - previous  # what a leftover of an interrupted run does not hold yet
         stale = sorted(previous - {r["pk"] for r in rows})
         try:
             for start in range(0, len(rows), 1000):
-                self.client.upsert(self.name, rows[start:start + 1000])
+                self.client.upsert(self.name, rows[start : start + 1000])
             if stale:
                 self.client.delete(self.name, ids=stale)
         except Exception:
@@ -213,11 +257,14 @@ class ChunkStore:
                 self.client.upsert(self.docs, records)
         except Exception as exc:
             first_versions = {(r["root"], r["source"]) for r in records} - set(existing)
-            self._remove(sorted(r["pk"] for r in rows
-                                if r["pk"] in added and (r["root"], r["source"]) in first_versions))
+            self._remove(
+                sorted(r["pk"] for r in rows if r["pk"] in added and (r["root"], r["source"]) in first_versions)
+            )
             if len(first_versions) < len(records):
-                raise NotRecorded(f"its new version is stored, but recording it failed ({type(exc).__name__}: "
-                                  f"{exc}): the next run records it") from exc
+                raise NotRecorded(
+                    f"its new version is stored, but recording it failed ({type(exc).__name__}: "
+                    f"{exc}): the next run records it"
+                ) from exc
             raise
         return len(rows), len(stale)
 
@@ -246,8 +293,16 @@ class ChunkStore:
         return len(self._query_all(self.name, 'pk != ""', ["pk"]))
 
     # -- search --------------------------------------------------------------------------------------
-    def search(self, query_vector: list[float], query_text: str, k: int = 5, filter: str = "",
-               min_similarity: float | None = None, hybrid: bool = True, per_source: int | None = 1) -> list[Hit]:
+    def search(
+        self,
+        query_vector: list[float],
+        query_text: str,
+        k: int = 5,
+        filter: str = "",
+        min_similarity: float | None = None,
+        hybrid: bool = True,
+        per_source: int | None = 1,
+    ) -> list[Hit]:
         """The k best chunks: dense and (where available) BM25 candidates fused by reciprocal rank, with at
         most `per_source` chunks of one document before the others have had their turn (None: no limit).
         Each hit's `score` is its cosine similarity; with `min_similarity`, hits below it are dropped
@@ -255,31 +310,55 @@ class ChunkStore:
 
         candidates = max(k * 4, 20)
         dense = self.client.search(
-            self.name, data=[query_vector], anns_field="dense", limit=candidates, filter=filter,
+            self.name,
+            data=[query_vector],
+            anns_field="dense",
+            limit=candidates,
+            filter=filter,
             search_params={"metric_type": "COSINE", "params": {"ef": max(64, candidates)}},
-            output_fields=OUTPUT)[0]
+            output_fields=OUTPUT,
+        )[0]
         # hit.id: the primary key under its own name ("pk"), or "id" from a server that does not name it (2.3)
         rankings = [[h.id for h in dense]]
         rows = {h.id: {**h["entity"], "score": float(h["distance"])} for h in dense}
         keywords = keywords_of(query_text)
         if hybrid and self.hybrid and keywords:
             sparse = self.client.search(
-                self.name, data=[keywords], anns_field="sparse", limit=candidates, filter=filter,
-                search_params={"metric_type": "BM25", "params": {}}, output_fields=OUTPUT)[0]
+                self.name,
+                data=[keywords],
+                anns_field="sparse",
+                limit=candidates,
+                filter=filter,
+                search_params={"metric_type": "BM25", "params": {}},
+                output_fields=OUTPUT,
+            )[0]
             rankings.append([h.id for h in sparse])
             for h in sparse:
                 rows.setdefault(h.id, {**h["entity"], "score": None})  # cosine fetched below if needed
         fused = reciprocal_rank_fusion(rankings, [1.0, BM25_WEIGHT])
-        order = diversify(sorted(fused, key=lambda pk: -fused[pk]),
-                          lambda pk: (rows[pk]["root"], rows[pk]["source"]), per_source)[:2 * k]
+        order = diversify(
+            sorted(fused, key=lambda pk: -fused[pk]), lambda pk: (rows[pk]["root"], rows[pk]["source"]), per_source
+        )[: 2 * k]
         self._fill_similarity([pk for pk in order if rows[pk]["score"] is None], rows, query_vector)
         if min_similarity is not None:
             if not rows or max(r["score"] for r in rows.values() if r["score"] is not None) < min_similarity:
                 return []
             order = [pk for pk in order if rows[pk]["score"] >= min_similarity]
-        return [Hit(rank, rows[pk]["source"], rows[pk]["title"], rows[pk]["section"], rows[pk]["page"],
-                    rows[pk]["text"], rows[pk]["score"], fused[pk], rows[pk]["root"], rows[pk]["chunk_index"])
-                for rank, pk in enumerate(order[:k], start=1)]
+        return [
+            Hit(
+                rank,
+                rows[pk]["source"],
+                rows[pk]["title"],
+                rows[pk]["section"],
+                rows[pk]["page"],
+                rows[pk]["text"],
+                rows[pk]["score"],
+                fused[pk],
+                rows[pk]["root"],
+                rows[pk]["chunk_index"],
+            )
+            for rank, pk in enumerate(order[:k], start=1)
+        ]
 
     def _fill_similarity(self, pks: list[str], rows: dict, query_vector: list[float]) -> None:
         """Cosine similarity of chunks only BM25 found (their vectors fetched for the few that rank)."""
@@ -304,7 +383,7 @@ def fit(value: str, limit: int) -> str:
     data = value.encode()
     if len(data) <= limit:
         return value
-    return data[:limit - 3].decode(errors="ignore") + "\u2026"
+    return data[: limit - 3].decode(errors="ignore") + "\u2026"
 
 
 def record_collection(name: str) -> str:
@@ -354,24 +433,32 @@ class CollectionView:
     """What a collection holds, for a person to read: its schema, functions and indexes, and one chunk."""
 
     name: str
-    fields: list[str]             # "name  TYPE  (params)"
-    functions: list[str]          # "bm25: BM25(text) -> sparse"
-    indexes: list[str]            # "dense: HNSW, COSINE, {...}"
+    fields: list[str]  # "name  TYPE  (params)"
+    functions: list[str]  # "bm25: BM25(text) -> sparse"
+    indexes: list[str]  # "dense: HNSW, COSINE, {...}"
     rows: int
     chunk: dict = field(default_factory=dict)  # one row: its metadata, its text and the head of its vector
     dimension: int = 0
 
     def __str__(self) -> str:
-        lines = [f"collection {self.name!r}: {self.rows} chunks", "fields:", *[f"  {f}" for f in self.fields],
-                 "functions (Milvus computes these itself on insert):",
-                 *([f"  {f}" for f in self.functions] or ["  (none: no BM25 on this server)"]),
-                 "indexes:", *[f"  {i}" for i in self.indexes]]
+        lines = [
+            f"collection {self.name!r}: {self.rows} chunks",
+            "fields:",
+            *[f"  {f}" for f in self.fields],
+            "functions (Milvus computes these itself on insert):",
+            *([f"  {f}" for f in self.functions] or ["  (none: no BM25 on this server)"]),
+            "indexes:",
+            *[f"  {i}" for i in self.indexes],
+        ]
         if self.chunk:
             meta = {k: v for k, v in self.chunk.items() if k not in ("text", "dense")}
             head = ", ".join(f"{x:.4f}" for x in self.chunk.get("dense", []))
-            lines += ["one chunk:", *[f"  {k}: {v}" for k, v in meta.items()],
-                      "  text: " + " ".join(str(self.chunk.get("text", "")).split())[:300],
-                      f"  dense: [{head}, ...] ({self.dimension} numbers)"]
+            lines += [
+                "one chunk:",
+                *[f"  {k}: {v}" for k, v in meta.items()],
+                "  text: " + " ".join(str(self.chunk.get("text", "")).split())[:300],
+                f"  dense: [{head}, ...] ({self.dimension} numbers)",
+            ]
         return "\n".join(lines)
 
 
@@ -387,15 +474,22 @@ def inspect_collection(settings: Settings, collection: str | None = None, number
         params = {k: v for k, v in (f.get("params") or {}).items()}
         notes = (["primary key"] if f.get("is_primary") else []) + ([f"{k}={v}" for k, v in params.items()])
         fields.append(f"{f['name']:<12} {kind:<20} {', '.join(notes)}".rstrip())
-    functions = [f"{fn.get('name')}: {getattr(fn.get('type'), 'name', fn.get('type'))}"
-                 f"({', '.join(fn.get('input_field_names', []))}) -> {', '.join(fn.get('output_field_names', []))}"
-                 for fn in described.get("functions", []) or []]
+    functions = [
+        f"{fn.get('name')}: {getattr(fn.get('type'), 'name', fn.get('type'))}"
+        f"({', '.join(fn.get('input_field_names', []))}) -> {', '.join(fn.get('output_field_names', []))}"
+        for fn in described.get("functions", []) or []
+    ]
     indexes = []
     for index in client.list_indexes(name):
         info = client.describe_index(name, index)
-        indexes.append(f"{info.get('field_name', index)}: {info.get('index_type')}, {info.get('metric_type')}"
-                       + "".join(f", {k}={v}" for k, v in info.items()
-                                 if k in ("M", "efConstruction", "bm25_k1", "bm25_b", "inverted_index_algo")))
+        indexes.append(
+            f"{info.get('field_name', index)}: {info.get('index_type')}, {info.get('metric_type')}"
+            + "".join(
+                f", {k}={v}"
+                for k, v in info.items()
+                if k in ("M", "efConstruction", "bm25_k1", "bm25_b", "inverted_index_algo")
+            )
+        )
     rows = client.query(name, filter="chunk_index >= 0", output_fields=[*OUTPUT, "dense"], limit=1)
     chunk, dimension = {}, 0
     if rows:
@@ -403,8 +497,9 @@ def inspect_collection(settings: Settings, collection: str | None = None, number
         vector = list(row.pop("dense", []) or [])
         dimension = len(vector)
         chunk = {**{k: row[k] for k in OUTPUT if k in row}, "dense": [float(x) for x in vector[:numbers]]}
-    return CollectionView(name, fields, functions, indexes, int(client.get_collection_stats(name)["row_count"]),
-                          chunk, dimension)
+    return CollectionView(
+        name, fields, functions, indexes, int(client.get_collection_stats(name)["row_count"]), chunk, dimension
+    )
 
 
 _STORES: dict[tuple, ChunkStore] = {}
@@ -424,14 +519,24 @@ def open_store(settings: Settings, collection: str | None = None) -> ChunkStore:
 
 def forget_store(settings: Settings, collection: str | None = None) -> None:
     """Drop a cached store (after the collection was dropped, or its connection failed)."""
-    key = (settings.milvus_uri, settings.secret("milvus_token"), settings.names.database,
-           collection or settings.milvus_collection)
+    key = (
+        settings.milvus_uri,
+        settings.secret("milvus_token"),
+        settings.names.database,
+        collection or settings.milvus_collection,
+    )
     with _STORES_LOCK:
         _STORES.pop(key, None)
 
 
-def search(settings: Settings, question: str, k: int | None = None, collection: str | None = None,
-           filter: str = "", min_similarity: float | None = None) -> list[Hit]:
+def search(
+    settings: Settings,
+    question: str,
+    k: int | None = None,
+    collection: str | None = None,
+    filter: str = "",
+    min_similarity: float | None = None,
+) -> list[Hit]:
     """Embed the question and return the k best chunks of the collection (hybrid where available)."""
     from docbot_lib.embeddings import get_embeddings
 
@@ -439,9 +544,15 @@ def search(settings: Settings, question: str, k: int | None = None, collection: 
     for attempt in (1, 2):
         store = open_store(settings, collection)
         try:
-            return store.search(vector, question, k or settings.search_k, filter=filter,
-                                min_similarity=min_similarity, hybrid=settings.hybrid,
-                                per_source=settings.max_chunks_per_source)
+            return store.search(
+                vector,
+                question,
+                k or settings.search_k,
+                filter=filter,
+                min_similarity=min_similarity,
+                hybrid=settings.hybrid,
+                per_source=settings.max_chunks_per_source,
+            )
         except DocbotError:
             raise
         except Exception:  # noqa: BLE001 - a dropped connection: reopen once, then let it raise

@@ -17,6 +17,7 @@ which is global too: it would allow dropping every collection; dropping stays ro
 Generated passwords are stored, never printed: in an env file (mode 600, written whole then renamed) and,
 on a cluster, in one Secret per identity (`credentials_secrets`: root's, the writer's, the reader's).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,19 +44,28 @@ PLAIN = LabNames()  # one learner (or none): the plain names; a class gives each
 READER_ROLE, WRITER_ROLE = PLAIN.reader_role, PLAIN.writer_role
 APP_USER, INGEST_USER = PLAIN.app_user, PLAIN.ingest_user
 # Where the generated credentials go (env file keys; the Secret uses the same names).
-ROOT_TOKEN_KEY = "DOCBOT_MILVUS_ROOT_TOKEN"   # Settings.milvus_root_token: for re-running `secure`
-INGEST_TOKEN_KEY = "DOCBOT_MILVUS_TOKEN"      # Settings.milvus_token: the next notebooks ingest and search
-APP_TOKEN_KEY = "DOCBOT_MILVUS_APP_TOKEN"     # the chatbot app's Secret (read-only user)
+ROOT_TOKEN_KEY = "DOCBOT_MILVUS_ROOT_TOKEN"  # Settings.milvus_root_token: for re-running `secure`
+INGEST_TOKEN_KEY = "DOCBOT_MILVUS_TOKEN"  # Settings.milvus_token: the next notebooks ingest and search
+APP_TOKEN_KEY = "DOCBOT_MILVUS_APP_TOKEN"  # the chatbot app's Secret (read-only user)
 BM25_SINCE = (2, 5)  # sparse vectors and the BM25 function arrived in Milvus 2.5
 # Milvus 2.3 privilege names (checked against the server: it rejects unknown ones), by object type.
 READER_PRIVILEGES: dict[str, tuple[str, ...]] = {
-    "Collection": ("Search", "Query", "Load", "GetLoadState", "GetLoadingProgress", "GetStatistics",
-                   "IndexDetail", "ShowPartitions", "HasPartition"),
+    "Collection": (
+        "Search",
+        "Query",
+        "Load",
+        "GetLoadState",
+        "GetLoadingProgress",
+        "GetStatistics",
+        "IndexDetail",
+        "ShowPartitions",
+        "HasPartition",
+    ),
     "Global": ("DescribeCollection", "ShowCollections"),
 }
 WRITER_PRIVILEGES: dict[str, tuple[str, ...]] = {
-    "Collection": READER_PRIVILEGES["Collection"] + (
-        "Insert", "Delete", "Upsert", "Flush", "GetFlushState", "CreateIndex", "DropIndex", "Release"),
+    "Collection": READER_PRIVILEGES["Collection"]
+    + ("Insert", "Delete", "Upsert", "Flush", "GetFlushState", "CreateIndex", "DropIndex", "Release"),
     "Global": READER_PRIVILEGES["Global"] + ("CreateCollection",),
 }
 GRANT_TIMEOUT = 120.0  # grants reach the proxy's cache within ~16 s on a quiet machine, 50 s seen under load: a deadline, not a wait
@@ -114,17 +124,26 @@ def connect(uri: str | None, token: str | None = None, timeout: float = 10.0, da
     from pymilvus import MilvusClient
 
     if not uri:
-        raise ConfigError("no Milvus URI configured", "set DOCBOT_MILVUS_URI (or the MILVUS_URI parameter)",
-                          service="milvus")
+        raise ConfigError(
+            "no Milvus URI configured", "set DOCBOT_MILVUS_URI (or the MILVUS_URI parameter)", service="milvus"
+        )
     if uri.startswith(("http://", "https://", "tcp://", "grpc://")) and not tcp_open(uri):
-        raise NotReachable(f"Milvus does not answer at {uri}",
-                           "start it (locally: `docbot local up`) or correct DOCBOT_MILVUS_URI", service="milvus")
+        raise NotReachable(
+            f"Milvus does not answer at {uri}",
+            "start it (locally: `docbot local up`) or correct DOCBOT_MILVUS_URI",
+            service="milvus",
+        )
     for attempt in (1, 2):
         client = None
         try:
             with _quiet_pymilvus():
-                client = MilvusClient(uri=uri, token=token or "", timeout=timeout, grpc_options=GRPC_OPTIONS,
-                                      **({"db_name": database} if database != DEFAULT_DATABASE else {}))
+                client = MilvusClient(
+                    uri=uri,
+                    token=token or "",
+                    timeout=timeout,
+                    grpc_options=GRPC_OPTIONS,
+                    **({"db_name": database} if database != DEFAULT_DATABASE else {}),
+                )
                 # pymilvus shares connections: the constructor alone may not have asked the server
                 try:
                     client.list_collections()
@@ -168,6 +187,7 @@ class StaleGrantsRetry:
                         raise
                     time.sleep(delay)
             return attribute(*args, **kwargs)
+
         return call
 
 
@@ -183,9 +203,13 @@ def _connect_error(exc: Exception, uri: str, token: str | None) -> None:
         raise AuthRefused(
             f"Milvus at {uri} refused the password of {who}",
             "set DOCBOT_MILVUS_TOKEN=user:password (environment or .env) to a user of this server",
-            service="milvus") from None
-    raise ServiceUnavailable(f"Milvus at {uri} failed: {type(exc).__name__}: {exc}",
-                             "check DOCBOT_MILVUS_URI and that the server is running", service="milvus") from None
+            service="milvus",
+        ) from None
+    raise ServiceUnavailable(
+        f"Milvus at {uri} failed: {type(exc).__name__}: {exc}",
+        "check DOCBOT_MILVUS_URI and that the server is running",
+        service="milvus",
+    ) from None
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -234,10 +258,14 @@ class ServerInfo:
         rows = [
             ("endpoint", self.uri),
             ("server", f"{self.kind}, version {self.version}"),
-            ("users/roles", "yes" if self.rbac else "no: no users, roles or passwords (anyone who reaches it can "
-                                                    "read and write)"),
-            ("BM25 hybrid", "yes" if self.bm25 else f"no: needs Milvus >= {BM25_SINCE[0]}.{BM25_SINCE[1]} "
-                                                    "(dense search only)"),
+            (
+                "users/roles",
+                "yes" if self.rbac else "no: no users, roles or passwords (anyone who reaches it can read and write)",
+            ),
+            (
+                "BM25 hybrid",
+                "yes" if self.bm25 else f"no: needs Milvus >= {BM25_SINCE[0]}.{BM25_SINCE[1]} (dense search only)",
+            ),
             ("collections", ", ".join(self.collections) or "(none)"),
         ]
         return "\n".join(f"{name:<12} {value}" for name, value in rows)
@@ -246,12 +274,18 @@ class ServerInfo:
 def server_info(client, uri: str = "") -> ServerInfo:
     """Version, RBAC and BM25 support, collections of the server behind `client`."""
     version = client.get_server_version()
-    return ServerInfo(uri=uri, version=version, rbac=supports_rbac(client),
-                      bm25=parse_version(version) >= BM25_SINCE, collections=sorted(client.list_collections()))
+    return ServerInfo(
+        uri=uri,
+        version=version,
+        rbac=supports_rbac(client),
+        bm25=parse_version(version) >= BM25_SINCE,
+        collections=sorted(client.list_collections()),
+    )
 
 
-def inspect(uri: str, env_file: Path | None = None, root_token: str | None = None,
-            names: LabNames = PLAIN) -> ServerInfo:
+def inspect(
+    uri: str, env_file: Path | None = None, root_token: str | None = None, names: LabNames = PLAIN
+) -> ServerInfo:
     """`server_info` of the server at `uri`, logged in as root with the first password that works (the given
     one, the one stored in `env_file`, the default); Milvus Lite needs none. A learner of a class, whose
     administrator keeps root's password, is seen as their own ingest user instead (`as_root` False)."""
@@ -274,6 +308,7 @@ def inspect(uri: str, env_file: Path | None = None, root_token: str | None = Non
 
 # -- credentials storage ------------------------------------------------------------------------------
 
+
 def generate_password() -> str:
     """A random password Milvus accepts (6-256 characters; URL-safe, so it needs no quoting in .env)."""
     return secrets.token_urlsafe(24)
@@ -293,17 +328,27 @@ def credentials_secrets(tokens: dict[str, str]) -> list[dict[str, Any]]:
     Keys of `tokens` that name no identity are refused (they would land in no Secret)."""
     unknown = set(tokens) - set(SECRET_OF_KEY)
     if unknown:
-        raise DocbotError(f"no Secret holds {', '.join(sorted(unknown))}",
-                          f"pass only {', '.join(SECRET_OF_KEY)} (SecureResult.tokens)")
-    return [{
-        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": {"name": SECRET_OF_KEY[key], "labels": {"app.kubernetes.io/part-of": "docbot",
-                                                            "app.kubernetes.io/component": "vectordb"}},
-        "stringData": {key: token},
-    } for key, token in tokens.items()]
+        raise DocbotError(
+            f"no Secret holds {', '.join(sorted(unknown))}",
+            f"pass only {', '.join(SECRET_OF_KEY)} (SecureResult.tokens)",
+        )
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": SECRET_OF_KEY[key],
+                "labels": {"app.kubernetes.io/part-of": "docbot", "app.kubernetes.io/component": "vectordb"},
+            },
+            "stringData": {key: token},
+        }
+        for key, token in tokens.items()
+    ]
 
 
 # -- day 2: root password, roles, users ----------------------------------------------------------------
+
 
 @dataclass
 class SecureResult:
@@ -313,15 +358,17 @@ class SecureResult:
     env_file: Path
     root_password_changed: bool
     created: list[str] = field(default_factory=list)  # roles and users created this time
-    granted: int = 0                                   # (role, privilege, object) grants ensured
+    granted: int = 0  # (role, privilege, object) grants ensured
     tokens: dict[str, str] = field(default_factory=dict, repr=False)  # env key -> "user:password"
 
     def __str__(self) -> str:
         root = "changed to a generated one" if self.root_password_changed else "already changed (kept)"
         made = ", ".join(self.created) or "none (all existed)"
-        return (f"root password: {root}\nroles and users created: {made}\n"
-                f"grants ensured: {self.granted}\n"
-                f"credentials stored in {self.env_file} (mode 600): {', '.join(self.tokens)}")
+        return (
+            f"root password: {root}\nroles and users created: {made}\n"
+            f"grants ensured: {self.granted}\n"
+            f"credentials stored in {self.env_file} (mode 600): {', '.join(self.tokens)}"
+        )
 
 
 def _login(uri: str, tokens: list[str]) -> tuple[Any, str]:
@@ -345,8 +392,8 @@ def change_root_password(client, old_token: str, env_file: Path) -> str:
     return new_token
 
 
-EVAL_SUFFIX = "_eval"          # notebook 07's collection: <collection>_eval
-EVAL_SMALL_CHUNKS = (100,)     # its chunk-size variants: <collection>_eval_c100
+EVAL_SUFFIX = "_eval"  # notebook 07's collection: <collection>_eval
+EVAL_SMALL_CHUNKS = (100,)  # its chunk-size variants: <collection>_eval_c100
 
 
 def lab_collections(collection: str) -> list[str]:
@@ -369,8 +416,9 @@ def _privileges(spec: dict[str, tuple[str, ...]], collections: list[str]) -> lis
     return rows
 
 
-def ensure_roles_and_users(client, uri: str, collection: str, passwords: dict[str, str],
-                           names: LabNames = PLAIN) -> tuple[list[str], int]:
+def ensure_roles_and_users(
+    client, uri: str, collection: str, passwords: dict[str, str], names: LabNames = PLAIN
+) -> tuple[list[str], int]:
     """Create (if missing) the reader and writer roles, grant them on `lab_collections(collection)`,
     create the users `docbot_app` (reader) and `docbot_ingest` (writer) with the given passwords (a user
     whose password is not the given one is recreated: root cannot read passwords). Idempotent. Returns (what was created, number of grants ensured)."""
@@ -411,8 +459,14 @@ def probe_collection(collection: str) -> str:
     return f"{collection}_rbac_probe"
 
 
-def secure(uri: str, collection: str, env_file: Path, root_token: str | None = None,
-           echo: Callable[[str], None] = lambda _msg: None, names: LabNames = PLAIN) -> SecureResult:
+def secure(
+    uri: str,
+    collection: str,
+    env_file: Path,
+    root_token: str | None = None,
+    echo: Callable[[str], None] = lambda _msg: None,
+    names: LabNames = PLAIN,
+) -> SecureResult:
     """Day 2 in one call, safe to re-run: root gets a generated password (unless it already has one),
     the roles and users exist with their grants, and every password is stored in `env_file` (mode 600).
 
@@ -427,12 +481,15 @@ def secure(uri: str, collection: str, env_file: Path, root_token: str | None = N
         raise AuthRefused(
             f"Milvus at {uri} refused every root password known here (the default one has been changed)",
             f"set {ROOT_TOKEN_KEY}=root:<password> in the environment or {env_file} "
-            f"(on the cluster: from the Secret {ROOT_SECRET})", service="milvus") from None
+            f"(on the cluster: from the Secret {ROOT_SECRET})",
+            service="milvus",
+        ) from None
     try:
         if not supports_rbac(client):
             raise ConfigError(
                 f"{uri} is Milvus Lite: it has no users, roles or passwords, so there is nothing to secure",
-                "run the day-2 steps against a Milvus server (MILVUS_URI), e.g. the one deployed by this notebook")
+                "run the day-2 steps against a Milvus server (MILVUS_URI), e.g. the one deployed by this notebook",
+            )
         changed = token == DEFAULT_ROOT_TOKEN
         if changed:
             echo("root still has the default password: changing it")
@@ -462,8 +519,9 @@ def learner_tokens(stored: dict[str, str], names: LabNames = PLAIN) -> dict[str,
     return tokens
 
 
-def secure_learner(root, uri: str, root_token: str, collection: str, tokens: dict[str, str],
-                   names: LabNames = PLAIN) -> tuple[list[str], int]:
+def secure_learner(
+    root, uri: str, root_token: str, collection: str, tokens: dict[str, str], names: LabNames = PLAIN
+) -> tuple[list[str], int]:
     """As root (`root` is root's client, `root_token` its token): the learner's database (when not the default
     one), roles granted in it on the lab's collections, users with the passwords of `tokens`, and the probe
     collection. Idempotent. Returns (what was created, grants ensured)."""
@@ -471,8 +529,9 @@ def secure_learner(root, uri: str, root_token: str, collection: str, tokens: dic
     if names.database != DEFAULT_DATABASE and names.database not in root.list_databases():
         root.create_database(names.database)
         created.append(f"database {names.database}")
-    passwords = {tokens[key].split(":", 1)[0]: tokens[key].split(":", 1)[1]
-                 for key in (INGEST_TOKEN_KEY, APP_TOKEN_KEY)}
+    passwords = {
+        tokens[key].split(":", 1)[0]: tokens[key].split(":", 1)[1] for key in (INGEST_TOKEN_KEY, APP_TOKEN_KEY)
+    }
     made, granted = ensure_roles_and_users(root, uri, collection, passwords, names)
     inside = connect(uri, root_token, database=names.database) if names.database != DEFAULT_DATABASE else root
     try:
@@ -545,7 +604,9 @@ class Verdict:
         return self.seen == self.expected
 
     def __str__(self) -> str:
-        return f"{'OK  ' if self.ok else 'FAIL'}  {self.user:<14} {self.action:<28} {self.expected:<8} (saw: {self.seen})"
+        return (
+            f"{'OK  ' if self.ok else 'FAIL'}  {self.user:<14} {self.action:<28} {self.expected:<8} (saw: {self.seen})"
+        )
 
 
 class VerifyReport(list):
@@ -577,14 +638,15 @@ def wait_until_permitted(op: Callable[[], Any], timeout: float = GRANT_TIMEOUT, 
         if outcome == "allowed":
             return time.monotonic() - start
         if outcome != "refused" or time.monotonic() - start > timeout:
-            raise DocbotError(f"an operation the grants allow is still {outcome} after "
-                              f"{time.monotonic() - start:.0f} s",
-                              "run `docbot milvus secure` again; check the roles with `docbot milvus info`")
+            raise DocbotError(
+                f"an operation the grants allow is still {outcome} after {time.monotonic() - start:.0f} s",
+                "run `docbot milvus secure` again; check the roles with `docbot milvus info`",
+            )
         time.sleep(interval)
 
 
 def _permitted(op: Callable[[], Any], timeout: float) -> str:
-    """"allowed" once a fresh grant lets `op` through (waiting for it), else what the server answered."""
+    """ "allowed" once a fresh grant lets `op` through (waiting for it), else what the server answered."""
     try:
         wait_until_permitted(op, timeout)
     except DocbotError:
@@ -593,7 +655,7 @@ def _permitted(op: Callable[[], Any], timeout: float) -> str:
 
 
 def _login_outcome(uri: str, token: str, database: str = DEFAULT_DATABASE) -> str:
-    """"allowed" or "refused" for a login with `token` (or the error, when the server said something else)."""
+    """ "allowed" or "refused" for a login with `token` (or the error, when the server said something else)."""
     try:
         connect(uri, token, database=database).close()
     except AuthRefused:
@@ -603,8 +665,9 @@ def _login_outcome(uri: str, token: str, database: str = DEFAULT_DATABASE) -> st
     return "allowed"
 
 
-def verify_least_privilege(uri: str, collection: str, tokens: dict[str, str],
-                           timeout: float = GRANT_TIMEOUT, names: LabNames = PLAIN) -> VerifyReport:
+def verify_least_privilege(
+    uri: str, collection: str, tokens: dict[str, str], timeout: float = GRANT_TIMEOUT, names: LabNames = PLAIN
+) -> VerifyReport:
     """Prove the day-2 work on the server: root's public default password no longer logs in; a wrong password
     is refused; on the probe collection the app user searches but may not insert, delete or drop; the ingest
     user inserts but may not drop, nor create users or roles, nor grant itself a role. Waits (polling) for
@@ -614,10 +677,19 @@ def verify_least_privilege(uri: str, collection: str, tokens: dict[str, str],
     app_token, ingest_token = tokens[APP_TOKEN_KEY], tokens[INGEST_TOKEN_KEY]
 
     APP_USER, INGEST_USER = names.app_user, names.ingest_user  # noqa: N806 - the learner's, in their database
-    report.append(Verdict("root", f"log in as {DEFAULT_ROOT_TOKEN} (the default)", "refused",
-                          _login_outcome(uri, DEFAULT_ROOT_TOKEN)))
-    report.append(Verdict(APP_USER, "log in with a wrong password", "refused",
-                          _login_outcome(uri, f"{APP_USER}:{generate_password()}", names.database)))
+    report.append(
+        Verdict(
+            "root", f"log in as {DEFAULT_ROOT_TOKEN} (the default)", "refused", _login_outcome(uri, DEFAULT_ROOT_TOKEN)
+        )
+    )
+    report.append(
+        Verdict(
+            APP_USER,
+            "log in with a wrong password",
+            "refused",
+            _login_outcome(uri, f"{APP_USER}:{generate_password()}", names.database),
+        )
+    )
 
     app = connect(uri, app_token, database=names.database)
     ingest = connect(uri, ingest_token, database=names.database)
@@ -626,21 +698,33 @@ def verify_least_privilege(uri: str, collection: str, tokens: dict[str, str],
         report.append(Verdict(APP_USER, f"search {probe}", "allowed", search))
         row = [{"id": 2, "vector": [0.0, 1.0, 0.0, 0.0]}]
         report.append(Verdict(APP_USER, f"insert into {probe}", "refused", _attempt(lambda: app.insert(probe, row))))
-        report.append(Verdict(APP_USER, f"delete from {probe}", "refused",
-                              _attempt(lambda: app.delete(probe, ids=[1]))))
+        report.append(
+            Verdict(APP_USER, f"delete from {probe}", "refused", _attempt(lambda: app.delete(probe, ids=[1])))
+        )
         report.append(Verdict(APP_USER, f"drop {probe}", "refused", _attempt(lambda: app.drop_collection(probe))))
 
         insert = _permitted(lambda: ingest.upsert(probe, row), timeout)
         report.append(Verdict(INGEST_USER, f"insert into {probe}", "allowed", insert))
-        report.append(Verdict(INGEST_USER, f"drop {probe}", "refused",
-                              _attempt(lambda: ingest.drop_collection(probe))))
+        report.append(Verdict(INGEST_USER, f"drop {probe}", "refused", _attempt(lambda: ingest.drop_collection(probe))))
         # user and role management stays root's: a leaked ingestion token cannot mint itself more rights
         intruder = f"{INGEST_USER}_intruder"
-        report.append(Verdict(INGEST_USER, "create a user", "refused",
-                              _attempt(lambda: ingest.create_user(intruder, generate_password()))))
+        report.append(
+            Verdict(
+                INGEST_USER,
+                "create a user",
+                "refused",
+                _attempt(lambda: ingest.create_user(intruder, generate_password())),
+            )
+        )
         report.append(Verdict(INGEST_USER, "create a role", "refused", _attempt(lambda: ingest.create_role(intruder))))
-        report.append(Verdict(INGEST_USER, "grant itself the admin role", "refused",
-                              _attempt(lambda: ingest.grant_role(INGEST_USER, "admin"))))
+        report.append(
+            Verdict(
+                INGEST_USER,
+                "grant itself the admin role",
+                "refused",
+                _attempt(lambda: ingest.grant_role(INGEST_USER, "admin")),
+            )
+        )
     finally:
         app.close()
         ingest.close()

@@ -1,4 +1,5 @@
 """Run the lab: execute the numbered notebooks in order with papermill into a timestamped run folder."""
+
 from __future__ import annotations
 
 import time
@@ -31,8 +32,9 @@ def lab_notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
     return found
 
 
-def execute(notebook: Path, output: Path, parameters: dict[str, Any] | None = None,
-            timeout: float | None = 1800) -> NotebookRun:
+def execute(
+    notebook: Path, output: Path, parameters: dict[str, Any] | None = None, timeout: float | None = 1800
+) -> NotebookRun:
     """Execute one notebook with papermill (cwd = its folder); a failure is returned, not raised."""
     import papermill as pm
 
@@ -40,12 +42,22 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any] | None = No
     start = time.perf_counter()
     try:
         pm.execute_notebook(
-            str(notebook), str(output), parameters=parameters or {}, cwd=str(notebook.parent),
-            kernel_name=KERNEL, progress_bar=False, execution_timeout=timeout,
+            str(notebook),
+            str(output),
+            parameters=parameters or {},
+            cwd=str(notebook.parent),
+            kernel_name=KERNEL,
+            progress_bar=False,
+            execution_timeout=timeout,
         )
     except pm.PapermillExecutionError as exc:
-        return NotebookRun(notebook.name, "failed", time.perf_counter() - start, output,
-                           f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}")
+        return NotebookRun(
+            notebook.name,
+            "failed",
+            time.perf_counter() - start,
+            output,
+            f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}",
+        )
     return NotebookRun(notebook.name, "ok", time.perf_counter() - start, output)
 
 
@@ -64,13 +76,15 @@ def summary(runs: list[NotebookRun], folder: Path) -> str:
     for r in runs:
         lines.append(f"{r.notebook:<{width}}  {r.status:<7}  {r.seconds:6.1f} s" + (f"  {r.error}" if r.error else ""))
     total = sum(r.seconds for r in runs)
-    lines.append(f"{len([r for r in runs if r.ok])}/{len(runs)} notebooks ok in {total:.1f} s; "
-                 f"executed notebooks: {folder}")
+    lines.append(
+        f"{len([r for r in runs if r.ok])}/{len(runs)} notebooks ok in {total:.1f} s; executed notebooks: {folder}"
+    )
     return "\n".join(lines)
 
 
-def run_workshop(notebooks_dir: Path, runs_dir: Path, only: list[str] | None = None,
-                 echo: Callable[[str], None] = print) -> list[NotebookRun]:
+def run_workshop(
+    notebooks_dir: Path, runs_dir: Path, only: list[str] | None = None, echo: Callable[[str], None] = print
+) -> list[NotebookRun]:
     """Execute the lab's notebooks in order; stop at the first failure (the next ones build on it)."""
     folder = runs_dir / time.strftime("%Y%m%d-%H%M%S")
     notebooks = lab_notebooks(notebooks_dir, only)

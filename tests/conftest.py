@@ -8,6 +8,7 @@ Tiers (markers, given at collection, so that they cannot drift from what a test 
   notebooks  executes notebooks (tests/notebooks): the slowest tier
 `make test` (CI) runs every tier.
 """
+
 from __future__ import annotations
 
 import socket

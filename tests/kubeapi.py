@@ -27,6 +27,7 @@ counts `status.lastVersion` as the real server does; a hook plays the build cont
 (e.g. flip an InferenceService to Ready after a few polls).
 Not modelled: watch, server-side apply, admission, RBAC beyond `forbid`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -45,8 +46,16 @@ Key = tuple[str, str | None, str, str]  # (API path, namespace or None, plural, 
 
 VERBS = {"POST": "create", "GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 REVIEWS = ("selfsubjectreviews", "selfsubjectaccessreviews")  # answered, never stored
-REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 405: "MethodNotAllowed",
-           409: "AlreadyExists", 415: "UnsupportedMediaType", 422: "Invalid"}
+REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "AlreadyExists",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+}
 
 
 @dataclass
@@ -64,8 +73,15 @@ class KubeError(Exception):
         self.code, self.message, self.reason, self.details = code, message, reason or REASONS.get(code, ""), details
 
     def status(self) -> dict:
-        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "code": self.code}
+        body = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
         if self.details:
             body["details"] = self.details
         return body
@@ -138,8 +154,13 @@ def json_patch(target: Any, operations: list[dict]) -> Any:
 class KubeApi:
     """The stand-in server: start with `with KubeApi() as kube:` (or start()/stop())."""
 
-    def __init__(self, token: str | None = None, namespaces: set[str] | None = None,
-                 forbid: set[tuple[str, str]] | None = None, user: str = "system:serviceaccount:test:default"):
+    def __init__(
+        self,
+        token: str | None = None,
+        namespaces: set[str] | None = None,
+        forbid: set[tuple[str, str]] | None = None,
+        user: str = "system:serviceaccount:test:default",
+    ):
         self.token, self.namespaces, self.forbid, self.user = token, namespaces, forbid or set(), user
         self.objects: dict[Key, dict] = {}
         self.kinds: dict[tuple[str, str], str] = {}  # (api, plural) -> kind, learnt from created objects
@@ -189,11 +210,18 @@ class KubeApi:
         import yaml
 
         context = {"cluster": "lab", "user": user, **({"namespace": namespace} if namespace else {})}
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
-            "clusters": [{"name": "lab", "cluster": {"server": self.url}}],
-            "users": [{"name": user, "user": {"token": token or self.token or ""}}],
-            "contexts": [{"name": "lab", "context": context}]}))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "lab",
+                    "clusters": [{"name": "lab", "cluster": {"server": self.url}}],
+                    "users": [{"name": user, "user": {"token": token or self.token or ""}}],
+                    "contexts": [{"name": "lab", "context": context}],
+                }
+            )
+        )
         path.chmod(0o600)
         return path
 
@@ -236,13 +264,19 @@ class KubeApi:
             verb = "list" if method == "GET" and route.name is None else VERBS.get(method, "")
             if (verb, route.plural) in self.forbid:
                 group = route.api.split("/")[1] if route.api.startswith("apis/") else ""
-                raise KubeError(403, f'{route.plural}{"." + group if group else ""} is forbidden: User '
-                                     f'"{self.user}" cannot {verb} resource "{route.plural}" in API group '
-                                     f'"{group}" in the namespace "{route.namespace}"',
-                                details={"kind": route.plural})
+                raise KubeError(
+                    403,
+                    f"{route.plural}{'.' + group if group else ''} is forbidden: User "
+                    f'"{self.user}" cannot {verb} resource "{route.plural}" in API group '
+                    f'"{group}" in the namespace "{route.namespace}"',
+                    details={"kind": route.plural},
+                )
             if self.namespaces is not None and route.namespace is not None and route.namespace not in self.namespaces:
-                raise KubeError(404, f'namespaces "{route.namespace}" not found',
-                                details={"name": route.namespace, "kind": "namespaces"})
+                raise KubeError(
+                    404,
+                    f'namespaces "{route.namespace}" not found',
+                    details={"name": route.namespace, "kind": "namespaces"},
+                )
             with self._lock:
                 if "All" not in query.get("dryRun", []):
                     return self._dispatch(method, route, query, body, content_type)
@@ -274,8 +308,9 @@ class KubeApi:
             raise KubeError(405, f"{method} is not allowed on a collection")
         current = self.objects.get(key)
         if current is None:
-            raise KubeError(404, f'{route.plural} "{route.name}" not found',
-                            details={"name": route.name, "kind": route.plural})
+            raise KubeError(
+                404, f'{route.plural} "{route.name}" not found', details={"name": route.name, "kind": route.plural}
+            )
         if method == "GET":
             return 200, copy.deepcopy(current)
         if method == "DELETE":
@@ -283,8 +318,13 @@ class KubeApi:
             if route.plural == "namespaces" and route.namespace is None:  # what the namespace held goes with it
                 for inner in [k for k in self.objects if k[1] == route.name]:
                     del self.objects[inner]
-            return 200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                         "details": {"name": route.name, "kind": route.plural, "uid": current["metadata"]["uid"]}}
+            return 200, {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {"name": route.name, "kind": route.plural, "uid": current["metadata"]["uid"]},
+            }
         if method == "PUT":
             return 200, self._store(key, current, self._replace(route, current, body))
         if method == "PATCH":
@@ -299,13 +339,24 @@ class KubeApi:
         config["status"] = {**(config.get("status") or {}), "lastVersion": number}
         config["metadata"]["resourceVersion"] = self._next_version()
         name = f"{route.name}-{number}"
-        spec = {k: copy.deepcopy(v) for k, v in (config.get("spec") or {}).items()
-                if k in ("source", "strategy", "output", "resources")}
-        self._create(Route(route.api, route.namespace, "builds"), {
-            "apiVersion": config.get("apiVersion", "build.openshift.io/v1"), "kind": "Build",
-            "metadata": {"name": name, "labels": {"buildconfig": route.name},
-                         "annotations": {"openshift.io/build.number": str(number)}},
-            "spec": spec})
+        spec = {
+            k: copy.deepcopy(v)
+            for k, v in (config.get("spec") or {}).items()
+            if k in ("source", "strategy", "output", "resources")
+        }
+        self._create(
+            Route(route.api, route.namespace, "builds"),
+            {
+                "apiVersion": config.get("apiVersion", "build.openshift.io/v1"),
+                "kind": "Build",
+                "metadata": {
+                    "name": name,
+                    "labels": {"buildconfig": route.name},
+                    "annotations": {"openshift.io/build.number": str(number)},
+                },
+                "spec": spec,
+            },
+        )
         stored = self.objects[(route.api, route.namespace, "builds", name)]
         stored["status"] = {"phase": "New", "config": {"name": route.name}}
         return copy.deepcopy(stored)
@@ -317,12 +368,21 @@ class KubeApi:
                 name, _, value = term.partition("=")
                 wanted[name.rstrip("=!")] = value  # equality only: a=b, a==b
         in_order = sorted(self.objects.items(), key=lambda item: tuple(part or "" for part in item[0]))
-        items = [copy.deepcopy(obj) for (api, ns, plural, _n), obj in in_order
-                 if api == route.api and plural == route.plural and (route.namespace in (None, ns))
-                 and all(obj["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())]
+        items = [
+            copy.deepcopy(obj)
+            for (api, ns, plural, _n), obj in in_order
+            if api == route.api
+            and plural == route.plural
+            and (route.namespace in (None, ns))
+            and all(obj["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())
+        ]
         kind = self.kinds.get((route.api, route.plural), "")
-        return {"kind": f"{kind}List" if kind else "List", "apiVersion": route.api.split("/", 1)[1],
-                "metadata": {"resourceVersion": str(self._version)}, "items": items}
+        return {
+            "kind": f"{kind}List" if kind else "List",
+            "apiVersion": route.api.split("/", 1)[1],
+            "metadata": {"resourceVersion": str(self._version)},
+            "items": items,
+        }
 
     def _create(self, route: Route, body: Any) -> dict:
         if not isinstance(body, dict) or not body.get("metadata", {}).get("name"):
@@ -330,14 +390,22 @@ class KubeApi:
         name = body["metadata"]["name"]
         key = (route.api, route.namespace, route.plural, name)
         if key in self.objects:
-            raise KubeError(409, f'{route.plural} "{name}" already exists', "AlreadyExists",
-                            details={"name": name, "kind": route.plural})
+            raise KubeError(
+                409,
+                f'{route.plural} "{name}" already exists',
+                "AlreadyExists",
+                details={"name": name, "kind": route.plural},
+            )
         obj = _normalise(copy.deepcopy(body))
         meta = obj["metadata"]
         if route.namespace is not None:
             meta["namespace"] = route.namespace
-        meta.update(uid=str(uuid.uuid4()), resourceVersion=self._next_version(), generation=1,
-                    creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        meta.update(
+            uid=str(uuid.uuid4()),
+            resourceVersion=self._next_version(),
+            generation=1,
+            creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
         meta.pop("deletionTimestamp", None)
         if body.get("kind"):
             self.kinds[(route.api, route.plural)] = body["kind"]
@@ -349,9 +417,13 @@ class KubeApi:
             raise KubeError(400, "the body of a PUT must be an object")
         given = body.get("metadata", {}).get("resourceVersion")
         if given and given != current["metadata"]["resourceVersion"]:
-            raise KubeError(409, f'Operation cannot be fulfilled on {route.plural} "{route.name}": the object has '
-                                 f"been modified; please apply your changes to the latest version and try again",
-                            "Conflict", details={"name": route.name, "kind": route.plural})
+            raise KubeError(
+                409,
+                f'Operation cannot be fulfilled on {route.plural} "{route.name}": the object has '
+                f"been modified; please apply your changes to the latest version and try again",
+                "Conflict",
+                details={"name": route.name, "kind": route.plural},
+            )
         if route.subresource == "status":
             new = copy.deepcopy(current)
             new["status"] = copy.deepcopy(body.get("status"))
@@ -379,8 +451,9 @@ class KubeApi:
         for fixed in ("uid", "creationTimestamp", "namespace", "name"):
             if fixed in current["metadata"]:
                 meta[fixed] = current["metadata"][fixed]
-        spec_changed = {k: v for k, v in new.items() if k not in ("metadata", "status")} != \
-                       {k: v for k, v in current.items() if k not in ("metadata", "status")}
+        spec_changed = {k: v for k, v in new.items() if k not in ("metadata", "status")} != {
+            k: v for k, v in current.items() if k not in ("metadata", "status")
+        }
         meta["generation"] = current["metadata"].get("generation", 1) + (1 if spec_changed else 0)
         meta["resourceVersion"] = self._next_version()
         self.objects[key] = new
@@ -410,8 +483,13 @@ def _handler(api: KubeApi):
             except ValueError:
                 code, answer = 400, KubeError(400, "the body is not JSON").status()
             else:
-                code, answer = api.handle(self.command, self.path, body, self.headers.get("Content-Type", ""),
-                                          self.headers.get("Authorization", ""))
+                code, answer = api.handle(
+                    self.command,
+                    self.path,
+                    body,
+                    self.headers.get("Content-Type", ""),
+                    self.headers.get("Authorization", ""),
+                )
             data = json.dumps(answer).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")

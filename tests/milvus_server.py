@@ -6,6 +6,7 @@ these tests change root's password with their own env file). Stopped with SIGTER
 
 Import the fixture into a test module: `from milvus_server import milvus_server  # noqa: F401`.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,11 +45,23 @@ def start_milvus(base: Path) -> MilvusServer:
     launch = launcher.prepare(base, free_ports(1)[0])
     log = base / "milvus.log"
     with log.open("wb") as fh:
-        process = subprocess.Popen(launch.command, cwd=launch.cwd, env={**os.environ, **launch.env},
-                                   stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-    server = MilvusServer(uri=launch.uri, health_url=launch.health_url, data_dir=launch.cwd, log=log,
-                          env_file=base / "milvus.env", process=process)
+        process = subprocess.Popen(
+            launch.command,
+            cwd=launch.cwd,
+            env={**os.environ, **launch.env},
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    server = MilvusServer(
+        uri=launch.uri,
+        health_url=launch.health_url,
+        data_dir=launch.cwd,
+        log=log,
+        env_file=base / "milvus.env",
+        process=process,
+    )
     try:
         _wait_ready(server)
     except BaseException:

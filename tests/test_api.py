@@ -2,6 +2,7 @@
 with the sample documents ingested: driven through the `openai` client, LangChain's ChatOpenAI, plain HTTP
 and a real headless Chromium. The 135M model answers poorly: assertions are on structure, never on facts.
 Each answer costs seconds, so the tests share one server and ask few questions."""
+
 from __future__ import annotations
 
 import contextlib
@@ -61,8 +62,13 @@ def api_settings(_session_stack, tmp_path_factory) -> Settings:
             if name.startswith(("DOCBOT_", "AWS_")):
                 mp.delenv(name)
         mp.setenv("DOCBOT_ENV_FILE", str(tmp_path_factory.mktemp("env") / "no.env"))
-        settings = Settings.load(**{k.removeprefix("DOCBOT_").lower(): v for k, v in env.items()},
-                                 api_key=KEY, api_max_concurrency=1, max_tokens=64, milvus_collection=COLLECTION)
+        settings = Settings.load(
+            **{k.removeprefix("DOCBOT_").lower(): v for k, v in env.items()},
+            api_key=KEY,
+            api_max_concurrency=1,
+            max_tokens=64,
+            milvus_collection=COLLECTION,
+        )
         docs = prepare_sample_docs(tmp_path_factory.mktemp("docs"))
         ingest(settings, [str(docs)], collection=COLLECTION, progress=False)
     return settings
@@ -87,12 +93,13 @@ def metric(base_url: str, name: str, **labels: str) -> float:
 
 # -- no LLM call ------------------------------------------------------------------------------------------
 
+
 def test_every_v1_route_and_metrics_need_the_key_and_health_is_open(base_url):
     for headers in ({}, {"Authorization": "Bearer wrong-key"}, {"Authorization": KEY}):
-        for method, path in (("GET", "/v1/models"), ("POST", "/v1/chat/completions"),
-                             ("GET", "/v1/sources?source=x")):
-            reply = httpx.request(method, f"{base_url}{path}", headers=headers,
-                                  json={"messages": [{"role": "user", "content": "hi"}]})
+        for method, path in (("GET", "/v1/models"), ("POST", "/v1/chat/completions"), ("GET", "/v1/sources?source=x")):
+            reply = httpx.request(
+                method, f"{base_url}{path}", headers=headers, json={"messages": [{"role": "user", "content": "hi"}]}
+            )
             assert reply.status_code == 401, (headers, path)
             assert "API key" in reply.json()["error"]["message"]
     models = httpx.get(f"{base_url}/v1/models", headers=AUTH)
@@ -112,13 +119,16 @@ def test_no_api_key_configured_is_refused_at_start(api_settings):
         create_app(api_settings.model_copy(update={"api_key": None}))
 
 
-@pytest.mark.parametrize("body", [
-    {"messages": []},
-    {"messages": [{"role": "user"}], "stream": "yes please"},
-    {"messages": [{"role": "wizard", "content": "hi"}]},
-    {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
-    {"model": "docbot"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": []},
+        {"messages": [{"role": "user"}], "stream": "yes please"},
+        {"messages": [{"role": "wizard", "content": "hi"}]},
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+        {"model": "docbot"},
+    ],
+)
 def test_malformed_requests_get_422(base_url, body):
     reply = httpx.post(f"{base_url}/v1/chat/completions", headers=AUTH, json=body)
     assert reply.status_code == 422, reply.text
@@ -126,22 +136,26 @@ def test_malformed_requests_get_422(base_url, body):
 
 
 def test_malformed_json_gets_422(base_url):
-    reply = httpx.post(f"{base_url}/v1/chat/completions", headers={**AUTH, "Content-Type": "application/json"},
-                       content=b"{not json")
+    reply = httpx.post(
+        f"{base_url}/v1/chat/completions", headers={**AUTH, "Content-Type": "application/json"}, content=b"{not json"
+    )
     assert reply.status_code == 422
 
 
 def test_the_key_is_checked_before_the_body_is_read(base_url):
     # headers announcing 30 MB and not one byte of body: an app that read the body first would wait for it
     with socket.create_connection(("127.0.0.1", int(base_url.rsplit(":", 1)[1])), timeout=5) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 31457280\r\n\r\n")
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 31457280\r\n\r\n"
+        )
         assert sock.recv(4096).startswith(b"HTTP/1.1 401 "), "the body was awaited before the key was checked"
     # and a real 30 MB body, invalid JSON at its end: parsed first, it would be a 422
     body = b'{"messages": [{"role": "user", "content": "' + b"x" * (30 * 1024 * 1024)
     start = time.monotonic()
-    reply = httpx.post(f"{base_url}/v1/chat/completions", content=body, timeout=60,
-                       headers={"Content-Type": "application/json"})
+    reply = httpx.post(
+        f"{base_url}/v1/chat/completions", content=body, timeout=60, headers={"Content-Type": "application/json"}
+    )
     assert reply.status_code == 401 and "API key" in reply.json()["error"]["message"]
     assert time.monotonic() - start < 30
 
@@ -149,8 +163,9 @@ def test_the_key_is_checked_before_the_body_is_read(base_url):
 def test_a_body_over_the_limit_gets_413_from_its_length_or_as_it_streams_in(base_url):
     body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "padding": "x" * 70 * 1024}).encode()
     body += b" " * (71 * 1024 - len(body))  # 71 KiB exactly
-    reply = httpx.post(f"{base_url}/v1/chat/completions", content=body,
-                       headers={**AUTH, "Content-Type": "application/json"})
+    reply = httpx.post(
+        f"{base_url}/v1/chat/completions", content=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
     assert reply.status_code == 413, reply.text
     assert "the request body is 71 KiB" in reply.json()["error"]["message"]
     assert "DOCBOT_API_MAX_BODY_KB=64" in reply.json()["error"]["message"]
@@ -161,17 +176,24 @@ def test_a_body_over_the_limit_gets_413_from_its_length_or_as_it_streams_in(base
             yield b"x" * 1024
         yield b'"}'
 
-    reply = httpx.post(f"{base_url}/v1/chat/completions", content=chunked(),
-                       headers={**AUTH, "Content-Type": "application/json"})
+    reply = httpx.post(
+        f"{base_url}/v1/chat/completions", content=chunked(), headers={**AUTH, "Content-Type": "application/json"}
+    )
     assert reply.status_code == 413, reply.text
     assert "DOCBOT_API_MAX_BODY_KB=64" in reply.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("messages, setting", [
-    ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}] * 25
-     + [{"role": "user", "content": "and?"}], "DOCBOT_API_MAX_MESSAGES=50"),
-    ([{"role": "user", "content": "word " * 1601}], "DOCBOT_API_MAX_MESSAGE_CHARS=8000"),
-])
+@pytest.mark.parametrize(
+    "messages, setting",
+    [
+        (
+            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}] * 25
+            + [{"role": "user", "content": "and?"}],
+            "DOCBOT_API_MAX_MESSAGES=50",
+        ),
+        ([{"role": "user", "content": "word " * 1601}], "DOCBOT_API_MAX_MESSAGE_CHARS=8000"),
+    ],
+)
 def test_too_many_messages_or_one_too_long_gets_422_naming_the_setting(base_url, messages, setting):
     reply = httpx.post(f"{base_url}/v1/chat/completions", headers=AUTH, timeout=300, json={"messages": messages})
     assert reply.status_code == 422, reply.text
@@ -227,15 +249,18 @@ def test_llm_down_gives_503_and_the_server_stays_up(api_settings):
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0)
         for stream in (False, True):
             with pytest.raises(openai.APIStatusError) as caught:
-                client.chat.completions.create(model=COLLECTION, stream=stream,
-                                               messages=[{"role": "user", "content": QUESTION}])
+                client.chat.completions.create(
+                    model=COLLECTION, stream=stream, messages=[{"role": "user", "content": QUESTION}]
+                )
             assert caught.value.status_code == 503
             message = caught.value.body["message"]
             assert "LLM does not answer" in message and "Fix:" in message and "Traceback" not in message
         assert httpx.get(f"{url}/healthz").status_code == 200
         ready = httpx.get(f"{url}/readyz")
         assert ready.status_code == 503 and ready.json() == {
-            "ready": False, "checks": {"llm": {"ok": False}, "milvus": {"ok": True}}}  # no URL, no exception text
+            "ready": False,
+            "checks": {"llm": {"ok": False}, "milvus": {"ok": True}},
+        }  # no URL, no exception text
         detail = httpx.get(f"{url}/readyz", headers=AUTH).json()["checks"]["llm"]["detail"]
         assert "does not answer" in detail and "Fix:" in detail
         assert metric(url, "docbot_errors_total", cause="llm") == 2
@@ -258,7 +283,8 @@ def test_llm_stopped_gives_503_and_the_bot_recovers_when_it_is_back(api_settings
         with running(create_app(settings)) as url:
             client = openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0)
             ask = lambda: client.chat.completions.create(  # noqa: E731
-                model=COLLECTION, max_tokens=16, messages=[{"role": "user", "content": QUESTION}])
+                model=COLLECTION, max_tokens=16, messages=[{"role": "user", "content": QUESTION}]
+            )
             assert ask().choices[0].message.content
             own.down()
             with pytest.raises(openai.APIStatusError) as caught:
@@ -273,8 +299,9 @@ def test_llm_stopped_gives_503_and_the_bot_recovers_when_it_is_back(api_settings
 def test_milvus_collection_missing_gives_503(api_settings):
     app = create_app(api_settings, collection="never_ingested")
     with running(app) as url:
-        reply = httpx.post(f"{url}/v1/chat/completions", headers=AUTH,
-                           json={"messages": [{"role": "user", "content": QUESTION}]})
+        reply = httpx.post(
+            f"{url}/v1/chat/completions", headers=AUTH, json={"messages": [{"role": "user", "content": QUESTION}]}
+        )
         assert reply.status_code == 503
         assert "never_ingested" in reply.json()["error"]["message"] and "ingest" in reply.json()["error"]["message"]
         ready = httpx.get(f"{url}/readyz")
@@ -283,16 +310,27 @@ def test_milvus_collection_missing_gives_503(api_settings):
 
 # -- a few real answers ----------------------------------------------------------------------------------
 
+
 def test_openai_client_answers_with_sources_and_metrics_move(base_url):
     import openai
 
-    before = {name: metric(base_url, name, **labels) for name, labels in (
-        ("docbot_requests_total", {"status": "200"}), ("docbot_generated_tokens_total", {}),
-        ("docbot_retrieval_seconds_count", {}), ("docbot_time_to_first_token_seconds_count", {}))}
+    before = {
+        name: metric(base_url, name, **labels)
+        for name, labels in (
+            ("docbot_requests_total", {"status": "200"}),
+            ("docbot_generated_tokens_total", {}),
+            ("docbot_retrieval_seconds_count", {}),
+            ("docbot_time_to_first_token_seconds_count", {}),
+        )
+    }
     client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=KEY, max_retries=0, timeout=300)
-    completion = client.chat.completions.create(model=COLLECTION, messages=[
-        {"role": "system", "content": "ignored: the bot has its own instructions"},
-        {"role": "user", "content": QUESTION}])
+    completion = client.chat.completions.create(
+        model=COLLECTION,
+        messages=[
+            {"role": "system", "content": "ignored: the bot has its own instructions"},
+            {"role": "user", "content": QUESTION},
+        ],
+    )
     assert completion.object == "chat.completion" and completion.choices[0].message.role == "assistant"
     assert completion.choices[0].message.content.strip()
     sources = completion.model_extra["sources"]
@@ -302,12 +340,20 @@ def test_openai_client_answers_with_sources_and_metrics_move(base_url):
     assert {"grounded", "cited", "support", "note", "best"} <= set(grounding)
     assert (grounding["note"] == "") == grounding["grounded"] and grounding["best"]["number"] == 1
     assert completion.usage.completion_tokens > 0
-    after = {name: metric(base_url, name, **labels) for name, labels in (
-        ("docbot_requests_total", {"status": "200"}), ("docbot_generated_tokens_total", {}),
-        ("docbot_retrieval_seconds_count", {}), ("docbot_time_to_first_token_seconds_count", {}))}
+    after = {
+        name: metric(base_url, name, **labels)
+        for name, labels in (
+            ("docbot_requests_total", {"status": "200"}),
+            ("docbot_generated_tokens_total", {}),
+            ("docbot_retrieval_seconds_count", {}),
+            ("docbot_time_to_first_token_seconds_count", {}),
+        )
+    }
     assert after["docbot_requests_total"] == before["docbot_requests_total"] + 1
-    assert after["docbot_generated_tokens_total"] == before["docbot_generated_tokens_total"] \
-        + completion.usage.completion_tokens
+    assert (
+        after["docbot_generated_tokens_total"]
+        == before["docbot_generated_tokens_total"] + completion.usage.completion_tokens
+    )
     assert after["docbot_retrieval_seconds_count"] == before["docbot_retrieval_seconds_count"] + 1
     assert after["docbot_time_to_first_token_seconds_count"] == before["docbot_time_to_first_token_seconds_count"] + 1
 
@@ -316,9 +362,14 @@ def test_openai_client_streams_then_sends_sources_before_done(base_url):
     import openai
 
     client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=KEY, max_retries=0, timeout=300)
-    chunks = list(client.chat.completions.create(model=COLLECTION, stream=True,
-                                                 stream_options={"include_usage": True},
-                                                 messages=[{"role": "user", "content": QUESTION}]))
+    chunks = list(
+        client.chat.completions.create(
+            model=COLLECTION,
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": QUESTION}],
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip() and sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 1
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
@@ -327,8 +378,13 @@ def test_openai_client_streams_then_sends_sources_before_done(base_url):
     assert "grounded" in last.model_extra["grounding"]
 
     # on the wire: the sources event is the one just before [DONE]
-    with httpx.stream("POST", f"{base_url}/v1/chat/completions", headers=AUTH, timeout=300, json={
-            "stream": True, "messages": [{"role": "user", "content": QUESTION}]}) as reply:
+    with httpx.stream(
+        "POST",
+        f"{base_url}/v1/chat/completions",
+        headers=AUTH,
+        timeout=300,
+        json={"stream": True, "messages": [{"role": "user", "content": QUESTION}]},
+    ) as reply:
         assert reply.headers["content-type"].startswith("text/event-stream")
         data = [line[5:].strip() for line in reply.iter_lines() if line.startswith("data:")]
     assert data[-1] == "[DONE]" and "sources" in json.loads(data[-2])
@@ -342,8 +398,15 @@ def test_langchain_chat_openai_invokes_and_streams_with_history(base_url):
     reply = llm.invoke([HumanMessage("What is a ServingRuntime?")])
     assert isinstance(reply, AIMessage) and reply.content.strip()
     # a follow-up: the history goes in the messages (the bot rewrites the question, then answers)
-    pieces = list(llm.stream([HumanMessage("What is a ServingRuntime?"), AIMessage(reply.content),
-                              HumanMessage("And which port does it use?")]))
+    pieces = list(
+        llm.stream(
+            [
+                HumanMessage("What is a ServingRuntime?"),
+                AIMessage(reply.content),
+                HumanMessage("And which port does it use?"),
+            ]
+        )
+    )
     assert len(pieces) > 1 and "".join(p.content for p in pieces).strip()
 
 
@@ -359,7 +422,7 @@ def test_a_conversation_too_long_for_the_context_is_trimmed_oldest_first(base_ur
     from docbot_lib.api import ApiError, fit_history
 
     kept = fit_history(QUESTION, history, api_settings, window=4096)
-    assert 0 < len(kept) < len(history) and kept == history[-len(kept):] and kept[0][0] == "user"
+    assert 0 < len(kept) < len(history) and kept == history[-len(kept) :] and kept[0][0] == "user"
     assert fit_history(QUESTION, history, api_settings, window=10**6) == history
     with pytest.raises(ApiError, match="does not fit the model's context"):
         fit_history(turn * 2, [], api_settings, window=2048)
@@ -369,15 +432,24 @@ def test_beyond_the_concurrency_bound_a_request_waits_for_a_slot(base_url):
     import openai
 
     client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=KEY, max_retries=0, timeout=300)
-    first = client.chat.completions.create(model=COLLECTION, stream=True,
-                                           messages=[{"role": "user", "content": QUESTION}])
+    first = client.chat.completions.create(
+        model=COLLECTION, stream=True, messages=[{"role": "user", "content": QUESTION}]
+    )
     waited: dict[str, httpx.Response] = {}
     with first:
         streamed = iter(first)
         next(streamed)  # the first answer holds the only slot (api_max_concurrency=1) until it ends
-        second = threading.Thread(target=lambda: waited.setdefault("reply", httpx.post(
-            f"{base_url}/v1/chat/completions", headers=AUTH, timeout=300,
-            json={"messages": [{"role": "user", "content": "hi"}]})))
+        second = threading.Thread(
+            target=lambda: waited.setdefault(
+                "reply",
+                httpx.post(
+                    f"{base_url}/v1/chat/completions",
+                    headers=AUTH,
+                    timeout=300,
+                    json={"messages": [{"role": "user", "content": "hi"}]},
+                ),
+            )
+        )
         second.start()
         rest = list(streamed)
     second.join(timeout=300)
@@ -415,15 +487,24 @@ def slow_app(api_settings, delay: float = 1.0, **update):
 
 
 def ask(url: str, stream: bool = False, **kwargs) -> httpx.Response:
-    return httpx.post(f"{url}/v1/chat/completions", headers=AUTH,
-                      json={"stream": stream, "messages": [{"role": "user", "content": QUESTION}]}, **kwargs)
+    return httpx.post(
+        f"{url}/v1/chat/completions",
+        headers=AUTH,
+        json={"stream": stream, "messages": [{"role": "user", "content": QUESTION}]},
+        **kwargs,
+    )
 
 
 def test_the_queue_is_bounded_and_a_wait_without_a_slot_ends_in_503_with_retry_after(api_settings):
     app, _chain = slow_app(api_settings, api_queue_timeout=3, api_max_queue=1)
     with running(app) as url:
-        with httpx.stream("POST", f"{url}/v1/chat/completions", headers=AUTH, timeout=120, json={
-                "stream": True, "messages": [{"role": "user", "content": QUESTION}]}) as holder:
+        with httpx.stream(
+            "POST",
+            f"{url}/v1/chat/completions",
+            headers=AUTH,
+            timeout=120,
+            json={"stream": True, "messages": [{"role": "user", "content": QUESTION}]},
+        ) as holder:
             assert holder.status_code == 200  # the only slot is taken until this slow answer ends
             queued: dict[str, object] = {}
 
@@ -460,8 +541,13 @@ def test_a_client_that_hangs_up_stops_its_answer_and_frees_its_slot(api_settings
         while not chain.ended and time.monotonic() < deadline:
             time.sleep(0.1)
         assert chain.ended == ["closed"], "the answer went on after its client had gone"
-        with httpx.stream("POST", f"{url}/v1/chat/completions", headers=AUTH, timeout=120, json={
-                "stream": True, "messages": [{"role": "user", "content": QUESTION}]}) as reply:
+        with httpx.stream(
+            "POST",
+            f"{url}/v1/chat/completions",
+            headers=AUTH,
+            timeout=120,
+            json={"stream": True, "messages": [{"role": "user", "content": QUESTION}]},
+        ) as reply:
             assert reply.status_code == 200  # the slot is free again
         deadline = time.monotonic() + 30
         while metric(url, "docbot_answers_in_flight") and time.monotonic() < deadline:
@@ -477,11 +563,20 @@ def test_serve_binds_localhost_and_trusts_forwarded_headers_only_from_its_proxie
 
     _stack, env = _session_stack
     port = free_port()
-    child_env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DOCBOT_", "AWS_"))}, **env,
-                 "DOCBOT_ENV_FILE": str(tmp_path / "no.env"), "DOCBOT_API_KEY": KEY,
-                 "DOCBOT_MILVUS_COLLECTION": COLLECTION, "DOCBOT_API_TRUSTED_PROXIES": "10.9.9.9"}
-    server = subprocess.Popen([sys.executable, "-m", "docbot_lib.cli", "serve", "--port", str(port)],
-                              env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DOCBOT_", "AWS_"))},
+        **env,
+        "DOCBOT_ENV_FILE": str(tmp_path / "no.env"),
+        "DOCBOT_API_KEY": KEY,
+        "DOCBOT_MILVUS_COLLECTION": COLLECTION,
+        "DOCBOT_API_TRUSTED_PROXIES": "10.9.9.9",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "docbot_lib.cli", "serve", "--port", str(port)],
+        env=child_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -491,12 +586,18 @@ def test_serve_binds_localhost_and_trusts_forwarded_headers_only_from_its_proxie
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                     break
             time.sleep(0.5)
-        listening = {c.laddr.ip for c in psutil.Process(server.pid).net_connections(kind="tcp")
-                     if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+        listening = {
+            c.laddr.ip
+            for c in psutil.Process(server.pid).net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        }
         assert listening == {"127.0.0.1"}
         # a redirect is built from the request's scheme: X-Forwarded-Proto from an untrusted address is ignored
-        redirect = httpx.get(f"http://127.0.0.1:{port}/v1/models/", follow_redirects=False, headers={
-            **AUTH, "X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"})
+        redirect = httpx.get(
+            f"http://127.0.0.1:{port}/v1/models/",
+            follow_redirects=False,
+            headers={**AUTH, "X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"},
+        )
         assert redirect.status_code in (307, 308) and redirect.headers["location"].startswith("http://127.0.0.1")
     finally:
         server.terminate()
@@ -519,9 +620,19 @@ def test_web_ui_streams_an_answer_with_source_links(base_url, tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1200,900", f"--user-data-dir={tmp_path / 'profile'}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,900",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(flag)
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download a browser or driver
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
@@ -537,8 +648,11 @@ def test_web_ui_streams_an_answer_with_source_links(base_url, tmp_path):
         driver.find_element(By.ID, "question").send_keys(QUESTION)
         driver.find_element(By.ID, "send").click()
         # streaming: text shows while the answer is still pending, then the sources appear
-        wait.until(lambda d: d.execute_script(
-            "const a = document.querySelector('.answer'); return a && a.textContent.length > 0"))
+        wait.until(
+            lambda d: d.execute_script(
+                "const a = document.querySelector('.answer'); return a && a.textContent.length > 0"
+            )
+        )
         links = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".turn.assistant .sources a"))
         assert driver.find_element(By.CSS_SELECTOR, ".turn.assistant .answer").text.strip()
         assert not driver.find_elements(By.CSS_SELECTOR, ".turn.assistant .error")

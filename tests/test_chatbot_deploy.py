@@ -1,5 +1,6 @@
 """The chatbot's cluster manifests: rendered from the settings, valid offline, secrets only in the Secret.
 (tests/test_policy.py checks them against the schemas and OpenShift's restricted policy too.)"""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def cluster() -> Settings:
-    return Settings.load(stack="cluster", namespace="lab", milvus_collection="git_docs", search_k=4,
-                         api_key="api-key-not-shown", llm_api_key="llm-key-not-shown")
+    return Settings.load(
+        stack="cluster",
+        namespace="lab",
+        milvus_collection="git_docs",
+        search_k=4,
+        api_key="api-key-not-shown",
+        llm_api_key="llm-key-not-shown",
+    )
 
 
 def test_manifests_carry_the_settings_and_validate(cluster):
@@ -29,14 +36,19 @@ def test_manifests_carry_the_settings_and_validate(cluster):
     assert [o["kind"] for o in objects] == ["ConfigMap", "Deployment", "Service", "Route", "NetworkPolicy"]
     # only the OpenShift router may connect, on the chatbot's port
     assert policy["spec"]["podSelector"]["matchLabels"] == service["spec"]["selector"]
-    assert policy["spec"]["ingress"] == [{
-        "from": [{"namespaceSelector": {"matchLabels": {"network.openshift.io/policy-group": "ingress"}}}],
-        "ports": [{"protocol": "TCP", "port": 8080}]}]
+    assert policy["spec"]["ingress"] == [
+        {
+            "from": [{"namespaceSelector": {"matchLabels": {"network.openshift.io/policy-group": "ingress"}}}],
+            "ports": [{"protocol": "TCP", "port": 8080}],
+        }
+    ]
     assert manifests.services_without_network_policy(objects) == []
     assert config["data"]["DOCBOT_MILVUS_COLLECTION"] == "git_docs" and config["data"]["DOCBOT_SEARCH_K"] == "4"
     assert config["data"]["DOCBOT_MILVUS_URI"] == "http://milvus:19530"
     # token auth on (the default): through the predictor's proxy, HTTPS with the service CA's certificate
-    assert config["data"]["DOCBOT_LLM_BASE_URL"] == "https://mistral-7b-instruct-predictor.lab.svc.cluster.local:8443/v1"
+    assert (
+        config["data"]["DOCBOT_LLM_BASE_URL"] == "https://mistral-7b-instruct-predictor.lab.svc.cluster.local:8443/v1"
+    )
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["SSL_CERT_FILE"] == "/var/run/secrets/kubernetes.io/serviceaccount/service-ca.crt"
     container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -59,8 +71,15 @@ def test_the_secret_holds_the_keys_and_prints_masked(cluster):
         chatbot_secret(cluster.model_copy(update={"api_key": None}))
 
 
-@pytest.mark.parametrize("field, value", [("image", "quay.io/acme/docbot:latest"), ("image", "quay.io/acme/docbot"),
-                                          ("name", "Doc_Bot"), ("memory", "lots")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("image", "quay.io/acme/docbot:latest"),
+        ("image", "quay.io/acme/docbot"),
+        ("name", "Doc_Bot"),
+        ("memory", "lots"),
+    ],
+)
 def test_bad_options_are_refused(field, value):
     with pytest.raises(DocbotError):
         ChatbotOptions(**{field: value})
@@ -74,7 +93,9 @@ def test_the_prompt_is_in_the_configmap_and_reaches_the_bot():
     def config(settings):
         return next(o for o in chatbot_manifests(settings) if o["kind"] == "ConfigMap")["data"]
 
-    base = Settings.load(stack="cluster", namespace="lab", llm_base_url="http://llm/v1", milvus_uri="http://milvus:19530")
+    base = Settings.load(
+        stack="cluster", namespace="lab", llm_base_url="http://llm/v1", milvus_uri="http://milvus:19530"
+    )
     assert config(base)["DOCBOT_RAG_INSTRUCTIONS"] == INSTRUCTIONS
     own = 'Answer in "French"; cite [n].\nNever guess.'
     assert config(base.model_copy(update={"rag_instructions": own}))["DOCBOT_RAG_INSTRUCTIONS"] == own
@@ -87,8 +108,11 @@ def test_the_default_image_and_database_are_the_learners(cluster):
     assert ann.stack == "cluster"
     config, deployment = chatbot_manifests(ann)[:2]
     assert config["data"]["DOCBOT_USER"] == "ann"
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == \
-        "image-registry.openshift-image-registry.svc:5000/ann/docbot-chatbot:0.1.0" == image_for(ann)
+    assert (
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "image-registry.openshift-image-registry.svc:5000/ann/docbot-chatbot:0.1.0"
+        == image_for(ann)
+    )
     assert "/team-x/" in image_for(cluster.model_copy(update={"namespace": "team-x"}))
 
 
@@ -100,7 +124,8 @@ def test_the_model_is_reached_the_way_its_authentication_needs(cluster):
 
     assert url(cluster, llm_auth=False) == "http://mistral-7b-instruct-predictor/v1"
     assert url(cluster.model_copy(update={"namespace": None, "user": "ann"})).startswith(
-        "https://mistral-7b-instruct-predictor.ann.svc.cluster.local:8443/")
+        "https://mistral-7b-instruct-predictor.ann.svc.cluster.local:8443/"
+    )
     assert url(cluster, llm_base_url="https://model.apps.example/v1") == "https://model.apps.example/v1"
     # a model deployed under another name (notebook 03's NAME, recorded as the served name)
     assert url(cluster.model_copy(update={"llm_model_name": "granite"})).startswith("https://granite-predictor.lab.")
@@ -138,6 +163,7 @@ def test_the_build_makes_the_default_image_from_the_containerfile(cluster):
 
 def build_controller(phases: list[str], digest: str = "sha256:" + "ab" * 32):
     """The build controller, as a KubeApi hook: each read of a Build moves it to the next phase."""
+
     def hook(kube, request):
         if request.method != "GET" or "/builds/" not in request.path:
             return
@@ -152,6 +178,7 @@ def build_controller(phases: list[str], digest: str = "sha256:" + "ab" * 32):
             if phase == "Failed":
                 status.update(reason="DockerBuildFailed", message="Docker build strategy has failed.")
             kube.set_status(BUILDS, NS, "builds", name, status)
+
     return hook
 
 
@@ -185,6 +212,7 @@ def test_a_failed_build_says_where_its_log_is(cluster):
 
 
 # -- deploying ----------------------------------------------------------------------------------------------
+
 
 def chatbot_controllers(kube, request):
     """The Deployment's pods become ready; the router gives the Route a host."""
@@ -220,9 +248,13 @@ def test_deploy_applies_waits_and_answers_the_routes_https_url(cluster):
 
         first = checksum()
         assert "not-shown" not in first
-        deploy(cluster.model_copy(update={"api_key": SecretStr("a-new-key")}), objects,
-               chatbot_secret(cluster.model_copy(update={"api_key": SecretStr("a-new-key")})),
-               api_client=api, echo=lambda _m: None)
+        deploy(
+            cluster.model_copy(update={"api_key": SecretStr("a-new-key")}),
+            objects,
+            chatbot_secret(cluster.model_copy(update={"api_key": SecretStr("a-new-key")})),
+            api_client=api,
+            echo=lambda _m: None,
+        )
         assert checksum() != first, "a new API key restarts the pods (they read the Secret when they start)"
 
 
@@ -238,6 +270,7 @@ def test_deploy_without_the_milvus_reader_secret_applies_nothing(cluster):
 
 
 # -- the API key ----------------------------------------------------------------------------------------------
+
 
 def test_a_missing_api_key_is_generated_once_stored_private_and_never_shown(tmp_path, monkeypatch):
     import os
@@ -260,6 +293,7 @@ def test_a_missing_api_key_is_generated_once_stored_private_and_never_shown(tmp_
 
 
 # -- on this machine: `docbot serve`, called with the openai client ---------------------------------------------
+
 
 def nothing_listens(port: int) -> bool:
     """No process accepts connections on 127.0.0.1:port (a bind may still fail: closed sockets in TIME_WAIT)."""

@@ -1,4 +1,5 @@
 """The `docbot` command: the contract other tools call."""
+
 import subprocess
 import sys
 
@@ -16,8 +17,12 @@ def test_status_of_a_stopped_stack(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("DOCBOT_HOME", str(tmp_path))
     assert main(["local", "status"]) == 1
     out = capsys.readouterr().out
-    assert [line.split()[:2] for line in out.splitlines()[:4]] == [["s3", "stopped"], ["llm", "stopped"],
-                                                                   ["hub", "stopped"], ["milvus", "stopped"]]
+    assert [line.split()[:2] for line in out.splitlines()[:4]] == [
+        ["s3", "stopped"],
+        ["llm", "stopped"],
+        ["hub", "stopped"],
+        ["milvus", "stopped"],
+    ]
 
 
 def test_check_says_how_to_start_the_stack(monkeypatch, tmp_path, capsys):
@@ -48,7 +53,7 @@ def test_gpu_size_of_the_published_model(capsys):
     assert "KV cache 128 KiB per token" in out
     a10g = next(line for line in out.splitlines() if line.startswith("A10G"))
     assert a10g.split()[-2] == "32768"  # --max-model-len that fits
-    assert "--dtype float16" in out      # the T4 warning
+    assert "--dtype float16" in out  # the T4 warning
 
 
 def test_a_service_that_does_not_answer_exits_3_naming_it(monkeypatch, tmp_path, capsys):

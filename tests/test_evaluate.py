@@ -1,5 +1,6 @@
 """Measuring the bot: the metrics on hand-made cases with known answers, then one run against the local stack
 (the real llama.cpp server, Milvus Lite and embedding model) on the sample docs, asserting structure only."""
+
 from __future__ import annotations
 
 import json
@@ -19,16 +20,23 @@ def q(expected: str, difficulty: str = "", *also: str) -> Question:
 # -- retrieval metrics ---------------------------------------------------------------------------------
 def test_hit_at_k_and_mrr_on_a_known_case():
     questions = [q("a", "easy"), q("b", "easy"), q("c", "hard"), q("d", "hard", "e")]
-    ranked = [["a", "x", "y"],          # rank 1
-              ["x", "y", "b"],          # rank 3
-              ["x", "y", "z"],          # no hit
-              ["x", "e", "d"]]          # rank 2 (an `also` page counts)
+    ranked = [
+        ["a", "x", "y"],  # rank 1
+        ["x", "y", "b"],  # rank 3
+        ["x", "y", "z"],  # no hit
+        ["x", "e", "d"],
+    ]  # rank 2 (an `also` page counts)
     scores = ev.score_retrieval(questions, ranked)
     assert scores.hit_at[1] == 0.25 and scores.hit_at[2] == 0.5 and scores.hit_at[3] == 0.75
     assert scores.hit_at[10] == 0.75
     assert scores.mrr_at_10 == pytest.approx((1 + 1 / 3 + 0 + 1 / 2) / 4)
-    assert scores.by_difficulty["easy"] == {"questions": 2, "hit@1": 0.5, "hit@4": 1.0, "hit@10": 1.0,
-                                            "mrr@10": pytest.approx((1 + 1 / 3) / 2)}
+    assert scores.by_difficulty["easy"] == {
+        "questions": 2,
+        "hit@1": 0.5,
+        "hit@4": 1.0,
+        "hit@10": 1.0,
+        "mrr@10": pytest.approx((1 + 1 / 3) / 2),
+    }
     assert scores.by_difficulty["hard"]["hit@4"] == 0.5 and scores.by_difficulty["hard"]["mrr@10"] == 0.25
 
 
@@ -83,9 +91,21 @@ def test_parse_judge_reply():
 
 
 def test_latency_rows_split_the_total_into_stages():
-    check = ev.AnswerCheck("q1", "?", "a", [], [], [], True, None, 0.0, 0.0, False, False,
-                           {"rewrite": 0.0, "retrieve": 0.05, "embed": 0.02, "search": 0.03,
-                            "first_token": 0.25, "total": 1.0})
+    check = ev.AnswerCheck(
+        "q1",
+        "?",
+        "a",
+        [],
+        [],
+        [],
+        True,
+        None,
+        0.0,
+        0.0,
+        False,
+        False,
+        {"rewrite": 0.0, "retrieve": 0.05, "embed": 0.02, "search": 0.03, "first_token": 0.25, "total": 1.0},
+    )
     row = ev.latency_rows(ev.AnswerReport([check]))[0]
     assert row["first token"] == pytest.approx(200) and row["generate"] == pytest.approx(750)
     assert sum(row[s] for s in ev.STAGES) == pytest.approx(row["total"])
@@ -119,8 +139,13 @@ def test_measuring_the_bot_on_the_sample_docs(settings, sample_collection, tmp_p
     small = f"{name}_c100"
     report = ev.ingest_variant(settings, [docs], small, chunk_tokens=100)
     assert report.new == 4 and report.chunks_written > 0
-    runs = ev.compare_retrieval(settings, questions, {"hybrid": {}, "dense": {"hybrid": False},
-                                                      "chunks 100": {"collection": small}}, name, progress=False)
+    runs = ev.compare_retrieval(
+        settings,
+        questions,
+        {"hybrid": {}, "dense": {"hybrid": False}, "chunks 100": {"collection": small}},
+        name,
+        progress=False,
+    )
     assert list(runs) == ["hybrid", "dense", "chunks 100"]
     for run in runs.values():
         assert len(run.ranked) == 3 and all(len(r) == 10 for r in run.ranked)
@@ -128,11 +153,17 @@ def test_measuring_the_bot_on_the_sample_docs(settings, sample_collection, tmp_p
         assert all(t > 0 for t in run.embed_s + run.search_s)
     assert "hybrid" in ev.retrieval_table(runs) and "chunks 100" in ev.retrieval_table(runs)
 
-    judged = settings.model_copy(update={"judge_base_url": settings.llm_base_url,
-                                         "judge_model": settings.llm_model_name,
-                                         "judge_api_key": settings.llm_api_key, "max_tokens": 64})
-    checks = ev.check_answers(judged, questions[:2], name, off_topic=["Who won the 1998 football World Cup?"],
-                              progress=False)
+    judged = settings.model_copy(
+        update={
+            "judge_base_url": settings.llm_base_url,
+            "judge_model": settings.llm_model_name,
+            "judge_api_key": settings.llm_api_key,
+            "max_tokens": 64,
+        }
+    )
+    checks = ev.check_answers(
+        judged, questions[:2], name, off_topic=["Who won the 1998 football World Cup?"], progress=False
+    )
     assert [c.off_topic for c in checks.checks] == [False, False, True]
     for c in checks.checks[:2]:
         assert c.retrieved and 0 <= c.support <= 1 and isinstance(c.citations_valid, bool)
@@ -140,16 +171,19 @@ def test_measuring_the_bot_on_the_sample_docs(settings, sample_collection, tmp_p
         assert {"rewrite", "embed", "search", "retrieve", "total"} <= set(c.timings)
         # the 135M model is a poor judge: a score in range, or a clear "could not parse"
         assert c.judge is not None
-        assert (c.judge.parsed and 1 <= c.judge.faithfulness <= 5 and 1 <= c.judge.relevance <= 5) or \
-            c.judge.detail.startswith("could not parse")
+        assert (
+            c.judge.parsed and 1 <= c.judge.faithfulness <= 5 and 1 <= c.judge.relevance <= 5
+        ) or c.judge.detail.startswith("could not parse")
     assert checks.checks[2].cites_expected is None and checks.checks[2].judge is None
     summary = checks.summary()
     assert summary["questions"] == 2 and summary["off_topic"] == 1
     assert "median" in ev.latency_table(checks)
 
-    pictures = [evaluate_plots.hit_curves(runs, tmp_path / "hit.png"),
-                evaluate_plots.by_difficulty(runs, tmp_path / "difficulty.png"),
-                evaluate_plots.latency_stack(checks, tmp_path / "latency.png")]
+    pictures = [
+        evaluate_plots.hit_curves(runs, tmp_path / "hit.png"),
+        evaluate_plots.by_difficulty(runs, tmp_path / "difficulty.png"),
+        evaluate_plots.latency_stack(checks, tmp_path / "latency.png"),
+    ]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in pictures)
 
     view = ev.gpu_view(settings)

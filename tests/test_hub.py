@@ -1,4 +1,5 @@
 """docbot_lib.hub: the real huggingface_hub client against the local stand-in hub (docbot_lib.hubserver)."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,15 @@ from docbot_lib.settings import Settings
 REPO_ID = "acme/tiny-instruct"
 TOKEN = "hf_test_0123456789abcdefSECRET"
 WEIGHTS = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
-NEEDED = {*WEIGHTS, "model.safetensors.index.json", "config.json", "generation_config.json",
-          "tokenizer.json", "tokenizer_config.json", "README.md"}
+NEEDED = {
+    *WEIGHTS,
+    "model.safetensors.index.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "README.md",
+}
 DECOYS = {"pytorch_model.bin", "consolidated.safetensors", ".gitattributes"}
 
 
@@ -39,19 +47,22 @@ def build_repo(folder: Path, first_shard_floats: int = 60_000) -> Path:
     (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny-instruct\n")
     (folder / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
     rng = np.random.default_rng(0)
-    save_file({"layer0.weight": rng.standard_normal(first_shard_floats, dtype=np.float32)},
-              str(folder / WEIGHTS[0]))
+    save_file({"layer0.weight": rng.standard_normal(first_shard_floats, dtype=np.float32)}, str(folder / WEIGHTS[0]))
     save_file({"layer1.weight": rng.standard_normal(50_000, dtype=np.float32)}, str(folder / WEIGHTS[1]))
-    (folder / "model.safetensors.index.json").write_text(json.dumps(
-        {"weight_map": {"layer0.weight": WEIGHTS[0], "layer1.weight": WEIGHTS[1]}}))
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"layer0.weight": WEIGHTS[0], "layer1.weight": WEIGHTS[1]}})
+    )
     (folder / "pytorch_model.bin").write_bytes(rng.bytes(120_000))
     save_file({"all": rng.standard_normal(40_000, dtype=np.float32)}, str(folder / "consolidated.safetensors"))
     return folder
 
 
 def model_files(folder: Path) -> set[str]:
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
-            if p.is_file() and not p.relative_to(folder).as_posix().startswith(".cache/")}
+    return {
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and not p.relative_to(folder).as_posix().startswith(".cache/")
+    }
 
 
 def resolve_gets(server: HubServer) -> list[str]:
@@ -80,8 +91,9 @@ def server(tiny_repo):
 
 
 def settings_for(server: HubServer, tmp_path: Path, **extra) -> Settings:
-    return Settings.load(stack="cluster", hf_endpoint=server.url, model_id=REPO_ID,
-                         model_dir=str(tmp_path / "models"), **extra)
+    return Settings.load(
+        stack="cluster", hf_endpoint=server.url, model_id=REPO_ID, model_dir=str(tmp_path / "models"), **extra
+    )
 
 
 def test_plan_pins_the_commit_and_keeps_only_what_a_server_needs(server, tiny_repo, tmp_path):
@@ -129,17 +141,32 @@ def start_download(server: HubServer, models: Path, **popen) -> subprocess.Popen
     a test run started in the background (`make test &`) passes SIGINT on ignored, as POSIX shells do for
     background jobs, so the child takes the default handler back. The hub's hang outlasts the tests: no
     download timeout ends it for them."""
-    env = {**os.environ, "DOCBOT_STACK": "cluster", "DOCBOT_HF_ENDPOINT": server.url, "DOCBOT_MODEL_ID": REPO_ID,
-           "DOCBOT_MODEL_DIR": str(models), "HF_HUB_DOWNLOAD_TIMEOUT": "120"}
+    env = {
+        **os.environ,
+        "DOCBOT_STACK": "cluster",
+        "DOCBOT_HF_ENDPOINT": server.url,
+        "DOCBOT_MODEL_ID": REPO_ID,
+        "DOCBOT_MODEL_DIR": str(models),
+        "HF_HUB_DOWNLOAD_TIMEOUT": "120",
+    }
     return subprocess.Popen(
-        [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-                               "from docbot_lib.hub import download_model; from docbot_lib import Settings; "
-                               "download_model(Settings.load(), progress=False)"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, **popen)
+        [
+            sys.executable,
+            "-c",
+            "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from docbot_lib.hub import download_model; from docbot_lib import Settings; "
+            "download_model(Settings.load(), progress=False)",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        **popen,
+    )
 
 
 def wait_for_a_written_chunk(models: Path, proc: subprocess.Popen, chunk: int) -> list[Path]:
     """The partial files holding at least `chunk` bytes, once there is one (or the process ended, or 60 s)."""
+
     def size(path: Path) -> int:
         try:
             return path.stat().st_size
@@ -173,8 +200,10 @@ def test_a_killed_download_resumes_where_it_stopped(tiny_repo, tmp_path):
 
         server.stall_after = None
         server.requests.clear()
-        result = hub.download_model(Settings.load(stack="cluster", hf_endpoint=server.url, model_id=REPO_ID,
-                                                  model_dir=str(models)), progress=False)
+        result = hub.download_model(
+            Settings.load(stack="cluster", hf_endpoint=server.url, model_id=REPO_ID, model_dir=str(models)),
+            progress=False,
+        )
 
         assert result.resumed == [WEIGHTS[0]] and result.report.ok
         size = (big / WEIGHTS[0]).stat().st_size
@@ -209,8 +238,10 @@ def test_ctrl_c_stops_the_download_and_the_next_run_resumes(tmp_path):
         assert not (models / REPO_ID / WEIGHTS[0]).exists()
 
         server.stall_after = None
-        result = hub.download_model(Settings.load(stack="cluster", hf_endpoint=server.url, model_id=REPO_ID,
-                                                  model_dir=str(models)), progress=False)
+        result = hub.download_model(
+            Settings.load(stack="cluster", hf_endpoint=server.url, model_id=REPO_ID, model_dir=str(models)),
+            progress=False,
+        )
     assert result.resumed == [WEIGHTS[0]] and result.report.ok
     assert (models / REPO_ID / WEIGHTS[0]).read_bytes() == (big / WEIGHTS[0]).read_bytes()
 
@@ -250,13 +281,23 @@ def test_gated_model_with_the_token_in_a_hf_token_file(tiny_repo, tmp_path, _no_
         assert TOKEN not in shown
 
 
-@pytest.mark.parametrize("setting, expected", [
-    ({"model_id": "acme/no-such-model"}, "model repo 'acme/no-such-model' not found at"),
-    ({"model_revision": "v9.9"}, "revision 'v9.9' not found in acme/tiny-instruct"),
-])
+@pytest.mark.parametrize(
+    "setting, expected",
+    [
+        ({"model_id": "acme/no-such-model"}, "model repo 'acme/no-such-model' not found at"),
+        ({"model_revision": "v9.9"}, "revision 'v9.9' not found in acme/tiny-instruct"),
+    ],
+)
 def test_missing_repo_or_revision(server, tmp_path, setting, expected):
-    settings = Settings.load(**{"stack": "cluster", "hf_endpoint": server.url, "model_id": REPO_ID,
-                                "model_dir": str(tmp_path / "models"), **setting})
+    settings = Settings.load(
+        **{
+            "stack": "cluster",
+            "hf_endpoint": server.url,
+            "model_id": REPO_ID,
+            "model_dir": str(tmp_path / "models"),
+            **setting,
+        }
+    )
     with pytest.raises(DocbotError) as err:
         hub.download_model(settings, progress=False)
     assert expected in str(err.value)
@@ -322,8 +363,9 @@ def test_a_gguf_repo_keeps_one_quantization(tmp_path):
         (repo / name).write_bytes(b"GGUF" + bytes(size))
     (repo / "README.md").write_text("# tiny gguf\n")
     with HubServer({"acme/tiny-GGUF": repo}) as server:
-        settings = Settings.load(stack="cluster", hf_endpoint=server.url, model_id="acme/tiny-GGUF",
-                                 model_dir=str(tmp_path / "models"))
+        settings = Settings.load(
+            stack="cluster", hf_endpoint=server.url, model_id="acme/tiny-GGUF", model_dir=str(tmp_path / "models")
+        )
         plan = hub.plan_download(settings)
         assert plan.weight_format == "gguf"
         assert {f.path for f in plan.files} == {"tiny.Q4_K_M.gguf", "README.md"}
@@ -351,8 +393,9 @@ def test_local_model_repo_links_the_gguf_and_is_served(tmp_path):
 
     with HubServer({LOCAL_REPO_ID: repo}) as server:
         sha = server.repos[LOCAL_REPO_ID].sha
-        settings = Settings.load(stack="cluster", hf_endpoint=server.url, model_id=LOCAL_REPO_ID,
-                                 model_dir=str(tmp_path / "models"))
+        settings = Settings.load(
+            stack="cluster", hf_endpoint=server.url, model_id=LOCAL_REPO_ID, model_dir=str(tmp_path / "models")
+        )
         result = hub.download_model(settings, progress=False)
     assert result.plan.weight_format == "gguf" and result.report.ok
     assert {f.path for f in result.plan.files} == {gguf.name, "LICENSE", "README.md"}
@@ -364,10 +407,24 @@ def test_local_model_repo_links_the_gguf_and_is_served(tmp_path):
 def test_hubserver_runs_standalone_and_stops_on_sigterm(tiny_repo, tmp_path):
     port = free_port()
     log = (tmp_path / "hub.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "docbot_lib.hubserver", "--repo", f"{REPO_ID}={tiny_repo}",
-                             "--host", "127.0.0.1", "--port", str(port), "--token-required"],
-                            cwd=REPO, env={**os.environ, "DOCBOT_LOCAL_HUB_TOKEN": TOKEN},
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "docbot_lib.hubserver",
+            "--repo",
+            f"{REPO_ID}={tiny_repo}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--token-required",
+        ],
+        cwd=REPO,
+        env={**os.environ, "DOCBOT_LOCAL_HUB_TOKEN": TOKEN},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -397,9 +454,23 @@ def test_hubserver_runs_standalone_and_stops_on_sigterm(tiny_repo, tmp_path):
 
 def test_hubserver_token_required_without_a_token_refuses_to_start(tiny_repo):
     env = {k: v for k, v in os.environ.items() if k != "DOCBOT_LOCAL_HUB_TOKEN"}
-    run = subprocess.run([sys.executable, "-m", "docbot_lib.hubserver", "--repo", f"{REPO_ID}={tiny_repo}",
-                          "--port", str(free_port()), "--token-required"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=30)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "docbot_lib.hubserver",
+            "--repo",
+            f"{REPO_ID}={tiny_repo}",
+            "--port",
+            str(free_port()),
+            "--token-required",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert run.returncode == 2 and "DOCBOT_LOCAL_HUB_TOKEN" in run.stderr
 
 
@@ -410,9 +481,11 @@ def test_notebook_downloads_from_the_stand_in_hub(server, tmp_path, monkeypatch)
 
     monkeypatch.setenv("DOCBOT_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the kernel inherits our environment
-    run = execute(REPO / "notebooks" / "01-download-model.ipynb", tmp_path / "01.ipynb",
-                  parameters={"HF_ENDPOINT": server.url, "MODEL_ID": REPO_ID,
-                              "MODEL_DIR": str(tmp_path / "models")})
+    run = execute(
+        REPO / "notebooks" / "01-download-model.ipynb",
+        tmp_path / "01.ipynb",
+        parameters={"HF_ENDPOINT": server.url, "MODEL_ID": REPO_ID, "MODEL_DIR": str(tmp_path / "models")},
+    )
     assert run.ok, run.error
     text = run.output.read_text()
     assert f"local stand-in hub at {server.url}" in text

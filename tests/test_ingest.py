@@ -1,4 +1,5 @@
 """Ingestion and retrieval against the real Milvus Lite server of the local stack."""
+
 from __future__ import annotations
 
 import json
@@ -57,12 +58,14 @@ def test_html_keeps_main_content_title_and_headings():
 def test_html_page_title_block_is_kept_and_describes_every_chunk():
     """Asciidoc/man pages put the title and the NAME line (what the page is about) in #header, before
     #content: that block is content; a site header without the page's <h1>, and a table of contents, are not."""
-    page = (b"<html><head><title>tool-undo(1)</title></head><body>"
-            b"<header><a href='/'>Home</a> Site menu</header>"
-            b"<div id='header'><h1>tool-undo(1) Manual Page</h1><h2>NAME</h2>"
-            b"<p>tool-undo -\n  Take back the last\n  change</p></div>"
-            b"<div id='toc' class='toc'>Table of Contents</div>"
-            b"<div id='content'><h2>DESCRIPTION</h2><p>Moves the head back one step.</p></div></body></html>")
+    page = (
+        b"<html><head><title>tool-undo(1)</title></head><body>"
+        b"<header><a href='/'>Home</a> Site menu</header>"
+        b"<div id='header'><h1>tool-undo(1) Manual Page</h1><h2>NAME</h2>"
+        b"<p>tool-undo -\n  Take back the last\n  change</p></div>"
+        b"<div id='toc' class='toc'>Table of Contents</div>"
+        b"<div id='content'><h2>DESCRIPTION</h2><p>Moves the head back one step.</p></div></body></html>"
+    )
     title, sections = load_html(page, [])
     text = "\n".join(s.text for s in sections)
     assert "Site menu" not in text and "Table of Contents" not in text
@@ -76,13 +79,15 @@ def test_html_page_title_block_is_kept_and_describes_every_chunk():
 
 
 def test_html_sphinx_page_keeps_its_main_role_without_landmarks_permalinks_or_site_name():
-    page = (b"<html><head><title>json \xe2\x80\x94 JSON codec \xe2\x80\x94 Python 3.11 documentation</title></head><body>"
-            b"<div class='related' role='navigation'><a>modules</a> | <a>next</a></div>"
-            b"<div class='document'><div class='body' role='main'>"
-            b"<h1>json \xe2\x80\x94 JSON codec<a class='headerlink' href='#x'>\xc2\xb6</a></h1><p>Encodes objects.</p>"
-            b"<h2>Basic Usage<a class='headerlink' href='#y'>\xc2\xb6</a></h2><p>json.dumps(obj)</p></div></div>"
-            b"<div class='sphinxsidebar' role='navigation'><h3>Table of Contents</h3><p>Previous topic</p></div>"
-            b"<div role='search'><form><input name='q'></form>Quick search</div></body></html>")
+    page = (
+        b"<html><head><title>json \xe2\x80\x94 JSON codec \xe2\x80\x94 Python 3.11 documentation</title></head><body>"
+        b"<div class='related' role='navigation'><a>modules</a> | <a>next</a></div>"
+        b"<div class='document'><div class='body' role='main'>"
+        b"<h1>json \xe2\x80\x94 JSON codec<a class='headerlink' href='#x'>\xc2\xb6</a></h1><p>Encodes objects.</p>"
+        b"<h2>Basic Usage<a class='headerlink' href='#y'>\xc2\xb6</a></h2><p>json.dumps(obj)</p></div></div>"
+        b"<div class='sphinxsidebar' role='navigation'><h3>Table of Contents</h3><p>Previous topic</p></div>"
+        b"<div role='search'><form><input name='q'></form>Quick search</div></body></html>"
+    )
     title, sections = load_html(page, [])
     text = "\n".join(s.text for s in sections)
     assert title == "json \u2014 JSON codec"
@@ -138,12 +143,16 @@ def test_small_sections_are_packed_and_keep_their_headings(settings):
 
 
 def test_every_chunk_header_says_what_the_page_is_about():
-    page = (b"<html><head><title>git-stash(1)</title></head><body><div id='content'><h2>NAME</h2>"
-            b"<p>git-stash - Stash the changes in a dirty working directory away</p><h2>OPTIONS</h2>"
-            b"<p>-u, --include-untracked</p></div></body></html>")
+    page = (
+        b"<html><head><title>git-stash(1)</title></head><body><div id='content'><h2>NAME</h2>"
+        b"<p>git-stash - Stash the changes in a dirty working directory away</p><h2>OPTIONS</h2>"
+        b"<p>-u, --include-untracked</p></div></body></html>"
+    )
     doc = load(SourceItem("git-stash.html", "/r", lambda: page), page, "h")
     assert doc.description == "git-stash - Stash the changes in a dirty working directory away"
-    meta = b"<html><head><title>T</title><meta name='description' content='About T.'></head><body><p>x</p></body></html>"
+    meta = (
+        b"<html><head><title>T</title><meta name='description' content='About T.'></head><body><p>x</p></body></html>"
+    )
     assert load(SourceItem("t.html", "/r", lambda: meta), meta, "h").description == "About T."
 
 
@@ -153,8 +162,12 @@ def test_ingest_then_incremental_changes(settings, docs, collection):
     assert (first.documents, first.new, len(first.skipped)) == (4, 4, 0), str(first)
     before = rows(settings, collection)
     sources = {r["source"] for r in before}
-    assert sources == {"milvus-on-openshift.html", "openshift-ai-model-serving.md", "rag-basics.txt",
-                       "workshop-guide.pdf"}
+    assert sources == {
+        "milvus-on-openshift.html",
+        "openshift-ai-model-serving.md",
+        "rag-basics.txt",
+        "workshop-guide.pdf",
+    }
     assert {r["page"] for r in before if r["source"] == "workshop-guide.pdf"} == {1, 2}
 
     again = ingest(settings, [str(docs)], collection=collection, progress=False)
@@ -183,8 +196,10 @@ def test_bad_inputs_are_skipped_with_reasons(settings, tmp_path, collection):
     (folder / "latin1.txt").write_bytes("Caf\xe9 au lait and Milvus.".encode("latin-1"))
     (folder / "picture.png").write_bytes(b"\x89PNG\r\n")
     (folder / "huge.txt").write_text("big " * 400_000)
-    (folder / "moved.html").write_text('<html><head><title>Moved</title><meta http-equiv="Refresh" '
-                                       'content="0; url=good.html#part"></head><body>The node is at good</body></html>')
+    (folder / "moved.html").write_text(
+        '<html><head><title>Moved</title><meta http-equiv="Refresh" '
+        'content="0; url=good.html#part"></head><body>The node is at good</body></html>'
+    )
     settings = settings.model_copy(update={"max_document_mb": 1.0})
     report = ingest(settings, [str(folder), str(folder / "good.md")], collection=collection, progress=False)
     reasons = dict(report.skipped)
@@ -232,8 +247,7 @@ def test_a_document_that_fails_to_write_leaves_no_rows(settings, docs, collectio
 
 
 def test_discover_lists_a_file_named_twice_once(docs):
-    items = discover(None, [str(docs / "rag-basics.txt"), str(docs / "rag-basics.txt"), str(docs)],
-                     pattern="*.txt")
+    items = discover(None, [str(docs / "rag-basics.txt"), str(docs / "rag-basics.txt"), str(docs)], pattern="*.txt")
     # named as a file twice and found again in its folder: one document
     assert [(i.root, i.source) for i in items] == [(str(docs.resolve()), "rag-basics.txt")]
 
@@ -254,10 +268,21 @@ def test_hybrid_and_dense_search_find_the_right_page(settings, docs, collection)
 
 def test_nothing_relevant_gives_no_hits(settings, docs, collection):
     ingest(settings, [str(docs)], collection=collection, progress=False)
-    assert search(settings, "Recipe for a chocolate cake with strawberries", collection=collection,
-                  min_similarity=settings.min_similarity) == []
-    assert search(settings, "How much GPU memory does a 7B model need?", collection=collection,
-                  min_similarity=settings.min_similarity)
+    assert (
+        search(
+            settings,
+            "Recipe for a chocolate cake with strawberries",
+            collection=collection,
+            min_similarity=settings.min_similarity,
+        )
+        == []
+    )
+    assert search(
+        settings,
+        "How much GPU memory does a 7B model need?",
+        collection=collection,
+        min_similarity=settings.min_similarity,
+    )
 
 
 def test_bm25_is_not_used_on_a_server_without_it(settings, collection, monkeypatch):
@@ -277,8 +302,9 @@ def test_cli_ingest_and_search_json(settings, docs, collection, capsys):
 
     assert main(["ingest", str(docs), "--collection", collection]) == 0
     assert "4 new" in capsys.readouterr().out
-    assert main(["search", "What does the storage initializer do?", "--collection", collection,
-                 "-k", "2", "--json"]) == 0
+    assert (
+        main(["search", "What does the storage initializer do?", "--collection", collection, "-k", "2", "--json"]) == 0
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["rank"] for line in lines] == [1, 2]
     assert {"rank", "source", "title", "score", "text"} <= set(lines[0])
@@ -385,12 +411,14 @@ def test_urls_are_capped_timed_and_redirected_only_to_http(web):
         return item.fetch()
 
     assert b"Served over local HTTP" in fetch("/moved")
-    for path, reason in (("/big.txt", r"too large \(0.3 MB > 0.25 MB; raise DOCBOT_MAX_DOCUMENT_MB\)"),
-                         ("/chunked.txt", r"too large \(over 0.25 MB"),
-                         ("/slow.txt", r"no complete answer within 1 s .*raise DOCBOT_URL_TIMEOUT"),
-                         ("/loop", r"more than 5 redirects"),
-                         ("/to-file", r"a redirect leads to a URL that is not http\(s\)"),
-                         ("/missing", r"404")):
+    for path, reason in (
+        ("/big.txt", r"too large \(0.3 MB > 0.25 MB; raise DOCBOT_MAX_DOCUMENT_MB\)"),
+        ("/chunked.txt", r"too large \(over 0.25 MB"),
+        ("/slow.txt", r"no complete answer within 1 s .*raise DOCBOT_URL_TIMEOUT"),
+        ("/loop", r"more than 5 redirects"),
+        ("/to-file", r"a redirect leads to a URL that is not http\(s\)"),
+        ("/missing", r"404"),
+    ):
         with pytest.raises(BadDocument, match=reason):
             fetch(path)
     from docbot_lib.errors import DocbotError
@@ -401,13 +429,17 @@ def test_urls_are_capped_timed_and_redirected_only_to_http(web):
 
 # -- a changed document whose new version fails keeps its previous one -----------------------------
 def changed_rag_page(docs: Path) -> None:
-    (docs / "rag-basics.txt").write_text("Retrieval\n\n" + "\n\n".join(
-        f"Part {i}: a rewritten paragraph about reranking, number {i}, with enough words to be its own chunk "
-        f"when packed next to others of its kind in the embedding model's tokens." for i in range(40)))
+    (docs / "rag-basics.txt").write_text(
+        "Retrieval\n\n"
+        + "\n\n".join(
+            f"Part {i}: a rewritten paragraph about reranking, number {i}, with enough words to be its own chunk "
+            f"when packed next to others of its kind in the embedding model's tokens."
+            for i in range(40)
+        )
+    )
 
 
-def test_a_changed_document_that_fails_to_embed_keeps_its_previous_version(settings, docs, collection,
-                                                                              monkeypatch):
+def test_a_changed_document_that_fails_to_embed_keeps_its_previous_version(settings, docs, collection, monkeypatch):
     import docbot_lib.embeddings
 
     ingest(settings, [str(docs)], collection=collection, progress=False)
@@ -428,8 +460,9 @@ def test_a_changed_document_that_fails_to_embed_keeps_its_previous_version(setti
     (docs / "openshift-ai-model-serving.md").write_text("# Serving\nA changed page that embeds fine.\n")
     report = ingest(settings, [str(docs)], collection=collection, progress=False)
     reason = dict(report.skipped)["rag-basics.txt"]
-    assert reason == ("could not be embedded: RuntimeError: the embedding service answered 500; "
-                      "kept the previous version"), str(report)
+    assert reason == (
+        "could not be embedded: RuntimeError: the embedding service answered 500; kept the previous version"
+    ), str(report)
     assert "rag-basics.txt: could not be embedded" in str(report) and "kept the previous version" in str(report)
     assert report.changed == 1  # the other changed page, in the same batch, is written
     after = {r["pk"]: r["text"] for r in rows(settings, collection) if r["source"] == "rag-basics.txt"}
@@ -438,8 +471,7 @@ def test_a_changed_document_that_fails_to_embed_keeps_its_previous_version(setti
     assert hits and "reranking" not in " ".join(h.text for h in hits)
 
 
-def test_a_changed_document_that_fails_half_written_keeps_its_previous_version(settings, docs, collection,
-                                                                                monkeypatch):
+def test_a_changed_document_that_fails_half_written_keeps_its_previous_version(settings, docs, collection, monkeypatch):
     ingest(settings, [str(docs)], collection=collection, progress=False)
     before = {r["pk"]: r["text"] for r in rows(settings, collection) if r["source"] == "rag-basics.txt"}
     changed_rag_page(docs)
@@ -450,7 +482,7 @@ def test_a_changed_document_that_fails_half_written_keeps_its_previous_version(s
 
         def fails_halfway(collection_name, data, **kw):  # the seam: Milvus failing mid-write
             if collection_name == self.name and len(data) > 1:
-                upsert(collection_name, data[:len(data) // 2], **kw)
+                upsert(collection_name, data[: len(data) // 2], **kw)
                 raise RuntimeError("Milvus went away")
             return upsert(collection_name, data, **kw)
 
@@ -463,8 +495,9 @@ def test_a_changed_document_that_fails_half_written_keeps_its_previous_version(s
     monkeypatch.setattr(ChunkStore, "replace_documents", half_written)
     report = ingest(settings, [str(docs)], collection=collection, progress=False)
     monkeypatch.undo()
-    assert dict(report.skipped)["rag-basics.txt"] == ("could not be written: RuntimeError: Milvus went away; "
-                                                      "kept the previous version"), str(report)
+    assert dict(report.skipped)["rag-basics.txt"] == (
+        "could not be written: RuntimeError: Milvus went away; kept the previous version"
+    ), str(report)
     assert {r["pk"]: r["text"] for r in rows(settings, collection) if r["source"] == "rag-basics.txt"} == before
 
     retry = ingest(settings, [str(docs)], collection=collection, progress=False)
@@ -479,8 +512,9 @@ def test_a_folder_of_broken_documents_is_ingested_with_a_reason_for_each(setting
 
     folder, expected = build(tmp_path)
     settings = settings.model_copy(update={"max_document_mb": 0.25, "url_timeout": 5})
-    report = ingest(settings, [str(folder), web + "/page.html", web + "/big.txt"], collection=collection,
-                    progress=False)
+    report = ingest(
+        settings, [str(folder), web + "/page.html", web + "/big.txt"], collection=collection, progress=False
+    )
     reasons = dict(report.skipped)
     for name, reason in expected.items():
         if reason is None:
@@ -503,11 +537,13 @@ def test_a_folder_of_broken_documents_is_ingested_with_a_reason_for_each(setting
     finally:
         store.close()
     assert {r["source"]: r["chunks"] for r in records} == {s: sum(r["source"] == s for r in stored) for s in good}
-    assert search(settings, "Which role lets the chatbot search a collection?", k=1,
-                  collection=collection)[0].source == "milvus-on-openshift.html"
-    assert search(settings, "UTF-16 vector indexes", k=1, collection=collection,
-                  filter=source_filter(["utf16-with-bom.txt"]))[0].text.endswith("Grüße from a UTF-16 file about "
-                                                                                   "vector indexes.")
+    assert (
+        search(settings, "Which role lets the chatbot search a collection?", k=1, collection=collection)[0].source
+        == "milvus-on-openshift.html"
+    )
+    assert search(
+        settings, "UTF-16 vector indexes", k=1, collection=collection, filter=source_filter(["utf16-with-bom.txt"])
+    )[0].text.endswith("Grüße from a UTF-16 file about vector indexes.")
 
 
 def test_inspect_collection_shows_schema_bm25_and_one_chunk(settings, docs, collection):
@@ -538,9 +574,11 @@ def test_a_page_whose_heading_is_never_closed_is_still_ingested(settings, tmp_pa
     folder = tmp_path / "unclosed"
     folder.mkdir()
     items = "".join(f'<li> <a href="page{n}.html">keyword {n}</a> </li>\n' for n in range(400))
-    (folder / "index.html").write_text(f"<html><head><title>Website Keyword Index</title></head><body>"
-                                       f"<h2 align=center>Keyword Index</h1><ul>{items}</ul>"
-                                       f"<p>This page was last modified in 2016.</p></body></html>")
+    (folder / "index.html").write_text(
+        f"<html><head><title>Website Keyword Index</title></head><body>"
+        f"<h2 align=center>Keyword Index</h1><ul>{items}</ul>"
+        f"<p>This page was last modified in 2016.</p></body></html>"
+    )
     report = ingest(settings, [str(folder)], collection=collection, progress=False)
     assert (report.new, len(report.skipped)) == (1, 0), str(report)
     stored = rows(settings, collection)

@@ -1,6 +1,7 @@
 """One Milvus for a class: each learner (`user`) gets a database, users and roles of their own. On the real
 Milvus 2.3.5 server with auth on: three learners ingest and query at the same time, each finds only their own
 documents, one learner's credentials are refused in another's database, and dropping one leaves the others."""
+
 from __future__ import annotations
 
 import base64
@@ -24,11 +25,20 @@ pytestmark = pytest.mark.stack
 def test_names_per_learner_and_the_plain_ones():
     ann = LabNames("ann-lee")
     assert (ann.database, ann.reader_role, ann.writer_role, ann.app_user, ann.ingest_user, ann.s3_prefix) == (
-        "docbot_ann_lee", "docbot_ann_lee_reader", "docbot_ann_lee_writer", "docbot_ann_lee_app",
-        "docbot_ann_lee_ingest", "ann-lee/")
+        "docbot_ann_lee",
+        "docbot_ann_lee_reader",
+        "docbot_ann_lee_writer",
+        "docbot_ann_lee_app",
+        "docbot_ann_lee_ingest",
+        "ann-lee/",
+    )
     plain = LabNames()
     assert (plain.database, plain.app_user, plain.ingest_user, plain.s3_prefix) == (
-        "default", vectordb.APP_USER, vectordb.INGEST_USER, "")
+        "default",
+        vectordb.APP_USER,
+        vectordb.INGEST_USER,
+        "",
+    )
     assert expand_users("user1..user3,zoe") == ["user1", "user2", "user3", "zoe"]
     for bad in ("Root", "a_b", "x" * 40, "user3..user1", "u1..v3"):
         with pytest.raises(DocbotError):
@@ -83,7 +93,8 @@ def test_three_learners_ingest_and_query_at_once_and_see_only_their_own(learners
         docs = base / f"docs-{user}"
         docs.mkdir()
         (docs / f"{user}-notes.md").write_text(
-            f"# Notes of {user}\n\nThe secret ingredient of {user} is {user}berry jam, kept in the {user} pantry.\n")
+            f"# Notes of {user}\n\nThe secret ingredient of {user} is {user}berry jam, kept in the {user} pantry.\n"
+        )
     errors, reports = [], {}
 
     def run(user: str) -> None:
@@ -109,16 +120,28 @@ def test_three_learners_ingest_and_query_at_once_and_see_only_their_own(learners
 def test_one_learners_credentials_are_refused_in_anothers_database(learners):
     server, _root, tokens, _base = learners
     ann_ingest, ann_app = tokens["ann"][vectordb.INGEST_TOKEN_KEY], tokens["ann"][vectordb.APP_TOKEN_KEY]
-    row = {"pk": "p" * 64, "text": "t", "dense": [0.0] * 384, "source": "s", "root": "r", "title": "t",
-           "section": "", "page": 0, "chunk_index": 0, "doc_hash": "h"}
+    row = {
+        "pk": "p" * 64,
+        "text": "t",
+        "dense": [0.0] * 384,
+        "source": "s",
+        "root": "r",
+        "title": "t",
+        "section": "",
+        "page": 0,
+        "chunk_index": 0,
+        "doc_hash": "h",
+    }
     seen = {}
     for who, token in (("ann's writer", ann_ingest), ("ann's reader", ann_app)):
         in_bob = vectordb.connect(server.uri, token, database="docbot_bob")
         try:
             seen[f"{who} searches bob's"] = vectordb._attempt(
-                lambda: in_bob.search("docbot", [[0.1] * 384], limit=1, anns_field="dense"))
+                lambda: in_bob.search("docbot", [[0.1] * 384], limit=1, anns_field="dense")
+            )
             seen[f"{who} queries bob's"] = vectordb._attempt(
-                lambda: in_bob.query("docbot", filter='pk != ""', output_fields=["text"], limit=1))
+                lambda: in_bob.query("docbot", filter='pk != ""', output_fields=["text"], limit=1)
+            )
             seen[f"{who} inserts into bob's"] = vectordb._attempt(lambda: in_bob.insert("docbot", [row]))
             seen[f"{who} drops bob's collection"] = vectordb._attempt(lambda: in_bob.drop_collection("docbot"))
             seen[f"{who} drops bob's database"] = vectordb._attempt(lambda: in_bob.drop_database("docbot_bob"))
@@ -153,13 +176,20 @@ def test_dropping_one_learner_leaves_the_others(learners):
 
 # -- the administrator's commands -------------------------------------------------------------------------
 
+
 @pytest.fixture
 def admin(learners, monkeypatch):
     """The administrator's settings: the class's Milvus with root's token, the class's S3 bucket."""
     server, root, _tokens, _base = learners
-    for key, value in {"DOCBOT_STACK": "cluster", "DOCBOT_MILVUS_URI": server.uri, "DOCBOT_MILVUS_ROOT_TOKEN": root,
-                       "AWS_S3_ENDPOINT": "https://minio.example", "AWS_ACCESS_KEY_ID": "admin-key",
-                       "AWS_SECRET_ACCESS_KEY": "admin-SECRET-value", "AWS_S3_BUCKET": "class-models"}.items():
+    for key, value in {
+        "DOCBOT_STACK": "cluster",
+        "DOCBOT_MILVUS_URI": server.uri,
+        "DOCBOT_MILVUS_ROOT_TOKEN": root,
+        "AWS_S3_ENDPOINT": "https://minio.example",
+        "AWS_ACCESS_KEY_ID": "admin-key",
+        "AWS_SECRET_ACCESS_KEY": "admin-SECRET-value",
+        "AWS_S3_BUCKET": "class-models",
+    }.items():
         monkeypatch.setenv(key, value)
     return Settings.load()
 
@@ -176,7 +206,9 @@ def test_provision_creates_each_learner_once_and_their_tokens_work(admin, learne
         text = str(first)
         assert first.count("created") == len(first.rows) == 2 * 11, text
         for user in users:
-            assert kube.get("api/v1", None, "namespaces", user)["metadata"]["labels"]["opendatahub.io/dashboard"] == "true"
+            assert (
+                kube.get("api/v1", None, "namespaces", user)["metadata"]["labels"]["opendatahub.io/dashboard"] == "true"
+            )
             binding = kube.get("apis/rbac.authorization.k8s.io/v1", user, "rolebindings", lab.ROLEBINDING)
             assert binding["roleRef"]["name"] == "edit" and binding["subjects"][0]["name"] == user
             assert kube.get("api/v1", user, "secrets", "aws-connection-models")
@@ -192,7 +224,7 @@ def test_provision_creates_each_learner_once_and_their_tokens_work(admin, learne
         again = lab.provision(admin, users, api_client=kube.api_client())
         assert again.count("already there") == len(again.rows) == len(first.rows), str(again)
         assert "nothing changed: everything was already there" in str(again)
-        writes = [r for r in kube.requests[len(kube.requests) // 2:] if r.method in ("PUT", "DELETE")]
+        writes = [r for r in kube.requests[len(kube.requests) // 2 :] if r.method in ("PUT", "DELETE")]
         assert not writes, "a second provision replaced or deleted something"
         secret_again = kube.get("api/v1", "dee", "secrets", lab.LEARNER_SECRET)
         assert secret_again["data"] == secret["data"], "the learner's passwords were kept"
@@ -240,13 +272,21 @@ def test_a_provisioned_learner_runs_notebook_04_without_roots_password(learners,
     monkeypatch.setenv("DOCBOT_ENV_FILE", str(env_file))
     monkeypatch.setenv("DOCBOT_USER", "bob")
     monkeypatch.setenv("DOCBOT_STACK", "cluster")  # a learner's names apply on a cluster
-    run = execute(Path(__file__).resolve().parents[1] / "notebooks" / "04-deploy-milvus.ipynb", tmp_path / "04.ipynb",
-                  parameters={"MILVUS_URI": server.uri})
+    run = execute(
+        Path(__file__).resolve().parents[1] / "notebooks" / "04-deploy-milvus.ipynb",
+        tmp_path / "04.ipynb",
+        parameters={"MILVUS_URI": server.uri},
+    )
     assert run.ok, run.error
     import nbformat
 
-    shown = "\n".join(o.get("text", "") for c in nbformat.read(run.output, as_version=4).cells
-                      if c.cell_type == "code" for o in c.outputs if isinstance(o.get("text"), str))
+    shown = "\n".join(
+        o.get("text", "")
+        for c in nbformat.read(run.output, as_version=4).cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if isinstance(o.get("text"), str)
+    )
     assert "Secured by your lab's administrator: your users docbot_bob_app and docbot_bob_ingest exist" in shown
     assert "OK    docbot_bob_app" in shown and "FAIL" not in shown, shown
     text = run.output.read_text()
@@ -254,6 +294,7 @@ def test_a_provisioned_learner_runs_notebook_04_without_roots_password(learners,
 
 
 # -- one model for the class -------------------------------------------------------------------------------
+
 
 def _class_model(kube) -> None:
     """The administrator's InferenceService in project `models`, Ready, and the token controller: each service
@@ -263,15 +304,24 @@ def _class_model(kube) -> None:
     isvc = serving.inference_service_manifests(Settings.load(stack="cluster", s3_bucket="models"))[1]
     isvc["metadata"]["name"] = "mistral"
     manifests.apply([isvc], "models", kube.api_client())
-    kube.set_status("apis/serving.kserve.io/v1beta1", "models", "inferenceservices", "mistral", {
-        "url": "https://mistral-models.apps.example", "conditions": [{"type": "Ready", "status": "True"}]})
+    kube.set_status(
+        "apis/serving.kserve.io/v1beta1",
+        "models",
+        "inferenceservices",
+        "mistral",
+        {"url": "https://mistral-models.apps.example", "conditions": [{"type": "Ready", "status": "True"}]},
+    )
 
     def token_controller(k, _request) -> None:
         for (_api, _ns, plural, _name), obj in list(k.objects.items()):
-            if plural == "secrets" and obj.get("type") == "kubernetes.io/service-account-token" \
-                    and not (obj.get("data") or {}).get("token"):
+            if (
+                plural == "secrets"
+                and obj.get("type") == "kubernetes.io/service-account-token"
+                and not (obj.get("data") or {}).get("token")
+            ):
                 account = obj["metadata"]["annotations"]["kubernetes.io/service-account.name"]
                 obj.setdefault("data", {})["token"] = base64.b64encode(f"tok-{account}-s3cret".encode()).decode()
+
     kube.hooks.append(token_controller)
 
 
@@ -285,13 +335,20 @@ def test_a_shared_model_gives_each_learner_a_token_that_may_only_get_it():
         with pytest.raises(DocbotError, match="models/mistral is not ready"):
             lab.provision(settings, ["gus"], milvus=False, model="models/mistral", api_client=kube.api_client())
         _class_model(kube)
-        first = lab.provision(settings, ["gus", "hal"], milvus=False, model="models/mistral",
-                              api_client=kube.api_client())
+        first = lab.provision(
+            settings, ["gus", "hal"], milvus=False, model="models/mistral", api_client=kube.api_client()
+        )
         text = str(first)
         for user in ("gus", "hal"):
             role = kube.get("apis/rbac.authorization.k8s.io/v1", "models", "roles", f"mistral-{user}-view-role")
-            assert role["rules"] == [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
-                                      "resourceNames": ["mistral"], "verbs": ["get"]}]
+            assert role["rules"] == [
+                {
+                    "apiGroups": ["serving.kserve.io"],
+                    "resources": ["inferenceservices"],
+                    "resourceNames": ["mistral"],
+                    "verbs": ["get"],
+                }
+            ]
             binding = kube.get("apis/rbac.authorization.k8s.io/v1", "models", "rolebindings", f"mistral-{user}-view")
             assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"mistral-{user}-sa"}]
             secret = kube.get("api/v1", user, "secrets", lab.LEARNER_SECRET)
@@ -303,12 +360,23 @@ def test_a_shared_model_gives_each_learner_a_token_that_may_only_get_it():
             assert stored["DOCBOT_LLM_CLUSTER_URL"] == "https://mistral-predictor.models.svc.cluster.local:8443/v1"
             policy = kube.get("apis/networking.k8s.io/v1", "models", "networkpolicies", f"mistral-{user}-ingress")
             assert policy["spec"]["podSelector"] == {"matchLabels": {"serving.kserve.io/inferenceservice": "mistral"}}
-            assert policy["spec"]["ingress"] == [{
-                "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": user}}}],
-                "ports": [{"protocol": "TCP", "port": 8443}]}]
-            chatbot = chatbot_deploy.chatbot_manifests(Settings.load(
-                stack="cluster", namespace=user, **{k.removeprefix("DOCBOT_").lower(): v for k, v in stored.items()
-                                                    if k.startswith("DOCBOT_LLM_") and k != "DOCBOT_LLM_API_KEY"}))
+            assert policy["spec"]["ingress"] == [
+                {
+                    "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": user}}}],
+                    "ports": [{"protocol": "TCP", "port": 8443}],
+                }
+            ]
+            chatbot = chatbot_deploy.chatbot_manifests(
+                Settings.load(
+                    stack="cluster",
+                    namespace=user,
+                    **{
+                        k.removeprefix("DOCBOT_").lower(): v
+                        for k, v in stored.items()
+                        if k.startswith("DOCBOT_LLM_") and k != "DOCBOT_LLM_API_KEY"
+                    },
+                )
+            )
             config = next(o for o in chatbot if o["kind"] == "ConfigMap")
             assert config["data"]["DOCBOT_LLM_BASE_URL"] == stored["DOCBOT_LLM_CLUSTER_URL"]
             # the chatbot's Secret holds the reader's token and nothing else
@@ -317,8 +385,9 @@ def test_a_shared_model_gives_each_learner_a_token_that_may_only_get_it():
         assert "s3cret" not in text
         assert kube.get("apis/serving.kserve.io/v1beta1", "models", "inferenceservices", "mistral")  # untouched
 
-        again = lab.provision(settings, ["gus", "hal"], milvus=False, model="models/mistral",
-                              api_client=kube.api_client())
+        again = lab.provision(
+            settings, ["gus", "hal"], milvus=False, model="models/mistral", api_client=kube.api_client()
+        )
         assert again.count("already there") == len(again.rows) == len(first.rows), str(again)
 
         gone = lab.teardown(settings, ["hal"], milvus=False, model="models/mistral", api_client=kube.api_client())
@@ -339,12 +408,21 @@ def test_status_shows_each_learners_workbench():
     with KubeApi() as kube:
         notebooks = "apis/kubeflow.org/v1"
         kube.objects[(notebooks, "ivy", "notebooks", "ivy-wb")] = {
-            "apiVersion": "kubeflow.org/v1", "kind": "Notebook",
-            "metadata": {"name": "ivy-wb", "namespace": "ivy", "resourceVersion": "1"}, "status": {"readyReplicas": 1}}
+            "apiVersion": "kubeflow.org/v1",
+            "kind": "Notebook",
+            "metadata": {"name": "ivy-wb", "namespace": "ivy", "resourceVersion": "1"},
+            "status": {"readyReplicas": 1},
+        }
         kube.objects[(notebooks, "jon", "notebooks", "jon-wb")] = {
-            "apiVersion": "kubeflow.org/v1", "kind": "Notebook",
-            "metadata": {"name": "jon-wb", "namespace": "jon", "resourceVersion": "1",
-                         "annotations": {"kubeflow-resource-stopped": "2026-12-02T08:00:00Z"}}}
+            "apiVersion": "kubeflow.org/v1",
+            "kind": "Notebook",
+            "metadata": {
+                "name": "jon-wb",
+                "namespace": "jon",
+                "resourceVersion": "1",
+                "annotations": {"kubeflow-resource-stopped": "2026-12-02T08:00:00Z"},
+            },
+        }
         report = lab.status(settings, ["ivy", "jon", "kim"], milvus=False, api_client=kube.api_client())
     rows = {(r.user, r.what): r.state for r in report.rows}
     assert rows[("ivy", "workbench (Notebook)")] == "running: ivy-wb"
@@ -353,6 +431,7 @@ def test_status_shows_each_learners_workbench():
 
 
 # -- an S3 user per learner ----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def class_s3(tmp_path):
@@ -369,8 +448,12 @@ def class_s3(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "moto.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}, stdout=log, stderr=log)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"},
+        stdout=log,
+        stderr=log,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -381,14 +464,32 @@ def class_s3(tmp_path):
                 pass
             assert time.monotonic() < deadline, "moto did not start"
             time.sleep(0.2)
-        iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="bootstrap",
-                           aws_secret_access_key="bootstrap")
+        iam = boto3.client(
+            "iam",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",
+        )
         iam.create_user(UserName="class-admin")
         key = iam.create_access_key(UserName="class-admin")["AccessKey"]
-        iam.put_user_policy(UserName="class-admin", PolicyName="admin", PolicyDocument=json.dumps({
-            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*", "iam:*"], "Resource": "*"}]}))
-        settings = Settings.load(stack="cluster", s3_endpoint=url, s3_access_key=key["AccessKeyId"],
-                                 s3_secret_key=key["SecretAccessKey"], s3_bucket="class-models")
+        iam.put_user_policy(
+            UserName="class-admin",
+            PolicyName="admin",
+            PolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Action": ["s3:*", "iam:*"], "Resource": "*"}],
+                }
+            ),
+        )
+        settings = Settings.load(
+            stack="cluster",
+            s3_endpoint=url,
+            s3_access_key=key["AccessKeyId"],
+            s3_secret_key=key["SecretAccessKey"],
+            s3_bucket="class-models",
+        )
         _s3_as(settings).create_bucket(Bucket="class-models")
         yield settings
     finally:
@@ -430,11 +531,13 @@ def test_each_learner_gets_an_s3_user_limited_to_their_prefix(class_s3):
         lee.put_object(Bucket="class-models", Key="lee/models/m/config.json", Body=b"{}")
         mx.put_object(Bucket="class-models", Key="max/models/m/config.json", Body=b"{}")
         assert lee.get_object(Bucket="class-models", Key="lee/models/m/config.json")["Body"].read() == b"{}"
-        for forbidden in (lambda: lee.get_object(Bucket="class-models", Key="max/models/m/config.json"),
-                          lambda: lee.put_object(Bucket="class-models", Key="max/models/m/config.json", Body=b"x"),
-                          lambda: lee.delete_object(Bucket="class-models", Key="max/models/m/config.json"),
-                          lambda: lee.put_object(Bucket="class-models", Key="shared.txt", Body=b"x"),
-                          lambda: lee.delete_bucket(Bucket="class-models")):
+        for forbidden in (
+            lambda: lee.get_object(Bucket="class-models", Key="max/models/m/config.json"),
+            lambda: lee.put_object(Bucket="class-models", Key="max/models/m/config.json", Body=b"x"),
+            lambda: lee.delete_object(Bucket="class-models", Key="max/models/m/config.json"),
+            lambda: lee.put_object(Bucket="class-models", Key="shared.txt", Body=b"x"),
+            lambda: lee.delete_bucket(Bucket="class-models"),
+        ):
             with pytest.raises(ClientError) as err:
                 forbidden()
             assert err.value.response["Error"]["Code"] == "AccessDenied"

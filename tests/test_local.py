@@ -1,4 +1,5 @@
 """The local stack, for real: up -> every service answers a real request -> down leaves nothing behind."""
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,9 @@ from docbot_lib.settings import Settings
 
 def s3_client(settings: Settings, secret: str | None = None):
     return boto3.client(
-        "s3", endpoint_url=settings.s3_endpoint, region_name=settings.s3_region,
+        "s3",
+        endpoint_url=settings.s3_endpoint,
+        region_name=settings.s3_region,
         aws_access_key_id=settings.s3_access_key,
         aws_secret_access_key=secret or settings.secret("s3_secret_key"),
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
@@ -44,8 +47,11 @@ def test_llm_chat_completion_through_openai_client(settings):
     client = OpenAI(base_url=settings.llm_base_url, api_key=settings.secret("llm_api_key"))
     assert [m.id for m in client.models.list().data] == [LOCAL_MODEL_NAME]
     reply = client.chat.completions.create(
-        model=settings.llm_model_name, max_tokens=16, temperature=0,
-        messages=[{"role": "user", "content": "Name a colour."}])
+        model=settings.llm_model_name,
+        max_tokens=16,
+        temperature=0,
+        messages=[{"role": "user", "content": "Name a colour."}],
+    )
     assert reply.choices[0].message.role == "assistant"
     assert reply.usage.completion_tokens > 0
     with pytest.raises(AuthenticationError):
@@ -61,8 +67,10 @@ def test_the_llm_key_is_not_on_the_servers_command_line(local_stack, settings):
     for proc in (server, *server.children(recursive=True)):  # what `ps` shows every user of the machine
         assert key and not any(key in arg for arg in proc.cmdline()), "the LLM's API key is on its command line"
     assert httpx.get(f"{settings.llm_base_url}/models", timeout=30).status_code == 401  # the key still applies
-    assert httpx.get(f"{settings.llm_base_url}/models", timeout=30,
-                     headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert (
+        httpx.get(f"{settings.llm_base_url}/models", timeout=30, headers={"Authorization": f"Bearer {key}"}).status_code
+        == 200
+    )
 
 
 def test_milvus_insert_and_search(settings):

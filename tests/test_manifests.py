@@ -1,4 +1,5 @@
 """docbot_lib.manifests: rendering, offline validation (official schemas + policy), apply against a stand-in API."""
+
 from __future__ import annotations
 
 import base64
@@ -17,15 +18,22 @@ SECRET = 'p@ss"w\\ord/+$x'  # quotes, backslash, dollar: must survive rendering 
 
 @pytest.fixture
 def cluster_settings() -> Settings:
-    return Settings.load(stack="cluster", s3_endpoint="https://minio-api.apps.example.com",
-                         s3_access_key="docbot", s3_secret_key=SECRET, s3_bucket="models")
+    return Settings.load(
+        stack="cluster",
+        s3_endpoint="https://minio-api.apps.example.com",
+        s3_access_key="docbot",
+        s3_secret_key=SECRET,
+        s3_bucket="models",
+    )
 
 
 @pytest.fixture
 def serving_objects(cluster_settings) -> list[dict]:
-    return (serving.inference_service_manifests(cluster_settings)
-            + serving.standalone_manifests(cluster_settings)
-            + [serving.data_connection(cluster_settings)])
+    return (
+        serving.inference_service_manifests(cluster_settings)
+        + serving.standalone_manifests(cluster_settings)
+        + [serving.data_connection(cluster_settings)]
+    )
 
 
 def by_kind(objects: list[dict], kind: str) -> dict:
@@ -35,10 +43,12 @@ def by_kind(objects: list[dict], kind: str) -> dict:
 
 # -- rendering -------------------------------------------------------------------------------------
 
+
 def test_render_fills_placeholders_and_escapes_values(tmp_path):
     tpl = tmp_path / "cm.yaml"
-    tpl.write_text('apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: "${name}"\n'
-                   'data:\n  text: "${text}"\n  size: "${size}"\n')
+    tpl.write_text(
+        'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: "${name}"\ndata:\n  text: "${text}"\n  size: "${size}"\n'
+    )
     text = 'a "quoted" \\ value\nwith a newline: and: colons'
     (obj,) = manifests.render(tpl, {"name": "demo", "text": text, "size": 3})
     assert obj["data"] == {"text": text, "size": "3"}
@@ -67,10 +77,20 @@ def test_to_yaml_masks_secret_values(serving_objects):
 
 # -- validation ------------------------------------------------------------------------------------
 
+
 def test_serving_manifests_pass_the_official_schemas_and_policy(serving_objects):
     kinds = sorted(o["kind"] for o in serving_objects)
-    assert kinds == ["Deployment", "InferenceService", "NetworkPolicy", "NetworkPolicy", "PersistentVolumeClaim",
-                     "Route", "Secret", "Service", "ServingRuntime"]
+    assert kinds == [
+        "Deployment",
+        "InferenceService",
+        "NetworkPolicy",
+        "NetworkPolicy",
+        "PersistentVolumeClaim",
+        "Route",
+        "Secret",
+        "Service",
+        "ServingRuntime",
+    ]
     for obj in serving_objects:
         assert manifests.problems(obj) == [], manifests._describe(obj)
     manifests.validate(serving_objects)  # no error
@@ -85,8 +105,9 @@ def test_schemas_catch_misplaced_labels_and_unknown_fields(serving_objects):
     deployment = copy.deepcopy(by_kind(serving_objects, "Deployment"))
     deployment["spec"]["replicas"] = "one"
 
-    assert manifests.problems(runtime) == ["(top level): Additional properties are not allowed "
-                                           "('labels' was unexpected)"]
+    assert manifests.problems(runtime) == [
+        "(top level): Additional properties are not allowed ('labels' was unexpected)"
+    ]
     found = manifests.problems(isvc)
     assert any("spec.predictor.model" in p and "'storge' was unexpected" in p for p in found)
     assert any(p.startswith("metadata.labels.opendatahub.io/dashboard: True is not of type") for p in found)
@@ -111,12 +132,14 @@ def test_policy_requires_resources_and_restricted_security_context(serving_objec
     pod["containers"][0]["securityContext"] = {"runAsUser": 0}
     del pod["securityContext"]
     found = manifests.problems(deployment)
-    for expected in ("containers[vllm]: resources lack requests.cpu, requests.memory, limits.memory",
-                     "containers[vllm]: securityContext.allowPrivilegeEscalation must be false",
-                     "containers[vllm]: securityContext.capabilities.drop must include ALL",
-                     "containers[vllm]: runAsNonRoot must be true (container or pod securityContext)",
-                     "containers[vllm]: seccompProfile.type must be RuntimeDefault (container or pod securityContext)",
-                     "containers[vllm]: no fixed runAsUser (OpenShift assigns a UID from the namespace's range)"):
+    for expected in (
+        "containers[vllm]: resources lack requests.cpu, requests.memory, limits.memory",
+        "containers[vllm]: securityContext.allowPrivilegeEscalation must be false",
+        "containers[vllm]: securityContext.capabilities.drop must include ALL",
+        "containers[vllm]: runAsNonRoot must be true (container or pod securityContext)",
+        "containers[vllm]: seccompProfile.type must be RuntimeDefault (container or pod securityContext)",
+        "containers[vllm]: no fixed runAsUser (OpenShift assigns a UID from the namespace's range)",
+    ):
         assert expected in found
     # the init container keeps its own settings and inherits the pod's (now removed) ones
     assert "initContainers[model-download]: runAsNonRoot must be true (container or pod securityContext)" in found
@@ -143,16 +166,22 @@ def test_unknown_kind_and_missing_schemas_are_clear(serving_objects, tmp_path):
 
 # -- apply -----------------------------------------------------------------------------------------
 
+
 def test_apply_creates_then_replaces(serving_objects):
     with KubeApi(token="t0ken", namespaces={"docbot"}) as kube:
         api = kube.api_client()
         first = manifests.apply(serving_objects, "docbot", api)
         assert [str(a) for a in first] == [
-            "ServingRuntime/mistral-7b-instruct created", "InferenceService/mistral-7b-instruct created",
+            "ServingRuntime/mistral-7b-instruct created",
+            "InferenceService/mistral-7b-instruct created",
             "NetworkPolicy/mistral-7b-instruct-predictor created",
-            "PersistentVolumeClaim/mistral-7b-instruct-model-cache created", "Deployment/mistral-7b-instruct created",
-            "Service/mistral-7b-instruct created", "Route/mistral-7b-instruct created",
-            "NetworkPolicy/mistral-7b-instruct created", "Secret/aws-connection-models created"]
+            "PersistentVolumeClaim/mistral-7b-instruct-model-cache created",
+            "Deployment/mistral-7b-instruct created",
+            "Service/mistral-7b-instruct created",
+            "Route/mistral-7b-instruct created",
+            "NetworkPolicy/mistral-7b-instruct created",
+            "Secret/aws-connection-models created",
+        ]
         isvc = kube.get("apis/serving.kserve.io/v1beta1", "docbot", "inferenceservices", "mistral-7b-instruct")
         assert isvc["spec"] == by_kind(serving_objects, "InferenceService")["spec"]
         secret = kube.get("api/v1", "docbot", "secrets", "aws-connection-models")
@@ -237,8 +266,9 @@ def test_the_learners_login_comes_before_the_pods_service_account(tmp_path, monk
 
 
 def test_a_refusal_names_who_lacked_which_right_and_how_to_grant_it(serving_objects):
-    with KubeApi(namespaces={"docbot"}, forbid={("create", "inferenceservices")},
-                 user="system:serviceaccount:docbot:workbench") as kube:
+    with KubeApi(
+        namespaces={"docbot"}, forbid={("create", "inferenceservices")}, user="system:serviceaccount:docbot:workbench"
+    ) as kube:
         with pytest.raises(DocbotError) as err:
             manifests.apply(serving_objects, "docbot", kube.api_client())
     problem, fix = err.value.problem, err.value.fix
@@ -257,7 +287,9 @@ def test_the_environment_check_says_who_may_not_deploy_and_how_to_grant_it(tmp_p
         monkeypatch.setattr(manifests, "SERVICE_ACCOUNT_DIR", tmp_path / "not-a-pod")
         with pytest.raises(DocbotError) as err:
             check_kubernetes(Settings.load(stack="cluster"))
-        assert err.value.problem == f"bob (your login in {kubeconfig}) may not create inferenceservices in project 'bobs'"
+        assert (
+            err.value.problem == f"bob (your login in {kubeconfig}) may not create inferenceservices in project 'bobs'"
+        )
         assert "oc adm policy add-role-to-user edit bob -n bobs" in err.value.fix
         kube.forbid.clear()
         assert "may deploy into project 'bobs'" in check_kubernetes(Settings.load(stack="cluster"))

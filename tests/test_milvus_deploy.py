@@ -1,4 +1,5 @@
 """Milvus manifests applied through the real `kubernetes` client to the Kubernetes API stand-in (tests/kubeapi.py)."""
+
 from __future__ import annotations
 
 import json
@@ -19,11 +20,14 @@ FIXED = {(2, 5): (2, 5, 27), (2, 6): (2, 6, 10)}
 
 def _milvus_tags() -> dict[str, str]:
     """Every Milvus server tag Doc Bot ships: the one-pod manifest and the Helm values."""
-    tags = {f"standalone {i}": image.rsplit(":", 1)[1] for i, image in enumerate(
-        milvus_deploy.images(milvus_deploy.standalone_objects())) if "/milvus:" in image}
+    tags = {
+        f"standalone {i}": image.rsplit(":", 1)[1]
+        for i, image in enumerate(milvus_deploy.images(milvus_deploy.standalone_objects()))
+        if "/milvus:" in image
+    }
     for path in sorted((milvus_deploy.MILVUS_DIR / "helm").glob("*.yaml")):
         values = yaml.safe_load(path.read_text()) or {}
-        tag = (((values.get("image") or {}).get("all") or {}).get("tag"))
+        tag = ((values.get("image") or {}).get("all") or {}).get("tag")
         if tag:
             tags[path.name] = tag
     return tags
@@ -54,8 +58,12 @@ def test_standalone_is_one_pod_with_auth_on_and_pinned_images():
     assert user["mq"] == {"type": "rocksmq"}
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["ETCD_USE_EMBED"] == "true" and env["COMMON_STORAGETYPE"] == "local"
-    assert {"mountPath": "/milvus/configs/user.yaml", "name": "user-config", "subPath": "user.yaml",
-            "readOnly": True} in container["volumeMounts"]
+    assert {
+        "mountPath": "/milvus/configs/user.yaml",
+        "name": "user-config",
+        "subPath": "user.yaml",
+        "readOnly": True,
+    } in container["volumeMounts"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     # 9091 serves the probes from the container port, and no Service carries it (GHSA-7ppg-37fh-vcr6)
     assert {"name": "metrics", "containerPort": 9091} in container["ports"]
@@ -86,10 +94,15 @@ def test_apply_and_wait_until_ready():
         api = kube.api_client()
         applied = manifests.apply(objects, NS, api)
         assert [str(a) for a in applied] == [
-            "ConfigMap/milvus-user-config created", "PersistentVolumeClaim/milvus-data created",
-            "Deployment/milvus created", "Service/milvus created", "NetworkPolicy/milvus created",
+            "ConfigMap/milvus-user-config created",
+            "PersistentVolumeClaim/milvus-data created",
+            "Deployment/milvus created",
+            "Service/milvus created",
+            "NetworkPolicy/milvus created",
             "Deployment/attu created",
-            "Service/attu created", "NetworkPolicy/attu created"]
+            "Service/attu created",
+            "NetworkPolicy/attu created",
+        ]
         said = []
         milvus_deploy.wait_ready(api, NS, objects, timeout=30, interval=0.05, echo=said.append)
         assert sorted(said) == ["Deployment/attu: ready", "Deployment/milvus: ready"]
@@ -118,18 +131,26 @@ def test_each_identity_has_its_own_secret_and_no_deployment_mounts_roots():
     from docbot_lib.chatbot_deploy import chatbot_manifests
     from docbot_lib.settings import Settings
 
-    tokens = {"DOCBOT_MILVUS_ROOT_TOKEN": "root:r00t-value", "DOCBOT_MILVUS_TOKEN": "docbot_ingest:wr1ter-value",
-              "DOCBOT_MILVUS_APP_TOKEN": "docbot_app:re4der-value"}
+    tokens = {
+        "DOCBOT_MILVUS_ROOT_TOKEN": "root:r00t-value",
+        "DOCBOT_MILVUS_TOKEN": "docbot_ingest:wr1ter-value",
+        "DOCBOT_MILVUS_APP_TOKEN": "docbot_app:re4der-value",
+    }
     secrets = {s["metadata"]["name"]: s["stringData"] for s in vectordb.credentials_secrets(tokens)}
-    assert secrets == {"docbot-milvus-root": {"DOCBOT_MILVUS_ROOT_TOKEN": "root:r00t-value"},
-                       "docbot-milvus-writer": {"DOCBOT_MILVUS_TOKEN": "docbot_ingest:wr1ter-value"},
-                       "docbot-milvus-reader": {"DOCBOT_MILVUS_APP_TOKEN": "docbot_app:re4der-value"}}
+    assert secrets == {
+        "docbot-milvus-root": {"DOCBOT_MILVUS_ROOT_TOKEN": "root:r00t-value"},
+        "docbot-milvus-writer": {"DOCBOT_MILVUS_TOKEN": "docbot_ingest:wr1ter-value"},
+        "docbot-milvus-reader": {"DOCBOT_MILVUS_APP_TOKEN": "docbot_app:re4der-value"},
+    }
     manifests.validate(vectordb.credentials_secrets(tokens))
     with pytest.raises(DocbotError, match="no Secret holds AWS_SECRET_ACCESS_KEY"):
         vectordb.credentials_secrets({"AWS_SECRET_ACCESS_KEY": "x"})
     # every workload Doc Bot ships: which Secrets do its pods read?
-    workloads = milvus_deploy.standalone_objects() + milvus_deploy.attu_objects() + \
-        chatbot_manifests(Settings.load(stack="cluster", namespace="lab"))
+    workloads = (
+        milvus_deploy.standalone_objects()
+        + milvus_deploy.attu_objects()
+        + chatbot_manifests(Settings.load(stack="cluster", namespace="lab"))
+    )
     read = {ref["name"] for obj in workloads for ref in _secret_refs(obj)}
     assert "docbot-milvus-root" not in read and "docbot-milvus-writer" not in read
     assert "docbot-milvus-reader" in read  # the chatbot
@@ -154,6 +175,7 @@ def _secret_refs(obj):
 
 # -- Attu: not exposed by default; exposed only behind the OAuth proxy, after root's password changed ------------
 
+
 def test_attu_is_not_exposed_by_default():
     objects = milvus_deploy.attu_objects()
     manifests.validate(objects)
@@ -163,12 +185,15 @@ def test_attu_is_not_exposed_by_default():
     assert policy["spec"]["ingress"] == []  # nobody; `oc port-forward` enters through the kubelet
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"namespace": "team-a"}, "default password"),
-    ({"namespace": "team-a", "root_password_changed": False}, "default password"),
-    ({"root_password_changed": True}, "needs the namespace"),
-    ({"namespace": "Team A", "root_password_changed": True}, "needs the namespace"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"namespace": "team-a"}, "default password"),
+        ({"namespace": "team-a", "root_password_changed": False}, "default password"),
+        ({"root_password_changed": True}, "needs the namespace"),
+        ({"namespace": "Team A", "root_password_changed": True}, "needs the namespace"),
+    ],
+)
 def test_exposing_attu_needs_root_password_changed_and_a_namespace(kwargs, message):
     with pytest.raises(DocbotError, match=message) as err:
         milvus_deploy.attu_objects(expose=True, **kwargs)
@@ -179,8 +204,15 @@ def test_exposed_attu_goes_through_the_oauth_proxy_only():
     objects = milvus_deploy.attu_objects(expose=True, namespace="team-a", root_password_changed=True)
     manifests.validate(objects)
     by = {(o["kind"], o["metadata"]["name"]): o for o in objects}
-    assert list(by) == [("ServiceAccount", "attu-proxy"), ("Secret", "attu-proxy"), ("Deployment", "attu"),
-                        ("Service", "attu"), ("Service", "attu-proxy"), ("Route", "attu"), ("NetworkPolicy", "attu")]
+    assert list(by) == [
+        ("ServiceAccount", "attu-proxy"),
+        ("Secret", "attu-proxy"),
+        ("Deployment", "attu"),
+        ("Service", "attu"),
+        ("Service", "attu-proxy"),
+        ("Route", "attu"),
+        ("NetworkPolicy", "attu"),
+    ]
     route = by[("Route", "attu")]["spec"]
     proxy_service = by[("Service", "attu-proxy")]
     assert route["to"]["name"] == "attu-proxy" and route["port"]["targetPort"] == "https"
@@ -200,20 +232,30 @@ def test_exposed_attu_goes_through_the_oauth_proxy_only():
     args = dict(a.split("=", 1) for a in proxy["args"])
     assert args["--upstream"] == "http://localhost:3000" and args["--https-address"] == ":8443"
     assert args["--openshift-service-account"] == "attu-proxy"
-    assert json.loads(args["--openshift-sar"]) == {"namespace": "team-a", "resource": "services",
-                                                   "resourceName": "attu", "verb": "get"}
+    assert json.loads(args["--openshift-sar"]) == {
+        "namespace": "team-a",
+        "resource": "services",
+        "resourceName": "attu",
+        "verb": "get",
+    }
     assert args["--cookie-secret-file"].startswith("/etc/proxy/secrets/")
     # Attu itself is the same container as unexposed (the two files cannot drift apart)
     plain = next(o for o in milvus_deploy.attu_objects() if o["kind"] == "Deployment")
     assert attu == plain["spec"]["template"]["spec"]["containers"][0]
     # only the router, only to the proxy's port
     policy = by[("NetworkPolicy", "attu")]["spec"]
-    assert policy["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {
-        "network.openshift.io/policy-group": "ingress"}}}], "ports": [{"protocol": "TCP", "port": 8443}]}]
+    assert policy["ingress"] == [
+        {
+            "from": [{"namespaceSelector": {"matchLabels": {"network.openshift.io/policy-group": "ingress"}}}],
+            "ports": [{"protocol": "TCP", "port": 8443}],
+        }
+    ]
     # the cookie key: random per render, 32 bytes, masked when shown
     cookie = by[("Secret", "attu-proxy")]["stringData"]["session_secret"]
     again = milvus_deploy.attu_objects(expose=True, namespace="team-a", root_password_changed=True)
-    assert len(cookie) == 32 and cookie != next(o for o in again if o["kind"] == "Secret")["stringData"]["session_secret"]
+    assert (
+        len(cookie) == 32 and cookie != next(o for o in again if o["kind"] == "Secret")["stringData"]["session_secret"]
+    )
     assert cookie not in manifests.to_yaml(objects)
 
 
@@ -241,10 +283,12 @@ def test_milvus_admits_only_its_clients_on_19530():
     from docbot_lib.chatbot_deploy import chatbot_manifests
     from docbot_lib.settings import Settings
 
-    chatbot_pod = next(o for o in chatbot_manifests(Settings.load(stack="cluster", namespace="lab"))
-                       if o["kind"] == "Deployment")["spec"]["template"]["metadata"]["labels"]
-    attu_pod = next(o for o in milvus_deploy.attu_objects()
-                    if o["kind"] == "Deployment")["spec"]["template"]["metadata"]["labels"]
+    chatbot_pod = next(
+        o for o in chatbot_manifests(Settings.load(stack="cluster", namespace="lab")) if o["kind"] == "Deployment"
+    )["spec"]["template"]["metadata"]["labels"]
+    attu_pod = next(o for o in milvus_deploy.attu_objects() if o["kind"] == "Deployment")["spec"]["template"][
+        "metadata"
+    ]["labels"]
     assert manifests._selects(chatbot, chatbot_pod) and manifests._selects(attu, attu_pod)
     assert manifests.services_without_network_policy(objects) == []
 
@@ -258,8 +302,9 @@ def test_notebook_04_exposes_attu_only_after_the_day_2_step():
             milvus_deploy.expose_attu(settings, root_password_changed=False, api_client=kube.api_client())
         assert kube.get("apis/route.openshift.io/v1", NS, "routes", "attu") is None  # nothing applied
         said = []
-        url = milvus_deploy.expose_attu(settings, root_password_changed=True, api_client=kube.api_client(),
-                                        echo=said.append)
+        url = milvus_deploy.expose_attu(
+            settings, root_password_changed=True, api_client=kube.api_client(), echo=said.append
+        )
         route = kube.get("apis/route.openshift.io/v1", NS, "routes", "attu")
     assert route["spec"]["tls"]["termination"] == "reencrypt"
     assert "Route/attu created" in said and url.startswith(("https://", "(the router"))

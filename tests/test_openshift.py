@@ -1,4 +1,5 @@
 """OpenShift patches of `helm template` output, on a fixture shaped like the Milvus chart's (standalone)."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,9 +28,15 @@ def test_patch_makes_every_pod_restricted_and_valid():
     printed = []
     kept, dropped = patch_rendered(RENDERED, echo=printed.append)
     names = {(o["kind"], o["metadata"]["name"]) for o in kept}
-    assert names == {("StatefulSet", "milvus-etcd"), ("Deployment", "milvus-minio"),
-                     ("Deployment", "milvus-standalone"), ("Service", "milvus"), ("Service", "milvus-etcd"),
-                     ("Service", "milvus-etcd-headless"), ("Service", "milvus-minio")}
+    assert names == {
+        ("StatefulSet", "milvus-etcd"),
+        ("Deployment", "milvus-minio"),
+        ("Deployment", "milvus-standalone"),
+        ("Service", "milvus"),
+        ("Service", "milvus-etcd"),
+        ("Service", "milvus-etcd-headless"),
+        ("Service", "milvus-minio"),
+    }
     for obj in kept:
         assert manifests.problems(obj) == [], obj["metadata"]["name"]
         spec = pod_spec(obj)
@@ -45,9 +52,11 @@ def test_patch_makes_every_pod_restricted_and_valid():
     env = minio["spec"]["template"]["spec"]["containers"][0]["env"]
     assert env[0]["valueFrom"]["secretKeyRef"]["name"] == "milvus-minio"
     # dropped, each with its reason, and said out loud
-    assert {(d.kind, d.name) for d in dropped} == {("ClusterRole", "milvus-pulsarv3-psp"),
-                                                   ("ConfigMap", "milvus-pulsarv3-zookeeper"),
-                                                   ("Service", "milvus-datanode")}
+    assert {(d.kind, d.name) for d in dropped} == {
+        ("ClusterRole", "milvus-pulsarv3-psp"),
+        ("ConfigMap", "milvus-pulsarv3-zookeeper"),
+        ("Service", "milvus-datanode"),
+    }
     assert any("cluster-scoped" in line and "ClusterRole/milvus-pulsarv3-psp" in line for line in printed)
     assert any("Pulsar is disabled" in line for line in printed)
 
@@ -102,15 +111,20 @@ def test_helm_values_pin_images_and_keep_auth_on_without_default_credentials():
 
 
 def _minio_key_refs(env: list[dict]) -> dict[str, tuple[str, str]]:
-    return {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
-            for e in env or [] if "secretKeyRef" in (e.get("valueFrom") or {})}
+    return {
+        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in env or []
+        if "secretKeyRef" in (e.get("valueFrom") or {})
+    }
 
 
 def test_milvus_itself_reads_the_minio_keys_from_the_secret_never_minioadmin():
     """The chart writes minio.accessKey/secretKey (default minioadmin) into Milvus' own config and ignores
     minio.existingSecret there: every Milvus component needs the Secret's keys as environment variables."""
-    wanted = {"MINIO_ACCESS_KEY_ID": ("milvus-minio", "accesskey"),
-              "MINIO_SECRET_ACCESS_KEY": ("milvus-minio", "secretkey")}
+    wanted = {
+        "MINIO_ACCESS_KEY_ID": ("milvus-minio", "accesskey"),
+        "MINIO_SECRET_ACCESS_KEY": ("milvus-minio", "secretkey"),
+    }
     standalone = yaml.safe_load(HELM_VALUES.read_text())
     assert standalone["minio"]["existingSecret"] == "milvus-minio"
     assert _minio_key_refs(standalone["standalone"]["extraEnv"]) == wanted
@@ -138,16 +152,17 @@ def test_helm_release_gets_network_policies_for_every_service():
     assert manifests.services_without_network_policy(objects) == []
     policies = {o["metadata"]["name"]: o for o in objects if o["kind"] == "NetworkPolicy"}
     manifests.validate(list(policies.values()))
-    own = [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "milvus"}}},
-           {"podSelector": {"matchLabels": {"release": "milvus"}}}]
+    own = [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "milvus"}}},
+        {"podSelector": {"matchLabels": {"release": "milvus"}}},
+    ]
     assert policies["milvus-release"]["spec"]["podSelector"] == own[0]["podSelector"]
     assert policies["milvus-release-subcharts"]["spec"]["podSelector"] == own[1]["podSelector"]
     for name in ("milvus-release", "milvus-release-subcharts"):
         assert policies[name]["spec"]["ingress"] == [{"from": own}]  # all ports, release pods only
     clients = policies["milvus-clients"]["spec"]
     assert clients["podSelector"]["matchLabels"]["component"] == "standalone"
-    assert clients["ingress"] == [{"from": milvus_deploy.client_peers(),
-                                   "ports": [{"protocol": "TCP", "port": 19530}]}]
+    assert clients["ingress"] == [{"from": milvus_deploy.client_peers(), "ports": [{"protocol": "TCP", "port": 19530}]}]
     assert len(policies) == 3
     # every pod of the release is selected by a policy: the dropped datanode Service's pods, etcd's, MinIO's
     pods = [o["spec"]["template"]["metadata"]["labels"] for o in objects if o["kind"] in ("Deployment", "StatefulSet")]

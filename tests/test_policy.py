@@ -6,6 +6,7 @@ Schema and base policy checks come from docbot_lib.manifests.problems (closed sc
 Checked here on top: no host namespaces or hostPath, no fixed UID/GID/fsGroup anywhere, pinned images, every
 Route has a spec pointing at a Service with TLS.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,9 +29,14 @@ NOT_MANIFESTS = ("helm/",)
 
 def _cluster_settings() -> Settings:
     # placeholders only: rendering needs values, nothing here is a real credential
-    return Settings.load(stack="cluster", namespace="lab", s3_endpoint="https://s3.example.com",
-                         s3_access_key="AKIAEXAMPLE",
-                         s3_secret_key="example-secret-key", s3_bucket="models")
+    return Settings.load(
+        stack="cluster",
+        namespace="lab",
+        s3_endpoint="https://s3.example.com",
+        s3_access_key="AKIAEXAMPLE",
+        s3_secret_key="example-secret-key",
+        s3_bucket="models",
+    )
 
 
 def _serving(part: str) -> Callable[[], list[dict[str, Any]]]:
@@ -48,6 +54,7 @@ def _serving(part: str) -> Callable[[], list[dict[str, Any]]]:
             return [serving.learner_network_policy("mistral-7b-instruct", "mistral-7b-instruct-user1", "user1")]
         runtime, isvc, policy = serving.inference_service_manifests(settings)
         return {"servingruntime": [runtime], "inferenceservice": [isvc], "networkpolicy": [policy]}[part]
+
     return render
 
 
@@ -61,6 +68,7 @@ def _chatbot(part: str) -> Callable[[], list[dict[str, Any]]]:
         if part == "build":
             return chatbot_deploy.build_manifests("https://github.com/example/docbot.git")
         return chatbot_deploy.chatbot_manifests(settings)
+
     return render
 
 
@@ -88,8 +96,11 @@ RENDERERS: dict[str, Callable[[], list[dict[str, Any]]]] = {
 
 
 def manifest_files() -> list[Path]:
-    return sorted(p for p in MANIFESTS.rglob("*.y*ml")
-                  if not any(part in p.relative_to(MANIFESTS).as_posix() for part in NOT_MANIFESTS))
+    return sorted(
+        p
+        for p in MANIFESTS.rglob("*.y*ml")
+        if not any(part in p.relative_to(MANIFESTS).as_posix() for part in NOT_MANIFESTS)
+    )
 
 
 def objects_of(path: Path) -> list[dict[str, Any]]:
@@ -124,8 +135,7 @@ def openshift_problems(obj: dict[str, Any]) -> list[str]:
         for group in ("initContainers", "containers"):
             for c in spec.get(group) or []:
                 sc = c.get("securityContext") or {}
-                found += [f"{c.get('name')}: securityContext fixes {k}" for k in ("runAsUser", "runAsGroup")
-                          if k in sc]
+                found += [f"{c.get('name')}: securityContext fixes {k}" for k in ("runAsUser", "runAsGroup") if k in sc]
                 if sc.get("privileged"):
                     found.append(f"{c.get('name')}: privileged")
                 image = c.get("image", "")
@@ -157,31 +167,55 @@ def test_manifest_passes_schema_and_openshift_policy(path):
 def test_the_policy_catches_what_openshift_refuses():
     """A pod with every fault: the checks above must name each one (else they could not fail)."""
     bad = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad"},
-        "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {
-            "metadata": {"labels": {"a": "b"}},
-            "spec": {"hostNetwork": True, "securityContext": {"fsGroup": 0, "runAsUser": 0},
-                     "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
-                     "containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": True}}]}}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "bad"},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {
+                    "hostNetwork": True,
+                    "securityContext": {"fsGroup": 0, "runAsUser": 0},
+                    "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+                    "containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": True}}],
+                },
+            },
+        },
     }
     text = "\n".join(manifests.problems(bad) + openshift_problems(bad))
-    for fault in ("hostNetwork", "hostPath", "fixes fsGroup", "privileged", "not pinned", "resources lack",
-                  "drop must include ALL", "no labels under metadata"):
+    for fault in (
+        "hostNetwork",
+        "hostPath",
+        "fixes fsGroup",
+        "privileged",
+        "not pinned",
+        "resources lack",
+        "drop must include ALL",
+        "no labels under metadata",
+    ):
         assert fault in text, fault
     route = {"apiVersion": "route.openshift.io/v1", "kind": "Route", "metadata": {"name": "r", "labels": {}}}
     assert "needs a spec" in "\n".join(openshift_problems(route))
-    misplaced = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "labels": {"a": "b"},
-                 "spec": {"ports": [{"port": 80}]}}
+    misplaced = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "s"},
+        "labels": {"a": "b"},
+        "spec": {"ports": [{"port": 80}]},
+    }
     assert any("labels" in p for p in manifests.problems(misplaced))
 
 
 # -- NetworkPolicies: every component's Services have one --------------------------------------------------
+
 
 def _milvus(part: str) -> Callable[[], list[dict[str, Any]]]:
     def render() -> list[dict[str, Any]]:
         from docbot_lib import milvus_deploy
 
         return milvus_deploy.standalone_objects() if part == "standalone" else milvus_deploy.attu_objects()
+
     return render
 
 
@@ -206,19 +240,33 @@ def test_every_service_of_a_component_has_a_network_policy(component):
 
 
 def _deployment(labels: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
-            "spec": {"selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": {**labels, "tier": "web"}}, "spec": {"containers": []}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": {**labels, "tier": "web"}}, "spec": {"containers": []}},
+        },
+    }
 
 
 def _service(name: str, selector: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": selector, "ports": [{"port": 80}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": selector, "ports": [{"port": 80}]},
+    }
 
 
 def _policy(pod_selector: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "p"},
-            "spec": {"podSelector": pod_selector, "policyTypes": ["Ingress"], "ingress": []}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "p"},
+        "spec": {"podSelector": pod_selector, "policyTypes": ["Ingress"], "ingress": []},
+    }
 
 
 def test_the_network_policy_check_can_fail():
@@ -230,10 +278,15 @@ def test_the_network_policy_check_can_fail():
     tier = _policy({"matchLabels": {"tier": "web"}})
     assert manifests.services_without_network_policy([_deployment(app), _service("s", app), tier]) == []
     # matchExpressions, and {} (every pod)
+    assert (
+        manifests.services_without_network_policy(
+            [_service("s", app), _policy({"matchExpressions": [{"key": "app", "operator": "In", "values": ["a"]}]})]
+        )
+        == []
+    )
     assert manifests.services_without_network_policy(
-        [_service("s", app), _policy({"matchExpressions": [{"key": "app", "operator": "In", "values": ["a"]}]})]) == []
-    assert manifests.services_without_network_policy(
-        [_service("s", app), _policy({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]})]) == ["Service/s"]
+        [_service("s", app), _policy({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]})]
+    ) == ["Service/s"]
     assert manifests.services_without_network_policy([_service("s", app), _policy({})]) == []
 
 
@@ -280,7 +333,9 @@ def unpinned_bases(text: str) -> list[str]:
 
 
 def containerfiles() -> list[Path]:
-    return sorted(p for p in IMAGES.rglob("*") if p.is_file() and p.name.split(".")[0] in ("Containerfile", "Dockerfile"))
+    return sorted(
+        p for p in IMAGES.rglob("*") if p.is_file() and p.name.split(".")[0] in ("Containerfile", "Dockerfile")
+    )
 
 
 @pytest.mark.parametrize("path", containerfiles(), ids=lambda p: p.relative_to(IMAGES).as_posix())
@@ -292,10 +347,17 @@ def test_container_base_images_are_pinned(path):
 def test_the_base_image_check_can_fail():
     assert containerfiles(), "no Containerfile under images/"
     assert unpinned_bases("ARG BASE=registry.access.redhat.com/ubi9/python-311:latest\nFROM ${BASE}\n") == [
-        "registry.access.redhat.com/ubi9/python-311:latest"]
+        "registry.access.redhat.com/ubi9/python-311:latest"
+    ]
     assert unpinned_bases("FROM registry.access.redhat.com/ubi9/python-311\n") == [
-        "registry.access.redhat.com/ubi9/python-311"]
+        "registry.access.redhat.com/ubi9/python-311"
+    ]
     assert unpinned_bases("ARG BASE\nFROM $BASE\n") == ["(empty: an ARG without a default)"]
-    assert unpinned_bases("FROM --platform=linux/amd64 quay.io/a/b:1.2 AS build\nFROM build\n"
-                          "FROM localhost:5000/x@sha256:" + "0" * 64 + "\n") == []
+    assert (
+        unpinned_bases(
+            "FROM --platform=linux/amd64 quay.io/a/b:1.2 AS build\nFROM build\n"
+            "FROM localhost:5000/x@sha256:" + "0" * 64 + "\n"
+        )
+        == []
+    )
     assert unpinned_bases("FROM localhost:5000/x\n") == ["localhost:5000/x"]

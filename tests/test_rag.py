@@ -1,5 +1,6 @@
 """The RAG chain and the notebook chat, against the real LLM server and Milvus of the local stack.
 The 135M model answers poorly: these tests assert on structure (streaming, citations, sources), not facts."""
+
 from __future__ import annotations
 
 import uuid
@@ -46,8 +47,10 @@ def _hit(rank: int, text: str, source: str = "page.md"):
 def test_an_answer_is_flagged_unless_it_rests_on_the_passages_it_cites():
     from docbot_lib.rag import grounding
 
-    hits = [_hit(1, "Grant the chatbot's user the reader role: search and query only. " + "padding " * 60),
-            _hit(2, "Change the root password with the update_password call.")]
+    hits = [
+        _hit(1, "Grant the chatbot's user the reader role: search and query only. " + "padding " * 60),
+        _hit(2, "Change the root password with the update_password call."),
+    ]
     good = grounding("Give it the reader role, for search and query [1].", hits)
     assert good.ok and good.note() == "" and good.cited and good.support >= 0.5
     uncited = grounding("Give it the reader role, for search and query.", hits)
@@ -61,8 +64,10 @@ def test_an_answer_is_flagged_unless_it_rests_on_the_passages_it_cites():
         assert "[1] Page 1 (page.md): \u201cGrant the chatbot's user the reader role" in flagged.note()
         assert flagged.excerpt.endswith("\u2026") and len(flagged.excerpt) <= 242
     # ... or, given the question, from the sentence that answers it
-    passage = ("Authentication is off by default. The first user is root: change its password at once. Give each "
-               "application its own user. The chatbot needs only to search, so its role docbot_reader gets Search.")
+    passage = (
+        "Authentication is off by default. The first user is root: change its password at once. Give each "
+        "application its own user. The chatbot needs only to search, so its role docbot_reader gets Search."
+    )
     hits = [_hit(1, passage)]
     shown = grounding("An admin role.", hits, "Which role should the chatbot's Milvus user get?").excerpt
     assert shown == "\u2026 The chatbot needs only to search, so its role docbot_reader gets Search."
@@ -78,8 +83,9 @@ def test_the_widget_shows_the_note_above_the_sources():
     shown = [Source(1, "Page 1", "page.md")]
     flagged = Answer("q", "q", "Paste Special.", [], shown, grounding=grounding("Paste Special.", hits))
     assert "cites none of the passages" in sources_html(flagged) and "Retrieved (not cited)" in sources_html(flagged)
-    fine = Answer("q", "q", "Grant the reader role [1].", shown, shown,
-                  grounding=grounding("Grant the reader role [1].", hits))
+    fine = Answer(
+        "q", "q", "Grant the reader role [1].", shown, shown, grounding=grounding("Grant the reader role [1].", hits)
+    )
     assert "cites none" not in sources_html(fine) and "Only" not in sources_html(fine)
 
 
@@ -94,7 +100,11 @@ def test_models_without_a_system_role_get_the_instructions_in_the_first_user_tur
     assert folded[0].content.startswith("You are Doc Bot") and folded[0].content.endswith("Q1?")
     assert "[1] ctx" in folded[0].content
     first_turn = build_messages("Q?", "[1] ctx", [], system_role=False)
-    assert len(first_turn) == 1 and isinstance(first_turn[0], HumanMessage) and first_turn[0].content.endswith("Question: Q?")
+    assert (
+        len(first_turn) == 1
+        and isinstance(first_turn[0], HumanMessage)
+        and first_turn[0].content.endswith("Question: Q?")
+    )
     with_system = build_messages("Q?", "[1] ctx", [], system_role=True)
     assert isinstance(with_system[0], SystemMessage) and with_system[-1].content == "Q?"
     own = build_messages("Q?", "[1] ctx", [], system_role=True, instructions="Answer in French.")
@@ -122,7 +132,7 @@ def test_follow_up_is_rewritten_with_the_history(settings, sample_collection):
     history = [("user", "What does Milvus standalone need?"), ("assistant", "Embedded etcd and a PVC [1].")]
     answer = bot.ask("And the cluster mode?", history)
     assert "And the cluster mode?" in answer.standalone_question  # the words of the question are searched too
-    assert answer.timings["rewrite"] > 0.01                        # the model was asked to rewrite
+    assert answer.timings["rewrite"] > 0.01  # the model was asked to rewrite
     assert answer.retrieved
 
 
@@ -160,9 +170,13 @@ def test_docbot_ask_streams_the_answer_then_its_sources(settings, sample_collect
 
 
 def test_prompt_is_the_messages_without_asking_the_model(settings, sample_collection):
-    bot = RagChain(settings.model_copy(update={"llm_model_name": "mistral-7b-instruct", "llm_base_url":
-                                               "http://127.0.0.1:9/v1"}),  # nothing listens: no model call
-                   collection=sample_collection, k=2)
+    bot = RagChain(
+        settings.model_copy(
+            update={"llm_model_name": "mistral-7b-instruct", "llm_base_url": "http://127.0.0.1:9/v1"}
+        ),  # nothing listens: no model call
+        collection=sample_collection,
+        k=2,
+    )
     question = "Why does vLLM need a /dev/shm volume?"
     messages = bot.prompt(question)
     assert len(messages) == 1 and isinstance(messages[0], HumanMessage)  # Mistral: no system role
@@ -175,7 +189,11 @@ def test_prompt_is_the_messages_without_asking_the_model(settings, sample_collec
     assert bot.prompt("What is the best recipe for a chocolate cake?") == []
     with_system = show_messages(build_messages("Q?", "[1] c", [("user", "a"), ("assistant", "b")], True))
     assert [line for line in with_system.splitlines() if line.startswith("────")] == [
-        "──── system ────", "──── user ────", "──── assistant ────", "──── user ────"]
+        "──── system ────",
+        "──── user ────",
+        "──── assistant ────",
+        "──── user ────",
+    ]
 
 
 def test_fusion_of_the_dense_ranking_alone_keeps_its_order():

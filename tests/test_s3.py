@@ -1,5 +1,6 @@
 """docbot_lib.s3 against the real moto S3 server of the local stack (IAM auth on), and the data connection
 against a Kubernetes API stand-in (tests/kubeapi.py) that the real `kubernetes` client talks to."""
+
 from __future__ import annotations
 
 import base64
@@ -54,8 +55,10 @@ def model(tmp_path) -> Path:
 
 def objects(settings: Settings, prefix: str) -> dict[str, bytes]:
     client = s3.s3_client(settings)
-    return {key: client.get_object(Bucket=settings.s3_bucket, Key=key)["Body"].read()
-            for key in s3.list_objects(client, settings.s3_bucket, prefix)}
+    return {
+        key: client.get_object(Bucket=settings.s3_bucket, Key=key)["Body"].read()
+        for key in s3.list_objects(client, settings.s3_bucket, prefix)
+    }
 
 
 def incomplete_uploads(settings: Settings, prefix: str) -> list[str]:
@@ -75,8 +78,10 @@ def test_model_prefix_keeps_the_hugging_face_id():
         with pytest.raises(DocbotError, match="not a model id"):
             s3.model_prefix(bad)
     settings = Settings.load(s3_bucket="models")
-    assert s3.storage_uri(settings, "models/mistralai/Mistral-7B-Instruct-v0.2/") == \
-        "s3://models/models/mistralai/Mistral-7B-Instruct-v0.2"
+    assert (
+        s3.storage_uri(settings, "models/mistralai/Mistral-7B-Instruct-v0.2/")
+        == "s3://models/models/mistralai/Mistral-7B-Instruct-v0.2"
+    )
 
 
 def test_a_missing_or_empty_model_folder_says_to_run_the_download_first(tmp_path):
@@ -101,13 +106,16 @@ def test_upload_creates_the_bucket_and_puts_an_exact_copy(bucket_settings, tmp_p
     assert report.skipped == [] and report.bytes_uploaded == sum(len(b) for b in local_bytes(model).values())
     assert objects(bucket_settings, prefix) == {prefix + rel: data for rel, data in local_bytes(model).items()}
 
-    big = s3.s3_client(bucket_settings).head_object(Bucket=bucket_settings.s3_bucket,
-                                                    Key=prefix + "model.safetensors", ChecksumMode="ENABLED")
+    big = s3.s3_client(bucket_settings).head_object(
+        Bucket=bucket_settings.s3_bucket, Key=prefix + "model.safetensors", ChecksumMode="ENABLED"
+    )
     assert big["ETag"].endswith('-2"')  # 40 MiB in 32 MiB parts: a multipart object
-    assert big["Metadata"] == {"sha256": hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest(),
-                               "part-size": str(32 * MiB)}
+    assert big["Metadata"] == {
+        "sha256": hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest(),
+        "part-size": str(32 * MiB),
+    }
     data = (model / "model.safetensors").read_bytes()
-    part_crcs = b"".join(zlib.crc32(data[i:i + 32 * MiB]).to_bytes(4, "big") for i in range(0, len(data), 32 * MiB))
+    part_crcs = b"".join(zlib.crc32(data[i : i + 32 * MiB]).to_bytes(4, "big") for i in range(0, len(data), 32 * MiB))
     # the server's own checksum of what it received: the CRC32 of the two parts' CRC32s
     assert big["ChecksumCRC32"].split("-")[0] == base64.b64encode(zlib.crc32(part_crcs).to_bytes(4, "big")).decode()
     verified = s3.verify_model(bucket_settings, model, prefix, reread=True)
@@ -142,11 +150,14 @@ def test_an_object_whose_bytes_differ_is_caught_by_the_servers_checksum(bucket_s
     key = prefix + "tokenizer.json"
     honest = client.head_object(Bucket=bucket_settings.s3_bucket, Key=key)
     body = (model / "tokenizer.json").read_bytes().replace(b'"a": 1', b'"a": 9')
-    client.put_object(Bucket=bucket_settings.s3_bucket, Key=key, Body=body, Metadata=honest["Metadata"],
-                      ChecksumAlgorithm="CRC32")
+    client.put_object(
+        Bucket=bucket_settings.s3_bucket, Key=key, Body=body, Metadata=honest["Metadata"], ChecksumAlgorithm="CRC32"
+    )
 
     report = s3.verify_model(bucket_settings, model, prefix)
-    assert not report.ok and report.mismatched == {key: "the server's CRC32 of the bytes it holds differs from the local file's"}
+    assert not report.ok and report.mismatched == {
+        key: "the server's CRC32 of the bytes it holds differs from the local file's"
+    }
     fixed = s3.upload_model(bucket_settings, model, prefix, part_size=PART, progress=False)
     assert fixed.uploaded == [key]
     assert objects(bucket_settings, prefix)[key] == (model / "tokenizer.json").read_bytes()
@@ -167,8 +178,15 @@ def test_an_interrupted_upload_leaves_nothing_partial_and_the_next_run_finishes(
             raise Interrupted("the client died mid-upload")
 
     with pytest.raises(Interrupted):
-        s3.upload_model(bucket_settings, model, prefix, part_size=PART, concurrency=2, progress=False,
-                        on_progress=crash_after_12_mib)
+        s3.upload_model(
+            bucket_settings,
+            model,
+            prefix,
+            part_size=PART,
+            concurrency=2,
+            progress=False,
+            on_progress=crash_after_12_mib,
+        )
     assert incomplete_uploads(bucket_settings, prefix) == []  # s3transfer aborted the multipart upload
     left = objects(bucket_settings, prefix)
     assert prefix + "model.safetensors" not in left  # no partial object
@@ -190,8 +208,7 @@ def test_the_next_run_aborts_uploads_a_killed_run_left_behind(bucket_settings, m
     client = s3.s3_client(bucket_settings)
     key = prefix + "model.safetensors"
     upload = client.create_multipart_upload(Bucket=bucket_settings.s3_bucket, Key=key)["UploadId"]
-    client.upload_part(Bucket=bucket_settings.s3_bucket, Key=key, UploadId=upload, PartNumber=1,
-                       Body=os.urandom(PART))
+    client.upload_part(Bucket=bucket_settings.s3_bucket, Key=key, UploadId=upload, PartNumber=1, Body=os.urandom(PART))
     assert incomplete_uploads(bucket_settings, prefix) == [key]
 
     report = s3.upload_model(bucket_settings, model, prefix, part_size=PART, progress=False)
@@ -252,17 +269,28 @@ def test_s3_stopping_mid_upload_is_one_clear_error(tmp_path, model):
 
 # -- the data connection ------------------------------------------------------------------------------
 def test_the_data_connection_secret_is_what_the_dashboard_makes_and_masked_for_display():
-    settings = Settings.load(stack="cluster", s3_endpoint="https://minio.example:9000", s3_access_key="minio-user",
-                             s3_secret_key="minio-SECRET-value", s3_bucket="models", s3_region="eu-west-1")
+    settings = Settings.load(
+        stack="cluster",
+        s3_endpoint="https://minio.example:9000",
+        s3_access_key="minio-user",
+        s3_secret_key="minio-SECRET-value",
+        s3_bucket="models",
+        s3_region="eu-west-1",
+    )
     shown = s3.data_connection_secret(settings, "docbot-models", "docbot")
     assert shown["metadata"] == {
-        "name": "aws-connection-docbot-models", "namespace": "docbot",
+        "name": "aws-connection-docbot-models",
+        "namespace": "docbot",
         "labels": {"opendatahub.io/dashboard": "true", "opendatahub.io/managed": "true"},
         "annotations": {"opendatahub.io/connection-type": "s3", "openshift.io/display-name": "docbot-models"},
     }
-    assert shown["stringData"] == {"AWS_ACCESS_KEY_ID": "******", "AWS_SECRET_ACCESS_KEY": "******",
-                                   "AWS_DEFAULT_REGION": "eu-west-1", "AWS_S3_ENDPOINT": "https://minio.example:9000",
-                                   "AWS_S3_BUCKET": "models"}
+    assert shown["stringData"] == {
+        "AWS_ACCESS_KEY_ID": "******",
+        "AWS_SECRET_ACCESS_KEY": "******",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_S3_ENDPOINT": "https://minio.example:9000",
+        "AWS_S3_BUCKET": "models",
+    }
     text = s3.to_yaml(shown)
     assert yaml.safe_load(text) == shown and "minio-SECRET-value" not in text + repr(shown)
     assert "opendatahub.io/dashboard: 'true'" in text  # a string, as Kubernetes wants labels
@@ -281,8 +309,13 @@ def test_the_data_connection_secret_is_what_the_dashboard_makes_and_masked_for_d
 
 @pytest.fixture
 def cluster_settings() -> Settings:
-    return Settings.load(stack="cluster", s3_endpoint="http://minio.minio.svc:9000", s3_access_key="minio-user",
-                         s3_secret_key="minio-SECRET-value", s3_bucket="models")
+    return Settings.load(
+        stack="cluster",
+        s3_endpoint="http://minio.minio.svc:9000",
+        s3_access_key="minio-user",
+        s3_secret_key="minio-SECRET-value",
+        s3_bucket="models",
+    )
 
 
 def test_apply_creates_the_secret_then_replaces_it(cluster_settings):
@@ -313,12 +346,18 @@ def test_apply_uses_the_kubeconfig_when_no_client_is_given(cluster_settings, tmp
 
     with KubeApi(token="user-token") as kube:
         config = tmp_path / "kubeconfig"
-        config.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
-            "clusters": [{"name": "lab", "cluster": {"server": kube.url}}],
-            "users": [{"name": "me", "user": {"token": "user-token"}}],
-            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "me"}}],
-        }))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "lab",
+                    "clusters": [{"name": "lab", "cluster": {"server": kube.url}}],
+                    "users": [{"name": "me", "user": {"token": "user-token"}}],
+                    "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "me"}}],
+                }
+            )
+        )
         monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(config))
         assert s3.apply_data_connection(cluster_settings, "docbot", "docbot-models") == "created"
         assert kube.get("api/v1", "docbot", "secrets", "aws-connection-docbot-models")

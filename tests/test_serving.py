@@ -1,4 +1,5 @@
 """docbot_lib.serving (cluster part): the vLLM manifests, waiting for the InferenceService, vLLM's metrics."""
+
 from __future__ import annotations
 
 import threading
@@ -20,11 +21,17 @@ NAME = "mistral-7b-instruct"
 
 @pytest.fixture
 def cluster_settings() -> Settings:
-    return Settings.load(stack="cluster", s3_endpoint="https://minio-api.apps.example.com",
-                         s3_access_key="docbot", s3_secret_key="s3cr3t", s3_bucket="models")
+    return Settings.load(
+        stack="cluster",
+        s3_endpoint="https://minio-api.apps.example.com",
+        s3_access_key="docbot",
+        s3_secret_key="s3cr3t",
+        s3_bucket="models",
+    )
 
 
 # -- manifests -------------------------------------------------------------------------------------
+
 
 def test_inference_service_serves_the_settings_model_from_the_data_connection(cluster_settings):
     opts = VllmOptions(max_model_len=16384, gpu_product="NVIDIA-A10G", extra_args=("--enable-prefix-caching",))
@@ -38,17 +45,25 @@ def test_inference_service_serves_the_settings_model_from_the_data_connection(cl
     container = runtime["spec"]["containers"][0]
     assert container["name"] == "kserve-container" and container["image"] == serving.VLLM_IMAGE
     assert container["ports"] == [{"containerPort": 8080, "name": "http1", "protocol": "TCP"}]
-    assert container["args"] == ["--port=8080", "--model=/mnt/models", "--served-model-name=mistral-7b-instruct",
-                                 "--max-model-len=16384", "--dtype=auto", "--gpu-memory-utilization=0.9",
-                                 "--enable-prefix-caching"]
+    assert container["args"] == [
+        "--port=8080",
+        "--model=/mnt/models",
+        "--served-model-name=mistral-7b-instruct",
+        "--max-model-len=16384",
+        "--dtype=auto",
+        "--gpu-memory-utilization=0.9",
+        "--enable-prefix-caching",
+    ]
     assert runtime["spec"]["volumes"] == [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}]
 
     predictor = isvc["spec"]["predictor"]
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
     assert isvc["metadata"]["labels"]["networking.kserve.io/visibility"] == "exposed"
     assert predictor["model"]["modelFormat"] == {"name": "vLLM"} and predictor["model"]["runtime"] == NAME
-    assert predictor["model"]["storage"] == {"key": "aws-connection-models",
-                                             "path": "models/mistralai/Mistral-7B-Instruct-v0.2/"}
+    assert predictor["model"]["storage"] == {
+        "key": "aws-connection-models",
+        "path": "models/mistralai/Mistral-7B-Instruct-v0.2/",
+    }
     resources = predictor["model"]["resources"]
     assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == "1"
     assert predictor["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -57,14 +72,28 @@ def test_inference_service_serves_the_settings_model_from_the_data_connection(cl
 
 
 def test_serverless_with_auth_and_scale_to_zero(cluster_settings):
-    opts = VllmOptions(name="granite", deployment_mode="Serverless", min_replicas=0, max_replicas=2, auth=True,
-                       served_model_name="granite-3b", gpus=2, model_path="models/ibm/granite/")
+    opts = VllmOptions(
+        name="granite",
+        deployment_mode="Serverless",
+        min_replicas=0,
+        max_replicas=2,
+        auth=True,
+        served_model_name="granite-3b",
+        gpus=2,
+        model_path="models/ibm/granite/",
+    )
     *auth, runtime, isvc, policy = serving.inference_service_manifests(cluster_settings, opts)
     manifests.validate(auth + [runtime, isvc, policy])
     assert [o["kind"] for o in auth] == ["ServiceAccount", "Role", "RoleBinding", "Secret"]
     assert isvc["spec"]["predictor"]["serviceAccountName"] == "granite-sa" == auth[0]["metadata"]["name"]
-    assert auth[1]["rules"] == [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
-                                 "resourceNames": ["granite"], "verbs": ["get"]}]
+    assert auth[1]["rules"] == [
+        {
+            "apiGroups": ["serving.kserve.io"],
+            "resources": ["inferenceservices"],
+            "resourceNames": ["granite"],
+            "verbs": ["get"],
+        }
+    ]
     assert auth[3]["type"] == "kubernetes.io/service-account-token"
     annotations = isvc["metadata"]["annotations"]
     assert annotations["serving.kserve.io/deploymentMode"] == "Serverless"
@@ -78,8 +107,9 @@ def test_serverless_with_auth_and_scale_to_zero(cluster_settings):
 
 
 def test_standalone_deployment_is_restricted_and_probed(cluster_settings):
-    pvc, deployment, service, route, policy = serving.standalone_manifests(cluster_settings,
-                                                                           VllmOptions(dtype="float16"))
+    pvc, deployment, service, route, policy = serving.standalone_manifests(
+        cluster_settings, VllmOptions(dtype="float16")
+    )
     manifests.validate([pvc, deployment, service, route, policy])
     assert manifests.services_without_network_policy([deployment, service, policy]) == []
     pod = deployment["spec"]["template"]["spec"]
@@ -114,8 +144,10 @@ def test_the_predictor_pods_admit_their_project_the_router_and_monitoring_only(c
     # not exposed: no Route, so the router has no rule either
     hidden = serving.inference_service_manifests(cluster_settings, VllmOptions(expose=False))[-1]
     assert ROUTER not in [peer for rule in hidden["spec"]["ingress"] for peer in rule["from"]]
-    assert "networking.kserve.io/visibility" not in serving.inference_service_manifests(
-        cluster_settings, VllmOptions(expose=False))[1]["metadata"]["labels"]
+    assert (
+        "networking.kserve.io/visibility"
+        not in serving.inference_service_manifests(cluster_settings, VllmOptions(expose=False))[1]["metadata"]["labels"]
+    )
 
 
 def test_standalone_vllm_never_answers_without_its_api_key(cluster_settings):
@@ -156,17 +188,20 @@ def test_serverless_is_an_openshift_ai_2x_option_only():
     assert "OpenShift AI 2.x" in err.value.problem and "3.x: RawDeployment only" in err.value.fix
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"name": "Mistral_7B"}, "not a DNS label"),
-    ({"gpus": 0}, "needs a GPU"),
-    ({"min_replicas": 0}, "needs deployment_mode='Serverless'"),
-    ({"memory": "16 GB"}, "not a Kubernetes quantity"),
-    ({"extra_args": ("enable-prefix-caching",)}, "do not start with --"),
-    ({"gpu_memory_utilization": 1.5}, "outside"),
-    ({"dtype": "bf16"}, "not a vLLM --dtype"),
-    ({"deployment_mode": "Knative"}, "unknown"),
-    ({"model_path": 'models/x"; rm -rf /'}, "not a folder in the bucket"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "Mistral_7B"}, "not a DNS label"),
+        ({"gpus": 0}, "needs a GPU"),
+        ({"min_replicas": 0}, "needs deployment_mode='Serverless'"),
+        ({"memory": "16 GB"}, "not a Kubernetes quantity"),
+        ({"extra_args": ("enable-prefix-caching",)}, "do not start with --"),
+        ({"gpu_memory_utilization": 1.5}, "outside"),
+        ({"dtype": "bf16"}, "not a vLLM --dtype"),
+        ({"deployment_mode": "Knative"}, "unknown"),
+        ({"model_path": 'models/x"; rm -rf /'}, "not a folder in the bucket"),
+    ],
+)
 def test_options_refuse_bad_values(kwargs, message):
     with pytest.raises(DocbotError, match=message):
         VllmOptions(**kwargs)
@@ -187,6 +222,7 @@ def test_data_connection_needs_s3_credentials():
 
 # -- waiting for Ready ----------------------------------------------------------------------------
 
+
 def _deploy(kube: KubeApi, settings: Settings) -> object:
     api = kube.api_client()
     manifests.apply(serving.inference_service_manifests(settings), "docbot", api)
@@ -197,9 +233,12 @@ def _isvc_gets(kube: KubeApi) -> int:
     return sum(1 for r in kube.requests if r.method == "GET" and r.path.endswith(f"/inferenceservices/{NAME}"))
 
 
-LOADING = {"conditions": [
-    {"type": "PredictorReady", "status": "False", "reason": "ContainersNotReady", "message": "loading"},
-    {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}]}
+LOADING = {
+    "conditions": [
+        {"type": "PredictorReady", "status": "False", "reason": "ContainersNotReady", "message": "loading"},
+        {"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
+    ]
+}
 
 
 def test_wait_returns_the_url_once_ready(cluster_settings):
@@ -211,52 +250,94 @@ def test_wait_returns_the_url_once_ready(cluster_settings):
             if polls == 1:
                 kube.set_status(ISVC_API, "docbot", "inferenceservices", NAME, LOADING)
             if polls == 3:
-                kube.set_status(ISVC_API, "docbot", "inferenceservices", NAME, {
-                    "url": url, "address": {"url": f"http://{NAME}-predictor.docbot.svc.cluster.local"},
-                    "conditions": [{"type": "PredictorReady", "status": "True"}, {"type": "Ready", "status": "True"}]})
+                kube.set_status(
+                    ISVC_API,
+                    "docbot",
+                    "inferenceservices",
+                    NAME,
+                    {
+                        "url": url,
+                        "address": {"url": f"http://{NAME}-predictor.docbot.svc.cluster.local"},
+                        "conditions": [
+                            {"type": "PredictorReady", "status": "True"},
+                            {"type": "Ready", "status": "True"},
+                        ],
+                    },
+                )
 
     with KubeApi() as kube:
         api = _deploy(kube, cluster_settings)
         kube.hooks.append(controller)
         said: list[str] = []
-        assert serving.wait_inference_service_ready(NAME, "docbot", api, timeout=10, poll=0.01,
-                                                    echo=said.append) == url
+        assert serving.wait_inference_service_ready(NAME, "docbot", api, timeout=10, poll=0.01, echo=said.append) == url
         assert _isvc_gets(kube) == 3
-        assert said == [f"waiting for {NAME}: PredictorReady=False (ContainersNotReady): loading; "
-                        "Ready=False (ContainersNotReady)",
-                        f"InferenceService {NAME} is ready: {url}"]
+        assert said == [
+            f"waiting for {NAME}: PredictorReady=False (ContainersNotReady): loading; Ready=False (ContainersNotReady)",
+            f"InferenceService {NAME} is ready: {url}",
+        ]
 
 
 def test_wait_falls_back_to_the_cluster_address(cluster_settings):
     address = f"http://{NAME}-predictor.docbot.svc.cluster.local"
     with KubeApi() as kube:
         api = _deploy(kube, cluster_settings)
-        kube.set_status(ISVC_API, "docbot", "inferenceservices", NAME, {
-            "address": {"url": address}, "conditions": [{"type": "Ready", "status": "True"}]})
+        kube.set_status(
+            ISVC_API,
+            "docbot",
+            "inferenceservices",
+            NAME,
+            {"address": {"url": address}, "conditions": [{"type": "Ready", "status": "True"}]},
+        )
         assert serving.wait_inference_service_ready(NAME, "docbot", api, timeout=5, poll=0.01, echo=None) == address
 
 
 def _event(name: str, kind: str, involved: str, reason: str, message: str, when: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Event", "type": "Warning", "reason": reason, "message": message,
-            "metadata": {"name": name, "namespace": "docbot"},
-            "involvedObject": {"kind": kind, "name": involved, "namespace": "docbot"},
-            "firstTimestamp": when, "lastTimestamp": when}
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "type": "Warning",
+        "reason": reason,
+        "message": message,
+        "metadata": {"name": name, "namespace": "docbot"},
+        "involvedObject": {"kind": kind, "name": involved, "namespace": "docbot"},
+        "firstTimestamp": when,
+        "lastTimestamp": when,
+    }
 
 
 def test_timeout_shows_conditions_and_recent_events(cluster_settings):
     with KubeApi() as kube:
         api = _deploy(kube, cluster_settings)
-        kube.set_status(ISVC_API, "docbot", "inferenceservices", NAME, {
-            "conditions": [
-                {"type": "PredictorReady", "status": "False", "reason": "Unschedulable",
-                 "message": "0/3 nodes are available"},
-                {"type": "Ready", "status": "False", "reason": "Unschedulable"}],
-            "modelStatus": {"lastFailureInfo": {"reason": "ModelLoadFailed", "message": "out of memory"}}})
+        kube.set_status(
+            ISVC_API,
+            "docbot",
+            "inferenceservices",
+            NAME,
+            {
+                "conditions": [
+                    {
+                        "type": "PredictorReady",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/3 nodes are available",
+                    },
+                    {"type": "Ready", "status": "False", "reason": "Unschedulable"},
+                ],
+                "modelStatus": {"lastFailureInfo": {"reason": "ModelLoadFailed", "message": "out of memory"}},
+            },
+        )
         for event in (
-            _event("e1", "Pod", f"{NAME}-predictor-7d9f-abc", "FailedScheduling",
-                   "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.", "2026-11-25T10:00:05Z"),
-            _event("e2", "InferenceService", NAME, "InternalError", "fails to reconcile predictor",
-                   "2026-11-25T10:00:01Z"),
+            _event(
+                "e1",
+                "Pod",
+                f"{NAME}-predictor-7d9f-abc",
+                "FailedScheduling",
+                "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+                "2026-11-25T10:00:05Z",
+            ),
+            _event(
+                "e2", "InferenceService", NAME, "InternalError", "fails to reconcile predictor", "2026-11-25T10:00:01Z"
+            ),
             _event("e3", "Pod", "milvus-0", "BackOff", "unrelated", "2026-11-25T10:00:09Z"),
         ):
             kube.objects[("api/v1", "docbot", "events", event["metadata"]["name"])] = event
@@ -268,9 +349,10 @@ def test_timeout_shows_conditions_and_recent_events(cluster_settings):
     assert "model: ModelLoadFailed: out of memory" in message
     events = message.split("recent events:")[1]
     # oldest first, only the InferenceService's own and its pods'
-    assert events.index("Warning InternalError InferenceService/mistral-7b-instruct") < \
-        events.index(f"Warning FailedScheduling Pod/{NAME}-predictor-7d9f-abc: 0/3 nodes are available: "
-                     "3 Insufficient nvidia.com/gpu.")
+    assert events.index("Warning InternalError InferenceService/mistral-7b-instruct") < events.index(
+        f"Warning FailedScheduling Pod/{NAME}-predictor-7d9f-abc: 0/3 nodes are available: "
+        "3 Insufficient nvidia.com/gpu."
+    )
     assert "milvus-0" not in events
     assert "Insufficient nvidia.com/gpu" in err.value.fix
 
@@ -327,8 +409,10 @@ def test_parse_vllm_metrics():
     assert metrics.is_vllm and metrics.model_names == ("mistral-7b-instruct",)
     assert (metrics.kv_cache_usage, metrics.requests_running, metrics.requests_waiting) == (0.4237, 3.0, 2.0)
     assert (metrics.prompt_tokens_total, metrics.generation_tokens_total) == (18352.0, 5120.0)
-    assert str(metrics) == ("vLLM mistral-7b-instruct: KV cache 42.4% used, 3 running, 2 waiting, "
-                            "18352 prompt / 5120 generated tokens so far")
+    assert str(metrics) == (
+        "vLLM mistral-7b-instruct: KV cache 42.4% used, 3 running, 2 waiting, "
+        "18352 prompt / 5120 generated tokens so far"
+    )
 
 
 def test_parse_older_vllm_metrics_name():
@@ -345,6 +429,7 @@ def test_parse_other_prometheus_text_or_garbage():
 @pytest.fixture
 def fake_vllm_metrics():
     """vLLM itself cannot run here: an HTTP server that answers /metrics as vLLM does (with a token)."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             if self.headers.get("Authorization") != "Bearer tok":
@@ -397,11 +482,19 @@ PLATFORM_IMAGE = "registry.redhat.io/rhoai/odh-vllm-cuda-rhel9@sha256:" + "a" * 
 
 
 def _template(image: str) -> dict:
-    return {"apiVersion": "template.openshift.io/v1", "kind": "Template",
-            "metadata": {"name": serving.PLATFORM_TEMPLATE, "labels": {"opendatahub.io/dashboard": "true"}},
-            "objects": [{"apiVersion": "serving.kserve.io/v1alpha1", "kind": "ServingRuntime",
-                         "metadata": {"name": "vllm-cuda-runtime"},
-                         "spec": {"containers": [{"name": "kserve-container", "image": image}]}}]}
+    return {
+        "apiVersion": "template.openshift.io/v1",
+        "kind": "Template",
+        "metadata": {"name": serving.PLATFORM_TEMPLATE, "labels": {"opendatahub.io/dashboard": "true"}},
+        "objects": [
+            {
+                "apiVersion": "serving.kserve.io/v1alpha1",
+                "kind": "ServingRuntime",
+                "metadata": {"name": "vllm-cuda-runtime"},
+                "spec": {"containers": [{"name": "kserve-container", "image": image}]},
+            }
+        ],
+    }
 
 
 def test_runtime_image_is_read_from_the_platform_template_and_labels_the_runtime(cluster_settings):
@@ -410,11 +503,13 @@ def test_runtime_image_is_read_from_the_platform_template_and_labels_the_runtime
     with KubeApi() as kube:
         api = kube.api_client()
         client.CustomObjectsApi(api).create_namespaced_custom_object(
-            "template.openshift.io", "v1", "redhat-ods-applications", "templates", _template(PLATFORM_IMAGE))
+            "template.openshift.io", "v1", "redhat-ods-applications", "templates", _template(PLATFORM_IMAGE)
+        )
         found = serving.runtime_image(api)
     assert found.from_platform and found.image == PLATFORM_IMAGE and "redhat-ods-applications" in found.note
     runtime = serving.inference_service_manifests(
-        cluster_settings, VllmOptions(image=found.image, platform_image=found.from_platform))[0]
+        cluster_settings, VllmOptions(image=found.image, platform_image=found.from_platform)
+    )[0]
     assert runtime["spec"]["containers"][0]["image"] == PLATFORM_IMAGE
     assert runtime["metadata"]["annotations"]["opendatahub.io/template-name"] == serving.PLATFORM_TEMPLATE
 
@@ -426,7 +521,8 @@ def test_runtime_image_falls_back_to_the_pin_and_says_why(cluster_settings):
         forbidden = serving.runtime_image(kube.api_client())
     with KubeApi() as kube:  # Open Data Hub's template, not yet filled in by its operator: no image
         client.CustomObjectsApi(kube.api_client()).create_namespaced_custom_object(
-            "template.openshift.io", "v1", "opendatahub", "templates", _template("$(vllm-cuda-image)"))
+            "template.openshift.io", "v1", "opendatahub", "templates", _template("$(vllm-cuda-image)")
+        )
         unfilled = serving.runtime_image(kube.api_client())
     assert not forbidden.from_platform and forbidden.image == serving.VLLM_IMAGE
     assert "redhat-ods-applications: not allowed to read it" in forbidden.note
@@ -455,12 +551,16 @@ def test_use_existing_needs_an_endpoint_and_records_it_without_the_token(tmp_pat
     with pytest.raises(DocbotError, match="LLM_BASE_URL"):
         serving.use_existing(Settings.load(stack="cluster"), echo=lambda _s: None)
     said: list[str] = []
-    used = serving.use_existing(Settings.load(stack="cluster", llm_base_url="https://m-docbot.apps.example.com/",
-                                              llm_model_name="granite"), echo=said.append)
+    used = serving.use_existing(
+        Settings.load(stack="cluster", llm_base_url="https://m-docbot.apps.example.com/", llm_model_name="granite"),
+        echo=said.append,
+    )
     assert used.llm_base_url == "https://m-docbot.apps.example.com/v1" and used.llm_model_name == "granite"
     recorded = read_env(cluster_state_file())
-    assert recorded == {"DOCBOT_LLM_BASE_URL": "https://m-docbot.apps.example.com/v1",
-                        "DOCBOT_LLM_MODEL_NAME": "granite"}
+    assert recorded == {
+        "DOCBOT_LLM_BASE_URL": "https://m-docbot.apps.example.com/v1",
+        "DOCBOT_LLM_MODEL_NAME": "granite",
+    }
     assert "token: set" in said[0] and "tok3n" not in said[0]
 
 

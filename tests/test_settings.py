@@ -1,4 +1,5 @@
 """Settings: precedence (parameters > environment > .env > local stack > defaults) and secret masking."""
+
 import json
 
 from pydantic import SecretStr
@@ -23,22 +24,29 @@ def test_defaults_point_at_the_local_stack_ports(monkeypatch, tmp_path):
 
 
 def test_precedence_parameters_env_dotenv_stack_defaults(monkeypatch, tmp_path):
-    write_state(tmp_path, llm_model_name="from-stack", llm_base_url="http://stack/v1",
-                s3_endpoint="http://stack-s3", milvus_uri="http://stack-milvus")
+    write_state(
+        tmp_path,
+        llm_model_name="from-stack",
+        llm_base_url="http://stack/v1",
+        s3_endpoint="http://stack-s3",
+        milvus_uri="http://stack-milvus",
+    )
     env_file = tmp_path / "test.env"
-    env_file.write_text("DOCBOT_LLM_BASE_URL=http://dotenv/v1\nDOCBOT_S3_ENDPOINT=http://dotenv-s3\n"
-                        "DOCBOT_MILVUS_URI=http://dotenv-milvus\n")
+    env_file.write_text(
+        "DOCBOT_LLM_BASE_URL=http://dotenv/v1\nDOCBOT_S3_ENDPOINT=http://dotenv-s3\n"
+        "DOCBOT_MILVUS_URI=http://dotenv-milvus\n"
+    )
     monkeypatch.setenv("DOCBOT_ENV_FILE", str(env_file))
     monkeypatch.setenv("DOCBOT_HOME", str(tmp_path))
     monkeypatch.setenv("DOCBOT_S3_ENDPOINT", "http://env-s3")
     monkeypatch.setenv("DOCBOT_MILVUS_URI", "http://env-milvus")
 
     s = Settings.load(milvus_uri="http://param-milvus", s3_bucket=None)
-    assert s.milvus_uri == "http://param-milvus"     # parameter beats environment
-    assert s.s3_endpoint == "http://env-s3"          # environment beats .env
-    assert s.llm_base_url == "http://dotenv/v1"      # .env beats the local stack
-    assert s.llm_model_name == "from-stack"          # the local stack beats the defaults
-    assert s.s3_bucket == "docbot"                   # None means "not given": the default stays
+    assert s.milvus_uri == "http://param-milvus"  # parameter beats environment
+    assert s.s3_endpoint == "http://env-s3"  # environment beats .env
+    assert s.llm_base_url == "http://dotenv/v1"  # .env beats the local stack
+    assert s.llm_model_name == "from-stack"  # the local stack beats the defaults
+    assert s.s3_bucket == "docbot"  # None means "not given": the default stays
 
 
 def test_cluster_stack_ignores_local_state(monkeypatch, tmp_path):
@@ -69,8 +77,13 @@ def test_unprefixed_names_do_not_leak_in(monkeypatch):
 
 
 def test_secrets_are_masked_everywhere(monkeypatch):
-    values = {"s3_secret_key": "s3-SECRET-1", "llm_api_key": "llm-SECRET-2",
-              "milvus_token": "root:SECRET-3", "hf_token": "hf_SECRET4", "embedding_api_key": "emb-SECRET-5"}
+    values = {
+        "s3_secret_key": "s3-SECRET-1",
+        "llm_api_key": "llm-SECRET-2",
+        "milvus_token": "root:SECRET-3",
+        "hf_token": "hf_SECRET4",
+        "embedding_api_key": "emb-SECRET-5",
+    }
     monkeypatch.setenv("HF_TOKEN", values["hf_token"])
     s = Settings.load(**{k: v for k, v in values.items() if k != "hf_token"})
     shown = "\n".join([repr(s), str(s), json.dumps(s.table()), s.model_dump_json()])
@@ -88,7 +101,7 @@ def test_reload_sees_the_stack_written_after_loading(monkeypatch, tmp_path):
     write_state(tmp_path, llm_api_key="generated", llm_model_name="from-stack")
     again = s.reload()
     assert again.secret("llm_api_key") == "generated"
-    assert again.llm_model_name == "mine"   # an explicit value stays explicit
+    assert again.llm_model_name == "mine"  # an explicit value stays explicit
 
 
 def test_a_misspelt_parameter_is_an_error():
@@ -106,9 +119,9 @@ def test_a_parameter_left_at_none_does_not_hide_the_environment(monkeypatch, tmp
     env_file.write_text("DOCBOT_STACK=cluster\n")
     monkeypatch.setenv("DOCBOT_ENV_FILE", str(env_file))
     assert Settings.load(stack=None).stack == "cluster"
-    assert Settings.load(stack="local").stack == "local"   # a value the learner gives still wins
+    assert Settings.load(stack="local").stack == "local"  # a value the learner gives still wins
     monkeypatch.setenv("DOCBOT_STACK", "local")
-    assert Settings.load(stack=None).stack == "local"       # the environment beats .env
+    assert Settings.load(stack=None).stack == "local"  # the environment beats .env
 
 
 def test_what_the_cluster_notebooks_record_is_found_below_dotenv(monkeypatch, tmp_path):
@@ -121,14 +134,18 @@ def test_what_the_cluster_notebooks_record_is_found_below_dotenv(monkeypatch, tm
     monkeypatch.setenv("DOCBOT_ENV_FILE", str(env_file))
     s = Settings.load()
     assert s.llm_base_url is None
-    recorded = s.record(llm_base_url="https://model.apps.example/v1", llm_model_name="mistral",
-                        llm_api_key=SecretStr("token-VALUE"), milvus_uri="http://milvus.ns.svc:19530")
+    recorded = s.record(
+        llm_base_url="https://model.apps.example/v1",
+        llm_model_name="mistral",
+        llm_api_key=SecretStr("token-VALUE"),
+        milvus_uri="http://milvus.ns.svc:19530",
+    )
     assert cluster_state_file() == tmp_path / "cluster.env"
     assert stat.S_IMODE(cluster_state_file().stat().st_mode) == 0o600
     for again in (recorded, Settings.load()):  # the next notebook finds it
         assert again.llm_base_url == "https://model.apps.example/v1" and again.llm_model_name == "mistral"
         assert again.secret("llm_api_key") == "token-VALUE"
-        assert again.milvus_uri == "http://from-dotenv:19530"   # .env beats what was recorded
+        assert again.milvus_uri == "http://from-dotenv:19530"  # .env beats what was recorded
     assert Settings.load(llm_model_name="mine").llm_model_name == "mine"
     monkeypatch.setenv("DOCBOT_STACK", "local")
     monkeypatch.setenv("DOCBOT_HOME", str(tmp_path / "home"))

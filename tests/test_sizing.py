@@ -1,4 +1,5 @@
 """docbot_lib.sizing: weights from safetensors headers, KV cache per token, what fits on which GPU."""
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,14 @@ from safetensors.torch import save_file
 from docbot_lib import sizing
 from docbot_lib.errors import DocbotError
 
-GiB, MiB = 1024 ** 3, 1024 ** 2
+GiB, MiB = 1024**3, 1024**2
 
 # mistralai/Mistral-7B-Instruct-v0.2 config.json, as published
 MISTRAL_CONFIG = json.loads(
     '{"architectures":["MistralForCausalLM"],"hidden_size":4096,"intermediate_size":14336,'
     '"max_position_embeddings":32768,"num_attention_heads":32,"num_hidden_layers":32,"num_key_value_heads":8,'
-    '"rms_norm_eps":1e-05,"rope_theta":1000000.0,"sliding_window":null,"torch_dtype":"bfloat16","vocab_size":32000}')
+    '"rms_norm_eps":1e-05,"rope_theta":1000000.0,"sliding_window":null,"torch_dtype":"bfloat16","vocab_size":32000}'
+)
 MISTRAL_PARAMETERS = 7_241_732_096
 
 
@@ -110,20 +112,31 @@ def test_config_variants_and_errors():
 
 # -- safetensors headers ---------------------------------------------------------------------------
 
+
 def _tiny_model(folder):
     """A two-shard model in the Hugging Face layout, with bf16 weights and an int8 (quantized) tensor."""
     tensors = [
-        {"embed.weight": torch.zeros(100, 16, dtype=torch.bfloat16),
-         "layers.0.q.weight": torch.zeros(16, 16, dtype=torch.bfloat16)},
-        {"layers.1.q.weight": torch.zeros(16, 16, dtype=torch.bfloat16),
-         "layers.1.qweight": torch.zeros(8, 16, dtype=torch.int8),
-         "norm.weight": torch.zeros(16, dtype=torch.float32)},
+        {
+            "embed.weight": torch.zeros(100, 16, dtype=torch.bfloat16),
+            "layers.0.q.weight": torch.zeros(16, 16, dtype=torch.bfloat16),
+        },
+        {
+            "layers.1.q.weight": torch.zeros(16, 16, dtype=torch.bfloat16),
+            "layers.1.qweight": torch.zeros(8, 16, dtype=torch.int8),
+            "norm.weight": torch.zeros(16, dtype=torch.float32),
+        },
     ]
     folder.mkdir()
     for i, shard in enumerate(tensors, 1):
         save_file(shard, str(folder / f"model-0000{i}-of-00002.safetensors"), metadata={"format": "pt"})
-    config = {"num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "hidden_size": 16,
-              "max_position_embeddings": 2048, "torch_dtype": "bfloat16"}
+    config = {
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "hidden_size": 16,
+        "max_position_embeddings": 2048,
+        "torch_dtype": "bfloat16",
+    }
     (folder / "config.json").write_text(json.dumps(config))
     return tensors
 
@@ -139,7 +152,7 @@ def test_weights_are_counted_from_the_headers_only(tmp_path):
     # cut the weights off: the header alone must be enough
     for f in files:
         header_len = int.from_bytes(f.read_bytes()[:8], "little")
-        f.write_bytes(f.read_bytes()[:8 + header_len])
+        f.write_bytes(f.read_bytes()[: 8 + header_len])
     weights = sizing.weights_from_safetensors(files)
     assert weights.parameters_by_dtype == expected
     assert weights.stored_bytes == (expected["BF16"] * 2 + expected["I8"] + expected["F32"] * 4)
@@ -163,7 +176,7 @@ def test_broken_safetensors_are_refused(tmp_path):
     bad.write_bytes(b"\x00\x01")
     with pytest.raises(DocbotError, match="too short"):
         sizing.read_safetensors_header(bad)
-    bad.write_bytes((10 ** 9).to_bytes(8, "little") + b"{}")
+    bad.write_bytes((10**9).to_bytes(8, "little") + b"{}")
     with pytest.raises(DocbotError, match="not a safetensors file"):
         sizing.read_safetensors_header(bad)
     bad.write_bytes((5).to_bytes(8, "little") + b"{nope")
@@ -174,8 +187,13 @@ def test_broken_safetensors_are_refused(tmp_path):
 
 
 def test_weights_from_the_hub_file_list():
-    files = {"model-00001-of-00002.safetensors": 10_000_000_000, "model-00002-of-00002.safetensors": 4_483_464_192,
-             "pytorch_model-00001-of-00002.bin": 9_999_999_999, "config.json": 596, "tokenizer.model": 493_443}
+    files = {
+        "model-00001-of-00002.safetensors": 10_000_000_000,
+        "model-00002-of-00002.safetensors": 4_483_464_192,
+        "pytorch_model-00001-of-00002.bin": 9_999_999_999,
+        "config.json": 596,
+        "tokenizer.model": 493_443,
+    }
     weights = sizing.weights_from_sizes(files, "bfloat16")
     assert weights.parameters == 14_483_464_192 // 2 and weights.stored_bytes == 14_483_464_192
     only_bin = {"pytorch_model.bin": 4_000, "training_args.bin": 7_000}

@@ -1,4 +1,5 @@
 """Day-2 security of Milvus, against a real Milvus 2.3.5 server with auth on (and Milvus Lite for the no-auth path)."""
+
 from __future__ import annotations
 
 import stat
@@ -24,8 +25,10 @@ def secured(milvus_server):  # noqa: F811
 
 
 def test_server_info_of_a_real_server(milvus_server):  # noqa: F811
-    client = vectordb.connect(milvus_server.uri, vectordb.read_env(milvus_server.env_file).get(
-        vectordb.ROOT_TOKEN_KEY, vectordb.DEFAULT_ROOT_TOKEN))
+    client = vectordb.connect(
+        milvus_server.uri,
+        vectordb.read_env(milvus_server.env_file).get(vectordb.ROOT_TOKEN_KEY, vectordb.DEFAULT_ROOT_TOKEN),
+    )
     try:
         info = vectordb.server_info(client, milvus_server.uri)
         assert vectordb.supports_rbac(client) and not vectordb.supports_bm25(client)
@@ -86,8 +89,15 @@ def test_least_privilege_is_verified(secured):
     report = vectordb.verify_least_privilege(server.uri, COLLECTION, result.tokens)
     assert report.ok, str(report)
     actions = {(v.user, v.action.split()[0]) for v in report}
-    assert {("docbot_app", "search"), ("docbot_app", "insert"), ("docbot_app", "drop"),
-            ("docbot_ingest", "insert"), ("root", "log"), ("docbot_ingest", "create"), ("docbot_ingest", "grant")} <= actions
+    assert {
+        ("docbot_app", "search"),
+        ("docbot_app", "insert"),
+        ("docbot_app", "drop"),
+        ("docbot_ingest", "insert"),
+        ("root", "log"),
+        ("docbot_ingest", "create"),
+        ("docbot_ingest", "grant"),
+    } <= actions
     # what each proves, as seen: root's default refused, the writer refused user and role management
     seen = {v.action: v.seen for v in report}
     assert seen["log in as root:Milvus (the default)"] == "refused"
@@ -110,8 +120,10 @@ def test_reader_searches_but_cannot_write_and_writer_ingests(secured):
         vectordb.wait_until_permitted(lambda: reader.search(COLLECTION, [[1.0, 1.0, 0.0, 0.0]], limit=2))
         hits = reader.search(COLLECTION, [[1.0, 1.0, 0.0, 0.0]], limit=2)[0]
         assert [h["id"] for h in hits][:1] == [1]
-        for forbidden in (lambda: reader.insert(COLLECTION, [{"id": 9, "vector": [0.0] * 4}]),
-                          lambda: reader.drop_collection(COLLECTION)):
+        for forbidden in (
+            lambda: reader.insert(COLLECTION, [{"id": 9, "vector": [0.0] * 4}]),
+            lambda: reader.drop_collection(COLLECTION),
+        ):
             with pytest.raises(Exception) as err:
                 forbidden()
             assert vectordb.is_permission_denied(err.value), err.value
@@ -125,8 +137,7 @@ def test_reader_searches_but_cannot_write_and_writer_ingests(secured):
 
 def test_secure_again_changes_nothing(secured):
     server, first = secured
-    again = vectordb.secure(server.uri, COLLECTION, server.env_file,
-                            root_token=first.tokens[vectordb.ROOT_TOKEN_KEY])
+    again = vectordb.secure(server.uri, COLLECTION, server.env_file, root_token=first.tokens[vectordb.ROOT_TOKEN_KEY])
     assert not again.root_password_changed
     assert again.created == []
     assert again.tokens == first.tokens
@@ -137,8 +148,9 @@ def test_a_lost_user_password_is_reset(secured, tmp_path):
     """An env file that lost the app user's password: secure gives the user a new one that works."""
     server, first = secured
     partial = tmp_path / "partial.env"
-    vectordb.write_env(partial, {vectordb.ROOT_TOKEN_KEY: first.tokens[vectordb.ROOT_TOKEN_KEY],
-                                 "OTHER_SETTING": "kept"})
+    vectordb.write_env(
+        partial, {vectordb.ROOT_TOKEN_KEY: first.tokens[vectordb.ROOT_TOKEN_KEY], "OTHER_SETTING": "kept"}
+    )
     result = vectordb.secure(server.uri, COLLECTION, partial)
     assert "user docbot_app (password reset)" in result.created
     assert vectordb.read_env(partial)["OTHER_SETTING"] == "kept"
@@ -162,8 +174,9 @@ def test_write_env_keeps_other_lines_and_is_private(tmp_path):
     path = tmp_path / ".env"
     path.write_text("# my settings\nexport DOCBOT_STACK=cluster\nDOCBOT_MILVUS_TOKEN=old:one\n")
     vectordb.write_env(path, {"DOCBOT_MILVUS_TOKEN": "new:two", "DOCBOT_MILVUS_ROOT_TOKEN": "root:three"})
-    assert path.read_text() == ("# my settings\nexport DOCBOT_STACK=cluster\nDOCBOT_MILVUS_TOKEN=new:two\n"
-                                "DOCBOT_MILVUS_ROOT_TOKEN=root:three\n")
+    assert path.read_text() == (
+        "# my settings\nexport DOCBOT_STACK=cluster\nDOCBOT_MILVUS_TOKEN=new:two\nDOCBOT_MILVUS_ROOT_TOKEN=root:three\n"
+    )
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
@@ -182,8 +195,16 @@ def test_milvus_lite_has_no_rbac_and_secure_refuses_politely(settings, tmp_path)
     assert "Milvus server" in err.value.fix
 
 
-@pytest.mark.parametrize("text,expected", [("v2.3.5-lite", (2, 3, 5)), ("2.5.4", (2, 5, 4)),
-                                           ("milvus_lite-3.2.2", (3, 2, 2)), ("v2.6", (2, 6, 0)), ("", (0, 0, 0))])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("v2.3.5-lite", (2, 3, 5)),
+        ("2.5.4", (2, 5, 4)),
+        ("milvus_lite-3.2.2", (3, 2, 2)),
+        ("v2.6", (2, 6, 0)),
+        ("", (0, 0, 0)),
+    ],
+)
 def test_parse_version(text, expected):
     assert vectordb.parse_version(text) == expected
 
@@ -194,9 +215,11 @@ def test_notebook_secures_the_real_server(secured, tmp_path):
     from docbot_lib.workshop import execute
 
     server, _ = secured
-    run = execute(REPO / "notebooks" / "04-deploy-milvus.ipynb", tmp_path / "04.ipynb",
-                  parameters={"MILVUS_URI": server.uri, "ENV_FILE": str(server.env_file),
-                              "COLLECTION": COLLECTION})
+    run = execute(
+        REPO / "notebooks" / "04-deploy-milvus.ipynb",
+        tmp_path / "04.ipynb",
+        parameters={"MILVUS_URI": server.uri, "ENV_FILE": str(server.env_file), "COLLECTION": COLLECTION},
+    )
     assert run.ok, run.error
     text = run.output.read_text()
     for token in vectordb.read_env(server.env_file).values():

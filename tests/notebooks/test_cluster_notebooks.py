@@ -19,6 +19,7 @@ service is a real one standing in for the cluster's:
 What 03 and 04 deploy reaches 05-07 through the cluster state file only. After the run, every forbidden
 action is tried and must be refused.
 """
+
 from __future__ import annotations
 
 import base64
@@ -60,22 +61,38 @@ def controllers(llm_url: str, llm_key: str):
 
     def hook(kube: KubeApi, request) -> None:
         for (api, ns, plural, name), obj in list(kube.objects.items()):
-            if plural == "secrets" and obj.get("type") == "kubernetes.io/service-account-token" \
-                    and not (obj.get("data") or {}).get("token"):
+            if (
+                plural == "secrets"
+                and obj.get("type") == "kubernetes.io/service-account-token"
+                and not (obj.get("data") or {}).get("token")
+            ):
                 obj.setdefault("data", {})["token"] = base64.b64encode(llm_key.encode()).decode()
-            elif plural == "deployments" and not (obj.get("status") or {}).get("readyReplicas") \
-                    and obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "chatbot":
+            elif (
+                plural == "deployments"
+                and not (obj.get("status") or {}).get("readyReplicas")
+                and obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "chatbot"
+            ):
                 replicas = (obj.get("spec") or {}).get("replicas", 1)
                 kube.set_status(api, ns, plural, name, {"replicas": replicas, "readyReplicas": replicas})
             elif plural == "inferenceservices" and request.method == "GET" and request.path.endswith(f"/{name}"):
                 polls[name] = polls.get(name, 0) + 1
                 if polls[name] == 2:  # the first poll sees it not ready yet
-                    kube.set_status(api, ns, plural, name, {
-                        "url": llm_url.removesuffix("/v1"),
-                        "conditions": [{"type": "Ready", "status": "True"},
-                                       {"type": "PredictorReady", "status": "True"}]})
+                    kube.set_status(
+                        api,
+                        ns,
+                        plural,
+                        name,
+                        {
+                            "url": llm_url.removesuffix("/v1"),
+                            "conditions": [
+                                {"type": "Ready", "status": "True"},
+                                {"type": "PredictorReady", "status": "True"},
+                            ],
+                        },
+                    )
             elif plural == "routes" and not (obj.get("spec") or {}).get("host"):
                 obj["spec"]["host"] = f"{name}-{ns}.apps.cluster.example.com"  # the router admits it
+
     return hook
 
 
@@ -111,23 +128,43 @@ class ChatbotPod:
             else:
                 env[item["name"]] = item["value"]
         env.pop("SSL_CERT_FILE")  # the service CA's file exists in a pod only; the local model speaks http
-        return {**env, "HOME": str(self.folder), "DOCBOT_HOME": str(self.folder / "docbot"),
-                "DOCBOT_ENV_FILE": str(self.folder / "none.env"), "PATH": os.environ["PATH"],
-                "DOCBOT_LLM_BASE_URL": self.llm_url, "DOCBOT_MILVUS_URI": self.milvus_uri}
+        return {
+            **env,
+            "HOME": str(self.folder),
+            "DOCBOT_HOME": str(self.folder / "docbot"),
+            "DOCBOT_ENV_FILE": str(self.folder / "none.env"),
+            "PATH": os.environ["PATH"],
+            "DOCBOT_LLM_BASE_URL": self.llm_url,
+            "DOCBOT_MILVUS_URI": self.milvus_uri,
+        }
 
     def __call__(self, kube: KubeApi, request) -> None:
         with self.lock:
             for (api, ns, plural, name), obj in list(kube.objects.items()):
-                if plural != "deployments" or obj["metadata"].get("labels", {}).get(
-                        "app.kubernetes.io/component") != "chatbot":
+                if (
+                    plural != "deployments"
+                    or obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "chatbot"
+                ):
                     continue
                 if self.proc is None:
                     self.env = self.container_env(kube, obj)
                     self.folder.mkdir(parents=True, exist_ok=True)
                     log = (self.folder / "chatbot.log").open("ab")
                     self.proc = subprocess.Popen(
-                        [sys.executable, "-m", "docbot_lib.cli", "serve", "--host", "127.0.0.1",
-                         "--port", str(self.port)], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                        [
+                            sys.executable,
+                            "-m",
+                            "docbot_lib.cli",
+                            "serve",
+                            "--host",
+                            "127.0.0.1",
+                            "--port",
+                            str(self.port),
+                        ],
+                        env=self.env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
                 elif not (obj.get("status") or {}).get("readyReplicas") and self.ready():
                     kube.set_status(api, ns, plural, name, {"replicas": 1, "readyReplicas": 1})
 
@@ -166,18 +203,28 @@ def workbench(_session_stack, milvus_server, tmp_path_factory):  # noqa: F811
             "DOCBOT_ENV_FILE": str(milvus_server.env_file),
             "KUBECONFIG": str(kube.write_kubeconfig(folder / "kubeconfig", LEARNER, KUBE_TOKEN, NAMESPACE)),
             # the data connection attached to the workbench
-            "AWS_S3_ENDPOINT": local.s3_endpoint, "AWS_ACCESS_KEY_ID": local.s3_access_key,
-            "AWS_SECRET_ACCESS_KEY": local.secret("s3_secret_key"), "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_S3_ENDPOINT": local.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": local.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": local.secret("s3_secret_key"),
+            "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_S3_BUCKET": BUCKET,
             # the hub (a stand-in: the real one is not reachable here) and the model the lab serves
-            "HF_ENDPOINT": local.hf_endpoint, "DOCBOT_MODEL_ID": local.model_id,
+            "HF_ENDPOINT": local.hf_endpoint,
+            "DOCBOT_MODEL_ID": local.model_id,
             "DOCBOT_MODEL_REVISION": local.model_revision,
         }
         for key, value in workbench_env.items():
             mp.setenv(key, value)
         try:
-            yield {"kube": kube, "local": local, "milvus": milvus_server, "folder": folder, "env": workbench_env,
-                   "state": milvus_server.env_file.parent / "cluster.env", "pod": pod}
+            yield {
+                "kube": kube,
+                "local": local,
+                "milvus": milvus_server,
+                "folder": folder,
+                "env": workbench_env,
+                "state": milvus_server.env_file.parent / "cluster.env",
+                "pod": pod,
+            }
         finally:
             pod.stop()
     kube.stop()
@@ -194,8 +241,13 @@ PARAMETERS = {
 
 def outputs(path: Path) -> str:
     nb = nbformat.read(path, as_version=4)
-    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
-                     if isinstance(o.get("text"), str))
+    return "\n".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if isinstance(o.get("text"), str)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -228,8 +280,11 @@ def test_the_start_of_the_lab_checks_only_what_exists_yet(lab_run):
     text = outputs(lab_run["00"].output)
     assert "running in: this machine, against a cluster; S3 credentials set" in text
     assert f"learner {LEARNER} (Milvus database {NAMES.database})" in text
-    rows = {line.split()[0]: line for line in text.splitlines() if line.split()[:1] and
-            line.split()[0] in ("S3", "Kubernetes", "LLM", "Milvus", "embeddings", "Hugging")}
+    rows = {
+        line.split()[0]: line
+        for line in text.splitlines()
+        if line.split()[:1] and line.split()[0] in ("S3", "Kubernetes", "LLM", "Milvus", "embeddings", "Hugging")
+    }
     assert "OK" in rows["S3"] and "OK" in rows["Hugging"] and "OK" in rows["embeddings"]
     assert f"{LEARNER} (your login in" in rows["Kubernetes"] and f"project '{NAMESPACE}'" in rows["Kubernetes"]
     assert "TO DO" in rows["LLM"] and "TO DO" in rows["Milvus"]
@@ -254,8 +309,9 @@ def test_what_03_and_04_deployed_is_recorded_and_nothing_secret_is_shown(lab_run
     assert set(reader["data"]) == {"DOCBOT_MILVUS_APP_TOKEN"}
     assert set(kube.get("api/v1", NAMESPACE, "secrets", "docbot-milvus-writer")["data"]) == {"DOCBOT_MILVUS_TOKEN"}
     assert kube.get("apis/apps/v1", NAMESPACE, "deployments", "milvus")
-    secrets = [workbench["local"].secret("llm_api_key"), workbench["local"].secret("s3_secret_key"),
-               KUBE_TOKEN] + [t.split(":", 1)[-1] for t in read_env(workbench["milvus"].env_file).values()]
+    secrets = [workbench["local"].secret("llm_api_key"), workbench["local"].secret("s3_secret_key"), KUBE_TOKEN] + [
+        t.split(":", 1)[-1] for t in read_env(workbench["milvus"].env_file).values()
+    ]
     for run in lab_run.values():
         text = run.output.read_text()
         for secret in secrets:
@@ -266,15 +322,17 @@ def test_an_existing_data_connection_is_kept(lab_run, workbench):
     """02 creates the data connection (the learner's explicit step); 03 keeps the one that exists."""
     assert f"Secret aws-connection-models created in namespace {NAMESPACE}." in outputs(lab_run["02"].output)
     assert "Secret/aws-connection-models kept" in outputs(lab_run["03"].output)
-    replaced = [r for r in workbench["kube"].requests
-                if r.method == "PUT" and "/secrets/aws-connection-models" in r.path]
+    replaced = [
+        r for r in workbench["kube"].requests if r.method == "PUT" and "/secrets/aws-connection-models" in r.path
+    ]
     assert not replaced, "notebook 03 replaced the data connection Secret"
 
 
 def test_each_notebook_acted_as_the_right_milvus_user(lab_run):
     assert f"Milvus user: {NAMES.app_user}" in outputs(lab_run["06"].output)
-    assert f"{NAMES.ingest_user} can write but not manage users or roles, in database {NAMES.database}" \
-        in outputs(lab_run["04"].output)
+    assert f"{NAMES.ingest_user} can write but not manage users or roles, in database {NAMES.database}" in outputs(
+        lab_run["04"].output
+    )
     assert "dense search only (HNSW, COSINE): Milvus v2.3.5" in outputs(lab_run["05"].output)
 
 
@@ -283,9 +341,14 @@ def test_notebook_04_proves_the_day_2_work_on_the_server(lab_run):
     verdicts = [line for line in outputs(lab_run["04"].output).splitlines() if line.startswith(("OK  ", "FAIL"))]
     assert verdicts and not [v for v in verdicts if v.startswith("FAIL")], verdicts
     proven = " | ".join(verdicts)
-    for who, action in (("root", "log in as root:Milvus (the default)"), (NAMES.app_user, "insert into"),
-                        (NAMES.app_user, "drop"), (NAMES.ingest_user, "create a user"),
-                        (NAMES.ingest_user, "create a role"), (NAMES.ingest_user, "grant itself the admin role")):
+    for who, action in (
+        ("root", "log in as root:Milvus (the default)"),
+        (NAMES.app_user, "insert into"),
+        (NAMES.app_user, "drop"),
+        (NAMES.ingest_user, "create a user"),
+        (NAMES.ingest_user, "create a role"),
+        (NAMES.ingest_user, "grant itself the admin role"),
+    ):
         assert any(who in v and action in v and "refused" in v for v in verdicts), (who, action, proven)
 
 
@@ -295,8 +358,18 @@ def test_forbidden_actions_are_refused(lab_run, workbench):
     uri = workbench["milvus"].uri
     reader = vectordb.connect(uri, tokens[vectordb.APP_TOKEN_KEY], database=NAMES.database)
     writer = vectordb.connect(uri, tokens[vectordb.INGEST_TOKEN_KEY], database=NAMES.database)
-    row = {"pk": "x" * 64, "text": "t", "dense": [0.0] * 384, "source": "s", "root": "r", "title": "t",
-           "section": "", "page": 0, "chunk_index": 0, "doc_hash": "h"}
+    row = {
+        "pk": "x" * 64,
+        "text": "t",
+        "dense": [0.0] * 384,
+        "source": "s",
+        "root": "r",
+        "title": "t",
+        "section": "",
+        "page": 0,
+        "chunk_index": 0,
+        "doc_hash": "h",
+    }
     attempts = {
         "reader inserts": lambda: reader.insert("docbot", [row]),
         "reader deletes": lambda: reader.delete("docbot", ids=["x"]),
@@ -329,9 +402,14 @@ def test_the_api_serves_as_the_read_only_user(lab_run, workbench, monkeypatch):
     settings = Settings.load(api_key="cluster-api-key-0123456789", max_tokens=24).as_reader()
     assert settings.milvus_user == NAMES.app_user and settings.llm_base_url == workbench["local"].llm_base_url
     with TestClient(create_app(settings)) as client:
-        answer = client.post("/v1/chat/completions", headers={"Authorization": "Bearer cluster-api-key-0123456789"},
-                             json={"model": "docbot", "messages": [
-                                 {"role": "user", "content": "Which role should the chatbot's Milvus user get?"}]})
+        answer = client.post(
+            "/v1/chat/completions",
+            headers={"Authorization": "Bearer cluster-api-key-0123456789"},
+            json={
+                "model": "docbot",
+                "messages": [{"role": "user", "content": "Which role should the chatbot's Milvus user get?"}],
+            },
+        )
     assert answer.status_code == 200, answer.text
     assert answer.json()["sources"], "the answer comes with the passages it was given"
 

@@ -1,4 +1,5 @@
 """Every notebook of the lab, executed for real with papermill (and nbval) against the local stack."""
+
 from __future__ import annotations
 
 import json
@@ -108,8 +109,11 @@ def test_environment_check_reports_a_stopped_service(local_stack, tmp_path):
     from conftest import free_port
 
     dead = f"http://127.0.0.1:{free_port()}/v1"
-    run = execute(REPO / "notebooks" / "00-environment-check.ipynb", tmp_path / "00.ipynb",
-                  parameters={"LLM_BASE_URL": dead, "STRICT": False})
+    run = execute(
+        REPO / "notebooks" / "00-environment-check.ipynb",
+        tmp_path / "00.ipynb",
+        parameters={"LLM_BASE_URL": dead, "STRICT": False},
+    )
     assert run.ok, run.error
     text = outputs_text(run.output)
     assert "Traceback" not in text and "ERROR" not in text
@@ -118,8 +122,11 @@ def test_environment_check_reports_a_stopped_service(local_stack, tmp_path):
     assert "fix: start the local stack: `docbot local up`" in text
     assert "Not ready: ['LLM']" in text
 
-    strict = execute(REPO / "notebooks" / "00-environment-check.ipynb", tmp_path / "00-strict.ipynb",
-                     parameters={"LLM_BASE_URL": dead})
+    strict = execute(
+        REPO / "notebooks" / "00-environment-check.ipynb",
+        tmp_path / "00-strict.ipynb",
+        parameters={"LLM_BASE_URL": dead},
+    )
     assert not strict.ok and "AssertionError" in strict.error and "LLM" in strict.error
 
 
@@ -131,7 +138,11 @@ def test_nbval_lax_runs_a_notebook_as_committed(local_stack):
     notebook = NOTEBOOKS[0]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", str(notebook)],
-        cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and " failed" not in result.stdout

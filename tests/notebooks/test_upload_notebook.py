@@ -1,4 +1,5 @@
 """02-upload-model-to-s3.ipynb executed for real (papermill) against the local stack's S3, on a small model folder."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,11 @@ NOTEBOOK = REPO / "notebooks" / "02-upload-model-to-s3.ipynb"
 
 def output_text(path: Path) -> str:
     nb = nbformat.read(path, as_version=4)
-    return "\n".join(out.get("text", "") if isinstance(out.get("text"), str) else str(out.get("evalue", ""))
-                     for cell in nb.cells for out in cell.get("outputs", []))
+    return "\n".join(
+        out.get("text", "") if isinstance(out.get("text"), str) else str(out.get("evalue", ""))
+        for cell in nb.cells
+        for out in cell.get("outputs", [])
+    )
 
 
 def test_the_notebook_uploads_verifies_and_shows_the_data_connection_masked(settings, tmp_path):
@@ -50,7 +54,10 @@ def test_the_notebook_uploads_verifies_and_shows_the_data_connection_masked(sett
 
 
 def test_without_the_model_folder_the_notebook_says_to_run_01_first(local_stack, tmp_path):
-    run = execute(NOTEBOOK, tmp_path / "02.ipynb",
-                  parameters={"MODEL_DIR": str(tmp_path / "models"), "MODEL_ID": "test-org/not-downloaded"})
+    run = execute(
+        NOTEBOOK,
+        tmp_path / "02.ipynb",
+        parameters={"MODEL_DIR": str(tmp_path / "models"), "MODEL_ID": "test-org/not-downloaded"},
+    )
     assert not run.ok
     assert "DocbotError" in run.error and "run 01-download-model.ipynb first" in run.error
