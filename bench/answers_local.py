@@ -2,10 +2,10 @@
 against prompt.
 
 For each GGUF given with --model NAME=PATH, starts the llama.cpp server exactly as the local stack does
-(docbot_lib/local.py: --n_ctx 4096, 1/1 threads, --interrupt_requests False, the key in its environment), ingests
-the lab's sample documents (docbot_lib.samples, as notebooks 05-07 do) into a Milvus Lite database of its own,
+(docbot_lib/local/stack.py: --n_ctx 4096, 1/1 threads, --interrupt_requests False, the key in its environment), ingests
+the lab's sample documents (docbot_lib.pipeline.samples, as notebooks 05-07 do) into a Milvus Lite database of its own,
 and asks the lab's sample questions (docbot_lib/data/sample_questions.jsonl) plus the closing questions of
-`make workshop` and notebook 07's off-topic question through docbot_lib.evaluate.check_answers, once per
+`make workshop` and notebook 07's off-topic question through docbot_lib.pipeline.evaluate.check_answers, once per
 prompt profile:
 
   default  the lab's prompt (rag.INSTRUCTIONS), search_k and max_tokens from the settings (what Mistral-7B gets);
@@ -144,10 +144,10 @@ def main() -> None:
 
     from pydantic import SecretStr
 
-    from docbot_lib import evaluate as ev
-    from docbot_lib.ingest import ingest
-    from docbot_lib.samples import prepare_sample_docs
-    from docbot_lib.settings import Settings
+    from docbot_lib.core.settings import Settings
+    from docbot_lib.pipeline import evaluate as ev
+    from docbot_lib.pipeline.ingest import ingest
+    from docbot_lib.pipeline.samples import prepare_sample_docs
 
     work = Path(tempfile.mkdtemp(prefix="docbot-answers-"))
     questions = ev.load_questions(ev.SAMPLE_QUESTIONS)

@@ -113,10 +113,10 @@ def main() -> None:
         DOCBOT_LOCAL_HUB_PORT=str(free_port()),
         DOCBOT_MAX_TOKENS=str(args.max_tokens),
     )
-    from docbot_lib.ingest import ingest
-    from docbot_lib.local import LocalStack
-    from docbot_lib.samples import prepare_sample_docs
-    from docbot_lib.settings import Settings
+    from docbot_lib.core.settings import Settings
+    from docbot_lib.local.stack import LocalStack
+    from docbot_lib.pipeline.ingest import ingest
+    from docbot_lib.pipeline.samples import prepare_sample_docs
 
     stack = LocalStack(Settings.load())
     server = None

@@ -2,7 +2,7 @@
 the peer.
 
 Serves a synthetic repo (3 x 256 MiB random safetensors shards, small json files, and a 256 MiB decoy
-pytorch_model.bin) with docbot_lib.hubserver, then alternates, ROUNDS times each, in fresh processes:
+pytorch_model.bin) with docbot_lib.local.hubserver, then alternates, ROUNDS times each, in fresh processes:
   Doc Bot            download_model(): plan, disk check, resumable download, sha256 of every shard
   snapshot           huggingface_hub.snapshot_download(allow_patterns=<the same files>, local_dir=...)
   snapshot + verify  the same, then HfApi.verify_repo_checksums(local_dir=...): the same work as Doc Bot's
@@ -35,7 +35,7 @@ REPO_ID = "bench/synthetic-7b"
 DOCBOT = """
 import sys
 from docbot_lib import Settings
-from docbot_lib.hub import download_model
+from docbot_lib.pipeline.hub import download_model
 s = Settings.load(stack="cluster", hf_endpoint=sys.argv[1], model_id=sys.argv[2], model_dir=sys.argv[3])
 assert download_model(s, progress=False).report.ok
 """
@@ -77,8 +77,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from docbot_lib import Settings
-    from docbot_lib.hub import plan_download, verify_model
-    from docbot_lib.hubserver import HubServer
+    from docbot_lib.local.hubserver import HubServer
+    from docbot_lib.pipeline.hub import plan_download, verify_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-hub-"))
     try:

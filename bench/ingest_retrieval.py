@@ -7,7 +7,7 @@ Held-out: --docs /usr/share/doc/zsh-common/html --questions bench/data/zsh_qa.js
 peer    = the seed recipe: pages as text (BeautifulSoup get_text), RecursiveCharacterTextSplitter(1024, 40),
           sentence-transformers all-MiniLM-L6-v2 (HuggingFaceEmbeddings, float32), LangChain's Milvus store
           with its defaults (drop and rebuild), dense search;
-Doc Bot = docbot_lib.ingest + docbot_lib.store: main content only, structure-aware token-sized chunks with
+Doc Bot = docbot_lib.pipeline.ingest + docbot_lib.pipeline.store: main content only, structure-aware token-sized chunks with
           title/section headers, the same model (bf16 where the CPU has it), hybrid dense + BM25 with weighted
           RRF; and, from the same collection, dense search only.
 Both write to their own Milvus Lite database. Prints, for each: pages, chunks, ingest wall time,
@@ -48,7 +48,7 @@ def peer(docs: Path, questions, db: str, pattern: str = "**/*.html") -> dict:
     from langchain_milvus import Milvus
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    from docbot_lib.embeddings import model_path
+    from docbot_lib.clients.embeddings import model_path
 
     start = time.perf_counter()
     pages = [
@@ -71,9 +71,9 @@ def peer(docs: Path, questions, db: str, pattern: str = "**/*.html") -> dict:
 
 
 def docbot(docs: Path, questions, db: str, dtype: str, pattern: str = "**/*.html", options: bool = False) -> dict:
-    from docbot_lib.ingest import ingest
-    from docbot_lib.settings import Settings
-    from docbot_lib.store import ChunkStore
+    from docbot_lib.core.settings import Settings
+    from docbot_lib.pipeline.ingest import ingest
+    from docbot_lib.pipeline.store import ChunkStore
 
     settings = Settings.load(milvus_uri=db, embedding_dtype=dtype)
     start = time.perf_counter()
@@ -84,7 +84,7 @@ def docbot(docs: Path, questions, db: str, dtype: str, pattern: str = "**/*.html
     reingest_s = time.perf_counter() - start
     assert again.chunks_written == 0 and again.unchanged == report.new, str(again)
 
-    from docbot_lib.embeddings import get_embeddings
+    from docbot_lib.clients.embeddings import get_embeddings
 
     embedder = get_embeddings(settings)
     store = ChunkStore(settings, "docbot", create=False)
@@ -126,7 +126,7 @@ def candidates(store, embedder, questions, common: dict) -> dict:
     Ranks count chunks, as for the others."""
     import numpy as np
 
-    from docbot_lib.store import BM25_WEIGHT, diversify, keywords_of, reciprocal_rank_fusion
+    from docbot_lib.pipeline.store import BM25_WEIGHT, diversify, keywords_of, reciprocal_rank_fusion
 
     out = {}
     ranked, latencies = timed_ranking(
@@ -209,7 +209,7 @@ def main() -> None:
         raise SystemExit(f"{args.docs} is missing: apt-get install -y git-doc")
     os.environ.setdefault("DOCBOT_ENV_FILE", os.devnull)
 
-    from docbot_lib.evaluate import load_questions, median_ms, score_retrieval
+    from docbot_lib.pipeline.evaluate import load_questions, median_ms, score_retrieval
 
     questions = load_questions(args.questions)
     work = Path(tempfile.mkdtemp(prefix="docbot-bench-"))

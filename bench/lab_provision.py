@@ -7,7 +7,7 @@ What it measures (prints the figures at the end):
      wall time of the first run (everything created), what it created (report rows, Kubernetes objects stored
      in the stand-in, Milvus databases/roles/users), wall time of the second, idempotent run (every row
      "already there", nothing created), then `lab.status` and `lab.teardown` for the whole class.
-  2. Learners ingesting the sample documents (`docbot_lib.samples.prepare_sample_docs`) each into their own
+  2. Learners ingesting the sample documents (`docbot_lib.pipeline.samples.prepare_sample_docs`) each into their own
      database with their own ingest token (read back from their `docbot-learner` Secret in the stand-in):
      one learner alone, then three other learners at once (three threads in this one process; three notebook
      kernels would be three processes), wall time of the three against the one. The grants' propagation to
@@ -18,7 +18,7 @@ What it measures (prints the figures at the end):
 
 The peer: doing it by hand. Per learner `oc new-project`, `oc create rolebinding`, two `oc create secret`, and
 in Milvus a create_database, 2 create_role, one grant_privilege per (role, privilege, collection) (counted here
-from docbot_lib.vectordb: lab_collections, READER_PRIVILEGES, WRITER_PRIVILEGES), 2 create_user and 2
+from docbot_lib.pipeline.vectordb: lab_collections, READER_PRIVILEGES, WRITER_PRIVILEGES), 2 create_user and 2
 grant_role calls; the count of commands/calls that replaces is printed.
 
 Run (Milvus starts in a temporary folder, on free ports, and is always stopped):
@@ -52,7 +52,8 @@ def _terminate(_signum, _frame):  # a SIGTERM still stops Milvus (the `finally` 
 
 def learner_tokens(kube, user: str) -> dict[str, str]:
     """The learner's two Milvus tokens, read from their Secret in the stand-in (as their workbench would)."""
-    from docbot_lib import lab, vectordb
+    from docbot_lib import lab
+    from docbot_lib.pipeline import vectordb
 
     secret = kube.get("api/v1", user, "secrets", lab.LEARNER_SECRET)
     assert secret, f"no Secret {lab.LEARNER_SECRET} in namespace {user}"
@@ -62,9 +63,9 @@ def learner_tokens(kube, user: str) -> dict[str, str]:
 
 def milvus_counts(uri: str, root_token: str) -> tuple[int, int, int]:
     """(databases, roles, users) on the server, as root."""
-    from docbot_lib import vectordb
+    from docbot_lib.clients import milvus
 
-    root = vectordb.connect(uri, root_token)
+    root = milvus.connect(uri, root_token)
     try:
         return len(root.list_databases()), len(root.list_roles()), len(root.list_users())
     finally:
@@ -73,7 +74,7 @@ def milvus_counts(uri: str, root_token: str) -> tuple[int, int, int]:
 
 def peer_calls_per_learner(collection: str) -> dict[str, int]:
     """What doing one learner by hand takes, counted from the code that does it."""
-    from docbot_lib import vectordb
+    from docbot_lib.pipeline import vectordb
 
     collections = vectordb.lab_collections(collection)
     grants = len(vectordb._privileges(vectordb.READER_PRIVILEGES, collections)) + len(
@@ -92,7 +93,7 @@ def peer_calls_per_learner(collection: str) -> dict[str, int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", default="user1..user30", help="the class (docbot_lib.names.expand_users)")
+    parser.add_argument("--users", default="user1..user30", help="the class (docbot_lib.core.names.expand_users)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (Milvus data, log)")
     args = parser.parse_args()
 
@@ -104,7 +105,7 @@ def main() -> int:
     from kubeapi import KubeApi
     from milvus_server import start_milvus, stop_milvus
 
-    from docbot_lib.names import expand_users
+    from docbot_lib.core.names import expand_users
 
     users = expand_users(args.users)
     if len(users) < INGESTERS:
@@ -128,14 +129,16 @@ def main() -> int:
 
 
 def run(server, kube, users: list[str], base: Path) -> list[str]:
-    from docbot_lib import lab, vectordb
-    from docbot_lib.settings import Settings, read_env
+    from docbot_lib import lab
+    from docbot_lib.clients import milvus
+    from docbot_lib.core.settings import Settings, read_env
+    from docbot_lib.pipeline import vectordb
 
     # -- day 2 once: root gets a generated password (stored in env_file), as an administrator would
     env_file = base / "admin.env"
     vectordb.secure(server.uri, "docbot", env_file)
     root_token = read_env(env_file)[vectordb.ROOT_TOKEN_KEY]
-    assert root_token != vectordb.DEFAULT_ROOT_TOKEN
+    assert root_token != milvus.DEFAULT_ROOT_TOKEN
     admin = Settings.load(
         stack="cluster",
         home=base / "admin-home",
@@ -233,12 +236,12 @@ def run(server, kube, users: list[str], base: Path) -> list[str]:
 
 
 def ingest_step(server, kube, learners: list[str], base: Path) -> list[str]:
-    from docbot_lib import vectordb
-    from docbot_lib.embeddings import get_embeddings
-    from docbot_lib.ingest import ingest
-    from docbot_lib.names import LabNames
-    from docbot_lib.samples import prepare_sample_docs
-    from docbot_lib.settings import Settings
+    from docbot_lib.clients.embeddings import get_embeddings
+    from docbot_lib.core.names import LabNames
+    from docbot_lib.core.settings import Settings
+    from docbot_lib.pipeline import vectordb
+    from docbot_lib.pipeline.ingest import ingest
+    from docbot_lib.pipeline.samples import prepare_sample_docs
 
     docs = prepare_sample_docs(base / "sample-docs")
     n_docs = sum(1 for p in docs.iterdir() if p.is_file() and not p.name.startswith("."))

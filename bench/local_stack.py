@@ -60,8 +60,8 @@ def main() -> None:
         DOCBOT_LOCAL_MILVUS_SERVER_PORT=str(free_port()),
         DOCBOT_ENV_FILE=os.path.join(home, "none.env"),
     )
-    from docbot_lib.local import LocalStack
-    from docbot_lib.settings import Settings
+    from docbot_lib.core.settings import Settings
+    from docbot_lib.local.stack import LocalStack
 
     stack = LocalStack(Settings.load())
     sampler = PeakRss(stack)

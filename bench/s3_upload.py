@@ -57,8 +57,8 @@ def make_model(folder: Path, shard_mib: int = 341, shards: int = 3) -> int:
 
 DOCBOT = """
 import sys
-from docbot_lib.settings import Settings
-from docbot_lib.s3 import upload_model
+from docbot_lib.core.settings import Settings
+from docbot_lib.pipeline.s3 import upload_model
 r = upload_model(Settings.load(), sys.argv[1], sys.argv[2], part_size=int(sys.argv[3]), concurrency=int(sys.argv[4]),
                  progress=False)
 print(len(r.uploaded), r.bytes_uploaded, len(r.skipped))
@@ -87,8 +87,8 @@ def timed(command: list[str], env: dict, cpu: list[float] | None = None) -> tupl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--part-size-mib", type=int, default=None, help="default: docbot_lib.s3.PART_SIZE")
-    parser.add_argument("--concurrency", type=int, default=None, help="default: docbot_lib.s3.CONCURRENCY")
+    parser.add_argument("--part-size-mib", type=int, default=None, help="default: docbot_lib.pipeline.s3.PART_SIZE")
+    parser.add_argument("--concurrency", type=int, default=None, help="default: docbot_lib.pipeline.s3.CONCURRENCY")
     parser.add_argument("--awscli-venv", type=Path, default=Path("/tmp/awscli-venv"))
     args = parser.parse_args()
 
@@ -102,9 +102,9 @@ def main() -> None:
         DOCBOT_S3_BUCKET="bench",
     )
     os.environ.update(env)
-    from docbot_lib import s3
-    from docbot_lib.local import LocalStack
-    from docbot_lib.settings import Settings
+    from docbot_lib.core.settings import Settings
+    from docbot_lib.local.stack import LocalStack
+    from docbot_lib.pipeline import s3
 
     part_size = (args.part_size_mib * MiB) if args.part_size_mib else s3.PART_SIZE
     concurrency = args.concurrency or s3.CONCURRENCY

@@ -8,47 +8,31 @@ deploys (the model: 03, Milvus: 04) as TO DO until that notebook has recorded it
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
 import httpx
 
-from docbot_lib.errors import AuthRefused, BadInput, ConfigError, DocbotError, NotReachable, ServiceUnavailable
-from docbot_lib.settings import Settings
-
-
-def _start_hint(settings: Settings, what: str) -> str:
-    if settings.stack == "local":
-        return "start the local stack: `docbot local up` (or `make lab`); `docbot local status` shows its logs"
-    return f"check {what} in your settings (environment or .env) and that the service is running"
-
-
-def tcp_open(url: str, timeout: float = 2.0) -> bool:
-    """True when something accepts TCP connections at the URL's host and port."""
-    parsed = urlparse(url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parsed.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+from docbot_lib.clients.llm import llm_headers, llm_serves_model
+from docbot_lib.clients.milvus import milvus_client
+from docbot_lib.clients.net import tcp_open
+from docbot_lib.core.errors import AuthRefused, BadInput, ConfigError, DocbotError, NotReachable, ServiceUnavailable
+from docbot_lib.core.settings import Settings
 
 
 def check_s3(settings: Settings) -> str:
     """List the buckets (proves endpoint and credentials); say whether the lab's bucket exists."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from docbot_lib.s3 import s3_client
+    from docbot_lib.pipeline.s3 import s3_client
 
     if not settings.s3_endpoint and settings.stack == "local":
-        raise ConfigError("no S3 endpoint configured", _start_hint(settings, "DOCBOT_S3_ENDPOINT"), service="s3")
+        raise ConfigError("no S3 endpoint configured", settings.start_hint("DOCBOT_S3_ENDPOINT"), service="s3")
     if settings.s3_endpoint and not tcp_open(settings.s3_endpoint):
         raise NotReachable(
             f"S3 does not answer at {settings.s3_endpoint}",
-            _start_hint(settings, "DOCBOT_S3_ENDPOINT / AWS_S3_ENDPOINT"),
+            settings.start_hint("DOCBOT_S3_ENDPOINT / AWS_S3_ENDPOINT"),
             service="s3",
         )
     client = s3_client(settings, max_attempts=1, connect_timeout=5, read_timeout=10)
@@ -63,55 +47,10 @@ def check_s3(settings: Settings) -> str:
         ) from None
     except BotoCoreError as exc:
         raise ServiceUnavailable(
-            f"S3 request failed: {exc}", _start_hint(settings, "the S3 settings"), service="s3"
+            f"S3 request failed: {exc}", settings.start_hint("the S3 settings"), service="s3"
         ) from None
     state = "exists" if settings.s3_bucket in buckets else "not created yet"
     return f"{settings.s3_endpoint or 'AWS'}: {len(buckets)} bucket(s); bucket {settings.s3_bucket!r} {state}"
-
-
-def _llm_headers(settings: Settings) -> dict[str, str]:
-    key = settings.secret("llm_api_key")
-    return {"Authorization": f"Bearer {key}"} if key else {}
-
-
-def llm_serves_model(settings: Settings, timeout: float = 30.0) -> str:
-    """The endpoint lists the configured model (GET /models: cheap, no generation, so a readiness probe does
-    not queue behind answers being generated). Returns the endpoint's base URL."""
-    if not settings.llm_base_url:
-        raise ConfigError(
-            "no LLM endpoint configured",
-            "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL ending in /v1",
-            service="llm",
-        )
-    base = settings.llm_base_url.rstrip("/")
-    try:
-        models = httpx.get(f"{base}/models", timeout=timeout, headers=_llm_headers(settings))
-    except httpx.HTTPError as exc:
-        raise NotReachable(
-            f"the LLM does not answer at {base} ({type(exc).__name__}: {exc})",
-            _start_hint(settings, "DOCBOT_LLM_BASE_URL"),
-            service="llm",
-        ) from None
-    if models.status_code in (401, 403):
-        raise AuthRefused(
-            f"the LLM at {base} refused the API key (HTTP {models.status_code})",
-            "set DOCBOT_LLM_API_KEY to the endpoint's token",
-            service="llm",
-        )
-    if models.status_code != 200:
-        raise ServiceUnavailable(
-            f"the LLM at {base} answered HTTP {models.status_code} on /models",
-            "check the model server's logs",
-            service="llm",
-        )
-    served = [m.get("id") for m in models.json().get("data", [])]
-    if settings.llm_model_name not in served:
-        raise ConfigError(
-            f"the LLM at {base} serves {served}, not {settings.llm_model_name!r}",
-            "set DOCBOT_LLM_MODEL_NAME to one of the served names",
-            service="llm",
-        )
-    return base
 
 
 def check_llm(settings: Settings) -> str:
@@ -121,7 +60,7 @@ def check_llm(settings: Settings) -> str:
         reply = httpx.post(
             f"{base}/chat/completions",
             timeout=30,
-            headers=_llm_headers(settings),
+            headers=llm_headers(settings),
             json={
                 "model": settings.llm_model_name,
                 "max_tokens": 8,
@@ -133,23 +72,11 @@ def check_llm(settings: Settings) -> str:
     except httpx.HTTPError as exc:
         raise ServiceUnavailable(
             f"the LLM at {base} failed to answer ({type(exc).__name__}: {exc})",
-            _start_hint(settings, "DOCBOT_LLM_BASE_URL"),
+            settings.start_hint("DOCBOT_LLM_BASE_URL"),
             service="llm",
         ) from None
     tokens = reply.json().get("usage", {}).get("completion_tokens", "?")
     return f"{base}: model {settings.llm_model_name!r} answered ({tokens} tokens)"
-
-
-def milvus_client(settings: Settings, timeout: float = 10.0):
-    """A pymilvus MilvusClient for the settings, with a clear error when Milvus is not there."""
-    from docbot_lib.vectordb import connect
-
-    try:
-        return connect(
-            settings.milvus_uri, settings.secret("milvus_token"), timeout=timeout, database=settings.names.database
-        )
-    except (NotReachable, ConfigError) as exc:  # not started, or no address: say how to start it
-        raise type(exc)(exc.problem, _start_hint(settings, "DOCBOT_MILVUS_URI"), service="milvus") from None
 
 
 def check_milvus(settings: Settings) -> str:
@@ -165,7 +92,7 @@ def check_milvus(settings: Settings) -> str:
 
 def check_embeddings(settings: Settings) -> str:
     """Embed one sentence."""
-    from docbot_lib.embeddings import get_embeddings
+    from docbot_lib.clients.embeddings import get_embeddings
 
     try:
         vector = get_embeddings(settings).embed_query("Is the embedding model here?")
@@ -183,16 +110,15 @@ def check_embeddings(settings: Settings) -> str:
 def check_milvus_server(settings: Settings) -> str:
     """The Milvus the day-2 steps use, when it is not the documents' one (locally: the Milvus 2.3 server
     beside Milvus Lite): it answers a login (accepted or refused: both are the server speaking)."""
-    from docbot_lib import milvus_server
 
     uri = settings.day2_milvus_uri
     if uri == settings.milvus_uri:
         return f"{uri}: the same Milvus as above (day 2 runs there)"
     assert uri is not None  # day2_milvus_uri is None only when milvus_uri is None too (returned above)
-    if not milvus_server.answers(uri):
+    if not milvus_server_answers(uri):
         raise NotReachable(
             f"the Milvus server for day 2 does not answer at {uri}",
-            _start_hint(settings, "DOCBOT_MILVUS_SERVER_URI"),
+            settings.start_hint("DOCBOT_MILVUS_SERVER_URI"),
             service="milvus",
         )
     return f"{uri}: Milvus server, auth on (notebook 04's day 2: root password, users, roles)"
@@ -275,7 +201,7 @@ def check_all(settings: Settings, services: list[str] | None = None) -> CheckRep
 def where_it_runs(settings: Settings) -> str:
     """Where the lab runs, in a learner's words: this machine, or an OpenShift AI workbench (with or without
     S3 credentials, which a data connection attached to the workbench injects)."""
-    from docbot_lib.manifests import SERVICE_ACCOUNT_DIR
+    from docbot_lib.k8s.manifests import SERVICE_ACCOUNT_DIR
 
     s3 = (
         "S3 credentials set (a data connection, or .env)"
@@ -294,7 +220,7 @@ def where_it_runs(settings: Settings) -> str:
 
 def check_hub(settings: Settings) -> str:
     """The model's repo on the hub answers, and the token may download it (a gated model needs one)."""
-    from docbot_lib.hub import human_size, plan_download
+    from docbot_lib.pipeline.hub import human_size, plan_download
 
     plan = plan_download(settings)
     access = "gated: your token has access" if plan.gated else "public"
@@ -304,7 +230,7 @@ def check_hub(settings: Settings) -> str:
 def check_kubernetes(settings: Settings) -> str:
     """Who the cluster sees, in which project, and whether that login may deploy the lab there
     (create InferenceServices, Deployments, Secrets: a SelfSubjectAccessReview each)."""
-    from docbot_lib.manifests import current_namespace, kube_api_client, kube_request, whoami
+    from docbot_lib.k8s.manifests import current_namespace, kube_api_client, kube_request, whoami
 
     api = kube_api_client()
     namespace = current_namespace(settings)
@@ -379,3 +305,24 @@ def check_lab(settings: Settings) -> CheckReport:
             report.append(run_check(name, settings, check))
     report.place = where_it_runs(settings)
     return report
+
+
+def milvus_server_answers(uri: str, health_url: str | None = None) -> bool:
+    """True once the server is healthy and answers a real gRPC request: root's default password logs in, or
+    is refused because day 2 changed it (both are answers)."""
+    from docbot_lib.clients.milvus import DEFAULT_ROOT_TOKEN, connect
+    from docbot_lib.core.errors import AuthRefused, ServiceUnavailable
+
+    if health_url:
+        try:
+            if httpx.get(health_url, timeout=2).text.strip() != "OK":
+                return False
+        except httpx.HTTPError:
+            return False
+    try:
+        connect(uri, DEFAULT_ROOT_TOKEN, timeout=5).close()
+        return True
+    except AuthRefused:
+        return True
+    except ServiceUnavailable:
+        return False

@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from docbot_lib.errors import ConfigError, DocbotError
-from docbot_lib.settings import Settings, project_dir
+from docbot_lib.core.errors import ConfigError, DocbotError
+from docbot_lib.core.settings import Settings, project_dir
 
 
 def _local(args: argparse.Namespace, settings: Settings) -> int:
-    from docbot_lib.local import LocalStack
+    from docbot_lib.local.stack import LocalStack
 
     stack = LocalStack(settings)
     if args.action == "up":
@@ -51,7 +51,7 @@ def _workshop(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from docbot_lib.ingest import ingest
+    from docbot_lib.pipeline.ingest import ingest
 
     report = ingest(settings, args.inputs, collection=args.collection, pattern=args.glob, progress=sys.stderr.isatty())
     print(report)
@@ -61,7 +61,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 def _search(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from docbot_lib.store import search
+    from docbot_lib.pipeline.store import search
 
     hits = search(settings.as_reader(), args.question, k=args.k, collection=args.collection)
     for hit in hits:
@@ -76,7 +76,7 @@ def _search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _milvus(args: argparse.Namespace, settings: Settings) -> int:
-    from docbot_lib import vectordb
+    from docbot_lib.pipeline import vectordb
 
     # the day-2 server: locally the Milvus 2.3 server beside Milvus Lite, on a cluster the one Milvus
     uri, env_file = settings.day2_milvus_uri, args.env_file or settings.day2_env_file
@@ -99,7 +99,7 @@ def _milvus(args: argparse.Namespace, settings: Settings) -> int:
 
 def _lab(args: argparse.Namespace, settings: Settings) -> int:
     from docbot_lib import lab
-    from docbot_lib.names import expand_users
+    from docbot_lib.core.names import expand_users
 
     users = expand_users(args.users)
     options: dict[str, Any] = {"milvus": not args.no_milvus, "kube": not args.no_kube}
@@ -114,7 +114,7 @@ def _lab(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _gpu_size(args: argparse.Namespace, settings: Settings) -> int:
-    from docbot_lib import sizing
+    from docbot_lib.pipeline import sizing
 
     options = {
         "gpus": args.gpu or None,
@@ -127,20 +127,20 @@ def _gpu_size(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from docbot_lib.api import serve
+    from docbot_lib.pipeline.api import serve
 
     serve(settings.as_reader(), host=args.host, port=args.port, collection=args.collection)
     return 0
 
 
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
-    from docbot_lib.evaluate import eval_command
+    from docbot_lib.pipeline.evaluate import eval_command
 
     return eval_command(settings, args.questions, args.collection, args.json, answers=args.answers)
 
 
 def _ask(args: argparse.Namespace, settings: Settings) -> int:
-    from docbot_lib.rag import Answer, RagChain
+    from docbot_lib.pipeline.rag import Answer, RagChain
 
     print(f"Q: {args.question}", flush=True)
     answer, started = None, False

@@ -2,7 +2,7 @@
 
 Layer: top (a pipeline step beside the CLI); uses names, vectordb, manifests, s3.
 
-For each learner (`docbot_lib.names.LabNames(user)`):
+For each learner (`docbot_lib.core.names.LabNames(user)`):
   Milvus       their database, reader and writer roles granted in it, their two users (vectordb.secure_learner)
   Kubernetes   their project (namespace <user>, an OpenShift AI data science project), a RoleBinding that gives
                the learner `edit` there and nowhere else (what creating an InferenceService, the chatbot's
@@ -30,10 +30,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from docbot_lib import manifests, serving, vectordb
-from docbot_lib.errors import DocbotError
-from docbot_lib.names import LabNames
-from docbot_lib.settings import Settings
+from docbot_lib.clients import milvus
+from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.names import LabNames
+from docbot_lib.core.settings import Settings
+from docbot_lib.k8s import manifests
+from docbot_lib.pipeline import serving, vectordb
 
 LEARNER_SECRET = "docbot-learner"
 DATA_CONNECTION = "models"  # the learner's data connection: Secret aws-connection-models
@@ -84,7 +86,7 @@ def learner_objects(
     """The learner's namespaced objects: their edit RoleBinding, data connection and credentials Secrets.
     `model`: the shared model's settings for their .env (`SharedModel.learner_settings`), when the class has one;
     `s3_key`: their own S3 (access key, secret key) for the data connection, else the class's."""
-    from docbot_lib.s3 import data_connection_secret
+    from docbot_lib.pipeline.s3 import data_connection_secret
 
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -128,7 +130,7 @@ class SharedModel:
     @classmethod
     def parse(cls, spec: str) -> SharedModel:
         """ "NAMESPACE/NAME" → SharedModel; one clear error for anything else."""
-        from docbot_lib.names import USER_PATTERN
+        from docbot_lib.core.names import USER_PATTERN
 
         namespace, _, name = spec.partition("/")
         if not (USER_PATTERN.match(namespace) and USER_PATTERN.match(name)):
@@ -168,7 +170,7 @@ class SharedModel:
         """The learner's model settings: the Route for their workbench, and for their chatbot's pod the
         predictor's in-cluster address (its service-CA certificate is one the pod trusts; a Route's router
         certificate may not be)."""
-        from docbot_lib.chatbot_deploy import inference_service_url
+        from docbot_lib.pipeline.chatbot_deploy import inference_service_url
 
         return {
             "DOCBOT_LLM_BASE_URL": url,
@@ -496,7 +498,7 @@ def _root_token(settings: Settings) -> str:
 def _root(settings: Settings):
     """Root's client and token."""
     token = _root_token(settings)
-    return vectordb.connect(settings.milvus_uri, token), token
+    return milvus.connect(settings.milvus_uri, token), token
 
 
 def _list(api, path: str) -> list[dict[str, Any]]:
@@ -567,7 +569,7 @@ def _deployment_state(api, namespace: str) -> str:
 def _documents(settings: Settings, root, root_token: str, names: LabNames) -> str:
     if names.database not in root.list_databases():
         return "no database (provision first)"
-    inside = vectordb.connect(settings.milvus_uri, root_token, database=names.database)
+    inside = milvus.connect(settings.milvus_uri, root_token, database=names.database)
     try:
         if not inside.has_collection(settings.milvus_collection):
             return "none yet (notebook 05)"

@@ -14,7 +14,7 @@ import random
 import sys
 from pathlib import Path
 
-from docbot_lib.samples import prepare_sample_docs, write_pdf
+from docbot_lib.pipeline.samples import prepare_sample_docs, write_pdf
 
 GOOD = {
     "milvus-on-openshift.html",

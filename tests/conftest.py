@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from docbot_lib.local import LocalStack
-from docbot_lib.settings import Settings
+from docbot_lib.core.settings import Settings
+from docbot_lib.local.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
 """A real Milvus server (2.3.5 standalone, auth on) for the tests: the binary the `milvus` PyPI wheel ships,
-rendered by docbot_lib.milvus_server (as the local stack's own), every port chosen free.
+rendered by docbot_lib.local.milvus_server (as the local stack's own), every port chosen free.
 
 Started once per session in its own data folder, process group and log (separate from the local stack's:
 these tests change root's password with their own env file). Stopped with SIGTERM, then SIGKILL.
@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from docbot_lib import milvus_server as launcher  # (the fixture below is named milvus_server)
-from docbot_lib.milvus_server import free_ports
+from docbot_lib.local import milvus_server as launcher  # (the fixture below is named milvus_server)
+from docbot_lib.local.milvus_server import free_ports
 
 START_TIMEOUT = 180.0
 

@@ -17,9 +17,9 @@ import httpx
 import pytest
 from conftest import free_port
 
-from docbot_lib.api import create_app
-from docbot_lib.errors import DocbotError
-from docbot_lib.settings import Settings
+from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.settings import Settings
+from docbot_lib.pipeline.api import create_app
 
 KEY = "test-api-key-0123456789"
 COLLECTION = "test_api"
@@ -53,8 +53,8 @@ def running(app):
 def api_settings(_session_stack, tmp_path_factory) -> Settings:
     """The session stack's settings with an API key, one answer at a time, short answers; the sample
     documents ingested into a collection of this module."""
-    from docbot_lib.ingest import ingest
-    from docbot_lib.samples import prepare_sample_docs
+    from docbot_lib.pipeline.ingest import ingest
+    from docbot_lib.pipeline.samples import prepare_sample_docs
 
     _stack, env = _session_stack
     with pytest.MonkeyPatch.context() as mp:  # module scope: isolate from the developer's env by hand
@@ -216,13 +216,13 @@ def test_docs_openapi_and_metrics_need_the_key_unless_public(api_settings):
 def test_readyz_shows_details_only_with_the_key_is_cached_and_keeps_milvus_open(api_settings, monkeypatch):
     import pymilvus
 
-    from docbot_lib import checks
-    from docbot_lib.store import open_store
+    from docbot_lib.clients import llm
+    from docbot_lib.pipeline.store import open_store
 
     closed, probes = [], []
-    real_close, real_probe = pymilvus.MilvusClient.close, checks.llm_serves_model
+    real_close, real_probe = pymilvus.MilvusClient.close, llm.llm_serves_model
     monkeypatch.setattr(pymilvus.MilvusClient, "close", lambda self: closed.append(self) or real_close(self))
-    monkeypatch.setattr(checks, "llm_serves_model", lambda *a, **k: probes.append(1) or real_probe(*a, **k))
+    monkeypatch.setattr(llm, "llm_serves_model", lambda *a, **k: probes.append(1) or real_probe(*a, **k))
     with running(create_app(api_settings)) as url:
         anonymous = httpx.get(f"{url}/readyz")
         assert anonymous.status_code == 200
@@ -272,7 +272,7 @@ def test_llm_stopped_gives_503_and_the_bot_recovers_when_it_is_back(api_settings
     import openai
     from conftest import stack_env
 
-    from docbot_lib.local import LocalStack
+    from docbot_lib.local.stack import LocalStack
 
     env = stack_env(tmp_path / "home")
     own = LocalStack(Settings.load(**{k.removeprefix("DOCBOT_").lower(): v for k, v in env.items()}))
@@ -419,7 +419,7 @@ def test_a_conversation_too_long_for_the_context_is_trimmed_oldest_first(base_ur
     assert reply.status_code == 200, reply.text
     assert reply.json()["choices"][0]["message"]["content"].strip() and reply.json()["sources"]
 
-    from docbot_lib.api import ApiError, fit_history
+    from docbot_lib.pipeline.api import ApiError, fit_history
 
     kept = fit_history(QUESTION, history, api_settings, window=4096)
     assert 0 < len(kept) < len(history) and kept == history[-len(kept) :] and kept[0][0] == "user"
@@ -479,7 +479,7 @@ class SlowChain:
 
 
 def slow_app(api_settings, delay: float = 1.0, **update):
-    from docbot_lib.rag import RagChain
+    from docbot_lib.pipeline.rag import RagChain
 
     settings = api_settings.model_copy(update=update)
     chain = SlowChain(RagChain(settings, collection=COLLECTION), delay)

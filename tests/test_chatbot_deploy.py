@@ -9,10 +9,10 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from docbot_lib import manifests
-from docbot_lib.chatbot_deploy import ChatbotOptions, chatbot_manifests, chatbot_secret
-from docbot_lib.errors import DocbotError
-from docbot_lib.settings import Settings
+from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.settings import Settings
+from docbot_lib.k8s import manifests
+from docbot_lib.pipeline.chatbot_deploy import ChatbotOptions, chatbot_manifests, chatbot_secret
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,9 +86,9 @@ def test_bad_options_are_refused(field, value):
 
 
 def test_the_prompt_is_in_the_configmap_and_reaches_the_bot():
-    from docbot_lib.chatbot_deploy import chatbot_manifests
-    from docbot_lib.rag import INSTRUCTIONS
-    from docbot_lib.settings import Settings
+    from docbot_lib.core.settings import Settings
+    from docbot_lib.pipeline.chatbot_deploy import chatbot_manifests
+    from docbot_lib.pipeline.rag import INSTRUCTIONS
 
     def config(settings):
         return next(o for o in chatbot_manifests(settings) if o["kind"] == "ConfigMap")["data"]
@@ -102,7 +102,7 @@ def test_the_prompt_is_in_the_configmap_and_reaches_the_bot():
 
 
 def test_the_default_image_and_database_are_the_learners(cluster):
-    from docbot_lib.chatbot_deploy import image_for
+    from docbot_lib.pipeline.chatbot_deploy import image_for
 
     ann = cluster.model_copy(update={"user": "ann", "namespace": None})
     assert ann.stack == "cluster"
@@ -117,7 +117,7 @@ def test_the_default_image_and_database_are_the_learners(cluster):
 
 
 def test_the_model_is_reached_the_way_its_authentication_needs(cluster):
-    from docbot_lib.chatbot_deploy import inference_service_url
+    from docbot_lib.pipeline.chatbot_deploy import inference_service_url
 
     def url(settings, **options):
         return chatbot_manifests(settings, ChatbotOptions(**options))[0]["data"]["DOCBOT_LLM_BASE_URL"]
@@ -141,7 +141,7 @@ BUILDS = "apis/build.openshift.io/v1"
 
 
 def test_the_build_makes_the_default_image_from_the_containerfile(cluster):
-    from docbot_lib.chatbot_deploy import build_manifests, image_for
+    from docbot_lib.pipeline.chatbot_deploy import build_manifests, image_for
 
     objects = build_manifests(GIT, "v0.1.0")
     manifests.validate(objects)  # OpenShift's own kinds: no schema ships, the policy still applies
@@ -185,7 +185,7 @@ def build_controller(phases: list[str], digest: str = "sha256:" + "ab" * 32):
 def test_build_image_starts_a_build_and_runs_its_image_by_digest(cluster):
     from kubeapi import KubeApi
 
-    from docbot_lib.chatbot_deploy import build_image
+    from docbot_lib.pipeline.chatbot_deploy import build_image
 
     with KubeApi(namespaces={NS}) as kube:
         kube.hooks.append(build_controller(["Pending", "Running", "Complete"]))
@@ -202,7 +202,7 @@ def test_build_image_starts_a_build_and_runs_its_image_by_digest(cluster):
 def test_a_failed_build_says_where_its_log_is(cluster):
     from kubeapi import KubeApi
 
-    from docbot_lib.chatbot_deploy import build_image
+    from docbot_lib.pipeline.chatbot_deploy import build_image
 
     with KubeApi(namespaces={NS}) as kube:
         kube.hooks.append(build_controller(["Running", "Failed"]))
@@ -226,8 +226,8 @@ def chatbot_controllers(kube, request):
 def test_deploy_applies_waits_and_answers_the_routes_https_url(cluster):
     from kubeapi import KubeApi
 
-    from docbot_lib.chatbot_deploy import deploy
-    from docbot_lib.vectordb import credentials_secrets
+    from docbot_lib.pipeline.chatbot_deploy import deploy
+    from docbot_lib.pipeline.vectordb import credentials_secrets
 
     with KubeApi(namespaces={NS}) as kube:
         api = kube.api_client()
@@ -261,7 +261,7 @@ def test_deploy_applies_waits_and_answers_the_routes_https_url(cluster):
 def test_deploy_without_the_milvus_reader_secret_applies_nothing(cluster):
     from kubeapi import KubeApi
 
-    from docbot_lib.chatbot_deploy import deploy
+    from docbot_lib.pipeline.chatbot_deploy import deploy
 
     with KubeApi(namespaces={NS}) as kube:
         with pytest.raises(DocbotError, match="docbot-milvus-reader.*notebook 04"):
@@ -276,8 +276,8 @@ def test_a_missing_api_key_is_generated_once_stored_private_and_never_shown(tmp_
     import os
     import stat
 
-    from docbot_lib.chatbot_deploy import ensure_api_key
-    from docbot_lib.settings import read_env
+    from docbot_lib.core.settings import read_env
+    from docbot_lib.pipeline.chatbot_deploy import ensure_api_key
 
     env_file = tmp_path / "lab.env"
     env_file.write_text("DOCBOT_MILVUS_COLLECTION=git_docs\n")
@@ -310,9 +310,10 @@ def nothing_listens(port: int) -> bool:
 def test_local_chatbot_answers_through_its_api_and_is_stopped_whatever_happens(_session_stack, tmp_path_factory):
     import psutil
 
-    from docbot_lib.chatbot_deploy import ask, local_chatbot
-    from docbot_lib.ingest import ingest
-    from docbot_lib.samples import prepare_sample_docs
+    from docbot_lib.local.chatbot import local_chatbot
+    from docbot_lib.pipeline.chatbot_deploy import ask
+    from docbot_lib.pipeline.ingest import ingest
+    from docbot_lib.pipeline.samples import prepare_sample_docs
 
     _stack, env = _session_stack
     with pytest.MonkeyPatch.context() as mp:

@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
-from docbot_lib import evaluate as ev
-from docbot_lib.errors import DocbotError
-from docbot_lib.evaluate import Question
+from docbot_lib.core.errors import DocbotError
+from docbot_lib.pipeline import evaluate as ev
+from docbot_lib.pipeline.evaluate import Question
 
 
 def q(expected: str, difficulty: str = "", *also: str) -> Question:
@@ -119,9 +119,9 @@ def test_compare_retrieval_rejects_an_unknown_setting(settings):
 # -- against the local stack -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sample_collection(tmp_path_factory, _session_stack):
-    from docbot_lib.ingest import ingest
-    from docbot_lib.samples import prepare_sample_docs
-    from docbot_lib.settings import Settings
+    from docbot_lib.core.settings import Settings
+    from docbot_lib.pipeline.ingest import ingest
+    from docbot_lib.pipeline.samples import prepare_sample_docs
 
     _, env = _session_stack
     settings = Settings.load(**{k.removeprefix("DOCBOT_").lower(): v for k, v in env.items()})
@@ -132,7 +132,7 @@ def sample_collection(tmp_path_factory, _session_stack):
 
 
 def test_measuring_the_bot_on_the_sample_docs(settings, sample_collection, tmp_path, capsys):
-    from docbot_lib import evaluate_plots
+    from docbot_lib.pipeline import evaluate_plots
 
     name, docs = sample_collection
     questions = ev.load_questions(ev.SAMPLE_QUESTIONS)[:3]

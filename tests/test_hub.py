@@ -1,4 +1,4 @@
-"""docbot_lib.hub: the real huggingface_hub client against the local stand-in hub (docbot_lib.hubserver)."""
+"""docbot_lib.pipeline.hub: the real huggingface_hub client against the local stand-in hub (docbot_lib.local.hubserver)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from conftest import REPO, free_port
 from huggingface_hub import constants as hf_constants
 from safetensors.numpy import save_file
 
-from docbot_lib import hub
-from docbot_lib.errors import DocbotError, ServiceUnavailable
-from docbot_lib.hubserver import LOCAL_REPO_ID, HubServer, local_model_repo
-from docbot_lib.settings import Settings
+from docbot_lib.core.errors import DocbotError, ServiceUnavailable
+from docbot_lib.core.settings import Settings
+from docbot_lib.local.hubserver import LOCAL_REPO_ID, HubServer, local_model_repo
+from docbot_lib.pipeline import hub
 
 REPO_ID = "acme/tiny-instruct"
 TOKEN = "hf_test_0123456789abcdefSECRET"
@@ -154,7 +154,7 @@ def start_download(server: HubServer, models: Path, **popen) -> subprocess.Popen
             sys.executable,
             "-c",
             "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-            "from docbot_lib.hub import download_model; from docbot_lib import Settings; "
+            "from docbot_lib.pipeline.hub import download_model; from docbot_lib import Settings; "
             "download_model(Settings.load(), progress=False)",
         ],
         cwd=REPO,
@@ -411,7 +411,7 @@ def test_hubserver_runs_standalone_and_stops_on_sigterm(tiny_repo, tmp_path):
         [
             sys.executable,
             "-m",
-            "docbot_lib.hubserver",
+            "docbot_lib.local.hubserver",
             "--repo",
             f"{REPO_ID}={tiny_repo}",
             "--host",
@@ -458,7 +458,7 @@ def test_hubserver_token_required_without_a_token_refuses_to_start(tiny_repo):
         [
             sys.executable,
             "-m",
-            "docbot_lib.hubserver",
+            "docbot_lib.local.hubserver",
             "--repo",
             f"{REPO_ID}={tiny_repo}",
             "--port",

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from docbot_lib.embeddings import get_embeddings
-from docbot_lib.ingest import (
+from docbot_lib.clients.embeddings import get_embeddings
+from docbot_lib.pipeline.ingest import (
     BadDocument,
     SourceItem,
     chunk_document,
@@ -21,8 +21,16 @@ from docbot_lib.ingest import (
     load_markdown,
     load_pdf,
 )
-from docbot_lib.samples import prepare_sample_docs, write_pdf
-from docbot_lib.store import SECTION_MAX, ChunkStore, fit, keywords_of, reciprocal_rank_fusion, search, source_filter
+from docbot_lib.pipeline.samples import prepare_sample_docs, write_pdf
+from docbot_lib.pipeline.store import (
+    SECTION_MAX,
+    ChunkStore,
+    fit,
+    keywords_of,
+    reciprocal_rank_fusion,
+    search,
+    source_filter,
+)
 
 
 @pytest.fixture
@@ -286,7 +294,7 @@ def test_nothing_relevant_gives_no_hits(settings, docs, collection):
 
 
 def test_bm25_is_not_used_on_a_server_without_it(settings, collection, monkeypatch):
-    monkeypatch.setattr("docbot_lib.vectordb.supports_bm25", lambda client: False)
+    monkeypatch.setattr("docbot_lib.pipeline.milvus.supports_bm25", lambda client: False)
     store = ChunkStore(settings, collection, dimension=384)
     try:
         assert not store.hybrid and "no BM25" in store.describe()
@@ -319,7 +327,7 @@ def test_cli_search_on_a_missing_collection_is_one_clear_error(settings, capsys)
 
 
 def test_unreachable_source_is_a_clear_error(settings):
-    from docbot_lib.errors import DocbotError
+    from docbot_lib.core.errors import DocbotError
 
     with pytest.raises(DocbotError, match="no such file or folder"):
         discover(settings, ["/no/such/folder"])
@@ -329,7 +337,7 @@ def test_unreachable_source_is_a_clear_error(settings):
 
 
 def test_one_document_cannot_fill_every_place():
-    from docbot_lib.store import diversify
+    from docbot_lib.pipeline.store import diversify
 
     order = ["a1", "a2", "a3", "b1", "a4", "c1"]
     assert diversify(order, lambda pk: pk[0], 2) == ["a1", "a2", "b1", "c1", "a3", "a4"]
@@ -402,7 +410,7 @@ def web():
 
 
 def test_urls_are_capped_timed_and_redirected_only_to_http(web):
-    from docbot_lib.settings import Settings
+    from docbot_lib.core.settings import Settings
 
     settings = Settings.load(max_document_mb=0.25, url_timeout=1)
 
@@ -421,7 +429,7 @@ def test_urls_are_capped_timed_and_redirected_only_to_http(web):
     ):
         with pytest.raises(BadDocument, match=reason):
             fetch(path)
-    from docbot_lib.errors import DocbotError
+    from docbot_lib.core.errors import DocbotError
 
     with pytest.raises(DocbotError, match="unsupported URL scheme"):
         discover(settings, ["ftp://127.0.0.1/doc.txt"])
@@ -440,12 +448,12 @@ def changed_rag_page(docs: Path) -> None:
 
 
 def test_a_changed_document_that_fails_to_embed_keeps_its_previous_version(settings, docs, collection, monkeypatch):
-    import docbot_lib.embeddings
+    import docbot_lib.clients.embeddings
 
     ingest(settings, [str(docs)], collection=collection, progress=False)
     before = {r["pk"]: r["text"] for r in rows(settings, collection) if r["source"] == "rag-basics.txt"}
     changed_rag_page(docs)
-    real = docbot_lib.embeddings.get_embeddings(settings)
+    real = docbot_lib.clients.embeddings.get_embeddings(settings)
 
     class FailsOnReranking:  # the seam: the embedder is the only way to make embedding fail
         def __getattr__(self, name):
@@ -456,7 +464,7 @@ def test_a_changed_document_that_fails_to_embed_keeps_its_previous_version(setti
                 raise RuntimeError("the embedding service answered 500")
             return real.embed_documents(texts)
 
-    monkeypatch.setattr(docbot_lib.embeddings, "get_embeddings", lambda settings: FailsOnReranking())
+    monkeypatch.setattr(docbot_lib.clients.embeddings, "get_embeddings", lambda settings: FailsOnReranking())
     (docs / "openshift-ai-model-serving.md").write_text("# Serving\nA changed page that embeds fine.\n")
     report = ingest(settings, [str(docs)], collection=collection, progress=False)
     reason = dict(report.skipped)["rag-basics.txt"]
@@ -547,7 +555,7 @@ def test_a_folder_of_broken_documents_is_ingested_with_a_reason_for_each(setting
 
 
 def test_inspect_collection_shows_schema_bm25_and_one_chunk(settings, docs, collection):
-    from docbot_lib.store import inspect_collection
+    from docbot_lib.pipeline.store import inspect_collection
 
     ingest(settings, [str(docs)], collection=collection, progress=False)
     view = inspect_collection(settings, collection, numbers=5)

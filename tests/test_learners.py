@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from milvus_server import milvus_server  # noqa: F401 - the session fixture
 
-from docbot_lib import chatbot_deploy, vectordb
-from docbot_lib.errors import DocbotError, ServiceUnavailable
-from docbot_lib.names import LabNames, expand_users
-from docbot_lib.settings import Settings, read_env
+from docbot_lib.clients import milvus
+from docbot_lib.core.errors import DocbotError, ServiceUnavailable
+from docbot_lib.core.names import LabNames, expand_users
+from docbot_lib.core.settings import Settings, read_env
+from docbot_lib.pipeline import chatbot_deploy, vectordb
 
 LEARNERS = ["ann", "bob", "cyd"]
 pytestmark = pytest.mark.stack
@@ -50,9 +51,9 @@ def test_names_per_learner_and_the_plain_ones():
 def _root_token(server) -> str:
     """Root's current token: the day-2 tests of this session may have changed it (they store it)."""
     stored = read_env(server.env_file).get(vectordb.ROOT_TOKEN_KEY)
-    for token in filter(None, (stored, vectordb.DEFAULT_ROOT_TOKEN)):
+    for token in filter(None, (stored, milvus.DEFAULT_ROOT_TOKEN)):
         try:
-            vectordb.connect(server.uri, token).close()
+            milvus.connect(server.uri, token).close()
             return token
         except Exception:  # noqa: BLE001 - the other one
             continue
@@ -63,7 +64,7 @@ def _root_token(server) -> str:
 def learners(milvus_server, tmp_path_factory):  # noqa: F811
     """Each learner secured by root (their database, roles, users), with their own env file."""
     root_token = _root_token(milvus_server)
-    if root_token == vectordb.DEFAULT_ROOT_TOKEN:  # change it as the day-2 step would, and keep it
+    if root_token == milvus.DEFAULT_ROOT_TOKEN:  # change it as the day-2 step would, and keep it
         vectordb.secure(milvus_server.uri, "docbot", milvus_server.env_file)
         root_token = _root_token(milvus_server)
     base = tmp_path_factory.mktemp("learners")
@@ -85,8 +86,8 @@ def _settings(server, user: str, token: str, home: Path) -> Settings:
 
 
 def test_three_learners_ingest_and_query_at_once_and_see_only_their_own(learners):
-    from docbot_lib.ingest import ingest
-    from docbot_lib.store import search
+    from docbot_lib.pipeline.ingest import ingest
+    from docbot_lib.pipeline.store import search
 
     server, _root, tokens, base = learners
     for user in LEARNERS:  # each learner's own document, with a word only theirs
@@ -134,7 +135,7 @@ def test_one_learners_credentials_are_refused_in_anothers_database(learners):
     }
     seen = {}
     for who, token in (("ann's writer", ann_ingest), ("ann's reader", ann_app)):
-        in_bob = vectordb.connect(server.uri, token, database="docbot_bob")
+        in_bob = milvus.connect(server.uri, token, database="docbot_bob")
         try:
             seen[f"{who} searches bob's"] = vectordb._attempt(
                 lambda: in_bob.search("docbot", [[0.1] * 384], limit=1, anns_field="dense")
@@ -152,7 +153,7 @@ def test_one_learners_credentials_are_refused_in_anothers_database(learners):
 
 
 def test_dropping_one_learner_leaves_the_others(learners):
-    from docbot_lib.store import search
+    from docbot_lib.pipeline.store import search
 
     server, root, tokens, base = learners
     removed = vectordb.drop_learner(server.uri, root, LabNames("cyd"))
@@ -161,7 +162,7 @@ def test_dropping_one_learner_leaves_the_others(learners):
     deadline = time.monotonic() + vectordb.GRANT_TIMEOUT  # the proxies learn of a dropped user as of a grant
     while True:
         try:
-            vectordb.connect(server.uri, tokens["cyd"][vectordb.APP_TOKEN_KEY], database="docbot_ann").close()
+            milvus.connect(server.uri, tokens["cyd"][vectordb.APP_TOKEN_KEY], database="docbot_ann").close()
         except ServiceUnavailable as exc:
             assert "refused the password" in exc.problem
             break
@@ -299,7 +300,8 @@ def test_a_provisioned_learner_runs_notebook_04_without_roots_password(learners,
 def _class_model(kube) -> None:
     """The administrator's InferenceService in project `models`, Ready, and the token controller: each service
     account's token Secret gets a token of its own (so that one learner's can be told from another's)."""
-    from docbot_lib import manifests, serving
+    from docbot_lib.k8s import manifests
+    from docbot_lib.pipeline import serving
 
     isvc = serving.inference_service_manifests(Settings.load(stack="cluster", s3_bucket="models"))[1]
     isvc["metadata"]["name"] = "mistral"
@@ -501,7 +503,7 @@ def class_s3(tmp_path):
 def _s3_as(settings: Settings, key: tuple[str, str] | None = None):
     from pydantic import SecretStr
 
-    from docbot_lib.s3 import s3_client
+    from docbot_lib.pipeline.s3 import s3_client
 
     if key:
         settings = settings.model_copy(update={"s3_access_key": key[0], "s3_secret_key": SecretStr(key[1])})

@@ -15,9 +15,9 @@ from botocore.exceptions import ClientError
 from conftest import stack_env
 
 from docbot_lib.checks import check_all
-from docbot_lib.errors import DocbotError
-from docbot_lib.local import LOCAL_MODEL_NAME, LocalStack
-from docbot_lib.settings import Settings
+from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.settings import Settings
+from docbot_lib.local.stack import LOCAL_MODEL_NAME, LocalStack
 
 
 def s3_client(settings: Settings, secret: str | None = None):
@@ -91,7 +91,7 @@ def test_milvus_insert_and_search(settings):
 
 
 def test_embeddings_are_384_d_and_normalised(settings):
-    from docbot_lib.embeddings import get_embeddings
+    from docbot_lib.clients.embeddings import get_embeddings
 
     vectors = get_embeddings(settings).embed_documents(["Milvus stores vectors.", "KServe serves models."])
     assert [len(v) for v in vectors] == [384, 384]

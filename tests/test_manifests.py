@@ -1,4 +1,4 @@
-"""docbot_lib.manifests: rendering, offline validation (official schemas + policy), apply against a stand-in API."""
+"""docbot_lib.k8s.manifests: rendering, offline validation (official schemas + policy), apply against a stand-in API."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 import yaml
 from kubeapi import KubeApi
 
-from docbot_lib import manifests, serving
-from docbot_lib.errors import DocbotError
-from docbot_lib.settings import Settings
+from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.settings import Settings
+from docbot_lib.k8s import manifests
+from docbot_lib.pipeline import serving
 
 SECRET = 'p@ss"w\\ord/+$x'  # quotes, backslash, dollar: must survive rendering unchanged
 

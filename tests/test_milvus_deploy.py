@@ -8,9 +8,10 @@ import pytest
 import yaml
 from kubeapi import KubeApi
 
-from docbot_lib import manifests, milvus_deploy, vectordb
-from docbot_lib.errors import DocbotError
-from docbot_lib.vectordb import parse_version
+from docbot_lib.clients.milvus import parse_version
+from docbot_lib.core.errors import DocbotError
+from docbot_lib.k8s import manifests
+from docbot_lib.pipeline import milvus_deploy, vectordb
 
 NS = "docbot"
 # The first release of each line without the published advisories (GHSA-mhjq-8c7m-3f7p / CVE-2025-64513,
@@ -128,8 +129,8 @@ def test_wait_ready_names_what_never_became_ready():
 
 def test_each_identity_has_its_own_secret_and_no_deployment_mounts_roots():
     """Root's token in a Secret of its own that no workload reads; the chatbot's holds the reader's token only."""
-    from docbot_lib.chatbot_deploy import chatbot_manifests
-    from docbot_lib.settings import Settings
+    from docbot_lib.core.settings import Settings
+    from docbot_lib.pipeline.chatbot_deploy import chatbot_manifests
 
     tokens = {
         "DOCBOT_MILVUS_ROOT_TOKEN": "root:r00t-value",
@@ -157,7 +158,7 @@ def test_each_identity_has_its_own_secret_and_no_deployment_mounts_roots():
 
 
 def _secret_refs(obj):
-    from docbot_lib.openshift import pod_spec
+    from docbot_lib.k8s.openshift import pod_spec
 
     spec = pod_spec(obj) or {}
     for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
@@ -280,8 +281,8 @@ def test_milvus_admits_only_its_clients_on_19530():
     # no peer admits a whole namespace or everything (a namespaceSelector always comes with a podSelector)
     assert all("podSelector" in peer and peer["podSelector"] for peer in peers)
     # the chatbot's and Attu's pods really carry the labels admitted here
-    from docbot_lib.chatbot_deploy import chatbot_manifests
-    from docbot_lib.settings import Settings
+    from docbot_lib.core.settings import Settings
+    from docbot_lib.pipeline.chatbot_deploy import chatbot_manifests
 
     chatbot_pod = next(
         o for o in chatbot_manifests(Settings.load(stack="cluster", namespace="lab")) if o["kind"] == "Deployment"
@@ -294,7 +295,7 @@ def test_milvus_admits_only_its_clients_on_19530():
 
 
 def test_notebook_04_exposes_attu_only_after_the_day_2_step():
-    from docbot_lib.settings import Settings
+    from docbot_lib.core.settings import Settings
 
     settings = Settings.load(stack="cluster", namespace=NS)
     with KubeApi(namespaces={NS}) as kube:

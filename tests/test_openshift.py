@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from docbot_lib import manifests
-from docbot_lib.errors import DocbotError
-from docbot_lib.milvus_deploy import HELM_VALUES, helm_objects
-from docbot_lib.openshift import SAMPLE_RENDERED, patch_diff, patch_rendered, pod_spec
+from docbot_lib.core.errors import DocbotError
+from docbot_lib.k8s import manifests
+from docbot_lib.k8s.openshift import SAMPLE_RENDERED, patch_diff, patch_rendered, pod_spec
+from docbot_lib.pipeline.milvus_deploy import HELM_VALUES, helm_objects
 
 # What `helm template milvus milvus/milvus -f values-openshift.yaml` renders, cut down (shipped for notebook 04):
 # etcd (bitnami-style StatefulSet with fixed UIDs), MinIO (a Deployment with fsGroup/runAsUser), Milvus standalone,
@@ -144,7 +144,7 @@ def test_milvus_itself_reads_the_minio_keys_from_the_secret_never_minioadmin():
 def test_helm_release_gets_network_policies_for_every_service():
     """The release's pods talk to each other (Milvus -> etcd, MinIO); only Doc Bot's clients reach 19530; pods
     whose only Service was dropped (9091) are covered too."""
-    from docbot_lib import milvus_deploy
+    from docbot_lib.pipeline import milvus_deploy
 
     objects, _dropped = helm_objects(RENDERED, echo=lambda _l: None)
     plain, _ = patch_rendered(RENDERED, echo=lambda _l: None)

@@ -1,7 +1,7 @@
 """Every manifest under manifests/ (this component's and any later one's) against the Kubernetes schemas and
 OpenShift's restricted-v2 policy. Templated files (with ${...}) are rendered with defaults first.
 
-Schema and base policy checks come from docbot_lib.manifests.problems (closed schemas: a misplaced key such as
+Schema and base policy checks come from docbot_lib.k8s.manifests.problems (closed schemas: a misplaced key such as
 `labels` outside `metadata` is an error; resources and the restricted container securityContext on every pod).
 Checked here on top: no host namespaces or hostPath, no fixed UID/GID/fsGroup anywhere, pinned images, every
 Route has a spec pointing at a Service with TLS.
@@ -18,9 +18,9 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from docbot_lib import manifests
-from docbot_lib.openshift import pod_spec
-from docbot_lib.settings import Settings
+from docbot_lib.core.settings import Settings
+from docbot_lib.k8s import manifests
+from docbot_lib.k8s.openshift import pod_spec
 
 MANIFESTS = Path(__file__).resolve().parents[1] / "manifests"
 # Helm values files are chart input, not Kubernetes objects (tests/test_openshift.py checks them).
@@ -41,7 +41,7 @@ def _cluster_settings() -> Settings:
 
 def _serving(part: str) -> Callable[[], list[dict[str, Any]]]:
     def render() -> list[dict[str, Any]]:
-        from docbot_lib import serving
+        from docbot_lib.pipeline import serving
 
         settings = _cluster_settings()
         if part == "standalone":
@@ -60,7 +60,7 @@ def _serving(part: str) -> Callable[[], list[dict[str, Any]]]:
 
 def _chatbot(part: str) -> Callable[[], list[dict[str, Any]]]:
     def render() -> list[dict[str, Any]]:
-        from docbot_lib import chatbot_deploy
+        from docbot_lib.pipeline import chatbot_deploy
 
         settings = _cluster_settings().model_copy(update={"api_key": SecretStr("example-api-key")})
         if part == "secret":
@@ -73,7 +73,7 @@ def _chatbot(part: str) -> Callable[[], list[dict[str, Any]]]:
 
 
 def _attu_exposed() -> list[dict[str, Any]]:
-    from docbot_lib import milvus_deploy
+    from docbot_lib.pipeline import milvus_deploy
 
     return milvus_deploy.attu_objects(expose=True, namespace="docbot", root_password_changed=True)
 
@@ -212,7 +212,7 @@ def test_the_policy_catches_what_openshift_refuses():
 
 def _milvus(part: str) -> Callable[[], list[dict[str, Any]]]:
     def render() -> list[dict[str, Any]]:
-        from docbot_lib import milvus_deploy
+        from docbot_lib.pipeline import milvus_deploy
 
         return milvus_deploy.standalone_objects() if part == "standalone" else milvus_deploy.attu_objects()
 

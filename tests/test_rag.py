@@ -8,8 +8,8 @@ import uuid
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from docbot_lib.ingest import ingest
-from docbot_lib.rag import (
+from docbot_lib.pipeline.ingest import ingest
+from docbot_lib.pipeline.rag import (
     INSTRUCTIONS,
     NOT_FOUND,
     Answer,
@@ -19,12 +19,12 @@ from docbot_lib.rag import (
     show_messages,
     supports_system_role,
 )
-from docbot_lib.samples import prepare_sample_docs
+from docbot_lib.pipeline.samples import prepare_sample_docs
 
 
 @pytest.fixture(scope="module")
 def sample_collection(tmp_path_factory, _session_stack):
-    from docbot_lib.settings import Settings
+    from docbot_lib.core.settings import Settings
 
     stack, env = _session_stack
     settings = Settings.load(**{k.removeprefix("DOCBOT_").lower(): v for k, v in env.items()})
@@ -39,13 +39,13 @@ def test_cited_numbers_in_first_cited_order():
 
 
 def _hit(rank: int, text: str, source: str = "page.md"):
-    from docbot_lib.store import Hit
+    from docbot_lib.pipeline.store import Hit
 
     return Hit(rank, source, f"Page {rank}", "", 0, f"Page {rank} header\n{text}", 0.5)
 
 
 def test_an_answer_is_flagged_unless_it_rests_on_the_passages_it_cites():
-    from docbot_lib.rag import grounding
+    from docbot_lib.pipeline.rag import grounding
 
     hits = [
         _hit(1, "Grant the chatbot's user the reader role: search and query only. " + "padding " * 60),
@@ -76,8 +76,8 @@ def test_an_answer_is_flagged_unless_it_rests_on_the_passages_it_cites():
 
 
 def test_the_widget_shows_the_note_above_the_sources():
-    from docbot_lib.chat import sources_html
-    from docbot_lib.rag import Answer, Source, grounding
+    from docbot_lib.pipeline.chat import sources_html
+    from docbot_lib.pipeline.rag import Answer, Source, grounding
 
     hits = [_hit(1, "Grant the reader role.")]
     shown = [Source(1, "Page 1", "page.md")]
@@ -143,7 +143,7 @@ def test_nothing_relevant_means_i_do_not_know_without_asking_the_model(settings,
 
 
 def test_chat_widget_keeps_the_conversation_and_clears_it(settings, sample_collection):
-    from docbot_lib.chat import ChatUI
+    from docbot_lib.pipeline.chat import ChatUI
 
     chat = ChatUI(settings.model_copy(update={"milvus_collection": sample_collection, "search_k": 2}))
     assert chat.collection.value == sample_collection and sample_collection in chat.collection.options
@@ -198,7 +198,7 @@ def test_prompt_is_the_messages_without_asking_the_model(settings, sample_collec
 
 def test_fusion_of_the_dense_ranking_alone_keeps_its_order():
     """A question without keywords (or BM25 off) has one ranking for two weights: fused, not an error."""
-    from docbot_lib.store import reciprocal_rank_fusion
+    from docbot_lib.pipeline.store import reciprocal_rank_fusion
 
     fused = reciprocal_rank_fusion([["a", "b", "c"]], [1.0, 0.5])
     assert sorted(fused, key=lambda pk: -fused[pk]) == ["a", "b", "c"]

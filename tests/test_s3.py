@@ -1,4 +1,4 @@
-"""docbot_lib.s3 against the real moto S3 server of the local stack (IAM auth on), and the data connection
+"""docbot_lib.pipeline.s3 against the real moto S3 server of the local stack (IAM auth on), and the data connection
 against a Kubernetes API stand-in (tests/kubeapi.py) that the real `kubernetes` client talks to."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import yaml
 from conftest import free_port
 from kubeapi import KubeApi
 
-from docbot_lib import s3
-from docbot_lib.errors import DocbotError, ServiceUnavailable
-from docbot_lib.local import LocalStack
-from docbot_lib.settings import Settings
+from docbot_lib.core.errors import DocbotError, ServiceUnavailable
+from docbot_lib.core.settings import Settings
+from docbot_lib.local.stack import LocalStack
+from docbot_lib.pipeline import s3
 
 MiB = 1 << 20
 PART = 5 * MiB  # S3's minimum part size: multipart with small files, fast tests
@@ -388,7 +388,7 @@ def test_apply_refusals_are_clear_errors_without_the_secret(cluster_settings):
 
 
 def test_a_learner_of_a_class_has_their_own_prefix_in_the_shared_bucket():
-    from docbot_lib.settings import Settings
+    from docbot_lib.core.settings import Settings
 
     assert s3.learner_model_prefix(Settings.load(model_id="org/m")) == "models/org/m/"
     assert s3.learner_model_prefix(Settings.load(stack="cluster", model_id="org/m", user="ann")) == "ann/models/org/m/"

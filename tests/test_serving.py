@@ -1,4 +1,4 @@
-"""docbot_lib.serving (cluster part): the vLLM manifests, waiting for the InferenceService, vLLM's metrics."""
+"""docbot_lib.pipeline.serving (cluster part): the vLLM manifests, waiting for the InferenceService, vLLM's metrics."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import yaml
 from kubeapi import KubeApi
 from pydantic import SecretStr
 
-from docbot_lib import manifests, serving
-from docbot_lib.errors import DocbotError
-from docbot_lib.serving import VllmOptions
-from docbot_lib.settings import Settings
+from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.settings import Settings
+from docbot_lib.k8s import manifests
+from docbot_lib.pipeline import serving
+from docbot_lib.pipeline.serving import VllmOptions
 
 ISVC_API = "apis/serving.kserve.io/v1beta1"
 NAME = "mistral-7b-instruct"
@@ -544,7 +545,7 @@ def test_serving_name_from_the_model_id():
 
 
 def test_use_existing_needs_an_endpoint_and_records_it_without_the_token(tmp_path, monkeypatch):
-    from docbot_lib.settings import cluster_state_file, read_env
+    from docbot_lib.core.settings import cluster_state_file, read_env
 
     monkeypatch.setenv("DOCBOT_ENV_FILE", str(tmp_path / ".env"))
     (tmp_path / ".env").write_text("DOCBOT_LLM_API_KEY=tok3n\n")

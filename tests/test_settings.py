@@ -4,7 +4,7 @@ import json
 
 from pydantic import SecretStr
 
-from docbot_lib.settings import Settings
+from docbot_lib.core.settings import Settings
 
 
 def write_state(home, **settings):
@@ -107,7 +107,7 @@ def test_reload_sees_the_stack_written_after_loading(monkeypatch, tmp_path):
 def test_a_misspelt_parameter_is_an_error():
     import pytest
 
-    from docbot_lib.errors import DocbotError
+    from docbot_lib.core.errors import DocbotError
 
     with pytest.raises(DocbotError, match="unknown setting.*llm_base_ur"):
         Settings.load(llm_base_ur="http://typo/v1")
@@ -127,7 +127,7 @@ def test_a_parameter_left_at_none_does_not_hide_the_environment(monkeypatch, tmp
 def test_what_the_cluster_notebooks_record_is_found_below_dotenv(monkeypatch, tmp_path):
     import stat
 
-    from docbot_lib.settings import cluster_state_file
+    from docbot_lib.core.settings import cluster_state_file
 
     env_file = tmp_path / ".env"
     env_file.write_text("DOCBOT_STACK=cluster\nDOCBOT_MILVUS_URI=http://from-dotenv:19530\n")

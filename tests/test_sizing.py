@@ -1,4 +1,4 @@
-"""docbot_lib.sizing: weights from safetensors headers, KV cache per token, what fits on which GPU."""
+"""docbot_lib.pipeline.sizing: weights from safetensors headers, KV cache per token, what fits on which GPU."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from docbot_lib import sizing
-from docbot_lib.errors import DocbotError
+from docbot_lib.core.errors import DocbotError
+from docbot_lib.pipeline import sizing
 
 GiB, MiB = 1024**3, 1024**2
 

@@ -9,9 +9,10 @@ import nbformat
 import pytest
 from milvus_server import milvus_server  # noqa: F401 - the session fixture
 
-from docbot_lib import vectordb
-from docbot_lib.errors import DocbotError, ServiceUnavailable
-from docbot_lib.settings import Settings
+from docbot_lib.clients import milvus
+from docbot_lib.core.errors import DocbotError, ServiceUnavailable
+from docbot_lib.core.settings import Settings
+from docbot_lib.pipeline import vectordb
 
 REPO = Path(__file__).resolve().parents[1]
 COLLECTION = "docbot_sec"
@@ -25,16 +26,16 @@ def secured(milvus_server):  # noqa: F811
 
 
 def test_server_info_of_a_real_server(milvus_server):  # noqa: F811
-    client = vectordb.connect(
+    client = milvus.connect(
         milvus_server.uri,
-        vectordb.read_env(milvus_server.env_file).get(vectordb.ROOT_TOKEN_KEY, vectordb.DEFAULT_ROOT_TOKEN),
+        vectordb.read_env(milvus_server.env_file).get(vectordb.ROOT_TOKEN_KEY, milvus.DEFAULT_ROOT_TOKEN),
     )
     try:
         info = vectordb.server_info(client, milvus_server.uri)
-        assert vectordb.supports_rbac(client) and not vectordb.supports_bm25(client)
+        assert milvus.supports_rbac(client) and not milvus.supports_bm25(client)
     finally:
         client.close()
-    assert vectordb.parse_version(info.version) == (2, 3, 5)
+    assert milvus.parse_version(info.version) == (2, 3, 5)
     assert info.rbac and not info.bm25
     text = str(info)
     assert "Milvus server" in text and "needs Milvus >= 2.5" in text
@@ -42,7 +43,7 @@ def test_server_info_of_a_real_server(milvus_server):  # noqa: F811
 
 def test_a_wrong_password_is_a_clear_error(milvus_server):  # noqa: F811
     with pytest.raises(ServiceUnavailable) as err:
-        vectordb.connect(milvus_server.uri, "root:not-the-password-123")
+        milvus.connect(milvus_server.uri, "root:not-the-password-123")
     assert "refused the password of user 'root'" in err.value.problem
     assert "not-the-password-123" not in str(err.value)
     assert "DOCBOT_MILVUS_TOKEN" in err.value.fix
@@ -52,7 +53,7 @@ def test_a_silent_server_is_a_clear_error():
     from conftest import free_port
 
     with pytest.raises(ServiceUnavailable, match="does not answer"):
-        vectordb.connect(f"http://127.0.0.1:{free_port()}", "root:Milvus")
+        milvus.connect(f"http://127.0.0.1:{free_port()}", "root:Milvus")
 
 
 def test_secure_changes_root_and_stores_every_password(secured):
@@ -63,8 +64,8 @@ def test_secure_changes_root_and_stores_every_password(secured):
     assert not list(server.env_file.parent.glob(".*.tmp")), "no temporary file left behind"
     # the default root password no longer works; the generated one does
     with pytest.raises(ServiceUnavailable, match="refused the password"):
-        vectordb.connect(server.uri, vectordb.DEFAULT_ROOT_TOKEN)
-    root = vectordb.connect(server.uri, result.tokens[vectordb.ROOT_TOKEN_KEY])
+        milvus.connect(server.uri, milvus.DEFAULT_ROOT_TOKEN)
+    root = milvus.connect(server.uri, result.tokens[vectordb.ROOT_TOKEN_KEY])
     try:
         assert {vectordb.READER_ROLE, vectordb.WRITER_ROLE} <= set(root.list_roles())
         assert root.describe_user(vectordb.APP_USER)["roles"] == (vectordb.READER_ROLE,)
@@ -107,8 +108,8 @@ def test_least_privilege_is_verified(secured):
 def test_reader_searches_but_cannot_write_and_writer_ingests(secured):
     """On the real collection (created by the ingest user, as the ingestion job does)."""
     server, result = secured
-    writer = vectordb.connect(server.uri, result.tokens[vectordb.INGEST_TOKEN_KEY])
-    reader = vectordb.connect(server.uri, result.tokens[vectordb.APP_TOKEN_KEY])
+    writer = milvus.connect(server.uri, result.tokens[vectordb.INGEST_TOKEN_KEY])
+    reader = milvus.connect(server.uri, result.tokens[vectordb.APP_TOKEN_KEY])
     rows = [{"id": i, "vector": [float(i), 1.0, 0.0, 0.0]} for i in range(1, 4)]
     try:
         if writer.has_collection(COLLECTION):
@@ -126,10 +127,10 @@ def test_reader_searches_but_cannot_write_and_writer_ingests(secured):
         ):
             with pytest.raises(Exception) as err:
                 forbidden()
-            assert vectordb.is_permission_denied(err.value), err.value
+            assert milvus.is_permission_denied(err.value), err.value
         with pytest.raises(Exception) as err:
             writer.drop_collection(COLLECTION)
-        assert vectordb.is_permission_denied(err.value)
+        assert milvus.is_permission_denied(err.value)
     finally:
         reader.close()
         writer.close()
@@ -154,10 +155,10 @@ def test_a_lost_user_password_is_reset(secured, tmp_path):
     result = vectordb.secure(server.uri, COLLECTION, partial)
     assert "user docbot_app (password reset)" in result.created
     assert vectordb.read_env(partial)["OTHER_SETTING"] == "kept"
-    vectordb.connect(server.uri, result.tokens[vectordb.APP_TOKEN_KEY]).close()
+    milvus.connect(server.uri, result.tokens[vectordb.APP_TOKEN_KEY]).close()
     # the shared env file is put back in force for the other tests
     vectordb.secure(server.uri, COLLECTION, server.env_file)
-    vectordb.connect(server.uri, first.tokens[vectordb.APP_TOKEN_KEY]).close()
+    milvus.connect(server.uri, first.tokens[vectordb.APP_TOKEN_KEY]).close()
 
 
 def test_secure_without_roots_password_says_where_to_put_it(secured, tmp_path):
@@ -181,11 +182,11 @@ def test_write_env_keeps_other_lines_and_is_private(tmp_path):
 
 
 def test_milvus_lite_has_no_rbac_and_secure_refuses_politely(settings, tmp_path):
-    client = vectordb.connect(settings.milvus_uri)
+    client = milvus.connect(settings.milvus_uri)
     try:
         info = vectordb.server_info(client, settings.milvus_uri)
-        assert not vectordb.supports_rbac(client)
-        assert vectordb.supports_bm25(client)  # Milvus Lite 3 has BM25
+        assert not milvus.supports_rbac(client)
+        assert milvus.supports_bm25(client)  # Milvus Lite 3 has BM25
     finally:
         client.close()
     assert not info.rbac and "Milvus Lite" in str(info) and "no users, roles or passwords" in str(info)
@@ -206,7 +207,7 @@ def test_milvus_lite_has_no_rbac_and_secure_refuses_politely(settings, tmp_path)
     ],
 )
 def test_parse_version(text, expected):
-    assert vectordb.parse_version(text) == expected
+    assert milvus.parse_version(text) == expected
 
 
 def test_notebook_secures_the_real_server(secured, tmp_path):
@@ -232,7 +233,7 @@ def test_notebook_secures_the_real_server(secured, tmp_path):
 
 def test_a_refusal_on_a_milvus_2_3_server_is_retried_before_it_counts(monkeypatch):
     """Milvus 2.3 refuses a granted privilege now and then while its proxy reloads its policy cache."""
-    monkeypatch.setattr(vectordb.StaleGrantsRetry, "DELAYS", (0.01, 0.01))
+    monkeypatch.setattr(milvus.StaleGrantsRetry, "DELAYS", (0.01, 0.01))
 
     class Client:
         def __init__(self, refusals: int):
@@ -247,14 +248,14 @@ def test_a_refusal_on_a_milvus_2_3_server_is_retried_before_it_counts(monkeypatc
         def drop_collection(self, name):
             raise ValueError("collection not found")
 
-    flaky = vectordb.tolerate_stale_grants(Client(refusals=2), "v2.3.5")
+    flaky = milvus.tolerate_stale_grants(Client(refusals=2), "v2.3.5")
     assert flaky.query("docbot") == ["docbot"] and flaky._client.calls == 3
-    refused = vectordb.tolerate_stale_grants(Client(refusals=9), "v2.3.5")
+    refused = milvus.tolerate_stale_grants(Client(refusals=9), "v2.3.5")
     with pytest.raises(RuntimeError, match="permission deny"):
         refused.query("docbot")
     assert refused._client.calls == 3  # a real refusal still counts, after the retries
     with pytest.raises(ValueError):  # any other error at once
         flaky.drop_collection("docbot")
     plain = Client(refusals=1)
-    assert vectordb.tolerate_stale_grants(plain, "2.6.15") is plain  # fixed servers: no retry
-    assert vectordb.tolerate_stale_grants(plain, "") is plain
+    assert milvus.tolerate_stale_grants(plain, "2.6.15") is plain  # fixed servers: no retry
+    assert milvus.tolerate_stale_grants(plain, "") is plain

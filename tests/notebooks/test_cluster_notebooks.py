@@ -35,10 +35,11 @@ import pytest
 from kubeapi import KubeApi
 from milvus_server import milvus_server  # noqa: F401 - the session fixture
 
-from docbot_lib import vectordb
-from docbot_lib.local import LOCAL_MODEL_NAME
-from docbot_lib.names import LabNames
-from docbot_lib.settings import Settings, read_env
+from docbot_lib.clients import milvus
+from docbot_lib.core.names import LabNames
+from docbot_lib.core.settings import Settings, read_env
+from docbot_lib.local.stack import LOCAL_MODEL_NAME
+from docbot_lib.pipeline import vectordb
 from docbot_lib.workshop import execute, lab_notebooks
 
 REPO = Path(__file__).resolve().parents[2]
@@ -356,8 +357,8 @@ def test_forbidden_actions_are_refused(lab_run, workbench):
     """The users notebook 04 created, on the collections 05-07 filled: what each may not do is refused."""
     tokens = read_env(workbench["milvus"].env_file)
     uri = workbench["milvus"].uri
-    reader = vectordb.connect(uri, tokens[vectordb.APP_TOKEN_KEY], database=NAMES.database)
-    writer = vectordb.connect(uri, tokens[vectordb.INGEST_TOKEN_KEY], database=NAMES.database)
+    reader = milvus.connect(uri, tokens[vectordb.APP_TOKEN_KEY], database=NAMES.database)
+    writer = milvus.connect(uri, tokens[vectordb.INGEST_TOKEN_KEY], database=NAMES.database)
     row = {
         "pk": "x" * 64,
         "text": "t",
@@ -395,7 +396,7 @@ def test_the_api_serves_as_the_read_only_user(lab_run, workbench, monkeypatch):
     """The chatbot API as it runs on the cluster: the reader's token, the recorded model endpoint and token."""
     from fastapi.testclient import TestClient
 
-    from docbot_lib.api import create_app
+    from docbot_lib.pipeline.api import create_app
 
     for key, value in workbench["env"].items():  # each test starts with a clean environment (conftest)
         monkeypatch.setenv(key, value)

@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from docbot_lib.clients import milvus
 from docbot_lib.workshop import execute, lab_notebooks, run_parameters
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,14 +61,14 @@ def test_notebook_runs_under_papermill(notebook, local_stack, settings, tmp_path
 def check_day2_run(output: Path, executed: str, settings) -> None:
     """04 on one machine: day 2 ran for real on the local Milvus 2.3 server (not skipped), its passwords are
     beside that server's data and nowhere in the notebook, and the documents' settings were left alone."""
-    from docbot_lib import vectordb
-    from docbot_lib.settings import env_files, read_env
+    from docbot_lib.core.settings import env_files, read_env
+    from docbot_lib.pipeline import vectordb
 
     text = outputs_text(output)
     assert "Skipped" not in text, "day 2 ran: it did not skip"
     assert f"day 2 (here): {settings.milvus_server_uri}" in text and settings.milvus_server_uri != settings.milvus_uri
     assert "users/roles  yes" in text and "users/roles  no" in text  # the day-2 server, then Milvus Lite
-    assert f"is secured: {vectordb.DEFAULT_ROOT_TOKEN} no longer logs in" in text
+    assert f"is secured: {milvus.DEFAULT_ROOT_TOKEN} no longer logs in" in text
     assert "FAIL" not in text
     env_file = settings.day2_env_file
     assert env_file.parent == settings.local_dir and (env_file.stat().st_mode & 0o777) == 0o600
@@ -77,7 +78,7 @@ def check_day2_run(output: Path, executed: str, settings) -> None:
         assert token.split(":", 1)[1] not in executed, "a Milvus password leaked into the executed notebook"
     assert vectordb.INGEST_TOKEN_KEY not in read_env(env_files()[0]), "the documents' Milvus Lite gets no token"
     # the server really refuses the public default now
-    assert vectordb._login_outcome(settings.milvus_server_uri, vectordb.DEFAULT_ROOT_TOKEN) == "refused"
+    assert vectordb._login_outcome(settings.milvus_server_uri, milvus.DEFAULT_ROOT_TOKEN) == "refused"
 
 
 def check_chatbot_run(output: Path, executed: str) -> None:
@@ -87,7 +88,7 @@ def check_chatbot_run(output: Path, executed: str) -> None:
 
     import psutil
 
-    from docbot_lib.settings import env_files, read_env
+    from docbot_lib.core.settings import env_files, read_env
 
     text = outputs_text(output)
     started = re.search(r"docbot serve \(pid (\d+)\) answers at http://127\.0\.0\.1:(\d+)", text)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import nbformat
 
-from docbot_lib import s3
-from docbot_lib.settings import Settings
+from docbot_lib.core.settings import Settings
+from docbot_lib.pipeline import s3
 from docbot_lib.workshop import execute
 
 REPO = Path(__file__).resolve().parents[2]

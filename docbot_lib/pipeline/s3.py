@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docbot_lib.errors import DocbotError, ServiceUnavailable
-from docbot_lib.settings import Settings
+from docbot_lib.core.errors import DocbotError, ServiceUnavailable
+from docbot_lib.core.settings import Settings
 
 MiB = 1 << 20
 # Parts of 16 MiB: twice the AWS CLI's, ~900 requests for a 14.5 GB model. Measured on moto (2 cores):
@@ -75,7 +75,7 @@ def model_prefix(model_id: str) -> str:
 
 def learner_model_prefix(settings) -> str:
     """Where the settings' model goes in the bucket: `<user>/models/<model id>/` for a learner of a class
-    (docbot_lib.names: the bucket is shared, the prefix is theirs), else `models/<model id>/`."""
+    (docbot_lib.core.names: the bucket is shared, the prefix is theirs), else `models/<model id>/`."""
     return settings.names.s3_prefix + model_prefix(settings.model_id)
 
 
@@ -422,7 +422,7 @@ class UploadReport:
         return f"s3://{self.bucket}/{self.prefix}"
 
     def __str__(self) -> str:
-        from docbot_lib.hub import human_size
+        from docbot_lib.pipeline.hub import human_size
 
         rate = f" ({human_size(int(self.bytes_uploaded / self.seconds))}/s)" if self.bytes_uploaded else ""
         lines = [
@@ -618,7 +618,7 @@ class VerifyReport:
         return bool(self.verified) and not (self.missing or self.mismatched or self.extra)
 
     def __str__(self) -> str:
-        from docbot_lib.hub import human_size
+        from docbot_lib.pipeline.hub import human_size
 
         how = "size, sha256 metadata, server CRC32" + (", bytes re-read" if self.reread else "")
         lines = [
@@ -733,14 +733,14 @@ def to_yaml(obj: dict) -> str:
 
 def apply_data_connection(settings: Settings, namespace: str, name: str, api_client=None) -> str:
     """Create the data connection Secret in the namespace, or replace it when it exists: "created" or
-    "replaced". `api_client` defaults to `docbot_lib.manifests.kube_api_client()`."""
+    "replaced". `api_client` defaults to `docbot_lib.k8s.manifests.kube_api_client()`."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError
 
     body = data_connection_secret(settings, name, namespace, reveal=True)
     secret_name = body["metadata"]["name"]
-    from docbot_lib.manifests import kube_api_client
+    from docbot_lib.k8s.manifests import kube_api_client
 
     api = client.CoreV1Api(api_client or kube_api_client())
     hidden = [v for v in (settings.secret("s3_secret_key"), settings.s3_access_key) if v]

@@ -25,8 +25,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 PORT_KEYS = (
     "etcd_port",
     "root_coord_port",
@@ -129,24 +127,3 @@ def prepare(base: Path, proxy_port: int) -> Launch:
         uri=f"http://127.0.0.1:{proxy_port}",
         health_url=f"http://127.0.0.1:{metrics_port}/healthz",
     )
-
-
-def answers(uri: str, health_url: str | None = None) -> bool:
-    """True once the server is healthy and answers a real gRPC request: root's default password logs in, or
-    is refused because day 2 changed it (both are answers)."""
-    from docbot_lib.errors import AuthRefused, ServiceUnavailable
-    from docbot_lib.vectordb import DEFAULT_ROOT_TOKEN, connect
-
-    if health_url:
-        try:
-            if httpx.get(health_url, timeout=2).text.strip() != "OK":
-                return False
-        except httpx.HTTPError:
-            return False
-    try:
-        connect(uri, DEFAULT_ROOT_TOKEN, timeout=5).close()
-        return True
-    except AuthRefused:
-        return True
-    except ServiceUnavailable:
-        return False

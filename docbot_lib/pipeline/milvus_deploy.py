@@ -3,10 +3,10 @@
 `standalone_objects()` / `attu_objects()` read manifests/milvus/ (plain YAML that `oc apply -f` takes too);
 `attu_objects(expose=True, ...)` adds a public Route through an OpenShift OAuth proxy, only once root's
 default password is gone;
-`helm_objects(rendered)` patches `helm template` output for OpenShift (docbot_lib.openshift) and adds the
+`helm_objects(rendered)` patches `helm template` output for OpenShift (docbot_lib.k8s.openshift) and adds the
 release's NetworkPolicies; every component comes with NetworkPolicies (manifests/milvus/networkpolicy.yaml);
 `summary(objects)` is the short listing a notebook prints instead of the whole YAML.
-Applying goes through docbot_lib.manifests.apply (server-side dry run first).
+Applying goes through docbot_lib.k8s.manifests.apply (server-side dry run first).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from docbot_lib.manifests import wait_ready  # noqa: F401 - moved to manifests (the chatbot waits too); old name kept
-from docbot_lib.openshift import Dropped, load_documents, patch_rendered
-from docbot_lib.settings import project_dir
+from docbot_lib.core.settings import project_dir
+from docbot_lib.k8s.manifests import wait_ready  # noqa: F401 - moved to manifests (the chatbot waits too); old name kept
+from docbot_lib.k8s.openshift import Dropped, load_documents, patch_rendered
 
 MILVUS_DIR = project_dir() / "manifests" / "milvus"
 STANDALONE = MILVUS_DIR / "milvus-standalone.yaml"
@@ -36,7 +36,7 @@ def service_uri(objects: list[dict[str, Any]], namespace: str) -> str:
         ports = ((obj.get("spec") or {}).get("ports") or []) if obj.get("kind") == "Service" else []
         if any(p.get("port") == MILVUS_PORT for p in ports):
             return f"http://{obj['metadata']['name']}.{namespace}.svc.cluster.local:{MILVUS_PORT}"
-    from docbot_lib.errors import DocbotError
+    from docbot_lib.core.errors import DocbotError
 
     raise DocbotError(
         f"no Service with port {MILVUS_PORT} among the Milvus objects",
@@ -55,7 +55,7 @@ def deploy(
     """Apply the Milvus objects, wait until they are ready, and record Milvus' URI for the next notebooks:
     the one the settings name (a MILVUS_URI parameter, DOCBOT_MILVUS_URI), else the in-cluster address of the
     Service just deployed. Returns the settings with it."""
-    from docbot_lib import manifests
+    from docbot_lib.k8s import manifests
 
     api = api_client or manifests.kube_api_client()
     namespace = namespace or manifests.current_namespace(settings)
@@ -71,8 +71,8 @@ def apply_credentials(settings, tokens: dict[str, str], api_client=None, echo=pr
     """The generated Milvus credentials as Secrets in the lab's namespace, one per identity
     (`vectordb.credentials_secrets`): the chatbot's Deployment reads only the reader's, ingestion the
     writer's; root's is read by the day-2 steps alone."""
-    from docbot_lib import manifests
-    from docbot_lib.vectordb import credentials_secrets
+    from docbot_lib.k8s import manifests
+    from docbot_lib.pipeline.vectordb import credentials_secrets
 
     api = api_client or manifests.kube_api_client()
     for applied in manifests.apply(credentials_secrets(tokens), manifests.current_namespace(settings), api):
@@ -104,7 +104,7 @@ def release_network_policies(objects: list[dict[str, Any]]) -> list[dict[str, An
     The release is named by the Service with port 19530 (its selector's app.kubernetes.io/instance). The
     chart's subcharts label pods with app.kubernetes.io/instance (Milvus, etcd) or release (MinIO, Pulsar):
     one policy for each label covers every pod, with a Service or without."""
-    from docbot_lib.errors import DocbotError
+    from docbot_lib.core.errors import DocbotError
 
     services = [o for o in objects if o["kind"] == "Service" and (o.get("spec") or {}).get("selector")]
     main = next((s for s in services if any(p.get("port") == MILVUS_PORT for p in s["spec"].get("ports") or [])), None)
@@ -157,8 +157,8 @@ def attu_objects(
     import re
     import secrets
 
-    from docbot_lib import manifests
-    from docbot_lib.errors import DocbotError
+    from docbot_lib.core.errors import DocbotError
+    from docbot_lib.k8s import manifests
 
     if not root_password_changed:
         raise DocbotError(
@@ -191,7 +191,7 @@ def attu_objects(
 def expose_attu(settings, root_password_changed: bool, api_client=None, echo=print) -> str:
     """Notebook 04's optional step: apply `attu_objects(expose=True, ...)` in the lab's namespace (refused while
     root may still have its default password) and return the Route's https URL."""
-    from docbot_lib import manifests
+    from docbot_lib.k8s import manifests
 
     api = api_client or manifests.kube_api_client()
     namespace = manifests.current_namespace(settings)
@@ -219,7 +219,7 @@ def helm_objects(
 
 def images(objects: list[dict[str, Any]]) -> list[str]:
     """Every container image the objects run (to check the pins)."""
-    from docbot_lib.openshift import pod_spec
+    from docbot_lib.k8s.openshift import pod_spec
 
     found = []
     for obj in objects:

@@ -31,10 +31,12 @@ from pathlib import Path
 
 import psutil
 
-from docbot_lib import checks, milvus_server
-from docbot_lib.errors import DocbotError, ServiceUnavailable
-from docbot_lib.hubserver import LOCAL_REPO_ID
-from docbot_lib.settings import Settings
+from docbot_lib import checks
+from docbot_lib.clients.net import tcp_open
+from docbot_lib.core.errors import DocbotError, ServiceUnavailable
+from docbot_lib.core.settings import Settings
+from docbot_lib.local import milvus_server
+from docbot_lib.local.hubserver import LOCAL_REPO_ID
 
 HOST = "127.0.0.1"
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
@@ -180,7 +182,7 @@ class LocalStack:
                     "False",
                 ],
                 lambda stack: (
-                    checks.tcp_open(f"http://{HOST}:{stack.settings.local_llm_port}")
+                    tcp_open(f"http://{HOST}:{stack.settings.local_llm_port}")
                     and bool(checks.check_llm(stack._current()))
                 ),
                 # the server's settings read API_KEY from the environment (pydantic-settings), like --api_key
@@ -193,7 +195,7 @@ class LocalStack:
                 lambda stack, port: [
                     sys.executable,
                     "-m",
-                    "docbot_lib.hubserver",
+                    "docbot_lib.local.hubserver",
                     "--repo",
                     f"{LOCAL_REPO_ID}={stack._hub_repo()}",
                     "--host",
@@ -218,7 +220,7 @@ class LocalStack:
                     str(port),
                 ],
                 lambda stack: (
-                    checks.tcp_open(f"http://{HOST}:{stack.settings.local_milvus_port}")
+                    tcp_open(f"http://{HOST}:{stack.settings.local_milvus_port}")
                     and bool(checks.check_milvus(stack._current()))
                 ),
                 timeout=120,
@@ -227,7 +229,7 @@ class LocalStack:
                 "milvus-server",
                 "local_milvus_server_port",
                 lambda stack, port: [],  # rendered by `launch`
-                lambda stack: milvus_server.answers(
+                lambda stack: checks.milvus_server_answers(
                     stack.settings.local_defaults()["milvus_server_uri"], stack._health.get("milvus-server")
                 ),
                 launch=lambda stack, port: milvus_server.prepare(stack.dir / "milvus-server", port),
@@ -259,7 +261,7 @@ class LocalStack:
         self.up(echo=echo, only=["llm"])
 
     def _hub_repo(self) -> Path:
-        from docbot_lib.hubserver import local_model_repo
+        from docbot_lib.local.hubserver import local_model_repo
 
         return local_model_repo(self.dir / "hub", local_gguf(self.settings.model_copy(update={"local_llm_gguf": None})))
 

@@ -26,8 +26,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.retrievers import BaseRetriever
 
-from docbot_lib.settings import Settings
-from docbot_lib.store import Hit
+from docbot_lib.core.settings import Settings
+from docbot_lib.pipeline.store import Hit
 
 INSTRUCTIONS = (
     "You are Doc Bot, an assistant that answers questions about documentation. Answer only from the numbered "
@@ -44,7 +44,7 @@ NOT_FOUND = (
     "Try rephrasing it, or ingest the pages that answer it."
 )
 # Chat templates that reject a system message (Mistral-7B-Instruct v0.1/v0.2 raise on it).
-# Served names are DNS labels too ("mistral-7b-instruct-v0-2", docbot_lib.serving.serving_name).
+# Served names are DNS labels too ("mistral-7b-instruct-v0-2", docbot_lib.pipeline.serving.serving_name).
 NO_SYSTEM_ROLE = re.compile(r"mistral-7b-instruct(-v0[.-][12])?$|mixtral-8x7b-instruct", re.I)
 
 History = Sequence[tuple[str, str]]  # (role "user"|"assistant", text)
@@ -280,7 +280,7 @@ class DocbotRetriever(BaseRetriever):
     min_similarity: float | None = None
 
     def hits(self, query: str) -> list[Hit]:
-        from docbot_lib.store import search
+        from docbot_lib.pipeline.store import search
 
         return search(self.settings, query, k=self.k, collection=self.collection, min_similarity=self.min_similarity)
 
@@ -305,7 +305,7 @@ class RagChain:
     """The RAG chain for one collection: ask() for a whole answer, stream() for its pieces."""
 
     def __init__(self, settings: Settings, collection: str | None = None, k: int | None = None):
-        from docbot_lib.serving import chat_model
+        from docbot_lib.clients.llm import chat_model
 
         self.settings = settings
         self.retriever = DocbotRetriever(

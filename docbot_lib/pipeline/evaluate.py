@@ -12,7 +12,7 @@ MRR@10 = mean over questions of 1 / rank of the first such chunk within the firs
 Answer checks need no judge model: are the cited passages among those retrieved, does the answer cite an
 expected page, how much of it is found in the cited text (content-word overlap), does the bot refuse
 what the documentation does not cover. With `judge_base_url` set, a judge model scores 1-5 as well.
-Plots: docbot_lib.evaluate_plots.
+Plots: docbot_lib.pipeline.evaluate_plots.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docbot_lib.errors import DocbotError
+from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.settings import Settings
 
 # support, content words and refusals are measured in rag: the chatbot flags an answer on the same measure
-from docbot_lib.rag import REFUSAL, STOPWORDS, content_words, is_refusal, support  # noqa: F401
-from docbot_lib.settings import Settings
+from docbot_lib.pipeline.rag import REFUSAL, STOPWORDS, content_words, is_refusal, support  # noqa: F401
 
-SAMPLE_QUESTIONS = Path(__file__).with_name("data") / "sample_questions.jsonl"
+SAMPLE_QUESTIONS = Path(__file__).resolve().parents[1] / "data" / "sample_questions.jsonl"
 
 
 @dataclass(frozen=True)
@@ -187,8 +187,8 @@ def retrieve_ranked(
     Embedding and search are timed apart (RagChain times them together as "retrieve")."""
     from tqdm.auto import tqdm
 
-    from docbot_lib.embeddings import get_embeddings
-    from docbot_lib.store import open_store
+    from docbot_lib.clients.embeddings import get_embeddings
+    from docbot_lib.pipeline.store import open_store
 
     embedder, store = get_embeddings(settings), open_store(settings, collection)
     store.search(embedder.embed_query("warm up"), "warm up", k=k, hybrid=settings.hybrid)  # first call loads
@@ -240,7 +240,7 @@ def compare_retrieval(
 
 def eval_collection(settings: Settings, name: str | None = None) -> str:
     """The evaluation's collection: `name`, else <milvus_collection>_eval (notebook 04's roles cover it)."""
-    from docbot_lib.vectordb import EVAL_SUFFIX
+    from docbot_lib.pipeline.vectordb import EVAL_SUFFIX
 
     return name or f"{settings.milvus_collection}{EVAL_SUFFIX}"
 
@@ -260,7 +260,7 @@ def ingest_variant(
 ):
     """Ingest the same documents into another collection with other settings (e.g. chunk_tokens=100);
     incremental like every ingestion, so a re-run skips unchanged documents. Returns the IngestReport."""
-    from docbot_lib.ingest import ingest
+    from docbot_lib.pipeline.ingest import ingest
 
     return ingest(
         settings.model_copy(update=overrides), list(docs), collection=collection, pattern=pattern, progress=progress
@@ -292,7 +292,7 @@ def retrieval_table(runs: dict[str, RetrievalRun], ks: tuple[int, ...] = (1, 3, 
 # -- answer checks that need no judge model -----------------------------------------------------------
 def citations_valid(answer_text: str, retrieved_numbers: Iterable[int]) -> bool:
     """Every [n] the answer cites is one of the passages it was given (no invented citation)."""
-    from docbot_lib.rag import cited_numbers
+    from docbot_lib.pipeline.rag import cited_numbers
 
     return set(cited_numbers(answer_text)) <= set(retrieved_numbers)
 
@@ -342,7 +342,7 @@ def judge_answer(settings: Settings, question: str, answer_text: str, passages: 
     from langchain_core.messages import HumanMessage
     from langchain_core.output_parsers import StrOutputParser
 
-    from docbot_lib.serving import chat_model
+    from docbot_lib.clients.llm import chat_model
 
     if not judge_configured(settings):
         raise DocbotError(
@@ -501,9 +501,9 @@ def check_answers(
     is configured (`judge` None) or asked for (True). Each answer is one LLM call: keep the set small."""
     from tqdm.auto import tqdm
 
-    from docbot_lib.embeddings import get_embeddings
-    from docbot_lib.rag import RagChain
-    from docbot_lib.store import open_store
+    from docbot_lib.clients.embeddings import get_embeddings
+    from docbot_lib.pipeline.rag import RagChain
+    from docbot_lib.pipeline.store import open_store
 
     judge = judge_configured(settings) if judge is None else judge
     bot = RagChain(settings, collection)
@@ -550,9 +550,9 @@ def check_answers(
 # -- the GPU's view: vLLM's /metrics next to the sizing -----------------------------------------------
 @dataclass
 class GpuView:
-    metrics: Any  # docbot_lib.serving.VllmMetrics
+    metrics: Any  # docbot_lib.pipeline.serving.VllmMetrics
     tokens_per_s: float | None  # generated tokens per second over the sampling interval
-    sizing: Any  # docbot_lib.sizing.SizingReport
+    sizing: Any  # docbot_lib.pipeline.sizing.SizingReport
 
     def __str__(self) -> str:
         if not self.metrics.is_vllm:
@@ -567,8 +567,8 @@ class GpuView:
 def gpu_view(settings: Settings, interval: float = 2.0, gpus: list[str] | None = None) -> GpuView:
     """Two readings of the LLM endpoint's /metrics `interval` seconds apart (for tokens/s), and the sizing
     of the lab's model from notebook 03 (`gpus` e.g. ["L4", "A10G"] to keep the table short)."""
-    from docbot_lib.serving import vllm_metrics
-    from docbot_lib.sizing import published_report
+    from docbot_lib.pipeline.serving import vllm_metrics
+    from docbot_lib.pipeline.sizing import published_report
 
     if not settings.llm_base_url:
         raise DocbotError("no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)")

@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from docbot_lib.errors import DocbotError
+from docbot_lib.core.errors import DocbotError
 
 if TYPE_CHECKING:
-    from docbot_lib.names import LabNames
+    from docbot_lib.core.names import LabNames
 
 
 def project_dir() -> Path:
     """The checkout this package runs from (editable install), else the current folder."""
-    here = Path(__file__).resolve().parents[1]
+    here = Path(__file__).resolve().parents[2]
     return here if (here / "pyproject.toml").is_file() else Path.cwd()
 
 
@@ -106,7 +106,7 @@ def _env(name: str, *aliases: str) -> Any:
     return AliasChoices(f"DOCBOT_{name.upper()}", *aliases)
 
 
-# Fields the local stack fills in (when not set explicitly): see docbot_lib.local.
+# Fields the local stack fills in (when not set explicitly): see docbot_lib.local.stack.
 LOCAL_STACK_FIELDS = (
     "s3_endpoint",
     "s3_access_key",
@@ -155,7 +155,7 @@ class Settings(BaseSettings):
 
     # the OpenShift project (namespace) the lab deploys into; None: the workbench's own, or `oc project`'s
     namespace: str | None = Field(None, validation_alias=_env("namespace"))
-    # the learner: names their Milvus database, users and roles, S3 prefix (docbot_lib.names); one per learner
+    # the learner: names their Milvus database, users and roles, S3 prefix (docbot_lib.core.names); one per learner
     # when a class shares a cluster. None: the workbench's namespace in a workbench, else no learner (plain names)
     user: str | None = Field(None, validation_alias=_env("user"))
 
@@ -192,7 +192,7 @@ class Settings(BaseSettings):
     rag_instructions: str | None = Field(
         None,
         validation_alias=_env("rag_instructions"),
-        description="the chatbot's instructions; None: docbot_lib.rag.INSTRUCTIONS",
+        description="the chatbot's instructions; None: docbot_lib.pipeline.rag.INSTRUCTIONS",
     )
     llm_system_role: bool | None = Field(
         None,
@@ -369,7 +369,7 @@ class Settings(BaseSettings):
     def names(self) -> LabNames:
         """The names of this learner's objects on a cluster (`user`, else the workbench's namespace); the plain
         ones on the local stack, which serves one person (Milvus Lite has one database)."""
-        from docbot_lib.names import LabNames
+        from docbot_lib.core.names import LabNames
 
         if self.stack != "cluster":
             return LabNames()
@@ -450,6 +450,12 @@ class Settings(BaseSettings):
     @property
     def model_path(self) -> Path:
         return self.model_dir or self.home / "models"
+
+    def start_hint(self, what: str) -> str:
+        """The fix to print when a service does not answer: start the local stack, or check `what`."""
+        if self.stack == "local":
+            return "start the local stack: `docbot local up` (or `make lab`); `docbot local status` shows its logs"
+        return f"check {what} in your settings (environment or .env) and that the service is running"
 
     def secret(self, name: str) -> str | None:
         """The clear value of a secret field, for the client that needs it (never for printing)."""

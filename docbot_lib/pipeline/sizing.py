@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docbot_lib.errors import DocbotError
+from docbot_lib.core.errors import DocbotError
 
 GiB = 1024**3
 MiB = 1024**2
@@ -183,7 +183,7 @@ def weights_from_safetensors(paths: Iterable[str | Path]) -> Weights:
             if dtype not in DTYPE_BYTES:
                 raise DocbotError(
                     f"{Path(path).name}: tensor {name} has unknown dtype {dtype!r}",
-                    "update docbot_lib.sizing.DTYPE_BYTES",
+                    "update docbot_lib.pipeline.sizing.DTYPE_BYTES",
                 )
             numel = 1
             for dim in info.get("shape", []):

@@ -22,24 +22,30 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docbot_lib.checks import tcp_open
-from docbot_lib.errors import AuthRefused, ConfigError, DocbotError, NotReachable, ServiceUnavailable
-from docbot_lib.names import DEFAULT_DATABASE, LabNames
-from docbot_lib.settings import read_env, write_env
+from docbot_lib.clients.milvus import (
+    BM25_SINCE,
+    DEFAULT_ROOT_TOKEN,
+    connect,
+    is_permission_denied,
+    parse_version,
+    quiet_pymilvus,
+    supports_rbac,
+)
+from docbot_lib.core.errors import AuthRefused, ConfigError, DocbotError, ServiceUnavailable
+from docbot_lib.core.names import DEFAULT_DATABASE, LabNames
+from docbot_lib.core.settings import read_env, write_env
 
 # =====================================================================================================
 # Server capabilities and day-2 security
 # =====================================================================================================
 
-DEFAULT_ROOT_TOKEN = "root:Milvus"  # what every fresh Milvus server accepts: public knowledge
 PLAIN = LabNames()  # one learner (or none): the plain names; a class gives each learner LabNames(user)
 READER_ROLE, WRITER_ROLE = PLAIN.reader_role, PLAIN.writer_role
 APP_USER, INGEST_USER = PLAIN.app_user, PLAIN.ingest_user
@@ -47,7 +53,6 @@ APP_USER, INGEST_USER = PLAIN.app_user, PLAIN.ingest_user
 ROOT_TOKEN_KEY = "DOCBOT_MILVUS_ROOT_TOKEN"  # Settings.milvus_root_token: for re-running `secure`
 INGEST_TOKEN_KEY = "DOCBOT_MILVUS_TOKEN"  # Settings.milvus_token: the next notebooks ingest and search
 APP_TOKEN_KEY = "DOCBOT_MILVUS_APP_TOKEN"  # the chatbot app's Secret (read-only user)
-BM25_SINCE = (2, 5)  # sparse vectors and the BM25 function arrived in Milvus 2.5
 # Milvus 2.3 privilege names (checked against the server: it rejects unknown ones), by object type.
 READER_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "Collection": (
@@ -70,173 +75,6 @@ WRITER_PRIVILEGES: dict[str, tuple[str, ...]] = {
 }
 GRANT_TIMEOUT = 120.0  # grants reach the proxy's cache within ~16 s on a quiet machine, 50 s seen under load: a deadline, not a wait
 log = logging.getLogger(__name__)
-
-
-def _status_code(exc: BaseException) -> str:
-    """The gRPC status name (UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED, ...) in an exception's chain."""
-    seen = exc
-    while seen is not None:
-        code = getattr(seen, "code", None)
-        if callable(code):
-            try:
-                name = getattr(code(), "name", "")
-            except Exception:  # noqa: BLE001 - a code() that needs arguments is not grpc's
-                name = ""
-            if name:
-                return name
-        text = str(seen)
-        for name in ("UNAUTHENTICATED", "PERMISSION_DENIED", "UNIMPLEMENTED"):
-            if name in text:
-                return name
-        seen = seen.__cause__ or seen.__context__
-    return ""
-
-
-def is_permission_denied(exc: BaseException) -> bool:
-    """True when Milvus refused an operation for lack of privilege."""
-    return _status_code(exc) == "PERMISSION_DENIED" or "permission deny" in str(exc).lower()
-
-
-@contextlib.contextmanager
-def _quiet_pymilvus() -> Iterator[None]:
-    """pymilvus logs every failed RPC with a traceback; a refusal we expect is not an error."""
-    logger = logging.getLogger("pymilvus")
-    previous = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
-
-
-def _user(token: str) -> str:
-    return token.split(":", 1)[0] if ":" in token else "(API token)"
-
-
-# pymilvus pings every 10 s even on an idle connection; gRPC servers that keep their default policy (Milvus
-# Lite's) answer that with GOAWAY "too_many_pings" and the next call fails. Ping only while a call runs.
-GRPC_OPTIONS = {"grpc.keepalive_time_ms": 60_000, "grpc.keepalive_permit_without_calls": False}
-
-
-def connect(uri: str | None, token: str | None = None, timeout: float = 10.0, database: str = DEFAULT_DATABASE):
-    """A MilvusClient for `uri` as `token` ("user:password"), in `database` (a learner's own); a refused
-    password or a silent server is a clear ServiceUnavailable that never shows the password."""
-    from pymilvus import MilvusClient
-
-    if not uri:
-        raise ConfigError(
-            "no Milvus URI configured", "set DOCBOT_MILVUS_URI (or the MILVUS_URI parameter)", service="milvus"
-        )
-    if uri.startswith(("http://", "https://", "tcp://", "grpc://")) and not tcp_open(uri):
-        raise NotReachable(
-            f"Milvus does not answer at {uri}",
-            "start it (locally: `docbot local up`) or correct DOCBOT_MILVUS_URI",
-            service="milvus",
-        )
-    for attempt in (1, 2):
-        client = None
-        try:
-            with _quiet_pymilvus():
-                client = MilvusClient(
-                    uri=uri,
-                    token=token or "",
-                    timeout=timeout,
-                    grpc_options=GRPC_OPTIONS,
-                    **({"db_name": database} if database != DEFAULT_DATABASE else {}),
-                )
-                # pymilvus shares connections: the constructor alone may not have asked the server
-                try:
-                    client.list_collections()
-                except Exception as exc:  # noqa: BLE001
-                    if not is_permission_denied(exc):  # refused an operation = the password was accepted
-                        raise
-            return client
-        except Exception as exc:  # noqa: BLE001 - pymilvus raises MilvusException or grpc errors
-            if client is not None:
-                client.close()
-            # a shared channel the server has just dropped (GOAWAY) fails once, then connects anew
-            if attempt == 1 and "Fail connecting" in str(exc):
-                time.sleep(1.0)
-                continue
-            _connect_error(exc, uri, token)
-    raise AssertionError("unreachable")
-
-
-class StaleGrantsRetry:
-    """A MilvusClient whose calls a refusal does not fail at once. Milvus 2.3 servers refuse a granted privilege
-    now and then while their proxy reloads its policy cache (milvus-io/milvus#34667, #32632; later releases
-    fixed it): Doc Bot's tests and benchmarks saw a learner's proved Query and CreateCollection grants refused
-    under load. On such a server a refusal is retried after `DELAYS`; a real refusal then costs their sum."""
-
-    DELAYS = (0.5, 1.5)
-
-    def __init__(self, client) -> None:
-        self._client = client
-
-    def __getattr__(self, name: str):
-        attribute = getattr(self._client, name)
-        if not callable(attribute):
-            return attribute
-
-        def call(*args, **kwargs):
-            for delay in self.DELAYS:
-                try:
-                    return attribute(*args, **kwargs)
-                except Exception as exc:  # noqa: BLE001 - pymilvus raises MilvusException or grpc errors
-                    if not is_permission_denied(exc):
-                        raise
-                    time.sleep(delay)
-            return attribute(*args, **kwargs)
-
-        return call
-
-
-def tolerate_stale_grants(client, server_version: str):
-    """`client` itself, or wrapped in StaleGrantsRetry on a server older than 2.4 (see there)."""
-    return StaleGrantsRetry(client) if (0, 0, 0) < parse_version(server_version) < (2, 4, 0) else client
-
-
-def _connect_error(exc: Exception, uri: str, token: str | None) -> None:
-    """Raise the ServiceUnavailable that says what failed, never showing the password."""
-    if _status_code(exc) == "UNAUTHENTICATED":
-        who = f"user {_user(token)!r}" if token else "a client without credentials"
-        raise AuthRefused(
-            f"Milvus at {uri} refused the password of {who}",
-            "set DOCBOT_MILVUS_TOKEN=user:password (environment or .env) to a user of this server",
-            service="milvus",
-        ) from None
-    raise ServiceUnavailable(
-        f"Milvus at {uri} failed: {type(exc).__name__}: {exc}",
-        "check DOCBOT_MILVUS_URI and that the server is running",
-        service="milvus",
-    ) from None
-
-
-def parse_version(text: str) -> tuple[int, int, int]:
-    """(major, minor, patch) of a Milvus version string such as "v2.3.5-lite" or "2.5.4"; (0, 0, 0) if none."""
-    found = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
-    return (int(found[1]), int(found[2]), int(found[3] or 0)) if found else (0, 0, 0)
-
-
-def supports_rbac(client) -> bool:
-    """True when the server has users and roles (a Milvus server); Milvus Lite answers UNIMPLEMENTED."""
-    try:
-        with _quiet_pymilvus():
-            client.list_roles()
-    except Exception as exc:  # noqa: BLE001
-        if _status_code(exc) == "UNIMPLEMENTED" or "unimplemented" in str(exc).lower():
-            return False
-        if is_permission_denied(exc):  # a user who may not list roles: the server has them
-            return True
-        raise
-    return True
-
-
-def supports_bm25(client) -> bool:
-    """True when the server can hold BM25 (sparse) fields: Milvus ≥ 2.5, or Milvus Lite 3.
-    Never create a BM25 collection when this is False: Milvus 2.3 accepts it and crashes on load."""
-    version = client.get_server_version()
-    return parse_version(version) >= BM25_SINCE
 
 
 @dataclass(frozen=True)
@@ -396,11 +234,14 @@ EVAL_SUFFIX = "_eval"  # notebook 07's collection: <collection>_eval
 EVAL_SMALL_CHUNKS = (100,)  # its chunk-size variants: <collection>_eval_c100
 
 
+def record_collection(name: str) -> str:
+    """The collection that records what was ingested into collection `name`."""
+    return f"{name}_docs"
+
+
 def lab_collections(collection: str) -> list[str]:
     """Every collection the lab creates around `collection`, each with the `_docs` record the store keeps:
     the chatbot's, the evaluation's and its chunk-size variants, and the probe. The roles are granted on these."""
-    from docbot_lib.store import record_collection
-
     evaluation = f"{collection}{EVAL_SUFFIX}"
     stores = [collection, evaluation] + [f"{evaluation}_c{tokens}" for tokens in EVAL_SMALL_CHUNKS]
     return [name for store in stores for name in (store, record_collection(store))] + [probe_collection(collection)]
@@ -568,7 +409,7 @@ def drop_learner(uri: str, root_token: str, names: LabNames, collection: str = "
         for role, spec in ((names.reader_role, READER_PRIVILEGES), (names.writer_role, WRITER_PRIVILEGES)):
             if role in roles:
                 for object_type, privilege, target in _privileges(spec, lab_collections(collection)):
-                    with _quiet_pymilvus(), contextlib.suppress(Exception):  # a grant already gone
+                    with quiet_pymilvus(), contextlib.suppress(Exception):  # a grant already gone
                         root.revoke_privilege(role, object_type, privilege, target, db_name=names.database)
                 root.drop_role(role)
                 removed.append(f"role {role}")
@@ -622,7 +463,7 @@ class VerifyReport(list):
 
 def _attempt(op: Callable[[], Any]) -> str:
     try:
-        with _quiet_pymilvus():
+        with quiet_pymilvus():
             op()
     except Exception as exc:  # noqa: BLE001
         return "refused" if is_permission_denied(exc) else f"error: {type(exc).__name__}: {exc}"

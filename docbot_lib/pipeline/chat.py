@@ -7,13 +7,13 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 
-from docbot_lib.rag import Answer, RagChain
-from docbot_lib.settings import Settings
+from docbot_lib.core.settings import Settings
+from docbot_lib.pipeline.rag import Answer, RagChain
 
 
 def collections(settings: Settings) -> list[str]:
     """The chunk collections in Milvus (their `_docs` records and probes left out)."""
-    from docbot_lib.checks import milvus_client
+    from docbot_lib.clients.milvus import milvus_client
 
     client = milvus_client(settings)
     try:

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from docbot_lib.errors import DocbotError
+from docbot_lib.core.errors import DocbotError
 
 CLUSTER_SCOPED = {
     "ClusterRole",
@@ -60,7 +60,7 @@ _FIXED_IDS = ("runAsUser", "runAsGroup", "fsGroup", "privileged")
 # Milvus' metrics/health/REST port: never behind a Service (see the module docstring)
 MILVUS_METRICS_PORT = 9091
 # A cut-down `helm template` output of the Milvus chart (etcd, MinIO, Milvus, Pulsar's stray RBAC)
-SAMPLE_RENDERED = Path(__file__).parent / "data" / "milvus-helm-sample.yaml"
+SAMPLE_RENDERED = Path(__file__).resolve().parents[1] / "data" / "milvus-helm-sample.yaml"
 # What renders the chart: run it where `helm` is installed (a laptop; a workbench has none), from
 # manifests/milvus/helm/, then upload rendered.yaml to the workbench and set HELM_RENDERED in notebook 04.
 HELM_TEMPLATE_COMMAND = (

@@ -6,7 +6,7 @@ in the embedding model's own tokens, embed them, and write them to Milvus — in
 
 A re-run skips unchanged documents (by content hash, before parsing), replaces the chunks of changed
 ones and removes those of deleted ones, without dropping the collection; the record of what was
-ingested lives in Milvus next to the chunks (see docbot_lib.vectordb). A bad document is skipped with
+ingested lives in Milvus next to the chunks (see docbot_lib.pipeline.vectordb). A bad document is skipped with
 its reason in the report and leaves no rows behind; a changed document whose new version cannot be
 loaded, embedded or written keeps its previous version. Symlinks are followed only inside the folder;
 URLs are fetched within the size cap and a timeout.
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from docbot_lib.errors import DocbotError
-from docbot_lib.settings import Settings
+from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.settings import Settings
 
 SUPPORTED = {
     ".pdf": "pdf",
@@ -59,7 +59,7 @@ class SourceItem:
 
 
 def _s3_items(settings: Settings, uri: str, pattern: str | None) -> list[SourceItem]:
-    from docbot_lib.s3 import s3_client
+    from docbot_lib.pipeline.s3 import s3_client
 
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     client = s3_client(settings)
@@ -694,7 +694,7 @@ def _force_split(chunks: list[Chunk], count_tokens, max_tokens: int, doc: Loaded
 def preview(settings: Settings, path: str | Path, limit: int = 3) -> list[Chunk]:
     """The first chunks one document would give (nothing is written): to see what the loader and
     chunker make of a page."""
-    from docbot_lib.embeddings import get_embeddings
+    from docbot_lib.clients.embeddings import get_embeddings
 
     (item,) = discover(settings, [str(path)])
     data = item.fetch()
@@ -775,8 +775,8 @@ def ingest(
     """Ingest documents into the collection incrementally; return (and do not print) the report."""
     from tqdm.auto import tqdm
 
-    from docbot_lib.embeddings import get_embeddings
-    from docbot_lib.store import ChunkStore
+    from docbot_lib.clients.embeddings import get_embeddings
+    from docbot_lib.pipeline.store import ChunkStore
 
     started = time.perf_counter()
     name = collection or settings.milvus_collection
@@ -913,7 +913,7 @@ def _embed(embedder, batch, recorded, report: IngestReport) -> list:
 def _store(store, documents, recorded, report: IngestReport) -> None:
     """Write documents in one go; when that fails, one by one, so only the failing one is skipped (the
     store has taken its new rows out again: a changed one keeps its previous version)."""
-    from docbot_lib.store import NotRecorded
+    from docbot_lib.pipeline.store import NotRecorded
 
     if not documents:
         return

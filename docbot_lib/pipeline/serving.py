@@ -1,9 +1,9 @@
 """Serving the model: vLLM on KServe (or as a plain Deployment) on OpenShift AI, and reading its metrics.
 
 On a cluster: `data_connection()` + `inference_service_manifests()` give the objects,
-`docbot_lib.manifests.apply()` sends them, `wait_inference_service_ready()` returns the endpoint URL.
+`docbot_lib.k8s.manifests.apply()` sends them, `wait_inference_service_ready()` returns the endpoint URL.
 `vllm_metrics()` reads the live KV-cache use and request counts from vLLM's Prometheus `/metrics`.
-GPU sizing (will it fit, which --max-model-len) is in `docbot_lib.sizing`.
+GPU sizing (will it fit, which --max-model-len) is in `docbot_lib.pipeline.sizing`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import Any, Literal, cast
 
 import httpx
 
-from docbot_lib import manifests
-from docbot_lib.errors import AuthRefused, ConfigError, DocbotError, ServiceUnavailable
-from docbot_lib.s3 import learner_model_prefix
-from docbot_lib.settings import Settings
+from docbot_lib.clients.llm import chat_model
+from docbot_lib.core.errors import AuthRefused, ConfigError, DocbotError, ServiceUnavailable
+from docbot_lib.core.settings import Settings
+from docbot_lib.k8s import manifests
+from docbot_lib.pipeline.s3 import learner_model_prefix
 
 # Upstream vLLM, pinned to a release tag: the tags of quay.io/modh/vllm (rhoai-2.x-cuda) move with each
 # OpenShift AI update, so the same manifest could serve a different vLLM tomorrow. 0.32.0 is also the release
@@ -53,7 +54,7 @@ class VllmOptions:
 
     `name` names the InferenceService, its ServingRuntime (one per model, as the dashboard does) or the
     Deployment; `served_model_name` is the model name clients send (default: settings.llm_model_name).
-    `max_model_len` must fit the GPU: `docbot_lib.sizing.gpu_report()` tells the largest that does.
+    `max_model_len` must fit the GPU: `docbot_lib.pipeline.sizing.gpu_report()` tells the largest that does.
     `deployment_mode`: RawDeployment, the default and the only mode of OpenShift AI 3.x (which ships no
     Serverless: an InferenceService asking for it is never served). "Serverless" (Knative, scale to zero) is
     kept for OpenShift AI 2.x clusters only.
@@ -61,7 +62,7 @@ class VllmOptions:
 
     name: str = "mistral-7b-instruct"
     data_connection: str = "models"
-    model_path: str | None = None  # in the bucket; default docbot_lib.s3.learner_model_prefix(settings)
+    model_path: str | None = None  # in the bucket; default docbot_lib.pipeline.s3.learner_model_prefix(settings)
     served_model_name: str | None = None
     image: str = VLLM_IMAGE
     gpus: int = 1
@@ -476,9 +477,9 @@ def data_connection(settings: Settings, name: str = "models") -> dict[str, Any]:
     """The S3 data connection Secret (aws-connection-<name>) with the real credentials, for `apply()`.
 
     It holds the secret key: show it with `manifests.to_yaml()` (masks it), never print the dict.
-    One builder serves both notebooks: `docbot_lib.s3.data_connection_secret`.
+    One builder serves both notebooks: `docbot_lib.pipeline.s3.data_connection_secret`.
     """
-    from docbot_lib.s3 import data_connection_secret
+    from docbot_lib.pipeline.s3 import data_connection_secret
 
     return data_connection_secret(settings, name, reveal=True)
 
@@ -577,7 +578,7 @@ def wait_inference_service_ready(
         f"  conditions:\n    {report}\n  recent events:\n    {events}",
         "read the events above: Insufficient nvidia.com/gpu = no free GPU node (check tolerations/nodeSelector); "
         "ImagePullBackOff = image name or pull secret; a model load error = wrong storage path or a "
-        "--max-model-len too large for the GPU (see `docbot_lib.sizing`); then call this again",
+        "--max-model-len too large for the GPU (see `docbot_lib.pipeline.sizing`); then call this again",
     )
 
 
@@ -698,34 +699,6 @@ def vllm_metrics(base_url: str, api_key: str | None = None, timeout: float = 10)
     return parse_vllm_metrics(response.text)
 
 
-# -- the OpenAI-compatible endpoint, in both modes ------------------------------------------------------
-def chat_model(settings: Settings, streaming: bool = False):
-    """LangChain's ChatOpenAI on the settings' endpoint with the lab's generation settings."""
-    from langchain_openai import ChatOpenAI
-    from pydantic import SecretStr
-
-    if not settings.llm_base_url:
-        raise ConfigError(
-            "no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)", service="llm"
-        )
-    # only when asked: an explicit streaming=False makes LangChain's .stream() return one whole chunk
-    streaming_option: dict[str, Any] = {"streaming": True} if streaming else {}
-    return ChatOpenAI(
-        base_url=settings.llm_base_url,
-        api_key=SecretStr(settings.secret("llm_api_key") or "none"),
-        model=settings.llm_model_name,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        presence_penalty=settings.presence_penalty,
-        timeout=120,
-        max_retries=1,
-        # ChatOpenAI sends its max_tokens as `max_completion_tokens`, which llama.cpp's server ignores (it then
-        # generates to the end of its context); `max_tokens` in the body is honoured by vLLM and llama.cpp.
-        extra_body={"max_tokens": settings.max_tokens},
-        **streaming_option,
-    )
-
-
 @dataclass
 class SmokeTest:
     """What the endpoint answered: its models, a chat completion, a streamed one, and LangChain's."""
@@ -810,81 +783,3 @@ def smoke_test(
         str(langchain),
         time.perf_counter() - start,
     )
-
-
-# -- local mode: what KServe does, on one machine -------------------------------------------------------
-def storage_initialize(settings: Settings, dest, prefix: str | None = None, progress: bool = True):
-    """What KServe's storage initializer does before the model server starts: copy every object under
-    s3://<bucket>/<prefix> (default the model's prefix) into `dest` (the pod's /mnt/models). Files already
-    there with the same size and sha256 are kept; each file is written beside and renamed when complete,
-    and checked against the sha256 recorded at upload. Returns `dest` as a Path."""
-    import hashlib
-    from pathlib import Path
-
-    from boto3.s3.transfer import TransferConfig
-    from tqdm.auto import tqdm
-
-    from docbot_lib.s3 import head, list_objects, s3_client, s3_errors
-
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    prefix = prefix or learner_model_prefix(settings)
-    bucket = settings.s3_bucket
-    client = s3_client(settings)
-    config = TransferConfig(multipart_chunksize=32 << 20, multipart_threshold=32 << 20, max_concurrency=4)
-
-    def sha256(path: Path) -> str:
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(8 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
-
-    with s3_errors(settings, f"copying s3://{bucket}/{prefix} to {dest}"):
-        objects = list_objects(client, bucket, prefix)
-        if not objects:
-            raise DocbotError(
-                f"no model under s3://{bucket}/{prefix}",
-                "upload it first (notebook 02), or set the S3 prefix the model was uploaded to",
-            )
-        with tqdm(
-            total=sum(objects.values()), unit="B", unit_scale=True, desc="storage-initializer", disable=not progress
-        ) as bar:
-            for key, size in sorted(objects.items()):
-                target = dest / key[len(prefix) :]
-                expected = (head(client, bucket, key) or {}).get("Metadata", {}).get("sha256")
-                if (
-                    target.is_file()
-                    and target.stat().st_size == size
-                    and (expected is None or sha256(target) == expected)
-                ):
-                    bar.update(size)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial = target.with_name(f".{target.name}.part")
-                client.download_file(bucket, key, str(partial), Config=config, Callback=bar.update)
-                if expected and sha256(partial) != expected:
-                    partial.unlink()
-                    raise DocbotError(
-                        f"s3://{bucket}/{key} does not match the sha256 recorded at upload",
-                        "upload the model again (notebook 02)",
-                    )
-                partial.replace(target)
-    return dest
-
-
-def serve_local(settings: Settings, model_dir, echo: Callable[[str], None] = print) -> Settings:
-    """Start the local OpenAI-compatible server on the model in `model_dir` (the .gguf it holds), as the
-    InferenceService's vLLM container does with /mnt/models; returns the settings of the endpoint."""
-    from pathlib import Path
-
-    from docbot_lib.local import LocalStack
-
-    ggufs = sorted(Path(model_dir).glob("*.gguf"))
-    if not ggufs:
-        raise DocbotError(
-            f"no .gguf model file in {model_dir}",
-            "the local server (llama.cpp) serves GGUF files; on a cluster vLLM serves safetensors",
-        )
-    LocalStack(settings).serve_model(ggufs[0], echo=echo)
-    return settings.reload()

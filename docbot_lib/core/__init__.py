@@ -1,0 +1,1 @@
+"""The bottom layer: settings, errors and names. Imports nothing else of Doc Bot."""
