@@ -4,6 +4,8 @@ The same checks serve the local stack (`docbot local up` waits on them) and a cl
 (`00-environment-check.ipynb`, `docbot check`). On a cluster, `check_lab` checks only what should exist at
 the start of the lab (the hub, S3, the cluster login, the embeddings) and shows what a later notebook
 deploys (the model: 03, Milvus: 04) as TO DO until that notebook has recorded it.
+
+Layer: checks (above the pipeline, below local): imports core, clients, k8s and pipeline.
 """
 
 from __future__ import annotations
@@ -201,7 +203,7 @@ def check_all(settings: Settings, services: list[str] | None = None) -> CheckRep
 def where_it_runs(settings: Settings) -> str:
     """Where the lab runs, in a learner's words: this machine, or an OpenShift AI workbench (with or without
     S3 credentials, which a data connection attached to the workbench injects)."""
-    from docbot_lib.k8s.manifests import SERVICE_ACCOUNT_DIR
+    from docbot_lib.clients.kube import SERVICE_ACCOUNT_DIR
 
     s3 = (
         "S3 credentials set (a data connection, or .env)"
@@ -230,7 +232,7 @@ def check_hub(settings: Settings) -> str:
 def check_kubernetes(settings: Settings) -> str:
     """Who the cluster sees, in which project, and whether that login may deploy the lab there
     (create InferenceServices, Deployments, Secrets: a SelfSubjectAccessReview each)."""
-    from docbot_lib.k8s.manifests import current_namespace, kube_api_client, kube_request, whoami
+    from docbot_lib.clients.kube import current_namespace, kube_api_client, kube_request, whoami
 
     api = kube_api_client()
     namespace = current_namespace(settings)

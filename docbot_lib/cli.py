@@ -1,4 +1,7 @@
-"""`docbot`: the command line of the workshop. Each command is a thin call into docbot_lib."""
+"""`docbot`: the command line of the workshop. Each command is a thin call into docbot_lib.
+
+Layer: top (the command line): imports any layer below; each command is a thin call into them.
+"""
 
 from __future__ import annotations
 

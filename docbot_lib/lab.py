@@ -1,6 +1,6 @@
 """The lab's administrator: provision a class of learners on one cluster, show their progress, tear them down.
 
-Layer: top (a pipeline step beside the CLI); uses names, vectordb, manifests, s3.
+Layer: top (the administrator's tools, beside the CLI): imports any layer below.
 
 For each learner (`docbot_lib.core.names.LabNames(user)`):
   Milvus       their database, reader and writer roles granted in it, their two users (vectordb.secure_learner)
@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from docbot_lib.clients import milvus
+from docbot_lib.clients import kube, milvus
 from docbot_lib.core.errors import DocbotError
 from docbot_lib.core.names import LabNames
 from docbot_lib.core.settings import Settings
@@ -315,11 +315,11 @@ def _secret_data(api_client, names: LabNames, name: str) -> dict[str, str]:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        secret = manifests.kube_request(api_client, "GET", f"/api/v1/namespaces/{names.user}/secrets/{name}")
+        secret = kube.kube_request(api_client, "GET", f"/api/v1/namespaces/{names.user}/secrets/{name}")
     except ApiException as exc:
         if exc.status == 404:
             return {}
-        raise manifests.api_error(exc, f"Secret/{name}", names.user, api_client) from None
+        raise kube.api_error(exc, f"Secret/{name}", names.user, api_client) from None
     return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
 
@@ -345,7 +345,7 @@ def provision(
     `s3_users`: an S3 user per learner, limited to their prefix (else the class's key in every data connection)."""
     start = time.monotonic()
     report = LabReport("provision")
-    api = (api_client or manifests.kube_api_client()) if kube else None
+    api = (api_client or kube.kube_api_client()) if kube else None
     shared = SharedModel.parse(model) if model else None
     if shared and api is None:
         raise DocbotError("a shared model needs the cluster", "drop --no-kube, or leave out --model")
@@ -429,7 +429,7 @@ def teardown(
     the shared model and (with `s3_users`) their S3 user; the other learners' stay intact."""
     start = time.monotonic()
     report = LabReport("teardown")
-    api = (api_client or manifests.kube_api_client()) if kube else None
+    api = (api_client or kube.kube_api_client()) if kube else None
     root_token = _root_token(settings) if milvus else None
     shared = SharedModel.parse(model) if model else None
     for user in users:
@@ -457,7 +457,7 @@ def status(
     """Each learner's progress, for the workshop host: model deployed? documents ingested? chatbot up?"""
     start = time.monotonic()
     report = LabReport("status")
-    api = (api_client or manifests.kube_api_client()) if kube else None
+    api = (api_client or kube.kube_api_client()) if kube else None
     root, root_token = _root(settings) if milvus else (None, None)
     try:
         for user in users:
@@ -505,7 +505,7 @@ def _list(api, path: str) -> list[dict[str, Any]]:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        return manifests.kube_request(api, "GET", path).get("items") or []
+        return kube.kube_request(api, "GET", path).get("items") or []
     except ApiException as exc:
         if exc.status == 404:
             return []
@@ -518,11 +518,11 @@ def _delete(api, obj: dict[str, Any], namespace: str) -> str:
 
     path = manifests.object_path(obj, namespace)
     try:
-        manifests.kube_request(api, "DELETE", path)
+        kube.kube_request(api, "DELETE", path)
     except ApiException as exc:
         if exc.status == 404:
             return "absent"
-        raise manifests.api_error(exc, f"{obj['kind']}/{obj['metadata']['name']}", namespace, api) from None
+        raise kube.api_error(exc, f"{obj['kind']}/{obj['metadata']['name']}", namespace, api) from None
     return "removed"
 
 

@@ -1,4 +1,7 @@
-"""Run the lab: execute the numbered notebooks in order with papermill into a timestamped run folder."""
+"""Run the lab: execute the numbered notebooks in order with papermill into a timestamped run folder.
+
+Layer: top (runs the notebooks): imports any layer below.
+"""
 
 from __future__ import annotations
 

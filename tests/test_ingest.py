@@ -10,17 +10,10 @@ import pytest
 from conftest import REPO
 
 from docbot_lib.clients.embeddings import get_embeddings
-from docbot_lib.pipeline.ingest import (
-    BadDocument,
-    SourceItem,
-    chunk_document,
-    discover,
-    ingest,
-    load,
-    load_html,
-    load_markdown,
-    load_pdf,
-)
+from docbot_lib.pipeline.ingest.chunking import chunk_document
+from docbot_lib.pipeline.ingest.loaders import load, load_html, load_markdown, load_pdf
+from docbot_lib.pipeline.ingest.run import ingest
+from docbot_lib.pipeline.ingest.sources import BadDocument, SourceItem, discover
 from docbot_lib.pipeline.samples import prepare_sample_docs, write_pdf
 from docbot_lib.pipeline.store import (
     SECTION_MAX,

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from kubeapi import KubeApi
 
+from docbot_lib.clients import kube as kube_client
 from docbot_lib.core.errors import DocbotError
 from docbot_lib.core.settings import Settings
 from docbot_lib.k8s import manifests
@@ -236,10 +237,10 @@ def test_apply_explains_an_unreachable_cluster(serving_objects):
 def test_kube_api_client_from_a_kubeconfig(serving_objects, tmp_path):
     with KubeApi(token="t0ken", namespaces={"docbot"}) as kube:
         kubeconfig = kube.write_kubeconfig(tmp_path / "config", "me", "t0ken", "docbot")
-        api = manifests.kube_api_client(kubeconfig)
+        api = kube_client.kube_api_client(kubeconfig)
         assert [a.action for a in manifests.apply(serving_objects[:1], "docbot", api)] == ["created"]
     with pytest.raises(DocbotError, match="no usable Kubernetes credentials") as err:
-        manifests.kube_api_client(tmp_path / "missing")
+        kube_client.kube_api_client(tmp_path / "missing")
     assert "oc login" in err.value.fix
 
 
@@ -249,20 +250,20 @@ def test_the_learners_login_comes_before_the_pods_service_account(tmp_path, monk
     sa.mkdir()
     (sa / "namespace").write_text("from-the-pod\n")
     (sa / "token").write_text("pod-token")
-    monkeypatch.setattr(manifests, "SERVICE_ACCOUNT_DIR", sa)
+    monkeypatch.setattr(kube_client, "SERVICE_ACCOUNT_DIR", sa)
     with KubeApi(token="t0ken", user="alice") as kube:
         kubeconfig = kube.write_kubeconfig(tmp_path / "config", "alice", "t0ken", "mine")
-        monkeypatch.setattr(manifests, "_default_kubeconfig", lambda: kubeconfig)
-        api = manifests.kube_api_client()
-        assert manifests.identity(api) == f"alice (your login in {kubeconfig})"
+        monkeypatch.setattr(kube_client, "_default_kubeconfig", lambda: kubeconfig)
+        api = kube_client.kube_api_client()
+        assert kube_client.identity(api) == f"alice (your login in {kubeconfig})"
     # the workbench's own project comes first; then the login's; DOCBOT_NAMESPACE beats both
-    assert manifests.current_namespace() == "from-the-pod"
+    assert kube_client.current_namespace() == "from-the-pod"
     (sa / "namespace").unlink()
-    assert manifests.current_namespace() == "mine"
-    assert manifests.current_namespace(Settings.load(namespace="given")) == "given"
+    assert kube_client.current_namespace() == "mine"
+    assert kube_client.current_namespace(Settings.load(namespace="given")) == "given"
     kubeconfig.unlink()
     with pytest.raises(DocbotError, match="no namespace") as err:
-        manifests.current_namespace()
+        kube_client.current_namespace()
     assert "NAMESPACE" in err.value.fix
 
 
@@ -284,8 +285,8 @@ def test_the_environment_check_says_who_may_not_deploy_and_how_to_grant_it(tmp_p
 
     with KubeApi(token="t0ken", user="bob", forbid={("create", "inferenceservices")}) as kube:
         kubeconfig = kube.write_kubeconfig(tmp_path / "config", "bob", "t0ken", "bobs")
-        monkeypatch.setattr(manifests, "_default_kubeconfig", lambda: kubeconfig)
-        monkeypatch.setattr(manifests, "SERVICE_ACCOUNT_DIR", tmp_path / "not-a-pod")
+        monkeypatch.setattr(kube_client, "_default_kubeconfig", lambda: kubeconfig)
+        monkeypatch.setattr(kube_client, "SERVICE_ACCOUNT_DIR", tmp_path / "not-a-pod")
         with pytest.raises(DocbotError) as err:
             check_kubernetes(Settings.load(stack="cluster"))
         assert (

@@ -4,6 +4,8 @@ Both are LangChain `Embeddings` (embed_documents / embed_query) that also know t
 input limit in tokens and how to count tokens, so the chunker can size chunks in the model's own tokens.
 Query/document prefixes (nomic: "search_query: "/"search_document: ", e5: "query: "/"passage: ") and
 normalisation come from the settings.
+
+Layer: clients: imports only core.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Plain network probes, shared by every client. Layer: clients (standard library only)."""
+"""Plain network probes, shared by every client. Layer: clients (standard library only).
+
+Layer: clients: imports only core.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """One learner, one set of names: everything a learner creates is named after one setting, `user`.
 
-Layer: bottom (next to settings); imports nothing of Doc Bot's.
+Layer: core (the bottom, next to settings): imports only core.
 
 A class shares one cluster: one Milvus, often one model. Two learners with different `user` values never see,
 overwrite or break each other's data, because every name below differs:

@@ -14,6 +14,8 @@ Precedence, highest first:
 Secrets are `SecretStr`: their repr, `str()` and `Settings.table()` show them masked.
 Pass secrets through the environment or `.env`, never as notebook parameters (papermill writes
 parameters into the executed notebook).
+
+Layer: core (the bottom): imports nothing of Doc Bot's beyond core.
 """
 
 from __future__ import annotations

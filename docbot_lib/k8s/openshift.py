@@ -13,6 +13,8 @@ and why. It does in Python what hand-run `yq` steps used to do, and does it righ
     The kubelet's probes reach the container port directly, so health checks keep working.
 `patch_diff(text)` shows the same changes as a unified diff a person can read (notebook 04); `SAMPLE_RENDERED`
 is a small rendered chart to show it on when no `helm template` output is at hand.
+
+Layer: k8s: imports core and clients.
 """
 
 from __future__ import annotations

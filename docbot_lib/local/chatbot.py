@@ -1,7 +1,7 @@
 """The chatbot on this machine: `docbot serve` as a child process for a with-block (`local_chatbot`), or the
 deployed one when its URL is known (`running_chatbot`: notebook 08 calls it either way).
 
-Layer: local (imports core and local.stack).
+Layer: local: imports core and local.stack.
 """
 
 from __future__ import annotations

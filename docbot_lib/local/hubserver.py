@@ -17,6 +17,8 @@ conditions: metadata is public, file downloads answer 401 without a token and 40
 Standalone: `python -m docbot_lib.local.hubserver --repo ID=FOLDER [--repo ...] --host 127.0.0.1 --port P
 [--token-required]` (the accepted token is read from DOCBOT_LOCAL_HUB_TOKEN, never from the command
 line, where `ps` would show it). Ready when `GET /api/models/{repo}/revision/main` answers 200.
+
+Layer: local: may import core, clients, k8s, pipeline, checks and the rest of local.
 """
 
 from __future__ import annotations

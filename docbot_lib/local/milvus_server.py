@@ -1,7 +1,7 @@
 """A real Milvus server on one machine: Milvus 2.3.5 standalone from the `milvus` wheel, authorization on.
 
-Layer: local services (below `local`, which starts and stops it; the tests' fixture uses it too). Imports only
-the standard library, httpx and, lazily, the `milvus` wheel and `vectordb` (for the readiness request).
+Layer: local (the local stack starts and stops it; the tests' fixture uses it too): imports only core, the
+standard library and, lazily, the `milvus` wheel. Its readiness request is `checks.milvus_server_answers`.
 
 Why a second Milvus locally: Milvus Lite (what notebooks 05-07 search) has BM25 but no users, roles or
 passwords; this server has users, roles and grants but predates BM25 (Milvus 2.5). So the day-2 steps of

@@ -13,6 +13,8 @@
 request; `down()` stops exactly the processes `up()` started (by PID and start time); `status()` says
 what runs, and for a crashed service shows the tail of its log. State and generated credentials live in
 HOME/local/stack.json (mode 600); logs in HOME/local/logs/.
+
+Layer: local: may import core, clients, k8s, pipeline, checks and the rest of local.
 """
 
 from __future__ import annotations

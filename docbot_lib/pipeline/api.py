@@ -29,6 +29,8 @@ llama-cpp-python, unless started with --interrupt_requests False, cuts a streame
 request comes): 1 slot and the queue. vLLM batches many requests at once: raise DOCBOT_API_MAX_CONCURRENCY
 (16-64, within its --max-num-seqs) for throughput.
 An unreachable LLM or Milvus gives 503 with the problem and the fix; the server stays up.
+
+Layer: pipeline, step `api`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
 """
 
 from __future__ import annotations

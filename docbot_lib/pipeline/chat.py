@@ -1,6 +1,9 @@
 """The chat in the notebook: an ipywidgets chat over the RAG chain — streaming answers, sources under each
 answer, a collection selector, and clear history. Under papermill (no browser) `ChatUI.ask()` drives the
-same widget from code, so a scripted conversation runs the same path a learner clicks through."""
+same widget from code, so a scripted conversation runs the same path a learner clicks through.
+
+Layer: pipeline, step `chat`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
+"""
 
 from __future__ import annotations
 

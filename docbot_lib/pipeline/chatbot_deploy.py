@@ -12,6 +12,8 @@ The image is built from images/chatbot/Containerfile by an OpenShift BuildConfig
 namespace's internal registry (`image_for`). The chatbot reads Milvus' read-only user from the Secret
 docbot-milvus-reader (docbot_lib.pipeline.vectordb.credentials_secrets: notebook 04, or `docbot lab provision`), which
 holds that one token: never root's, never the writer's.
+
+Layer: pipeline, step `chatbot_deploy`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from docbot_lib.clients import kube
 from docbot_lib.core.errors import DocbotError
 from docbot_lib.core.settings import Settings
 from docbot_lib.k8s import manifests
@@ -105,7 +108,7 @@ def in_project(settings: Settings) -> Settings:
     a cluster, your workbench's project or `oc project`'s; on the local stack (manifests only shown) `docbot`."""
     if project_of(settings):
         return settings
-    namespace = manifests.current_namespace(settings) if settings.stack == "cluster" else "docbot"
+    namespace = kube.current_namespace(settings) if settings.stack == "cluster" else "docbot"
     return settings.model_copy(update={"namespace": namespace})
 
 
@@ -223,8 +226,8 @@ def build_image(
 ) -> str:
     """Apply the ImageStream and BuildConfig, start a build and wait for it; the built image by digest (so that
     a new build rolls the Deployment out), else by tag. A failed build names its log: `oc logs build/NAME`."""
-    api = api_client or manifests.kube_api_client()
-    namespace = namespace or manifests.current_namespace(settings)
+    api = api_client or kube.kube_api_client()
+    namespace = namespace or kube.current_namespace(settings)
     objects = build_manifests(git_url, git_ref)
     manifests.validate(objects)
     for applied in manifests.apply(objects, namespace, api):
@@ -232,14 +235,14 @@ def build_image(
     path = _BUILDS.format(namespace=namespace, what=f"buildconfigs/{IMAGE_NAME}/instantiate")
     request = {"kind": "BuildRequest", "apiVersion": "build.openshift.io/v1", "metadata": {"name": IMAGE_NAME}}
     try:
-        build = manifests.kube_request(api, "POST", path, request)
+        build = kube.kube_request(api, "POST", path, request)
     except Exception as exc:  # noqa: BLE001 - ApiException, or urllib3's connection errors
-        raise manifests.api_error(exc, f"BuildConfig/{IMAGE_NAME} (instantiate)", namespace, api) from None
+        raise kube.api_error(exc, f"BuildConfig/{IMAGE_NAME} (instantiate)", namespace, api) from None
     name = build["metadata"]["name"]
     echo(f"Build/{name} started from {git_url} ({git_ref}); this takes several minutes (pip installs torch)")
     deadline, phase = time.monotonic() + timeout, None
     while True:
-        build = manifests.kube_request(api, "GET", _BUILDS.format(namespace=namespace, what=f"builds/{name}"))
+        build = kube.kube_request(api, "GET", _BUILDS.format(namespace=namespace, what=f"builds/{name}"))
         status = build.get("status") or {}
         if status.get("phase") != phase:
             phase = status.get("phase")
@@ -291,7 +294,7 @@ def _require_reader_secret(api, namespace: str) -> None:
     from docbot_lib.pipeline.vectordb import READER_SECRET
 
     try:
-        manifests.kube_request(api, "GET", f"/api/v1/namespaces/{namespace}/secrets/{READER_SECRET}")
+        kube.kube_request(api, "GET", f"/api/v1/namespaces/{namespace}/secrets/{READER_SECRET}")
     except ApiException as exc:
         if exc.status == 404:
             raise DocbotError(
@@ -300,7 +303,7 @@ def _require_reader_secret(api, namespace: str) -> None:
                 "run notebook 04 with APPLY_TO_CLUSTER = True (or ask your lab's administrator: "
                 "`docbot lab provision`)",
             ) from None
-        raise manifests.api_error(exc, f"Secret/{READER_SECRET}", namespace, api) from None
+        raise kube.api_error(exc, f"Secret/{READER_SECRET}", namespace, api) from None
 
 
 def route_url(
@@ -311,9 +314,9 @@ def route_url(
     deadline = time.monotonic() + timeout
     while True:
         try:
-            route = manifests.kube_request(api_client, "GET", path)
+            route = kube.kube_request(api_client, "GET", path)
         except Exception as exc:  # noqa: BLE001 - ApiException, or urllib3's connection errors
-            raise manifests.api_error(exc, f"Route/{name}", namespace, api_client) from None
+            raise kube.api_error(exc, f"Route/{name}", namespace, api_client) from None
         host = (route.get("spec") or {}).get("host") or next(
             (i.get("host") for i in (route.get("status") or {}).get("ingress") or [] if i.get("host")), None
         )
@@ -339,8 +342,8 @@ def deploy(
     """Apply the chatbot's Secret and objects (a server-side dry run of all first), wait until its Deployment is
     Ready, and return the Route's https URL. Checks first that Milvus' reader Secret exists (else the pod would
     wait for it forever)."""
-    api = api_client or manifests.kube_api_client()
-    namespace = namespace or manifests.current_namespace(settings)
+    api = api_client or kube.kube_api_client()
+    namespace = namespace or kube.current_namespace(settings)
     _require_reader_secret(api, namespace)
     objects = with_secret_checksum(objects, secret)
     for applied in manifests.apply([secret, *objects], namespace, api):

@@ -13,6 +13,8 @@ Answer checks need no judge model: are the cited passages among those retrieved,
 expected page, how much of it is found in the cited text (content-word overlap), does the bot refuse
 what the documentation does not cover. With `judge_base_url` set, a judge model scores 1-5 as well.
 Plots: docbot_lib.pipeline.evaluate_plots.
+
+Layer: pipeline, step `evaluate`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
 """
 
 from __future__ import annotations

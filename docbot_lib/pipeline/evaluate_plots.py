@@ -3,6 +3,8 @@
 Each function draws on its own matplotlib Figure (the Agg canvas: no display, no pyplot state), saves it as
 a PNG when given a path, and returns the path, so a notebook shows the very file it saved
 (`IPython.display.Image(path)`) and a headless run leaves the same pictures behind.
+
+Layer: pipeline, step `evaluate_plots`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
 """
 
 from __future__ import annotations

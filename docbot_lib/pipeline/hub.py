@@ -13,6 +13,8 @@ Where: `settings.model_path / <owner>/<name>`; partial files and the plan live i
 (not part of the model). An interrupted download resumes where it stopped (HTTP Range requests), also
 across processes: run it again. The token comes from `settings.hf_token` (HF_TOKEN / DOCBOT_HF_TOKEN,
 environment or .env) or a `.hf-token` file in the project or current folder; it is never printed.
+
+Layer: pipeline, step `hub`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
 """
 
 from __future__ import annotations

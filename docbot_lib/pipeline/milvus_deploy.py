@@ -7,6 +7,8 @@ default password is gone;
 release's NetworkPolicies; every component comes with NetworkPolicies (manifests/milvus/networkpolicy.yaml);
 `summary(objects)` is the short listing a notebook prints instead of the whole YAML.
 Applying goes through docbot_lib.k8s.manifests.apply (server-side dry run first).
+
+Layer: pipeline, step `milvus_deploy`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from docbot_lib.clients import kube
 from docbot_lib.core.settings import project_dir
 from docbot_lib.k8s.manifests import wait_ready  # noqa: F401 - moved to manifests (the chatbot waits too); old name kept
 from docbot_lib.k8s.openshift import Dropped, load_documents, patch_rendered
@@ -57,8 +60,8 @@ def deploy(
     Service just deployed. Returns the settings with it."""
     from docbot_lib.k8s import manifests
 
-    api = api_client or manifests.kube_api_client()
-    namespace = namespace or manifests.current_namespace(settings)
+    api = api_client or kube.kube_api_client()
+    namespace = namespace or kube.current_namespace(settings)
     for applied in manifests.apply(objects, namespace, api):
         echo(str(applied))
     wait_ready(api, namespace, objects, timeout=timeout, echo=echo)
@@ -74,8 +77,8 @@ def apply_credentials(settings, tokens: dict[str, str], api_client=None, echo=pr
     from docbot_lib.k8s import manifests
     from docbot_lib.pipeline.vectordb import credentials_secrets
 
-    api = api_client or manifests.kube_api_client()
-    for applied in manifests.apply(credentials_secrets(tokens), manifests.current_namespace(settings), api):
+    api = api_client or kube.kube_api_client()
+    for applied in manifests.apply(credentials_secrets(tokens), kube.current_namespace(settings), api):
         echo(str(applied))
 
 
@@ -171,7 +174,7 @@ def attu_objects(
     if not namespace or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace):
         raise DocbotError(
             f"exposing Attu needs the namespace it runs in, got {namespace!r}",
-            "pass namespace= your project (manifests.current_namespace(settings)): the proxy admits "
+            "pass namespace= your project (kube.current_namespace(settings)): the proxy admits "
             "only users who may get the Service attu there",
         )
     # 32 random bytes as 32 hex characters: an AES-256 key for the proxy's session cookie
@@ -193,13 +196,13 @@ def expose_attu(settings, root_password_changed: bool, api_client=None, echo=pri
     root may still have its default password) and return the Route's https URL."""
     from docbot_lib.k8s import manifests
 
-    api = api_client or manifests.kube_api_client()
-    namespace = manifests.current_namespace(settings)
+    api = api_client or kube.kube_api_client()
+    namespace = kube.current_namespace(settings)
     objects = attu_objects(expose=True, namespace=namespace, root_password_changed=root_password_changed)
     manifests.validate(objects)
     for applied in manifests.apply(objects, namespace, api):
         echo(str(applied))
-    route = manifests.kube_request(api, "GET", f"/apis/route.openshift.io/v1/namespaces/{namespace}/routes/attu")
+    route = kube.kube_request(api, "GET", f"/apis/route.openshift.io/v1/namespaces/{namespace}/routes/attu")
     host = (route.get("spec") or {}).get("host") or next(
         (i.get("host") for i in (route.get("status") or {}).get("ingress") or [] if i.get("host")), None
     )

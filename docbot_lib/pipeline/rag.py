@@ -11,6 +11,8 @@ Milvus) -> numbered context with titles and sections -> the chat model on the Op
 so without asking the model (it would invent). Chat messages are used, not a hand-written model template;
 for models whose chat template has no system role (Mistral-7B-Instruct-v0.2) the instructions are folded
 into the first user turn.
+
+Layer: pipeline, step `rag`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ Never half-written: a single PUT is atomic and a multipart object only appears o
 s3transfer aborts a multipart upload that fails; an object that does not verify is deleted; uploads left
 behind by a killed run are aborted at the next run's start (so run one upload per prefix at a time). A run
 can be interrupted: the next one skips every object already there and identical (resume is per file).
+
+Layer: pipeline, step `s3`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
 """
 
 from __future__ import annotations
@@ -733,14 +735,14 @@ def to_yaml(obj: dict) -> str:
 
 def apply_data_connection(settings: Settings, namespace: str, name: str, api_client=None) -> str:
     """Create the data connection Secret in the namespace, or replace it when it exists: "created" or
-    "replaced". `api_client` defaults to `docbot_lib.k8s.manifests.kube_api_client()`."""
+    "replaced". `api_client` defaults to `docbot_lib.k8s.kube.kube_api_client()`."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError
 
     body = data_connection_secret(settings, name, namespace, reveal=True)
     secret_name = body["metadata"]["name"]
-    from docbot_lib.k8s.manifests import kube_api_client
+    from docbot_lib.clients.kube import kube_api_client
 
     api = client.CoreV1Api(api_client or kube_api_client())
     hidden = [v for v in (settings.secret("s3_secret_key"), settings.s3_access_key) if v]

@@ -1,5 +1,8 @@
 """The small documentation set the lab ingests: Markdown, HTML and text pages shipped in sample-docs/,
-plus a PDF generated here (so the repository carries no binary)."""
+plus a PDF generated here (so the repository carries no binary).
+
+Layer: pipeline, step `samples`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ On a cluster: `data_connection()` + `inference_service_manifests()` give the obj
 `docbot_lib.k8s.manifests.apply()` sends them, `wait_inference_service_ready()` returns the endpoint URL.
 `vllm_metrics()` reads the live KV-cache use and request counts from vLLM's Prometheus `/metrics`.
 GPU sizing (will it fit, which --max-model-len) is in `docbot_lib.pipeline.sizing`.
+
+Layer: pipeline, step `serving`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Literal, cast
 
 import httpx
 
+from docbot_lib.clients import kube
 from docbot_lib.clients.llm import chat_model
 from docbot_lib.core.errors import AuthRefused, ConfigError, DocbotError, ServiceUnavailable
 from docbot_lib.core.settings import Settings
@@ -396,7 +399,7 @@ def read_token(name: str, namespace: str, api_client, timeout: float = 60, poll:
         try:
             data = api.read_namespaced_secret(secret, namespace).data or {}
         except Exception as exc:  # noqa: BLE001
-            raise manifests.api_error(exc, f"Secret/{secret}", namespace, api_client) from None
+            raise kube.api_error(exc, f"Secret/{secret}", namespace, api_client) from None
         if data.get("token"):
             return base64.b64decode(data["token"]).decode()
         if time.monotonic() + poll > deadline:
@@ -556,7 +559,7 @@ def wait_inference_service_ready(
                 api.get_namespaced_custom_object("serving.kserve.io", "v1beta1", namespace, "inferenceservices", name),
             )
         except Exception as exc:  # noqa: BLE001
-            raise manifests.api_error(exc, f"InferenceService/{name}", namespace, api_client) from None
+            raise kube.api_error(exc, f"InferenceService/{name}", namespace, api_client) from None
         status = isvc.get("status") or {}
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in _conditions(isvc))
         url = status.get("url") or (status.get("address") or {}).get("url")
@@ -596,8 +599,8 @@ def deploy(
 
     A Secret that exists is kept, not replaced: the data connection may have been made in the dashboard
     with other keys than this workbench's. Returns the settings with the recorded values."""
-    api = api_client or manifests.kube_api_client()
-    namespace = namespace or manifests.current_namespace(settings)
+    api = api_client or kube.kube_api_client()
+    namespace = namespace or kube.current_namespace(settings)
     for applied in manifests.apply(objects, namespace, api, keep_existing=["Secret"]):
         echo(str(applied))
     url = wait_inference_service_ready(options.name, namespace, api, timeout=timeout, echo=echo)

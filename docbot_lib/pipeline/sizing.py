@@ -12,6 +12,8 @@ The overhead (default 2 GiB) is our allowance for what vLLM holds besides weight
 activations of its profiling forward pass (~1 GiB for a 7B model at the default batch of tokens), CUDA graphs
 (~0.5 GiB) and the non-torch memory of the CUDA context and NCCL (~0.5 GiB). vLLM measures these at start-up;
 its log line "KV cache size: N tokens" is the real figure to compare with.
+
+Layer: pipeline, step `sizing`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
 """
 
 from __future__ import annotations

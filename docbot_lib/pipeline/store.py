@@ -7,6 +7,8 @@ Two collections per index:
                 Milvus's built-in function from `text`;
   <name>_docs   the record of what was ingested: one row per document (root, source, doc_hash, chunks),
                 so a re-run knows what changed — the record lives with the data.
+
+Layer: pipeline, step `store`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
 """
 
 from __future__ import annotations

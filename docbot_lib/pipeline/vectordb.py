@@ -1,8 +1,11 @@
-"""Milvus: what the server supports, and its day-2 security (root password, roles, users, grants).
+"""Milvus day 2: what the server is, and its security (root password, roles, users, grants, least privilege).
 
-The collection and vector-store code of the ingestion stage lives in this module too (its own section);
-this first section is the server side: `server_info`, `supports_bm25`, `supports_rbac`, `connect`,
-and `secure` (= `change_root_password` + `ensure_roles_and_users`) followed by `verify_least_privilege`.
+    info = server_info(connect(uri, token), uri)        # Milvus or Milvus Lite, version, BM25, RBAC
+    result = secure(uri, collection, env_file)          # change_root_password + ensure_roles_and_users
+    report = verify_least_privilege(uri, collection, tokens)     # each role tried for real, OK/FAIL lines
+
+Connecting (and the server's capabilities) is the client layer's: docbot_lib.clients.milvus; the chunks and
+their record are the store's: docbot_lib.pipeline.store. A class of learners: `secure_learner`, `drop_learner`.
 
 Roles Doc Bot creates, granted on the lab's collections (`lab_collections`: the chatbot's collection, the
 evaluation's, each with its `_docs` record, and a small probe collection that `verify_least_privilege` uses,
@@ -16,6 +19,8 @@ CreateCollection (the writer: ingestion creates its collection and record). Neit
 which is global too: it would allow dropping every collection; dropping stays root's.
 Generated passwords are stored, never printed: in an env file (mode 600, written whole then renamed) and,
 on a cluster, in one Secret per identity (`credentials_secrets`: root's, the writer's, the reader's).
+
+Layer: pipeline, step `vectordb`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
 """
 
 from __future__ import annotations
@@ -41,10 +46,6 @@ from docbot_lib.clients.milvus import (
 from docbot_lib.core.errors import AuthRefused, ConfigError, DocbotError, ServiceUnavailable
 from docbot_lib.core.names import DEFAULT_DATABASE, LabNames
 from docbot_lib.core.settings import read_env, write_env
-
-# =====================================================================================================
-# Server capabilities and day-2 security
-# =====================================================================================================
 
 PLAIN = LabNames()  # one learner (or none): the plain names; a class gives each learner LabNames(user)
 READER_ROLE, WRITER_ROLE = PLAIN.reader_role, PLAIN.writer_role
