@@ -102,6 +102,7 @@ def main() -> None:
         DOCBOT_S3_BUCKET="bench",
     )
     os.environ.update(env)
+    from docbot_lib.clients.s3 import s3_client
     from docbot_lib.core.settings import Settings
     from docbot_lib.local.stack import LocalStack
     from docbot_lib.pipeline import s3
@@ -119,7 +120,7 @@ def main() -> None:
 
         SERVER.append(psutil.Process(stack.pids()[0]))  # only s3 runs: its process
         settings = Settings.load()
-        client = s3.s3_client(settings)
+        client = s3_client(settings)
         client.create_bucket(Bucket="bench")
         aws_env = {
             **env,

@@ -27,7 +27,7 @@ def check_s3(settings: Settings) -> str:
     """List the buckets (proves endpoint and credentials); say whether the lab's bucket exists."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from docbot_lib.pipeline.s3 import s3_client
+    from docbot_lib.clients.s3 import s3_client
 
     if not settings.s3_endpoint and settings.stack == "local":
         raise ConfigError("no S3 endpoint configured", settings.start_hint("DOCBOT_S3_ENDPOINT"), service="s3")

@@ -503,7 +503,7 @@ def class_s3(tmp_path):
 def _s3_as(settings: Settings, key: tuple[str, str] | None = None):
     from pydantic import SecretStr
 
-    from docbot_lib.pipeline.s3 import s3_client
+    from docbot_lib.clients.s3 import s3_client
 
     if key:
         settings = settings.model_copy(update={"s3_access_key": key[0], "s3_secret_key": SecretStr(key[1])})

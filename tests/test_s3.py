@@ -16,6 +16,7 @@ import yaml
 from conftest import free_port
 from kubeapi import KubeApi
 
+from docbot_lib.clients.s3 import s3_client
 from docbot_lib.core.errors import DocbotError, ServiceUnavailable
 from docbot_lib.core.settings import Settings
 from docbot_lib.local.stack import LocalStack
@@ -54,7 +55,7 @@ def model(tmp_path) -> Path:
 
 
 def objects(settings: Settings, prefix: str) -> dict[str, bytes]:
-    client = s3.s3_client(settings)
+    client = s3_client(settings)
     return {
         key: client.get_object(Bucket=settings.s3_bucket, Key=key)["Body"].read()
         for key in s3.list_objects(client, settings.s3_bucket, prefix)
@@ -62,7 +63,7 @@ def objects(settings: Settings, prefix: str) -> dict[str, bytes]:
 
 
 def incomplete_uploads(settings: Settings, prefix: str) -> list[str]:
-    page = s3.s3_client(settings).list_multipart_uploads(Bucket=settings.s3_bucket, Prefix=prefix)
+    page = s3_client(settings).list_multipart_uploads(Bucket=settings.s3_bucket, Prefix=prefix)
     return [u["Key"] for u in page.get("Uploads", [])]
 
 
@@ -106,7 +107,7 @@ def test_upload_creates_the_bucket_and_puts_an_exact_copy(bucket_settings, tmp_p
     assert report.skipped == [] and report.bytes_uploaded == sum(len(b) for b in local_bytes(model).values())
     assert objects(bucket_settings, prefix) == {prefix + rel: data for rel, data in local_bytes(model).items()}
 
-    big = s3.s3_client(bucket_settings).head_object(
+    big = s3_client(bucket_settings).head_object(
         Bucket=bucket_settings.s3_bucket, Key=prefix + "model.safetensors", ChecksumMode="ENABLED"
     )
     assert big["ETag"].endswith('-2"')  # 40 MiB in 32 MiB parts: a multipart object
@@ -146,7 +147,7 @@ def test_an_object_whose_bytes_differ_is_caught_by_the_servers_checksum(bucket_s
     """Same size and the same sha256 metadata, other bytes: the server's CRC32 gives it away."""
     prefix = "models/test/tampered/"
     s3.upload_model(bucket_settings, model, prefix, part_size=PART, progress=False)
-    client = s3.s3_client(bucket_settings)
+    client = s3_client(bucket_settings)
     key = prefix + "tokenizer.json"
     honest = client.head_object(Bucket=bucket_settings.s3_bucket, Key=key)
     body = (model / "tokenizer.json").read_bytes().replace(b'"a": 1', b'"a": 9')
@@ -205,7 +206,7 @@ def test_the_next_run_aborts_uploads_a_killed_run_left_behind(bucket_settings, m
     """A killed process cannot abort its multipart upload: the next run does."""
     prefix = "models/test/killed/"
     s3.upload_model(bucket_settings, model, prefix, part_size=PART, progress=False)
-    client = s3.s3_client(bucket_settings)
+    client = s3_client(bucket_settings)
     key = prefix + "model.safetensors"
     upload = client.create_multipart_upload(Bucket=bucket_settings.s3_bucket, Key=key)["UploadId"]
     client.upload_part(Bucket=bucket_settings.s3_bucket, Key=key, UploadId=upload, PartNumber=1, Body=os.urandom(PART))

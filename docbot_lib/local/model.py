@@ -26,7 +26,8 @@ def storage_initialize(settings: Settings, dest, prefix: str | None = None, prog
     from boto3.s3.transfer import TransferConfig
     from tqdm.auto import tqdm
 
-    from docbot_lib.pipeline.s3 import head, list_objects, s3_client, s3_errors
+    from docbot_lib.clients.s3 import s3_client, s3_errors
+    from docbot_lib.pipeline.s3 import head, list_objects
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)

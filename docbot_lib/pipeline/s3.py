@@ -32,13 +32,13 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from docbot_lib.clients.s3 import endpoint_name, s3_client, s3_errors
 from docbot_lib.core.errors import DocbotError, ServiceUnavailable
 from docbot_lib.core.settings import Settings
 
@@ -51,16 +51,6 @@ PART_SIZE = 16 * MiB
 CONCURRENCY = 8
 _HASH_BLOCK = 8 * MiB
 _MASK = "******"
-_AUTH_CODES = {
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "AccessDenied",
-    "InvalidToken",
-    "ExpiredToken",
-    "InvalidClientTokenId",
-    "AuthorizationHeaderMalformed",
-    "403",
-}
 _NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -86,101 +76,6 @@ def storage_uri(settings: Settings, prefix: str) -> str:
     return f"s3://{settings.s3_bucket}/{prefix.strip('/')}"
 
 
-def _where(settings: Settings) -> str:
-    return settings.s3_endpoint or f"AWS S3 ({settings.s3_region})"
-
-
-# -- the client --------------------------------------------------------------------------------
-def s3_client(
-    settings: Settings,
-    *,
-    max_attempts: int = 3,
-    max_pool_connections: int = 10,
-    connect_timeout: float = 10,
-    read_timeout: float = 60,
-):
-    """A boto3 S3 client from the settings: the endpoint with path-style addressing (MinIO, ODF, moto),
-    or AWS itself when no endpoint is set. The one place Doc Bot builds an S3 client."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint or None,
-        region_name=settings.s3_region,
-        aws_access_key_id=settings.s3_access_key or None,
-        aws_secret_access_key=settings.secret("s3_secret_key") or None,
-        config=Config(
-            # MinIO and ODF serve buckets as paths, not as host names; AWS prefers virtual hosts
-            s3={
-                "addressing_style": "path" if settings.s3_endpoint else "virtual",
-                # every upload carries a CRC32 that the server checks and we compare after upload;
-                # signing the payload too costs a SHA-256 of every byte (botocore does it on http://)
-                "payload_signing_enabled": False,
-            },
-            signature_version="s3v4",
-            retries={"max_attempts": max_attempts, "mode": "standard"},
-            max_pool_connections=max_pool_connections,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-        ),
-    )
-
-
-@contextmanager
-def s3_errors(settings: Settings, doing: str) -> Iterator[None]:
-    """Turn botocore's exceptions into one DocbotError naming the problem and the fix (never a secret)."""
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        ConnectionClosedError,
-        ConnectTimeoutError,
-        EndpointConnectionError,
-        NoCredentialsError,
-        ReadTimeoutError,
-    )
-
-    where = _where(settings)
-    try:
-        yield
-    except DocbotError:
-        raise
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-        if code in _AUTH_CODES:
-            raise ServiceUnavailable(
-                f"S3 at {where} refused the credentials while {doing} ({code})",
-                "check DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (or the data connection's AWS_ACCESS_KEY_ID / "
-                "AWS_SECRET_ACCESS_KEY) and that this key may write to the bucket",
-            ) from None
-        raise DocbotError(
-            f"S3 at {where} answered {code} while {doing}: {error.get('Message', '')}",
-            "read the message above; run again once it is fixed (finished files are skipped)",
-        ) from None
-    except (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError) as exc:
-        fix = (
-            "start the local stack (`docbot local up`; `docbot local status` shows its log)"
-            if settings.stack == "local"
-            else "check DOCBOT_S3_ENDPOINT / AWS_S3_ENDPOINT and that S3 is up"
-        )
-        raise ServiceUnavailable(
-            f"S3 at {where} does not answer ({type(exc).__name__}) while {doing}",
-            fix + "; then run again: what was uploaded and verified is skipped",
-        ) from None
-    except NoCredentialsError:
-        raise ServiceUnavailable(
-            f"no S3 credentials for {where}",
-            "set DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (environment or .env), "
-            "or attach a data connection to the workbench",
-        ) from None
-    except BotoCoreError as exc:
-        raise DocbotError(
-            f"S3 request to {where} failed while {doing}: {exc}",
-            "check the S3 settings (`docbot settings`) and run again",
-        ) from None
-
-
 def ensure_bucket(client, settings: Settings) -> bool:
     """Create the settings' bucket when it does not exist; True when it was created."""
     from botocore.exceptions import ClientError
@@ -193,7 +88,7 @@ def ensure_bucket(client, settings: Settings) -> bool:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if status == 403:
             raise ServiceUnavailable(
-                f"S3 at {_where(settings)} refused the credentials for bucket {bucket!r} (403)",
+                f"S3 at {endpoint_name(settings)} refused the credentials for bucket {bucket!r} (403)",
                 "check DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (or the data connection's AWS_ACCESS_KEY_ID / "
                 "AWS_SECRET_ACCESS_KEY), or choose a bucket this key may use (DOCBOT_S3_BUCKET)",
             ) from None

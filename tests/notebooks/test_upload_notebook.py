@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 
+from docbot_lib.clients.s3 import s3_client
 from docbot_lib.core.settings import Settings
 from docbot_lib.pipeline import s3
 from docbot_lib.workshop import execute
@@ -45,7 +46,7 @@ def test_the_notebook_uploads_verifies_and_shows_the_data_connection_masked(sett
     executed = first.output.read_text()
     assert settings.secret("s3_secret_key") not in executed and settings.s3_access_key not in executed
 
-    objects = s3.list_objects(s3.s3_client(Settings.load(s3_bucket=bucket)), bucket, "models/test-org/tiny-model/")
+    objects = s3.list_objects(s3_client(Settings.load(s3_bucket=bucket)), bucket, "models/test-org/tiny-model/")
     assert sorted(objects) == ["models/test-org/tiny-model/config.json", "models/test-org/tiny-model/model.safetensors"]
 
     again = execute(NOTEBOOK, tmp_path / "02-again.ipynb", parameters=parameters)

@@ -48,7 +48,7 @@ class SourceItem:
 
 
 def _s3_items(settings: Settings, uri: str, pattern: str | None) -> list[SourceItem]:
-    from docbot_lib.pipeline.s3 import s3_client
+    from docbot_lib.clients.s3 import s3_client
 
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     client = s3_client(settings)
