@@ -419,7 +419,7 @@ def test_a_conversation_too_long_for_the_context_is_trimmed_oldest_first(base_ur
     assert reply.status_code == 200, reply.text
     assert reply.json()["choices"][0]["message"]["content"].strip() and reply.json()["sources"]
 
-    from docbot_lib.pipeline.api import ApiError, fit_history
+    from docbot_lib.pipeline.api.protocol import ApiError, fit_history
 
     kept = fit_history(QUESTION, history, api_settings, window=4096)
     assert 0 < len(kept) < len(history) and kept == history[-len(kept) :] and kept[0][0] == "user"
