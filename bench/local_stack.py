@@ -38,7 +38,7 @@ class PeakRss(threading.Thread):
     def run(self):
         while not self.stop.wait(0.1):
             now = {}
-            for name, record in self.stack._read_state()["services"].items():
+            for name, record in self.stack.state()["services"].items():
                 try:
                     proc = psutil.Process(record["pid"])
                     now[name] = sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])

@@ -287,7 +287,7 @@ def test_nothing_relevant_gives_no_hits(settings, docs, collection):
 
 
 def test_bm25_is_not_used_on_a_server_without_it(settings, collection, monkeypatch):
-    monkeypatch.setattr("docbot_lib.pipeline.milvus.supports_bm25", lambda client: False)
+    monkeypatch.setattr("docbot_lib.clients.milvus.supports_bm25", lambda client: False)
     store = ChunkStore(settings, collection, dimension=384)
     try:
         assert not store.hybrid and "no BM25" in store.describe()

@@ -17,7 +17,8 @@ from conftest import stack_env
 from docbot_lib.checks import check_all
 from docbot_lib.core.errors import DocbotError
 from docbot_lib.core.settings import Settings
-from docbot_lib.local.stack import LOCAL_MODEL_NAME, LocalStack
+from docbot_lib.local.services import LOCAL_MODEL_NAME
+from docbot_lib.local.stack import LocalStack
 
 
 def s3_client(settings: Settings, secret: str | None = None):

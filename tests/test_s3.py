@@ -250,7 +250,7 @@ def test_s3_stopping_mid_upload_is_one_clear_error(tmp_path, model):
     stack.up(only=["s3"])
     try:
         settings = base.reload()
-        pid = stack._read_state()["services"]["s3"]["pid"]
+        pid = stack.state()["services"]["s3"]["pid"]
         sent = []
 
         def kill_s3(n: int) -> None:
