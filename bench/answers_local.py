@@ -31,7 +31,6 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -62,27 +61,9 @@ def free_port() -> int:
 
 
 def start_server(gguf: Path, alias: str, port: int, key: str, log: Path, chat_format: str = "") -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(gguf),
-        "--model_alias",
-        alias,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "4096",
-        "--n_threads",
-        "1",
-        "--n_threads_batch",
-        "1",
-        "--interrupt_requests",
-        "False",
-    ]
+    from docbot_lib.local.services import llama_server_command
+
+    cmd = llama_server_command(gguf, alias, port, host="127.0.0.1")
     # without a chat template in the GGUF, llama-cpp-python falls back to the llama-2 format ("Using fallback
     # chat format: llama-2" in its log), which a Gemma model does not know: --chat-format NAME=gemma
     cmd += ["--chat_format", chat_format] if chat_format else []

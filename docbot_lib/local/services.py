@@ -90,32 +90,37 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def llama_server_command(gguf: Path, alias: str, port: int, host: str = HOST) -> list[str]:
+    """llama-cpp-python's OpenAI-compatible server on one GGUF, as the local stack runs it (bench/ runs others)."""
+    return [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--model_alias",
+        alias,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        # 1/1 threads: the defaults stall on a busy 2-core machine
+        "--n_ctx",
+        "4096",
+        "--n_threads",
+        "1",
+        "--n_threads_batch",
+        "1",
+        # by default a new request cuts the streamed answer in progress short (72 chunks alone, 5
+        # with a second request arriving): let each answer finish, the next one waits
+        "--interrupt_requests",
+        "False",
+    ]
+
+
 def _llm(stack: Stack, port: int) -> Start:
     return Start(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(stack.served_gguf()),
-            "--model_alias",
-            LOCAL_MODEL_NAME,
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            # 1/1 threads: the defaults stall on a busy 2-core machine
-            "--n_ctx",
-            "4096",
-            "--n_threads",
-            "1",
-            "--n_threads_batch",
-            "1",
-            # by default a new request cuts the streamed answer in progress short (72 chunks alone, 5
-            # with a second request arriving): let each answer finish, the next one waits
-            "--interrupt_requests",
-            "False",
-        ],
+        llama_server_command(stack.served_gguf(), LOCAL_MODEL_NAME, port),
         # the server's settings read API_KEY from the environment (pydantic-settings), like --api_key
         env={"API_KEY": stack.state()["settings"]["llm_api_key"]},
     )
