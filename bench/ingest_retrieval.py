@@ -126,7 +126,7 @@ def candidates(store, embedder, questions, common: dict) -> dict:
     Ranks count chunks, as for the others."""
     import numpy as np
 
-    from docbot_lib.pipeline.store import BM25_WEIGHT, diversify, keywords_of, reciprocal_rank_fusion
+    from docbot_lib.pipeline.store.ranking import BM25_WEIGHT, diversify, keywords_of, reciprocal_rank_fusion
 
     out = {}
     ranked, latencies = timed_ranking(

@@ -15,15 +15,9 @@ from docbot_lib.pipeline.ingest.loaders import load, load_html, load_markdown, l
 from docbot_lib.pipeline.ingest.run import ingest
 from docbot_lib.pipeline.ingest.sources import BadDocument, SourceItem, discover
 from docbot_lib.pipeline.samples import prepare_sample_docs, write_pdf
-from docbot_lib.pipeline.store import (
-    SECTION_MAX,
-    ChunkStore,
-    fit,
-    keywords_of,
-    reciprocal_rank_fusion,
-    search,
-    source_filter,
-)
+from docbot_lib.pipeline.store.access import search
+from docbot_lib.pipeline.store.chunks import SECTION_MAX, ChunkStore, fit, source_filter
+from docbot_lib.pipeline.store.ranking import keywords_of, reciprocal_rank_fusion
 
 
 @pytest.fixture
@@ -330,7 +324,7 @@ def test_unreachable_source_is_a_clear_error(settings):
 
 
 def test_one_document_cannot_fill_every_place():
-    from docbot_lib.pipeline.store import diversify
+    from docbot_lib.pipeline.store.ranking import diversify
 
     order = ["a1", "a2", "a3", "b1", "a4", "c1"]
     assert diversify(order, lambda pk: pk[0], 2) == ["a1", "a2", "b1", "c1", "a3", "a4"]

@@ -198,7 +198,7 @@ def test_prompt_is_the_messages_without_asking_the_model(settings, sample_collec
 
 def test_fusion_of_the_dense_ranking_alone_keeps_its_order():
     """A question without keywords (or BM25 off) has one ranking for two weights: fused, not an error."""
-    from docbot_lib.pipeline.store import reciprocal_rank_fusion
+    from docbot_lib.pipeline.store.ranking import reciprocal_rank_fusion
 
     fused = reciprocal_rank_fusion([["a", "b", "c"]], [1.0, 0.5])
     assert sorted(fused, key=lambda pk: -fused[pk]) == ["a", "b", "c"]

@@ -86,7 +86,8 @@ def readiness(settings: Settings, collection: str) -> dict[str, Any]:
 def stored_source(settings: Settings, collection: str, source: str, limit: int = 200) -> dict[str, Any]:
     """The chunks stored for one source (as cited in `sources`), in document order: what the bot read."""
     from docbot_lib.clients.milvus import reconnecting
-    from docbot_lib.pipeline.store import forget_store, open_store, quote
+    from docbot_lib.pipeline.store.access import forget_store, open_store
+    from docbot_lib.pipeline.store.chunks import quote
 
     # the process's store for the collection: opening and closing a client per request drops pymilvus's
     # shared channel for every other request

@@ -241,7 +241,7 @@ def _embed(embedder, batch, recorded, report: IngestReport) -> list:
 def _store(store, documents, recorded, report: IngestReport) -> None:
     """Write documents in one go; when that fails, one by one, so only the failing one is skipped (the
     store has taken its new rows out again: a changed one keeps its previous version)."""
-    from docbot_lib.pipeline.store import NotRecorded
+    from docbot_lib.pipeline.store.chunks import NotRecorded
 
     if not documents:
         return

@@ -8,7 +8,7 @@ Two collections per index:
   <name>_docs   the record of what was ingested: one row per document (root, source, doc_hash, chunks),
                 so a re-run knows what changed — the record lives with the data.
 
-Layer: pipeline, step `store`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
+Layer: pipeline, step `store` (the collections): imports core, clients, the steps before it and store.ranking.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from docbot_lib.core.errors import DocbotError, NotFound
 from docbot_lib.core.settings import Settings
+from docbot_lib.pipeline.store.ranking import BM25_WEIGHT, diversify, keywords_of, reciprocal_rank_fusion
 from docbot_lib.pipeline.vectordb import record_collection
 
 DENSE_INDEX = {"index_type": "HNSW", "metric_type": "COSINE", "params": {"M": 16, "efConstruction": 200}}
@@ -30,19 +30,6 @@ SPARSE_INDEX = {
     "metric_type": "BM25",
     "params": {"inverted_index_algo": "DAAT_MAXSCORE"},
 }
-RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al.): rank r scores 1 / (RRF_K + r)
-# Weight of the BM25 ranking in the fusion (dense: 1). On questions asked in the user's words the dense
-# ranking is the better one, and BM25 brings in the chunks that share rare exact terms (option names, error
-# messages): measured on two documentation sets in bench/ingest_retrieval.py.
-BM25_WEIGHT = 0.5
-# Function words dropped from the question before BM25: they carry no topic, and on Milvus Lite each one
-# costs a walk of a long posting list (a question's BM25 search: 26 ms with them, 9 ms without).
-STOP_WORDS = frozenset(
-    """a an and are as at be but by for if in into is it no not of on or such that the their
-    then there these they this to was will with i me my mine we us our you your he him his she her its them
-    what which who whom whose when where why how do does did doing done can could should would shall may
-    might must am been being have has had having""".split()
-)
 OUTPUT = ["text", "source", "root", "title", "section", "page", "chunk_index"]
 # The schema's limits of the title and section fields: longer values are cut to fit (fit()), not refused. A page
 # whose <h2> is never closed makes its whole text one heading (SQLite's keyword_index.html: 61,358 characters),
@@ -388,167 +375,6 @@ def fit(value: str, limit: int) -> str:
     return data[: limit - 3].decode(errors="ignore") + "\u2026"
 
 
-def keywords_of(question: str) -> str:
-    """The question for BM25: its words without the function words (STOP_WORDS); all of them if nothing else."""
-    words = re.findall(r"\w+(?:'\w+)?", question)
-    kept = [w for w in words if w.lower() not in STOP_WORDS]
-    return " ".join(kept or words)
-
-
-def reciprocal_rank_fusion(rankings: list[list[str]], weights: list[float]) -> dict[str, float]:
-    """Weighted reciprocal-rank fusion: an item at rank r of ranking i scores weights[i] / (RRF_K + r).
-    `weights` may be longer than `rankings` (dense alone, when a question has no keywords or BM25 is off)."""
-    fused: dict[str, float] = {}
-    for ranking, weight in zip(rankings, weights, strict=False):
-        for rank, pk in enumerate(ranking, start=1):
-            fused[pk] = fused.get(pk, 0.0) + weight / (RRF_K + rank)
-    return fused
-
-
-def diversify(order: list, key, per_source: int | None) -> list:
-    """Keep the order, but let no document have more than `per_source` of the leading places: its further
-    chunks move behind the chunks of other documents (the answer draws on more pages, and one page that
-    matches the words but not the question cannot fill the whole context)."""
-    if not per_source:
-        return order
-    counts: dict = {}
-    first: list = []
-    later: list = []
-    for item in order:
-        counts[key(item)] = counts.get(key(item), 0) + 1
-        (first if counts[key(item)] <= per_source else later).append(item)
-    return first + later
-
-
 def source_filter(sources: list[str]) -> str:
     """A filter expression keeping chunks from these sources only."""
     return "source in [" + ", ".join(quote(s) for s in sources) + "]"
-
-
-@dataclass
-class CollectionView:
-    """What a collection holds, for a person to read: its schema, functions and indexes, and one chunk."""
-
-    name: str
-    fields: list[str]  # "name  TYPE  (params)"
-    functions: list[str]  # "bm25: BM25(text) -> sparse"
-    indexes: list[str]  # "dense: HNSW, COSINE, {...}"
-    rows: int
-    chunk: dict = field(default_factory=dict)  # one row: its metadata, its text and the head of its vector
-    dimension: int = 0
-
-    def __str__(self) -> str:
-        lines = [
-            f"collection {self.name!r}: {self.rows} chunks",
-            "fields:",
-            *[f"  {f}" for f in self.fields],
-            "functions (Milvus computes these itself on insert):",
-            *([f"  {f}" for f in self.functions] or ["  (none: no BM25 on this server)"]),
-            "indexes:",
-            *[f"  {i}" for i in self.indexes],
-        ]
-        if self.chunk:
-            meta = {k: v for k, v in self.chunk.items() if k not in ("text", "dense")}
-            head = ", ".join(f"{x:.4f}" for x in self.chunk.get("dense", []))
-            lines += [
-                "one chunk:",
-                *[f"  {k}: {v}" for k, v in meta.items()],
-                "  text: " + " ".join(str(self.chunk.get("text", "")).split())[:300],
-                f"  dense: [{head}, ...] ({self.dimension} numbers)",
-            ]
-        return "\n".join(lines)
-
-
-def inspect_collection(settings: Settings, collection: str | None = None, numbers: int = 8) -> CollectionView:
-    """The collection's schema, its BM25 function (where the server has one), its indexes, and one chunk with
-    its metadata and the first `numbers` numbers of its dense vector."""
-    client = open_store(settings, collection).client
-    name = collection or settings.milvus_collection
-    described = client.describe_collection(name)
-    fields = []
-    for f in described.get("fields", []):
-        kind = getattr(f.get("type"), "name", str(f.get("type")))
-        params = {k: v for k, v in (f.get("params") or {}).items()}
-        notes = (["primary key"] if f.get("is_primary") else []) + ([f"{k}={v}" for k, v in params.items()])
-        fields.append(f"{f['name']:<12} {kind:<20} {', '.join(notes)}".rstrip())
-    functions = [
-        f"{fn.get('name')}: {getattr(fn.get('type'), 'name', fn.get('type'))}"
-        f"({', '.join(fn.get('input_field_names', []))}) -> {', '.join(fn.get('output_field_names', []))}"
-        for fn in described.get("functions", []) or []
-    ]
-    indexes = []
-    for index in client.list_indexes(name):
-        info = client.describe_index(name, index)
-        indexes.append(
-            f"{info.get('field_name', index)}: {info.get('index_type')}, {info.get('metric_type')}"
-            + "".join(
-                f", {k}={v}"
-                for k, v in info.items()
-                if k in ("M", "efConstruction", "bm25_k1", "bm25_b", "inverted_index_algo")
-            )
-        )
-    rows = client.query(name, filter="chunk_index >= 0", output_fields=[*OUTPUT, "dense"], limit=1)
-    chunk, dimension = {}, 0
-    if rows:
-        row = dict(rows[0])
-        vector = list(row.pop("dense", []) or [])
-        dimension = len(vector)
-        chunk = {**{k: row[k] for k in OUTPUT if k in row}, "dense": [float(x) for x in vector[:numbers]]}
-    return CollectionView(
-        name, fields, functions, indexes, int(client.get_collection_stats(name)["row_count"]), chunk, dimension
-    )
-
-
-_STORES: dict[tuple, ChunkStore] = {}
-_STORES_LOCK = threading.Lock()
-
-
-def open_store(settings: Settings, collection: str | None = None) -> ChunkStore:
-    """The collection's store, opened once per process and reused: pymilvus shares one connection per
-    address, and opening and closing a client per question makes Milvus drop it (GOAWAY too_many_pings)."""
-    name = collection or settings.milvus_collection
-    key = (settings.milvus_uri, settings.secret("milvus_token"), settings.names.database, name)
-    with _STORES_LOCK:
-        if key not in _STORES:
-            _STORES[key] = ChunkStore(settings, name, create=False)
-        return _STORES[key]
-
-
-def forget_store(settings: Settings, collection: str | None = None) -> None:
-    """Drop a cached store (after the collection was dropped, or its connection failed)."""
-    key = (
-        settings.milvus_uri,
-        settings.secret("milvus_token"),
-        settings.names.database,
-        collection or settings.milvus_collection,
-    )
-    with _STORES_LOCK:
-        _STORES.pop(key, None)
-
-
-def search(
-    settings: Settings,
-    question: str,
-    k: int | None = None,
-    collection: str | None = None,
-    filter: str = "",
-    min_similarity: float | None = None,
-) -> list[Hit]:
-    """Embed the question and return the k best chunks of the collection (hybrid where available)."""
-    from docbot_lib.clients.embeddings import get_embeddings
-    from docbot_lib.clients.milvus import reconnecting
-
-    vector = get_embeddings(settings).embed_query(question)
-
-    def ask() -> list[Hit]:
-        return open_store(settings, collection).search(
-            vector,
-            question,
-            k or settings.search_k,
-            filter=filter,
-            min_similarity=min_similarity,
-            hybrid=settings.hybrid,
-            per_source=settings.max_chunks_per_source,
-        )
-
-    return reconnecting(ask, on_drop=lambda: forget_store(settings, collection))
