@@ -30,7 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from docbot_lib.clients import kube, milvus
+from docbot_lib.clients import kube as kube_api
+from docbot_lib.clients import milvus as milvus_api
 from docbot_lib.core.errors import DocbotError
 from docbot_lib.core.names import LabNames
 from docbot_lib.core.settings import Settings
@@ -315,11 +316,11 @@ def _secret_data(api_client, names: LabNames, name: str) -> dict[str, str]:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        secret = kube.kube_request(api_client, "GET", f"/api/v1/namespaces/{names.user}/secrets/{name}")
+        secret = kube_api.kube_request(api_client, "GET", f"/api/v1/namespaces/{names.user}/secrets/{name}")
     except ApiException as exc:
         if exc.status == 404:
             return {}
-        raise kube.api_error(exc, f"Secret/{name}", names.user, api_client) from None
+        raise kube_api.api_error(exc, f"Secret/{name}", names.user, api_client) from None
     return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
 
@@ -345,7 +346,7 @@ def provision(
     `s3_users`: an S3 user per learner, limited to their prefix (else the class's key in every data connection)."""
     start = time.monotonic()
     report = LabReport("provision")
-    api = (api_client or kube.kube_api_client()) if kube else None
+    api = (api_client or kube_api.kube_api_client()) if kube else None
     shared = SharedModel.parse(model) if model else None
     if shared and api is None:
         raise DocbotError("a shared model needs the cluster", "drop --no-kube, or leave out --model")
@@ -429,7 +430,7 @@ def teardown(
     the shared model and (with `s3_users`) their S3 user; the other learners' stay intact."""
     start = time.monotonic()
     report = LabReport("teardown")
-    api = (api_client or kube.kube_api_client()) if kube else None
+    api = (api_client or kube_api.kube_api_client()) if kube else None
     root_token = _root_token(settings) if milvus else None
     shared = SharedModel.parse(model) if model else None
     for user in users:
@@ -457,7 +458,7 @@ def status(
     """Each learner's progress, for the workshop host: model deployed? documents ingested? chatbot up?"""
     start = time.monotonic()
     report = LabReport("status")
-    api = (api_client or kube.kube_api_client()) if kube else None
+    api = (api_client or kube_api.kube_api_client()) if kube else None
     root, root_token = _root(settings) if milvus else (None, None)
     try:
         for user in users:
@@ -498,14 +499,14 @@ def _root_token(settings: Settings) -> str:
 def _root(settings: Settings):
     """Root's client and token."""
     token = _root_token(settings)
-    return milvus.connect(settings.milvus_uri, token), token
+    return milvus_api.connect(settings.milvus_uri, token), token
 
 
 def _list(api, path: str) -> list[dict[str, Any]]:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        return kube.kube_request(api, "GET", path).get("items") or []
+        return kube_api.kube_request(api, "GET", path).get("items") or []
     except ApiException as exc:
         if exc.status == 404:
             return []
@@ -518,11 +519,11 @@ def _delete(api, obj: dict[str, Any], namespace: str) -> str:
 
     path = manifests.object_path(obj, namespace)
     try:
-        kube.kube_request(api, "DELETE", path)
+        kube_api.kube_request(api, "DELETE", path)
     except ApiException as exc:
         if exc.status == 404:
             return "absent"
-        raise kube.api_error(exc, f"{obj['kind']}/{obj['metadata']['name']}", namespace, api) from None
+        raise kube_api.api_error(exc, f"{obj['kind']}/{obj['metadata']['name']}", namespace, api) from None
     return "removed"
 
 
@@ -569,7 +570,7 @@ def _deployment_state(api, namespace: str) -> str:
 def _documents(settings: Settings, root, root_token: str, names: LabNames) -> str:
     if names.database not in root.list_databases():
         return "no database (provision first)"
-    inside = milvus.connect(settings.milvus_uri, root_token, database=names.database)
+    inside = milvus_api.connect(settings.milvus_uri, root_token, database=names.database)
     try:
         if not inside.has_collection(settings.milvus_collection):
             return "none yet (notebook 05)"
