@@ -24,7 +24,7 @@ help:
 	@echo "make workshop  - install, start the local stack, run every notebook, stop the stack"
 	@echo "make test      - install and run the whole test suite (lint, unit, stack, notebooks)"
 	@echo "make test-unit - the tests that need nothing running (a developer's first answer)"
-	@echo "make lint      - ruff check and ruff format --check (the style in pyproject.toml)"
+	@echo "make lint      - ruff check, ruff format --check and mypy (the style and types in pyproject.toml)"
 	@echo "make lab       - JupyterLab on the local stack"
 	@echo "make bench     - the benchmarks (README: latest figures)"
 
@@ -69,6 +69,7 @@ test-unit: install
 lint: install
 	$(BIN)/ruff check docbot_lib tests bench
 	$(BIN)/ruff format --check docbot_lib tests bench
+	$(BIN)/mypy
 
 lab: install
 	$(BIN)/docbot local up

@@ -32,8 +32,8 @@ from typing import Any
 
 from docbot_lib.clients import kube as kube_api
 from docbot_lib.clients import milvus as milvus_api
-from docbot_lib.core.errors import DocbotError
-from docbot_lib.core.names import LabNames
+from docbot_lib.core.errors import ConfigError, DocbotError
+from docbot_lib.core.names import DEFAULT_DATABASE, LabNames
 from docbot_lib.core.settings import Settings
 from docbot_lib.k8s import manifests
 from docbot_lib.pipeline import serving, vectordb
@@ -111,7 +111,7 @@ def learner_objects(
         },
     }
     # the same per-identity Secrets notebook 04 writes: the learner's chatbot reads its reader's token from one
-    objects = [binding, credentials, *vectordb.credentials_secrets(tokens)]
+    objects: list[dict[str, Any]] = [binding, credentials, *vectordb.credentials_secrets(tokens)]
     if s3_key is not None:
         from pydantic import SecretStr
 
@@ -320,7 +320,7 @@ def _secret_data(api_client, names: LabNames, name: str) -> dict[str, str]:
     except ApiException as exc:
         if exc.status == 404:
             return {}
-        raise kube_api.api_error(exc, f"Secret/{name}", names.user, api_client) from None
+        raise kube_api.api_error(exc, f"Secret/{name}", names.user or "", api_client) from None
     return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
 
@@ -351,7 +351,8 @@ def provision(
     if shared and api is None:
         raise DocbotError("a shared model needs the cluster", "drop --no-kube, or leave out --model")
     model_url = shared.url(api) if shared and api is not None else None
-    root, root_token = _root(settings) if milvus else (None, None)
+    admin = _Milvus.of(settings) if milvus else None
+    root = admin.connect() if admin else None
     try:
         for user in users:
             names = LabNames(user)
@@ -361,9 +362,9 @@ def provision(
                 applied = manifests.apply([_namespace(names)], user, api, keep_existing=["Namespace"])
                 report.rows += [_row(user, a) for a in applied]
             tokens = vectordb.learner_tokens(_stored_tokens(api, names) if api is not None else {}, names)
-            if root is not None:
+            if root is not None and admin is not None:
                 created, _granted = vectordb.secure_learner(
-                    root, settings.milvus_uri, root_token, settings.milvus_collection, tokens, names
+                    root, admin.uri, admin.token, settings.milvus_collection, tokens, names
                 )
                 for item in (
                     f"database {names.database}",
@@ -431,21 +432,21 @@ def teardown(
     start = time.monotonic()
     report = LabReport("teardown")
     api = (api_client or kube_api.kube_api_client()) if kube else None
-    root_token = _root_token(settings) if milvus else None
+    admin = _Milvus.of(settings) if milvus else None
     shared = SharedModel.parse(model) if model else None
     for user in users:
         names = LabNames(user)
-        if root_token:
-            removed = vectordb.drop_learner(settings.milvus_uri, root_token, names, settings.milvus_collection)
+        if admin:
+            removed = vectordb.drop_learner(admin.uri, admin.token, names, settings.milvus_collection)
             report.rows += [LabRow(user, f"Milvus {item}", "removed") for item in removed] or [
                 LabRow(user, f"Milvus database {names.database}", "absent")
             ]
         if api is not None:
             report.rows.append(LabRow(user, f"Namespace/{user}", _delete(api, _namespace(names), user)))
-            for obj in shared.objects(user) if shared else []:
-                report.rows.append(
-                    LabRow(user, f"{obj['kind']}/{obj['metadata']['name']}", _delete(api, obj, shared.namespace))
-                )
+            if shared is not None:
+                for obj in shared.objects(user):
+                    row = LabRow(user, f"{obj['kind']}/{obj['metadata']['name']}", _delete(api, obj, shared.namespace))
+                    report.rows.append(row)
         if s3_users:
             report.rows.append(LabRow(user, f"S3 user {s3_user(names)}", drop_s3_user(settings, names)))
     report.seconds = time.monotonic() - start
@@ -459,7 +460,8 @@ def status(
     start = time.monotonic()
     report = LabReport("status")
     api = (api_client or kube_api.kube_api_client()) if kube else None
-    root, root_token = _root(settings) if milvus else (None, None)
+    admin = _Milvus.of(settings) if milvus else None
+    root = admin.connect() if admin else None
     try:
         for user in users:
             names = LabNames(user)
@@ -467,8 +469,8 @@ def status(
                 report.rows.append(LabRow(user, "workbench (Notebook)", _workbench_state(api, user)))
                 report.rows.append(LabRow(user, "model (InferenceService)", _isvc_state(api, user)))
                 report.rows.append(LabRow(user, "chatbot (Deployment)", _deployment_state(api, user)))
-            if root is not None:
-                report.rows.append(LabRow(user, "documents ingested", _documents(settings, root, root_token, names)))
+            if root is not None and admin is not None:
+                report.rows.append(LabRow(user, "documents ingested", _documents(settings, root, admin, names)))
     finally:
         if root is not None:
             root.close()
@@ -485,21 +487,27 @@ def _row(user: str, applied: manifests.Applied) -> LabRow:
     )
 
 
-def _root_token(settings: Settings) -> str:
-    """Root's token (Settings.milvus_root_token); a clear error without it or the URI."""
-    token = settings.secret("milvus_root_token")
-    if not settings.milvus_uri or not token:
-        raise DocbotError(
-            "the lab's Milvus steps need its URI and root's token",
-            "set DOCBOT_MILVUS_URI and DOCBOT_MILVUS_ROOT_TOKEN=root:<password> (or pass --no-milvus)",
-        )
-    return token
+@dataclass(frozen=True)
+class _Milvus:
+    """The class's Milvus as root: its URI and root's token."""
 
+    uri: str
+    token: str
 
-def _root(settings: Settings):
-    """Root's client and token."""
-    token = _root_token(settings)
-    return milvus_api.connect(settings.milvus_uri, token), token
+    @classmethod
+    def of(cls, settings: Settings) -> _Milvus:
+        """From Settings.milvus_uri and .milvus_root_token; a clear error without either."""
+        token = settings.secret("milvus_root_token")
+        if not settings.milvus_uri or not token:
+            raise ConfigError(
+                "the lab's Milvus steps need its URI and root's token",
+                "set DOCBOT_MILVUS_URI and DOCBOT_MILVUS_ROOT_TOKEN=root:<password> (or pass --no-milvus)",
+                service="milvus",
+            )
+        return cls(settings.milvus_uri, token)
+
+    def connect(self, database: str = DEFAULT_DATABASE):
+        return milvus_api.connect(self.uri, self.token, database=database)
 
 
 def _list(api, path: str) -> list[dict[str, Any]]:
@@ -567,10 +575,10 @@ def _deployment_state(api, namespace: str) -> str:
     return f"{'up' if ready else 'not ready'}: {items[0]['metadata']['name']}"
 
 
-def _documents(settings: Settings, root, root_token: str, names: LabNames) -> str:
+def _documents(settings: Settings, root, admin: _Milvus, names: LabNames) -> str:
     if names.database not in root.list_databases():
         return "no database (provision first)"
-    inside = milvus_api.connect(settings.milvus_uri, root_token, database=names.database)
+    inside = admin.connect(database=names.database)
     try:
         if not inside.has_collection(settings.milvus_collection):
             return "none yet (notebook 05)"

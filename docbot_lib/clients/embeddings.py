@@ -136,9 +136,9 @@ class EndpointEmbeddings(Embeddings):
         from pydantic import SecretStr
 
         self.client = OpenAIEmbeddings(
-            base_url=settings.embedding_base_url,
+            openai_api_base=settings.embedding_base_url,
             model=settings.embedding_model,
-            api_key=SecretStr(settings.secret("embedding_api_key") or "none"),
+            openai_api_key=SecretStr(settings.secret("embedding_api_key") or "none"),
             check_embedding_ctx_length=False,  # offline: it would download tiktoken data to pre-split inputs
             chunk_size=settings.embedding_batch_size,
         )

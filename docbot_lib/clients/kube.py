@@ -66,7 +66,8 @@ def kube_api_client(kubeconfig: str | Path | None = None, context: str | None = 
             "or run in an OpenShift AI workbench",
         ) from None
     api = client.ApiClient()
-    api.docbot_source = "the workbench pod's service account (no `oc login` in this workbench)"
+    # our note on the client, read by identity() and api_error(): where its login comes from
+    api.docbot_source = "the workbench pod's service account (no `oc login` in this workbench)"  # type: ignore[attr-defined]
     return api
 
 

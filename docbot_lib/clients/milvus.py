@@ -36,7 +36,7 @@ BM25_SINCE = (2, 5)  # sparse vectors and the BM25 function arrived in Milvus 2.
 
 def grpc_status(exc: BaseException) -> str:
     """The gRPC status name (UNAUTHENTICATED, PERMISSION_DENIED, UNIMPLEMENTED, ...) in an exception's chain."""
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         code = getattr(seen, "code", None)
         if callable(code):

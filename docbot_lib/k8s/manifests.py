@@ -25,7 +25,7 @@ import copy
 import json
 import re
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -454,7 +454,7 @@ def wait_ready(
     from kubernetes import client
 
     apps = client.AppsV1Api(api_client)
-    readers = {
+    readers: dict[str, Callable[[str, str], Any]] = {
         "Deployment": apps.read_namespaced_deployment_status,
         "StatefulSet": apps.read_namespaced_stateful_set_status,
     }

@@ -105,7 +105,7 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
     path = POD_SPEC_PATHS.get(obj.get("kind", ""))
     if not path:
         return None
-    spec = obj
+    spec: Any = obj
     for key in path:
         spec = spec.get(key) if isinstance(spec, dict) else None
     return spec if isinstance(spec, dict) else None

@@ -218,7 +218,7 @@ class HubServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{port}"
 
     def reload(self, repo_id: str) -> None:
         """Scan a repo folder again (its files changed: a new commit)."""

@@ -423,8 +423,8 @@ class AnswerReport:
             ),
             "refused_on_topic": share(on, lambda c: c.refused),
             "refusal_off_topic": share(off, lambda c: c.refused),
-            "judge_faithfulness": statistics.fmean(j.faithfulness for j in judged) if judged else float("nan"),
-            "judge_relevance": statistics.fmean(j.relevance for j in judged) if judged else float("nan"),
+            "judge_faithfulness": statistics.fmean(j.faithfulness or 0 for j in judged) if judged else float("nan"),
+            "judge_relevance": statistics.fmean(j.relevance or 0 for j in judged) if judged else float("nan"),
         }
 
     def __str__(self) -> str:
@@ -458,7 +458,7 @@ class AnswerReport:
 STAGES = ("rewrite", "embed", "search", "first token", "generate")
 
 
-def latency_rows(report: AnswerReport) -> list[dict[str, float]]:
+def latency_rows(report: AnswerReport) -> list[dict[str, Any]]:
     """Per question, milliseconds per stage (summing to about the total): rewrite, embed, search, first token
     (prompt processing until the model's first token), generate (the rest of the answer); and total."""
     rows = []
@@ -602,7 +602,7 @@ def eval_command(
     )
     report = check_answers(settings, questions[:answers], collection, progress=False) if answers else None
     if as_json:
-        out = {
+        out: dict[str, Any] = {
             "questions": str(questions_path),
             "collection": collection or settings.milvus_collection,
             "retrieval": {name: run.to_dict() for name, run in runs.items()},

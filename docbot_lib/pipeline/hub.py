@@ -31,6 +31,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import BinaryIO, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -151,7 +152,8 @@ class DownloadPlan:
         return cls(**data)
 
     def __str__(self) -> str:
-        width = max((len(f.path) for f in [*self.files, *self.skipped]), default=10)
+        paths = [f.path for f in self.files] + [s.path for s in self.skipped]
+        width = max((len(p) for p in paths), default=10)
         access = "gated (your token has access)" if self.gated else "public"
         lines = [
             f"Model     {self.repo_id} @ {self.revision} (commit {self.commit[:12]})",
@@ -264,7 +266,7 @@ def _choose_gguf(files: list[ModelFile], wanted: str | None) -> str:
         for variant in sorted(variants):
             if tag.lower() in variant.lower():
                 return variant
-    return min(variants, key=variants.get)
+    return min(variants, key=lambda variant: variants[variant])
 
 
 def choose_files(
@@ -354,6 +356,12 @@ def plan_download(settings: Settings, *, gguf_file: str | None = None) -> Downlo
         api = HfApi(endpoint=endpoint, token=token or False, library_name="docbot")
         info = api.model_info(repo_id, revision=revision)
         commit = info.sha
+        if not commit:
+            raise ServiceUnavailable(
+                f"the hub at {endpoint} did not say which commit {repo_id}@{revision} is",
+                "try again; check HF_ENDPOINT points at a Hugging Face hub",
+                service="hub",
+            )
         entries = [
             ModelFile(f.path, f.size, "", f.blob_id, f.lfs.sha256 if f.lfs else None)
             for f in api.list_repo_tree(repo_id, revision=commit, recursive=True)
@@ -649,7 +657,7 @@ def _fetch(plan: DownloadPlan, f: ModelFile, folder: Path, token: str | None, ba
         # huggingface_hub's own GET: Range from `have`, retries of a dropped connection, the size check
         http_get(
             url,
-            sink,
+            cast(BinaryIO, sink),  # it writes, tells, seeks and truncates: what _HashingFile does
             resume_size=have,
             headers=headers,
             expected_size=f.size,

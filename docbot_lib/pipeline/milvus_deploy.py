@@ -112,7 +112,7 @@ def release_network_policies(objects: list[dict[str, Any]]) -> list[dict[str, An
     services = [o for o in objects if o["kind"] == "Service" and (o.get("spec") or {}).get("selector")]
     main = next((s for s in services if any(p.get("port") == MILVUS_PORT for p in s["spec"].get("ports") or [])), None)
     release = ((main or {}).get("spec", {}).get("selector") or {}).get("app.kubernetes.io/instance")
-    if not release:
+    if main is None or not release:
         raise DocbotError(
             f"no Milvus Service with port {MILVUS_PORT} and an app.kubernetes.io/instance selector in the Helm output",
             "pass the whole, unchanged output of `helm template`",

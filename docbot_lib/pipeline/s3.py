@@ -220,6 +220,8 @@ class DigestCache:
 
     def cached(self, f: LocalFile, part_size: int) -> Digest | None:
         entry = self._entries.get(f.rel)
+        if entry is None:
+            return None
         try:
             if (entry["size"], entry["mtime_ns"]) != (f.size, f.mtime_ns):
                 return None
@@ -644,12 +646,12 @@ def apply_data_connection(settings: Settings, namespace: str, name: str, api_cli
     host = api.api_client.configuration.host
     try:
         try:
-            api.create_namespaced_secret(namespace, body)
+            api.create_namespaced_secret(namespace, body)  # type: ignore[arg-type]  # the client serializes a dict as a V1Secret
             return "created"
         except ApiException as exc:
             if exc.status != 409:
                 raise
-        api.replace_namespaced_secret(secret_name, namespace, body)
+        api.replace_namespaced_secret(secret_name, namespace, body)  # type: ignore[arg-type]  # likewise
         return "replaced"
     except ApiException as exc:
         raise _kube_error(exc, host, namespace, secret_name, hidden) from None

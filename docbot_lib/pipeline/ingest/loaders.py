@@ -186,6 +186,20 @@ HEADING = "\x00H"
 _META = "\x00meta:"  # a loader passes a document's meta description back through its notes
 
 
+def _attribute(tag, name: str) -> str:
+    """A tag's attribute as one string ("" when absent; a multi-valued one, such as class, joined by spaces)."""
+    from bs4 import Tag
+
+    value = tag.get(name) if isinstance(tag, Tag) else None
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else " ".join(value)
+
+
+def _classes(tag) -> list[str]:
+    return _attribute(tag, "class").split()
+
+
 def load_html(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
     """Main content only, split at headings; the title from <title> (or the first <h1>)."""
     import warnings
@@ -198,7 +212,7 @@ def load_html(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     meta = soup.find("meta", attrs={"name": "description"})
     refresh = soup.find("meta", attrs={"http-equiv": re.compile("^refresh$", re.I)})
-    target = re.search(r"url\s*=\s*['\"]?([^'\";]+)", refresh.get("content", ""), re.I) if refresh else None
+    target = re.search(r"url\s*=\s*['\"]?([^'\";]+)", _attribute(refresh, "content"), re.I) if refresh else None
     if target:  # a stub that sends the browser elsewhere (Texinfo writes one per node): its text is elsewhere
         raise BadDocument(f"a redirect to {target.group(1).strip()}: nothing of its own to ingest")
     for tag in (
@@ -212,7 +226,7 @@ def load_html(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
             continue
         # a page header holding the page's own <h1> is content (Asciidoc's #header: the title and a man
         # page's NAME line, what the page is about); site headers, menus and footers are not
-        if tag.find("h1") and "header" in [tag.name, tag.get("id", "").lower(), *tag.get("class", [])]:
+        if tag.find("h1") and "header" in [tag.name, _attribute(tag, "id").lower(), *_classes(tag)]:
             continue
         tag.decompose()
     main = (
@@ -237,8 +251,8 @@ def load_html(data: bytes, notes: list[str]) -> tuple[str, list[Section]]:
     if not title:
         first_h1 = re.search(HEADING + r"1\x00([^\n]*)", text)
         title = first_h1.group(1) if first_h1 else ""
-    if meta and meta.get("content", "").strip():
-        notes.append(_META + meta["content"].strip())
+    if meta and _attribute(meta, "content").strip():
+        notes.append(_META + _attribute(meta, "content").strip())
     return title, _split_marked(text)
 
 

@@ -47,6 +47,15 @@ class SourceItem:
     size: int | None = None
 
 
+def _object_reader(client, bucket: str, key: str) -> Callable[[], bytes]:
+    """Reads the object's bytes when the run needs them (not at listing)."""
+
+    def read() -> bytes:
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    return read
+
+
 def _s3_items(settings: Settings, uri: str, pattern: str | None) -> list[SourceItem]:
     from docbot_lib.clients.s3 import s3_client
 
@@ -62,7 +71,7 @@ def _s3_items(settings: Settings, uri: str, pattern: str | None) -> list[SourceI
                 SourceItem(
                     key,
                     f"s3://{bucket}/{prefix}",
-                    lambda key=key: client.get_object(Bucket=bucket, Key=key)["Body"].read(),
+                    _object_reader(client, bucket, key),
                     obj["Size"],
                 )
             )

@@ -360,7 +360,7 @@ class ChunkStore:
             rows[pk]["score"] = -1.0  # unless its vector comes back below
         for row in self.client.get(self.name, ids=pks, output_fields=["dense"]):
             vector = np.asarray(row["dense"], dtype=np.float32)
-            rows[row["pk"]]["score"] = float(vector @ q / max(np.linalg.norm(vector) * np.linalg.norm(q), 1e-12))
+            rows[row["pk"]]["score"] = float(vector @ q) / max(float(np.linalg.norm(vector) * np.linalg.norm(q)), 1e-12)
 
     def close(self) -> None:
         self.client.close()
