@@ -17,7 +17,7 @@ from conftest import free_port
 from kubeapi import KubeApi
 
 from docbot_lib.clients.s3 import s3_client
-from docbot_lib.core.errors import DocbotError, ServiceUnavailable
+from docbot_lib.core.errors import AuthRefused, DocbotError, NotReachable, ServiceUnavailable
 from docbot_lib.core.settings import Settings
 from docbot_lib.local.stack import LocalStack
 from docbot_lib.pipeline import s3
@@ -236,8 +236,9 @@ def test_objects_with_no_local_file_are_reported_and_deleted_on_request(bucket_s
 
 def test_wrong_credentials_are_one_clear_error_without_the_secret(settings, model):
     wrong = Settings.load(s3_secret_key="not-the-secret-" + uuid.uuid4().hex)
-    with pytest.raises(ServiceUnavailable) as refused:
+    with pytest.raises(AuthRefused) as refused:
         s3.upload_model(wrong, model, "models/test/denied/", part_size=PART, progress=False)
+    assert refused.value.service == "s3" and refused.value.exit_code == 3
     message = str(refused.value)
     assert "refused the credentials" in message and "DOCBOT_S3_SECRET_KEY" in message
     assert wrong.secret("s3_secret_key") not in message and settings.secret("s3_secret_key") not in message
@@ -258,8 +259,9 @@ def test_s3_stopping_mid_upload_is_one_clear_error(tmp_path, model):
             if len(sent) == 1:
                 os.killpg(pid, signal.SIGKILL)
 
-        with pytest.raises(ServiceUnavailable) as gone:
+        with pytest.raises(NotReachable) as gone:
             s3.upload_model(settings, model, "models/test/gone/", part_size=PART, progress=False, on_progress=kill_s3)
+        assert gone.value.service == "s3"
         message = str(gone.value)
         assert f"S3 at {settings.s3_endpoint} does not answer" in message
         assert "docbot local up" in message and "run again" in message

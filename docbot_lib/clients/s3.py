@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from docbot_lib.core.errors import DocbotError, ServiceUnavailable
+from docbot_lib.core.errors import AuthRefused, ConfigError, DocbotError, NotFound, NotReachable, ServiceUnavailable
 from docbot_lib.core.settings import Settings
 
 _AUTH_CODES = {
@@ -26,6 +26,7 @@ _AUTH_CODES = {
     "AuthorizationHeaderMalformed",
     "403",
 }
+_MISSING_CODES = {"NoSuchBucket", "NoSuchKey", "NoSuchUpload", "404"}
 
 
 def endpoint_name(settings: Settings) -> str:
@@ -90,14 +91,17 @@ def s3_errors(settings: Settings, doing: str) -> Iterator[None]:
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
         if code in _AUTH_CODES:
-            raise ServiceUnavailable(
+            raise AuthRefused(
                 f"S3 at {where} refused the credentials while {doing} ({code})",
                 "check DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (or the data connection's AWS_ACCESS_KEY_ID / "
                 "AWS_SECRET_ACCESS_KEY) and that this key may write to the bucket",
+                service="s3",
             ) from None
-        raise DocbotError(
+        kind = NotFound if code in _MISSING_CODES else ServiceUnavailable
+        raise kind(
             f"S3 at {where} answered {code} while {doing}: {error.get('Message', '')}",
             "read the message above; run again once it is fixed (finished files are skipped)",
+            service="s3",
         ) from None
     except (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError) as exc:
         fix = (
@@ -105,18 +109,21 @@ def s3_errors(settings: Settings, doing: str) -> Iterator[None]:
             if settings.stack == "local"
             else "check DOCBOT_S3_ENDPOINT / AWS_S3_ENDPOINT and that S3 is up"
         )
-        raise ServiceUnavailable(
+        raise NotReachable(
             f"S3 at {where} does not answer ({type(exc).__name__}) while {doing}",
             fix + "; then run again: what was uploaded and verified is skipped",
+            service="s3",
         ) from None
     except NoCredentialsError:
-        raise ServiceUnavailable(
+        raise ConfigError(
             f"no S3 credentials for {where}",
             "set DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (environment or .env), "
             "or attach a data connection to the workbench",
+            service="s3",
         ) from None
     except BotoCoreError as exc:
-        raise DocbotError(
+        raise ServiceUnavailable(
             f"S3 request to {where} failed while {doing}: {exc}",
             "check the S3 settings (`docbot settings`) and run again",
+            service="s3",
         ) from None

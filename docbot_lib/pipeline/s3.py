@@ -39,7 +39,16 @@ from pathlib import Path
 from typing import Any
 
 from docbot_lib.clients.s3 import endpoint_name, s3_client, s3_errors
-from docbot_lib.core.errors import DocbotError, ServiceUnavailable
+from docbot_lib.core.errors import (
+    AuthRefused,
+    BadInput,
+    ConfigError,
+    DocbotError,
+    NotFound,
+    NotReachable,
+    PermissionDenied,
+    ServiceUnavailable,
+)
 from docbot_lib.core.settings import Settings
 
 MiB = 1 << 20
@@ -59,7 +68,7 @@ def model_prefix(model_id: str) -> str:
     """`models/<model id>/` for a Hugging Face id such as `mistralai/Mistral-7B-Instruct-v0.2`."""
     parts = model_id.strip("/").split("/")
     if not model_id.strip("/") or not all(_NAME_PART.match(p) and p not in (".", "..") for p in parts):
-        raise DocbotError(
+        raise BadInput(
             f"{model_id!r} is not a model id", "use the Hugging Face id, e.g. 'mistralai/Mistral-7B-Instruct-v0.2'"
         )
     return "models/" + "/".join(parts) + "/"
@@ -87,10 +96,11 @@ def ensure_bucket(client, settings: Settings) -> bool:
     except ClientError as exc:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if status == 403:
-            raise ServiceUnavailable(
+            raise AuthRefused(
                 f"S3 at {endpoint_name(settings)} refused the credentials for bucket {bucket!r} (403)",
                 "check DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY (or the data connection's AWS_ACCESS_KEY_ID / "
                 "AWS_SECRET_ACCESS_KEY), or choose a bucket this key may use (DOCBOT_S3_BUCKET)",
+                service="s3",
             ) from None
         if status != 404:
             raise
@@ -144,7 +154,7 @@ def model_files(model_dir: Path | str) -> list[LocalFile]:
         "that holds the model files"
     )
     if not folder.is_dir():
-        raise DocbotError(f"the model folder {folder} does not exist", fix)
+        raise NotFound(f"the model folder {folder} does not exist", fix)
     files = []
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
@@ -153,7 +163,7 @@ def model_files(model_dir: Path | str) -> list[LocalFile]:
         stat = path.stat()
         files.append(LocalFile(rel.as_posix(), path, stat.st_size, stat.st_mtime_ns))
     if not files:
-        raise DocbotError(f"the model folder {folder} is empty", fix)
+        raise BadInput(f"the model folder {folder} is empty", fix)
     return sorted(files, key=lambda f: (-f.size, f.rel))
 
 
@@ -384,7 +394,7 @@ def upload_model(
     from tqdm.auto import tqdm
 
     if part_size < 5 * MiB:
-        raise DocbotError(f"part size {part_size} is below S3's minimum of 5 MiB", "use part_size >= 5 * 2**20")
+        raise BadInput(f"part size {part_size} is below S3's minimum of 5 MiB", "use part_size >= 5 * 2**20")
     files = model_files(model_dir)
     prefix = _normal_prefix(prefix) if prefix else learner_model_prefix(settings)
     report = UploadReport(settings.s3_bucket, prefix)
@@ -485,7 +495,7 @@ def _verify_uploaded(client, bucket: str, key: str, f: LocalFile, digest: Digest
     problem = mismatch(f, digest, head(client, bucket, key))
     if problem:
         client.delete_object(Bucket=bucket, Key=key)  # never leave an object that is not the file
-        raise DocbotError(
+        raise ServiceUnavailable(
             f"s3://{bucket}/{key} did not verify after upload ({problem}); it was deleted",
             "check that nothing changes the model folder during the upload, then run again",
         )
@@ -494,7 +504,7 @@ def _verify_uploaded(client, bucket: str, key: str, f: LocalFile, digest: Digest
 def _normal_prefix(prefix: str) -> str:
     parts = [p for p in prefix.strip().strip("/").split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
-        raise DocbotError(f"{prefix!r} is not an S3 prefix", "use e.g. 'models/mistralai/Mistral-7B-Instruct-v0.2/'")
+        raise BadInput(f"{prefix!r} is not an S3 prefix", "use e.g. 'models/mistralai/Mistral-7B-Instruct-v0.2/'")
     return "/".join(parts) + "/"
 
 
@@ -591,13 +601,13 @@ def data_connection_secret(
     The keys are masked unless `reveal=True`: print this freely, and let `apply_data_connection` use the
     real values. KServe reads the model with it; workbenches get its keys as AWS_* variables."""
     if not name or not _DNS_LABEL.match(name) or len(name) > 63 - len("aws-connection-"):
-        raise DocbotError(
+        raise BadInput(
             f"{name!r} cannot name a data connection",
             "use lowercase letters, digits and '-' (e.g. 'docbot-models'), at most 48 characters",
         )
     access, secret = settings.s3_access_key, settings.secret("s3_secret_key")
     if not access or not secret:
-        raise DocbotError(
+        raise ConfigError(
             "the settings have no S3 access key / secret key for the data connection",
             "set DOCBOT_S3_ACCESS_KEY / DOCBOT_S3_SECRET_KEY, or AWS_ACCESS_KEY_ID / "
             "AWS_SECRET_ACCESS_KEY (environment or .env)",
@@ -656,9 +666,10 @@ def apply_data_connection(settings: Settings, namespace: str, name: str, api_cli
     except ApiException as exc:
         raise _kube_error(exc, host, namespace, secret_name, hidden) from None
     except HTTPError as exc:
-        raise ServiceUnavailable(
+        raise NotReachable(
             f"the Kubernetes API at {host} does not answer ({type(exc).__name__})",
             "check the cluster address (`oc whoami --show-server`) and your network",
+            service="kubernetes",
         ) from None
 
 
@@ -671,21 +682,26 @@ def _kube_error(exc, host: str, namespace: str, secret_name: str, hidden: list[s
         message = message.replace(value, _MASK)
     what = f"Secret {secret_name} in namespace {namespace}"
     if exc.status == 401:
-        return ServiceUnavailable(
+        return AuthRefused(
             f"the Kubernetes API at {host} refused the credentials (401)",
             "log in again (`oc login`); a workbench uses its service account token",
+            service="kubernetes",
         )
     if exc.status == 403:
-        return DocbotError(
+        return PermissionDenied(
             f"not allowed to write the {what} (403): {message}",
             f"use an account that may edit Secrets in {namespace!r}, or ask the project's admin",
+            service="kubernetes",
         )
     if exc.status == 404:
-        return DocbotError(
+        return NotFound(
             f"cannot write the {what} (404): {message}",
             f"create the project first (`oc new-project {namespace}`) or set NAMESPACE to yours",
+            service="kubernetes",
         )
-    return DocbotError(
+    kind = BadInput if 400 <= (exc.status or 0) < 500 else ServiceUnavailable  # the Secret, or the cluster
+    return kind(
         f"the Kubernetes API refused the {what} ({exc.status} {exc.reason}): {message}",
         "read the message above, fix it and apply again",
+        service="kubernetes",
     )
