@@ -34,9 +34,7 @@ from typing import Any
 import yaml
 
 from docbot_lib.clients.kube import api_error, kube_request
-from docbot_lib.core.errors import (
-    DocbotError,
-)
+from docbot_lib.core.errors import BadInput, ConfigError, DocbotError, NotFound, ServiceUnavailable
 from docbot_lib.core.settings import project_dir
 
 MANIFESTS_DIR = project_dir() / "manifests"
@@ -82,7 +80,7 @@ def template_path(name: str | Path) -> Path:
     if not path.is_absolute() and not path.exists():
         path = MANIFESTS_DIR / path
     if not path.is_file():
-        raise DocbotError(f"manifest template {name} not found", f"use a file under {MANIFESTS_DIR}")
+        raise NotFound(f"manifest template {name} not found", f"use a file under {MANIFESTS_DIR}")
     return path
 
 
@@ -94,7 +92,7 @@ def _yaml_text(name: str, value: Any) -> str:
     if isinstance(value, str):
         # the JSON escapes are YAML's double-quoted escapes: the value stays one scalar, whatever it holds
         return json.dumps(value)[1:-1]
-    raise DocbotError(
+    raise BadInput(
         f"template value {name!r} is a {type(value).__name__}",
         "give a string or a number; structured parts are added to the rendered objects",
     )
@@ -108,16 +106,16 @@ def render(template: str | Path, values: Mapping[str, Any]) -> list[dict[str, An
     wanted = set(tpl.get_identifiers())
     missing, unused = wanted - set(values), set(values) - wanted
     if missing:
-        raise DocbotError(f"{path.name} needs values for {sorted(missing)}", "pass them to render()")
+        raise BadInput(f"{path.name} needs values for {sorted(missing)}", "pass them to render()")
     if unused:
-        raise DocbotError(
+        raise BadInput(
             f"{path.name} has no placeholder for {sorted(unused)}",
             "check the names against the ${...} placeholders of the template",
         )
     try:
         rendered = tpl.substitute({k: _yaml_text(k, v) for k, v in values.items()})
     except ValueError as exc:  # a lone "$" or "${" in the template
-        raise DocbotError(f"{path.name}: {exc}", "write a literal dollar sign as $$") from None
+        raise BadInput(f"{path.name}: {exc}", "write a literal dollar sign as $$") from None
     return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
@@ -180,7 +178,7 @@ def _core_schemas(version: str) -> tuple[str, Any]:
     )
     fitting = [r for r in releases if Version(r) <= Version(version + ".999")]
     if not fitting:
-        raise DocbotError(
+        raise ConfigError(
             f"kubernetes-validate has no schemas for Kubernetes {version}",
             f"use a version from {releases[0]} to {releases[-1]}",
         )
@@ -212,14 +210,14 @@ def _schema_for(obj: dict[str, Any], version: str, schemas_dir: Path) -> dict[st
 
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
     if not isinstance(api_version, str) or not isinstance(kind, str):
-        raise DocbotError(f"{_describe(obj)} has no apiVersion/kind", "every object needs both")
+        raise BadInput(f"{_describe(obj)} has no apiVersion/kind", "every object needs both")
     crd = CRD_SCHEMAS.get((api_version, kind))
     if crd:
         path = Path(schemas_dir) / crd
         if not path.is_file() and Path(f"{path}.gz").is_file():
             path = Path(f"{path}.gz")
         if not path.is_file():
-            raise DocbotError(
+            raise ConfigError(
                 f"the CRD schema of {kind} ({api_version}) is not at {path}",
                 "pass schemas_dir= the folder holding kserve/ and openshift/ (the workshop's shared/schemas)",
             )
@@ -234,7 +232,7 @@ def _schema_for(obj: dict[str, Any], version: str, schemas_dir: Path) -> dict[st
         / f"{kind.lower()}-{suffix}.json"
     )
     if not file.is_file():
-        raise DocbotError(
+        raise BadInput(
             f"no schema for {kind} ({api_version})",
             "for a custom resource, add its CRD JSON schema to docbot_lib.k8s.manifests.CRD_SCHEMAS",
         )
@@ -343,7 +341,7 @@ def validate(
             for line in problems(obj, kubernetes_version=kubernetes_version, schemas_dir=schemas_dir)
         ]
     if report:
-        raise DocbotError(
+        raise BadInput(
             "invalid manifest(s):\n  " + "\n  ".join(report), "correct the template or the values passed to it"
         )
 
@@ -470,10 +468,11 @@ def wait_ready(
                 waiting.discard((kind, name))
         if waiting and time.monotonic() > deadline:
             names = ", ".join(f"{k}/{n}" for k, n in sorted(waiting))
-            raise DocbotError(
+            raise ServiceUnavailable(
                 f"not ready after {timeout:.0f} s in namespace {namespace}: {names}",
                 f"look at the pods: `oc get pods -n {namespace}` and `oc describe pod ...` "
                 "(image pulls, the PVC, the security context)",
+                service="kubernetes",
             )
         if waiting:
             time.sleep(interval)

@@ -49,7 +49,15 @@ from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import build_hf_headers
 from tqdm.auto import tqdm
 
-from docbot_lib.core.errors import DocbotError, ServiceUnavailable
+from docbot_lib.core.errors import (
+    AuthRefused,
+    BadInput,
+    ConfigError,
+    DocbotError,
+    NotFound,
+    PermissionDenied,
+    ServiceUnavailable,
+)
 from docbot_lib.core.settings import Settings, project_dir
 
 HF_HUB = "https://huggingface.co"
@@ -257,9 +265,7 @@ def _choose_gguf(files: list[ModelFile], wanted: str | None) -> str:
                 f.path == wanted and _gguf_variant(f.path) == variant for f in files
             ):
                 return variant
-        raise DocbotError(
-            f"the GGUF file {wanted!r} is not in the repo", f"choose one of: {', '.join(sorted(variants))}"
-        )
+        raise BadInput(f"the GGUF file {wanted!r} is not in the repo", f"choose one of: {', '.join(sorted(variants))}")
     if len(variants) == 1:
         return next(iter(variants))
     for tag in GGUF_PREFERENCE:
@@ -312,9 +318,10 @@ def choose_files(
     chosen = next((fmt for fmt in SERVABLE_FORMATS if weights.get(fmt)), None)
     if chosen is None:
         found = ", ".join(FORMAT_NAMES.get(f, f) for f in weights) or "no weight files at all"
-        raise DocbotError(
+        raise BadInput(
             f"{repo_id} has no weights in a format vLLM or llama.cpp loads ({found})",
             "choose a model repo with safetensors (vLLM) or GGUF (llama.cpp) weights",
+            service="hub",
         )
     chosen_files = weights[chosen]
     if chosen == "gguf":
@@ -400,46 +407,53 @@ def _explain(
     where = "the environment variable HF_TOKEN (or .env)" + f", or a file {project_dir() / TOKEN_FILE}"
     if isinstance(exc, GatedRepoError):
         if not token_set:
-            return DocbotError(
+            return AuthRefused(
                 f"{repo} is a gated model and no Hugging Face token is set (HTTP {exc.response.status_code})",
                 f"log in at {hub}, open {page} and accept its conditions to get access; create a read token "
                 f"at {hub}/settings/tokens and put it in {where} (never in the notebook)",
+                service="hub",
             )
-        return DocbotError(
+        return PermissionDenied(
             f"the Hugging Face token in use has no access to the gated model {repo} (HTTP {exc.response.status_code})",
             f"open {page} logged in as the token's owner and accept the model's conditions (access may take "
             f"a while to be granted), or use the token of an account that has access, in {where}",
+            service="hub",
         )
     if isinstance(exc, RevisionNotFoundError):
-        return DocbotError(
+        return NotFound(
             f"revision {revision!r} not found in {repo} at {hub}",
             f"set MODEL_REVISION (DOCBOT_MODEL_REVISION) to a branch, tag or commit sha listed "
             f"at {page}/commits/main, or to 'main'",
+            service="hub",
         )
     if isinstance(exc, RemoteEntryNotFoundError):
-        return DocbotError(
+        return ServiceUnavailable(
             f"the hub lists a file of {repo} it then does not serve: {exc.response.url}",
             "run the download again; if it persists, the repo is being changed: pin a commit sha",
+            service="hub",
         )
     if isinstance(exc, RepositoryNotFoundError):
         private = "" if token_set else "; a private repo also needs a token (HF_TOKEN or .hf-token)"
-        return DocbotError(
+        return NotFound(
             f"model repo {repo!r} not found at {hub}",
             f"check MODEL_ID (DOCBOT_MODEL_ID): owner/name as in the model page's URL{private}",
+            service="hub",
         )
     if isinstance(exc, HfHubHTTPError) and exc.response is not None and exc.response.status_code == 401:
-        return DocbotError(
+        return AuthRefused(
             f"the hub at {hub} refused the Hugging Face token (invalid or expired)",
             f"create a new read token at {hub}/settings/tokens and put it in {where}",
+            service="hub",
         )
     if isinstance(exc, HFValidationError):
-        return DocbotError(
+        return BadInput(
             f"{repo!r} is not a model id", "set MODEL_ID to owner/name, e.g. mistralai/Mistral-7B-Instruct-v0.2"
         )
     if isinstance(exc, OfflineModeIsEnabled):
-        return DocbotError(
+        return ConfigError(
             "the Hugging Face client is in offline mode (HF_HUB_OFFLINE=1 in this process)",
             "unset HF_HUB_OFFLINE in the environment and restart the kernel",
+            service="hub",
         )
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return DocbotError(
@@ -725,7 +739,7 @@ def load_plan(folder: Path) -> DownloadPlan:
     """The plan `download_model` saved in a model folder (what was downloaded, with the hub's checksums)."""
     path = Path(folder) / STATE_DIR / "plan.json"
     if not path.is_file():
-        raise DocbotError(
+        raise NotFound(
             f"{folder} holds no model downloaded by Doc Bot (no {STATE_DIR}/plan.json)",
             "download it first: `download_model(settings)` (notebook 01-download-model)",
         )
@@ -739,7 +753,7 @@ def _save_plan(plan: DownloadPlan, folder: Path) -> None:
     if previous.is_file():
         old = DownloadPlan.from_json(previous.read_text())
         if old.repo_id != plan.repo_id:
-            raise DocbotError(
+            raise BadInput(
                 f"{folder} already holds another model ({old.repo_id})",
                 "download into another folder: MODEL_DIR (DOCBOT_MODEL_DIR), or empty this one",
             )
@@ -794,11 +808,12 @@ def download_model(
     if not report.ok:
         for c in report.problems:
             (folder / c.path).unlink(missing_ok=True)  # never leave a file known to be wrong
-        raise DocbotError(
+        raise ServiceUnavailable(
             f"{', '.join(c.path for c in report.problems)} still differ from the hub's checksums after a fresh "
             f"download (deleted)",
             "run the download again; if it persists, check the disk and the network path "
             "(a proxy rewriting files?) or pin another commit",
+            service="hub",
         )
     return DownloadResult(
         folder,
@@ -831,7 +846,7 @@ def verify_model(folder: Path, plan: DownloadPlan | None = None, *, progress: bo
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise DocbotError(f"model folder {folder} does not exist", "download the model first (notebook 01)")
+        raise NotFound(f"model folder {folder} does not exist", "download the model first (notebook 01)")
     return _verify(folder, plan or load_plan(folder), progress, {})
 
 

@@ -20,7 +20,7 @@ import httpx
 
 from docbot_lib.clients import kube
 from docbot_lib.clients.llm import chat_model
-from docbot_lib.core.errors import AuthRefused, ConfigError, DocbotError, ServiceUnavailable
+from docbot_lib.core.errors import AuthRefused, BadInput, ConfigError, NotReachable, ServiceUnavailable
 from docbot_lib.core.settings import Settings
 from docbot_lib.k8s import manifests
 from docbot_lib.pipeline.s3 import learner_model_prefix
@@ -88,55 +88,55 @@ class VllmOptions:
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.match(self.name) or len(self.name) > 45:
-            raise DocbotError(
+            raise BadInput(
                 f"serving name {self.name!r} is not a DNS label of at most 45 characters",
                 "use lowercase letters, digits and '-' (KServe adds suffixes such as -predictor)",
             )
         if not _DNS_LABEL.match(self.data_connection):
-            raise DocbotError(
+            raise BadInput(
                 f"data connection name {self.data_connection!r} is not a DNS label",
                 "use lowercase letters, digits and '-'",
             )
         if self.model_path is not None and not _S3_PATH.match(self.model_path):
-            raise DocbotError(
+            raise BadInput(
                 f"model_path {self.model_path!r} is not a folder in the bucket",
                 "use letters, digits and . _ - / only, ending in /, e.g. 'models/org/model/'",
             )
         if self.dtype not in ("auto", "float16", "bfloat16", "half", "float32"):
-            raise DocbotError(f"dtype={self.dtype!r} is not a vLLM --dtype", "use auto, float16, bfloat16 or float32")
+            raise BadInput(f"dtype={self.dtype!r} is not a vLLM --dtype", "use auto, float16, bfloat16 or float32")
         if self.deployment_mode not in ("RawDeployment", "Serverless"):
-            raise DocbotError(
+            raise BadInput(
                 f"deployment_mode={self.deployment_mode!r} is unknown",
                 "use RawDeployment (OpenShift AI 3.x has no other); Serverless exists on OpenShift AI 2.x only",
             )
         if self.gpus < 1:
-            raise DocbotError(f"gpus={self.gpus}: vLLM's CUDA image needs a GPU", "give gpus=1 or more")
+            raise BadInput(f"gpus={self.gpus}: vLLM's CUDA image needs a GPU", "give gpus=1 or more")
         if not 0 < self.gpu_memory_utilization <= 1:
-            raise DocbotError(
+            raise BadInput(
                 f"gpu_memory_utilization={self.gpu_memory_utilization} is outside (0, 1]",
                 "use e.g. 0.9 (vLLM's default)",
             )
         if self.max_model_len < 16:
-            raise DocbotError(f"max_model_len={self.max_model_len} is too small", "use e.g. 8192")
+            raise BadInput(f"max_model_len={self.max_model_len} is too small", "use e.g. 8192")
         if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
-            raise DocbotError(
+            raise BadInput(
                 f"replicas {self.min_replicas}..{self.max_replicas} do not make a range",
                 "use 0 <= min_replicas <= max_replicas, max_replicas >= 1",
             )
         if self.min_replicas == 0 and self.deployment_mode == "RawDeployment":
-            raise DocbotError(
+            raise BadInput(
                 "min_replicas=0 (scale to zero) needs deployment_mode='Serverless', which only OpenShift AI 2.x has",
                 "set min_replicas=1 (OpenShift AI 3.x: RawDeployment only), or on a 2.x cluster "
                 "deployment_mode='Serverless'",
             )
         for key in ("cpu", "cpu_limit", "memory", "memory_limit", "shm_size"):
             if not _QUANTITY.match(getattr(self, key)):
-                raise DocbotError(
+                raise BadInput(
                     f"{key}={getattr(self, key)!r} is not a Kubernetes quantity", "use e.g. '2', '500m', '16Gi'"
                 )
         bad = [a for a in self.extra_args if not a.startswith("--")]
         if bad:
-            raise DocbotError(
+            raise BadInput(
                 f"extra vLLM arguments {bad} do not start with --",
                 "give each flag as one string, e.g. '--enable-prefix-caching' or '--max-num-seqs=64'",
             )
@@ -230,7 +230,7 @@ def serving_name(model_id: str) -> str:
     "mistralai/Mistral-7B-Instruct-v0.2" -> "mistral-7b-instruct-v0-2" (at most 45 characters)."""
     label = re.sub(r"[^a-z0-9]+", "-", model_id.rsplit("/", 1)[-1].lower()).strip("-")[:45].rstrip("-")
     if not label:
-        raise DocbotError(
+        raise BadInput(
             f"no serving name can be made from the model id {model_id!r}",
             "set NAME to lowercase letters, digits and '-'",
         )
@@ -311,12 +311,13 @@ def use_existing(settings: Settings, echo: Callable[[str], None] = print) -> Set
     """A model deployed another way (the dashboard, a colleague): check its endpoint and name are set and, on a
     cluster, record them for the next notebooks. The token stays where it is (.env: DOCBOT_LLM_API_KEY)."""
     if not settings.llm_base_url:
-        raise DocbotError(
+        raise ConfigError(
             "no model endpoint: APPLY_TO_CLUSTER is False and no endpoint is set",
             "in the dashboard: your project → Models → the model's 'Internal and external endpoint "
             "details' → copy the external URL into LLM_BASE_URL (…/v1 is added) and the model's "
             "name into LLM_MODEL_NAME; its token (Token authentication → the token secret) goes "
             "into .env as DOCBOT_LLM_API_KEY. Or set APPLY_TO_CLUSTER = True to deploy it here",
+            service="llm",
         )
     base = settings.llm_base_url.rstrip("/")
     base = base if base.endswith("/v1") else f"{base}/v1"
@@ -359,9 +360,10 @@ def api_docs(settings: Settings, timeout: float = 10) -> ApiDocs:
         response.raise_for_status()
         paths = response.json().get("paths") or {}
     except (httpx.HTTPError, ValueError) as exc:
-        raise DocbotError(
+        raise ServiceUnavailable(
             f"cannot read {root}/openapi.json ({type(exc).__name__}: {exc})",
             "check the endpoint (DOCBOT_LLM_BASE_URL) and its token (DOCBOT_LLM_API_KEY)",
+            service="llm",
         ) from None
     methods = ("get", "post", "put", "delete")
     operations = tuple(f"{m.upper()} {path}" for path, ops in sorted(paths.items()) for m in methods if m in ops)
@@ -403,10 +405,11 @@ def read_token(name: str, namespace: str, api_client, timeout: float = 60, poll:
         if data.get("token"):
             return base64.b64decode(data["token"]).decode()
         if time.monotonic() + poll > deadline:
-            raise DocbotError(
+            raise ServiceUnavailable(
                 f"the token Secret {secret} in {namespace} has no token after {timeout:.0f} s",
                 f"check that the ServiceAccount {name}-sa exists (`oc get sa`); the cluster's token "
                 "controller fills the Secret in",
+                service="kubernetes",
             )
         time.sleep(poll)
 
@@ -424,9 +427,9 @@ def standalone_manifests(
     these objects (the pod does not start without it). The Route forwards /v1 only; read /metrics in-cluster."""
     opts = opts or VllmOptions()
     if not _QUANTITY.match(cache_size):
-        raise DocbotError(f"cache_size={cache_size!r} is not a Kubernetes quantity", "use e.g. '40Gi'")
+        raise BadInput(f"cache_size={cache_size!r} is not a Kubernetes quantity", "use e.g. '40Gi'")
     if not _BUCKET.match(settings.s3_bucket):  # it goes into the copy command
-        raise DocbotError(
+        raise BadInput(
             f"bucket name {settings.s3_bucket!r} is not a valid S3 bucket name",
             "set DOCBOT_S3_BUCKET / AWS_S3_BUCKET to 3-63 lowercase letters, digits, '.' or '-'",
         )
@@ -459,10 +462,11 @@ def standalone_secret(settings: Settings, name: str = VllmOptions.name) -> dict[
     `manifests.to_yaml()` (masks it), never print the dict."""
     key = settings.secret("llm_api_key")
     if not key:
-        raise DocbotError(
+        raise ConfigError(
             "no API key for vLLM: without one its endpoint would answer anyone",
             "set DOCBOT_LLM_API_KEY (environment or .env) to a long random string, e.g. "
             "python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+            service="llm",
         )
     (secret,) = manifests.render("serving/vllm-standalone-secret.yaml", {"name": name, "api_key": key})
     return secret
@@ -576,12 +580,13 @@ def wait_inference_service_ready(
         time.sleep(poll)
     report = "\n    ".join(_condition_lines(isvc))
     events = "\n    ".join(_event_lines(api_client, name, namespace))
-    raise DocbotError(
+    raise ServiceUnavailable(
         f"InferenceService {name} in {namespace} is not ready after {timeout:.0f} s\n"
         f"  conditions:\n    {report}\n  recent events:\n    {events}",
         "read the events above: Insufficient nvidia.com/gpu = no free GPU node (check tolerations/nodeSelector); "
         "ImagePullBackOff = image name or pull secret; a model load error = wrong storage path or a "
         "--max-model-len too large for the GPU (see `docbot_lib.pipeline.sizing`); then call this again",
+        service="kubernetes",
     )
 
 
@@ -688,14 +693,16 @@ def vllm_metrics(base_url: str, api_key: str | None = None, timeout: float = 10)
     try:
         response = httpx.get(f"{root}/metrics", headers=headers, timeout=timeout, follow_redirects=True)
     except httpx.HTTPError as exc:
-        raise DocbotError(
+        raise NotReachable(
             f"cannot read {root}/metrics ({type(exc).__name__}: {exc})",
             "check the endpoint URL (DOCBOT_LLM_BASE_URL) and that the server runs",
+            service="llm",
         ) from None
     if response.status_code in (401, 403):
-        raise DocbotError(
+        raise AuthRefused(
             f"{root}/metrics refused the token (HTTP {response.status_code})",
             "pass the endpoint's token as api_key (DOCBOT_LLM_API_KEY)",
+            service="llm",
         )
     if response.status_code != 200:
         return VllmMetrics(False, f"not a vLLM endpoint: {root}/metrics answered HTTP {response.status_code}")
