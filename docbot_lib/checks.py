@@ -19,7 +19,15 @@ import httpx
 from docbot_lib.clients.llm import llm_headers, llm_serves_model
 from docbot_lib.clients.milvus import milvus_client
 from docbot_lib.clients.net import tcp_open
-from docbot_lib.core.errors import AuthRefused, BadInput, ConfigError, DocbotError, NotReachable, ServiceUnavailable
+from docbot_lib.core.errors import (
+    AuthRefused,
+    BadInput,
+    ConfigError,
+    DocbotError,
+    NotReachable,
+    PermissionDenied,
+    ServiceUnavailable,
+)
 from docbot_lib.core.settings import Settings
 
 
@@ -260,10 +268,11 @@ def check_kubernetes(settings: Settings) -> str:
         if not (review.get("status") or {}).get("allowed"):
             missing.append(resource)
     if missing:
-        raise DocbotError(
+        raise PermissionDenied(
             f"{who} may not create {', '.join(missing)} in project {namespace!r}",
             f"ask the project's admin: `oc adm policy add-role-to-user edit {user or 'YOU'} "
             f"-n {namespace}`; in a workbench, `oc login` as yourself in its terminal",
+            service="kubernetes",
         )
     return f"{who} may deploy into project {namespace!r}"
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from docbot_lib.clients import kube as kube_api
 from docbot_lib.clients import milvus as milvus_api
-from docbot_lib.core.errors import ConfigError, DocbotError
+from docbot_lib.core.errors import BadInput, ConfigError, DocbotError, ServiceUnavailable
 from docbot_lib.core.names import DEFAULT_DATABASE, LabNames
 from docbot_lib.core.settings import Settings
 from docbot_lib.k8s import manifests
@@ -135,7 +135,7 @@ class SharedModel:
 
         namespace, _, name = spec.partition("/")
         if not (USER_PATTERN.match(namespace) and USER_PATTERN.match(name)):
-            raise DocbotError(
+            raise BadInput(
                 f"cannot read the model {spec!r}",
                 "name the class's InferenceService as NAMESPACE/NAME, e.g. --model models/mistral-7b-instruct",
             )
@@ -160,10 +160,11 @@ class SharedModel:
         try:
             url = serving.wait_inference_service_ready(self.name, self.namespace, api_client, timeout=0, echo=None)
         except DocbotError as exc:
-            raise DocbotError(
+            raise ServiceUnavailable(
                 f"the class's model {self.namespace}/{self.name} is not ready, so no learner can use it "
                 f"yet ({exc.problem.splitlines()[0]})",
                 "deploy it first (notebook 03 in that project, token authentication on), then provision again",
+                service="kubernetes",
             ) from None
         return url.rstrip("/") + "/v1"
 
@@ -349,7 +350,7 @@ def provision(
     api = (api_client or kube_api.kube_api_client()) if kube else None
     shared = SharedModel.parse(model) if model else None
     if shared and api is None:
-        raise DocbotError("a shared model needs the cluster", "drop --no-kube, or leave out --model")
+        raise ConfigError("a shared model needs the cluster", "drop --no-kube, or leave out --model")
     model_url = shared.url(api) if shared and api is not None else None
     admin = _Milvus.of(settings) if milvus else None
     root = admin.connect() if admin else None

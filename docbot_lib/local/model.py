@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.errors import NotFound, ServiceUnavailable
 from docbot_lib.core.settings import Settings
 from docbot_lib.pipeline.s3 import learner_model_prefix
 
@@ -46,9 +46,10 @@ def storage_initialize(settings: Settings, dest, prefix: str | None = None, prog
     with s3_errors(settings, f"copying s3://{bucket}/{prefix} to {dest}"):
         objects = list_objects(client, bucket, prefix)
         if not objects:
-            raise DocbotError(
+            raise NotFound(
                 f"no model under s3://{bucket}/{prefix}",
                 "upload it first (notebook 02), or set the S3 prefix the model was uploaded to",
+                service="s3",
             )
         with tqdm(
             total=sum(objects.values()), unit="B", unit_scale=True, desc="storage-initializer", disable=not progress
@@ -68,9 +69,10 @@ def storage_initialize(settings: Settings, dest, prefix: str | None = None, prog
                 client.download_file(bucket, key, str(partial), Config=config, Callback=bar.update)
                 if expected and sha256(partial) != expected:
                     partial.unlink()
-                    raise DocbotError(
+                    raise ServiceUnavailable(
                         f"s3://{bucket}/{key} does not match the sha256 recorded at upload",
                         "upload the model again (notebook 02)",
+                        service="s3",
                     )
                 partial.replace(target)
     return dest
@@ -85,7 +87,7 @@ def serve_local(settings: Settings, model_dir, echo: Callable[[str], None] = pri
 
     ggufs = sorted(Path(model_dir).glob("*.gguf"))
     if not ggufs:
-        raise DocbotError(
+        raise NotFound(
             f"no .gguf model file in {model_dir}",
             "the local server (llama.cpp) serves GGUF files; on a cluster vLLM serves safetensors",
         )

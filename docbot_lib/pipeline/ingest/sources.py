@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.errors import BadInput, NotFound
 from docbot_lib.core.settings import Settings
 
 SUPPORTED = {
@@ -187,7 +187,7 @@ def discover(settings: Settings, inputs: Iterable[str], pattern: str | None = No
         elif text.startswith(("http://", "https://")):
             found = [_url_item(settings, text)]
         elif re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
-            raise DocbotError(
+            raise BadInput(
                 f"{text}: unsupported URL scheme", "give an http(s):// URL, an s3://bucket/prefix, a folder or a file"
             )
         else:
@@ -198,7 +198,7 @@ def discover(settings: Settings, inputs: Iterable[str], pattern: str | None = No
                 p = path.resolve()
                 found = [SourceItem(p.name, str(p.parent), p.read_bytes, p.stat().st_size)]
             else:
-                raise DocbotError(
+                raise NotFound(
                     f"{text}: no such file or folder", "give a folder, a file, an s3://bucket/prefix or an http(s) URL"
                 )
         for item in found:

@@ -19,7 +19,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from docbot_lib.core.errors import DocbotError, NotFound
+from docbot_lib.core.errors import BadInput, NotFound
 from docbot_lib.core.settings import Settings
 from docbot_lib.pipeline.store.ranking import BM25_WEIGHT, diversify, keywords_of, reciprocal_rank_fusion
 from docbot_lib.pipeline.vectordb import record_collection
@@ -85,7 +85,7 @@ class ChunkStore:
         from docbot_lib.clients.milvus import milvus_client, supports_bm25
 
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", name):
-            raise DocbotError(
+            raise BadInput(
                 f"invalid collection name {name!r}", "use letters, digits and underscores, starting with a letter"
             )
         self.settings, self.name, self.docs = settings, name, record_collection(name)
@@ -99,7 +99,7 @@ class ChunkStore:
             self.hybrid = "sparse" in fields
         elif create:
             if dimension is None:
-                raise DocbotError("creating a collection needs the embedding dimension", "pass dimension=")
+                raise BadInput("creating a collection needs the embedding dimension", "pass dimension=")
             self.hybrid = supports_bm25(self.client)  # never BM25 where it would crash the server
             # a freshly provisioned learner's CreateCollection grant may still be on its way to the proxies
             from docbot_lib.pipeline.vectordb import wait_until_permitted
