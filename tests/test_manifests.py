@@ -295,3 +295,30 @@ def test_the_environment_check_says_who_may_not_deploy_and_how_to_grant_it(tmp_p
         assert "oc adm policy add-role-to-user edit bob -n bobs" in err.value.fix
         kube.forbid.clear()
         assert "may deploy into project 'bobs'" in check_kubernetes(Settings.load(stack="cluster"))
+
+
+def test_one_rule_for_kubernetes_names_at_every_use():
+    """docbot_lib.core.names.DNS_LABEL (an RFC 1123 label) is the one check of an object's name: the serving
+    name and its data connection, the chatbot, the data connection Secret and Attu's namespace all refuse alike."""
+    from docbot_lib.core.names import DNS_LABEL
+    from docbot_lib.pipeline import chatbot_deploy, milvus_deploy, s3
+
+    good, bad = ("a", "docbot-models", "0x-1"), ("Docbot", "-x", "x-", "a_b", "a.b", "a b")
+    assert all(DNS_LABEL.match(name) for name in good) and not any(DNS_LABEL.match(name) for name in ("", *bad))
+    settings = Settings.load(stack="cluster", s3_access_key="key", s3_secret_key="secret")
+    for name in bad:
+        with pytest.raises(DocbotError, match="is not a DNS label"):
+            serving.VllmOptions(name=name)
+        with pytest.raises(DocbotError, match="is not a DNS label"):
+            serving.VllmOptions(data_connection=name)
+        with pytest.raises(DocbotError, match="is not a DNS label"):
+            chatbot_deploy.ChatbotOptions(name=name)
+        with pytest.raises(DocbotError, match="cannot name a data connection"):
+            s3.data_connection_secret(settings, name)
+        with pytest.raises(DocbotError, match="needs the namespace it runs in"):
+            milvus_deploy.attu_objects(True, namespace=name, root_password_changed=True)
+    for name in good:
+        assert serving.VllmOptions(name=name, data_connection=name).name == name
+        assert chatbot_deploy.ChatbotOptions(name=name).name == name
+        assert s3.data_connection_secret(settings, name)["metadata"]["name"] == f"aws-connection-{name}"
+        assert milvus_deploy.attu_objects(True, namespace=name, root_password_changed=True)

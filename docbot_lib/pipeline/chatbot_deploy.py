@@ -29,6 +29,7 @@ from typing import Any
 
 from docbot_lib.clients import kube
 from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.names import DNS_LABEL
 from docbot_lib.core.settings import Settings
 from docbot_lib.k8s import manifests
 from docbot_lib.pipeline.milvus_deploy import SERVICE_URI
@@ -37,7 +38,6 @@ from docbot_lib.pipeline.serving import TOKEN_PROXY_PORT, VllmOptions
 
 IMAGE_NAME = "docbot-chatbot"  # the ImageStream the BuildConfig pushes to
 IMAGE_TAG = "0.1.0"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 
 
@@ -74,7 +74,7 @@ class ChatbotOptions:
     memory_limit: str = "3Gi"
 
     def __post_init__(self) -> None:
-        if not _DNS_LABEL.match(self.name) or len(self.name) > 50:
+        if not DNS_LABEL.match(self.name) or len(self.name) > 50:
             raise DocbotError(
                 f"chatbot name {self.name!r} is not a DNS label of at most 50 characters",
                 "use lowercase letters, digits and '-'",

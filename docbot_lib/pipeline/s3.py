@@ -40,6 +40,7 @@ from typing import Any
 
 from docbot_lib.clients.s3 import endpoint_name, s3_client, s3_errors
 from docbot_lib.core.errors import DocbotError, ServiceUnavailable
+from docbot_lib.core.names import DNS_LABEL
 from docbot_lib.core.settings import Settings
 
 MiB = 1 << 20
@@ -578,9 +579,6 @@ def _sha256_of_object(client, bucket: str, key: str) -> str:
 
 
 # -- the OpenShift AI data connection ------------------------------------------------------------------
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-
-
 def data_connection_secret(
     settings: Settings, name: str, namespace: str | None = None, *, reveal: bool = False
 ) -> dict:
@@ -588,7 +586,7 @@ def data_connection_secret(
 
     The keys are masked unless `reveal=True`: print this freely, and let `apply_data_connection` use the
     real values. KServe reads the model with it; workbenches get its keys as AWS_* variables."""
-    if not name or not _DNS_LABEL.match(name) or len(name) > 63 - len("aws-connection-"):
+    if not name or not DNS_LABEL.match(name) or len(name) > 63 - len("aws-connection-"):
         raise DocbotError(
             f"{name!r} cannot name a data connection",
             "use lowercase letters, digits and '-' (e.g. 'docbot-models'), at most 48 characters",

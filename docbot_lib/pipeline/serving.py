@@ -21,6 +21,7 @@ import httpx
 from docbot_lib.clients import kube
 from docbot_lib.clients.llm import chat_model
 from docbot_lib.core.errors import AuthRefused, ConfigError, DocbotError, ServiceUnavailable
+from docbot_lib.core.names import DNS_LABEL
 from docbot_lib.core.settings import Settings
 from docbot_lib.k8s import manifests
 from docbot_lib.pipeline.s3 import learner_model_prefix
@@ -40,7 +41,6 @@ ROUTER_NAMESPACES = {"network.openshift.io/policy-group": "ingress"}
 # where token authentication puts its proxy in front of vLLM (kube-rbac-proxy on RHOAI 3.x, oauth-proxy on 2.x)
 TOKEN_PROXY_PORT = 8443
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _S3_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
@@ -87,12 +87,12 @@ class VllmOptions:
     platform_image: bool = False  # `image` is the one OpenShift AI's vLLM template ships (see runtime_image())
 
     def __post_init__(self) -> None:
-        if not _DNS_LABEL.match(self.name) or len(self.name) > 45:
+        if not DNS_LABEL.match(self.name) or len(self.name) > 45:
             raise DocbotError(
                 f"serving name {self.name!r} is not a DNS label of at most 45 characters",
                 "use lowercase letters, digits and '-' (KServe adds suffixes such as -predictor)",
             )
-        if not _DNS_LABEL.match(self.data_connection):
+        if not DNS_LABEL.match(self.data_connection):
             raise DocbotError(
                 f"data connection name {self.data_connection!r} is not a DNS label",
                 "use lowercase letters, digits and '-'",
