@@ -322,3 +322,23 @@ def test_one_rule_for_kubernetes_names_at_every_use():
         assert chatbot_deploy.ChatbotOptions(name=name).name == name
         assert s3.data_connection_secret(settings, name)["metadata"]["name"] == f"aws-connection-{name}"
         assert milvus_deploy.attu_objects(True, namespace=name, root_password_changed=True)
+
+
+def test_one_rule_for_kubernetes_quantities_at_every_use(cluster_settings):
+    """docbot_lib.k8s.manifests.QUANTITY is the one check of a resource quantity: vLLM's, the chatbot's and the
+    model cache's refuse alike."""
+    from docbot_lib.pipeline import chatbot_deploy
+
+    good, bad = ("2", "500m", "1.5", "16Gi", "1536Mi"), ("", "2 Gi", "16GB", "-1", "1e3", ".5", "2Gi ")
+    assert all(manifests.QUANTITY.match(q) for q in good) and not any(manifests.QUANTITY.match(q) for q in bad)
+    for quantity in bad:
+        with pytest.raises(DocbotError, match="is not a Kubernetes quantity"):
+            serving.VllmOptions(memory=quantity)
+        with pytest.raises(DocbotError, match="is not a Kubernetes quantity"):
+            chatbot_deploy.ChatbotOptions(cpu=quantity)
+        with pytest.raises(DocbotError, match="is not a Kubernetes quantity"):
+            serving.standalone_manifests(cluster_settings, cache_size=quantity)
+    for quantity in good:
+        assert serving.VllmOptions(shm_size=quantity).shm_size == quantity
+        assert chatbot_deploy.ChatbotOptions(memory_limit=quantity).memory_limit == quantity
+        assert serving.standalone_manifests(cluster_settings, cache_size=quantity)

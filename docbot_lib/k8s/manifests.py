@@ -60,6 +60,8 @@ SCHEMALESS_KINDS: frozenset[tuple[str, str]] = frozenset(
     }
 )
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}  # not inside a namespace
+# A Kubernetes resource quantity as Doc Bot accepts one (cpu "2", "500m"; memory "16Gi"): a number, maybe a suffix
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 _POD_SPEC_PATHS = {

@@ -38,7 +38,6 @@ from docbot_lib.pipeline.serving import TOKEN_PROXY_PORT, VllmOptions
 
 IMAGE_NAME = "docbot-chatbot"  # the ImageStream the BuildConfig pushes to
 IMAGE_TAG = "0.1.0"
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 
 
 def inference_service_url(name: str = VllmOptions.name, namespace: str | None = None, auth: bool = True) -> str:
@@ -83,7 +82,7 @@ class ChatbotOptions:
         if self.image and "@sha256:" not in self.image and (":" not in last or last.endswith(":latest")):
             raise DocbotError(f"image {self.image!r} is not pinned", "give a version tag or a @sha256: digest")
         for key in ("cpu", "cpu_limit", "memory", "memory_limit"):
-            if not _QUANTITY.match(getattr(self, key)):
+            if not manifests.QUANTITY.match(getattr(self, key)):
                 raise DocbotError(
                     f"{key}={getattr(self, key)!r} is not a Kubernetes quantity", "use e.g. '500m', '2Gi'"
                 )

@@ -43,7 +43,6 @@ TOKEN_PROXY_PORT = 8443
 
 _S3_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 
 
 def data_connection_secret_name(connection: str) -> str:
@@ -130,7 +129,7 @@ class VllmOptions:
                 "deployment_mode='Serverless'",
             )
         for key in ("cpu", "cpu_limit", "memory", "memory_limit", "shm_size"):
-            if not _QUANTITY.match(getattr(self, key)):
+            if not manifests.QUANTITY.match(getattr(self, key)):
                 raise DocbotError(
                     f"{key}={getattr(self, key)!r} is not a Kubernetes quantity", "use e.g. '2', '500m', '16Gi'"
                 )
@@ -423,7 +422,7 @@ def standalone_manifests(
     vLLM requires an API key, read from the Secret <name>-api-key: apply `standalone_secret(settings)` with
     these objects (the pod does not start without it). The Route forwards /v1 only; read /metrics in-cluster."""
     opts = opts or VllmOptions()
-    if not _QUANTITY.match(cache_size):
+    if not manifests.QUANTITY.match(cache_size):
         raise DocbotError(f"cache_size={cache_size!r} is not a Kubernetes quantity", "use e.g. '40Gi'")
     if not _BUCKET.match(settings.s3_bucket):  # it goes into the copy command
         raise DocbotError(
