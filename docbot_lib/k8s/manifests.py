@@ -64,7 +64,8 @@ CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}  # not insid
 QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
-_POD_SPEC_PATHS = {
+# where each workload kind keeps its pod's spec
+POD_SPEC_PATHS = {
     "Pod": ("spec",),
     "Deployment": ("spec", "template", "spec"),
     "StatefulSet": ("spec", "template", "spec"),
@@ -298,8 +299,8 @@ def _dig(obj: Any, *keys: str) -> Any:
 
 def _policy_problems(obj: dict[str, Any]) -> list[str]:
     kind, found = obj.get("kind"), []
-    if kind in _POD_SPEC_PATHS:
-        pod = _dig(obj, *_POD_SPEC_PATHS[kind]) or {}
+    if kind in POD_SPEC_PATHS:
+        pod = _dig(obj, *POD_SPEC_PATHS[kind]) or {}
         pod_sc = pod.get("securityContext") or {}
         for group in ("initContainers", "containers"):
             for c in pod.get(group) or []:
@@ -376,9 +377,9 @@ def services_without_network_policy(objects: Iterable[dict[str, Any]]) -> list[s
     items = list(objects)
     policies = [_dig(o, "spec", "podSelector") or {} for o in items if o.get("kind") == "NetworkPolicy"]
     pods = [
-        _dig(o, *_POD_SPEC_PATHS[o["kind"]][:-1], "metadata", "labels") or {}
+        _dig(o, *POD_SPEC_PATHS[o["kind"]][:-1], "metadata", "labels") or {}
         for o in items
-        if o.get("kind") in _POD_SPEC_PATHS
+        if o.get("kind") in POD_SPEC_PATHS
     ]
     missing = []
     for service in (o for o in items if o.get("kind") == "Service"):
