@@ -579,6 +579,11 @@ def _sha256_of_object(client, bucket: str, key: str) -> str:
 
 
 # -- the OpenShift AI data connection ------------------------------------------------------------------
+def data_connection_secret_name(connection: str) -> str:
+    """The Secret an OpenShift AI data connection named `connection` is stored in."""
+    return f"aws-connection-{connection}"
+
+
 def data_connection_secret(
     settings: Settings, name: str, namespace: str | None = None, *, reveal: bool = False
 ) -> dict:
@@ -586,7 +591,7 @@ def data_connection_secret(
 
     The keys are masked unless `reveal=True`: print this freely, and let `apply_data_connection` use the
     real values. KServe reads the model with it; workbenches get its keys as AWS_* variables."""
-    if not name or not DNS_LABEL.match(name) or len(name) > 63 - len("aws-connection-"):
+    if not name or not DNS_LABEL.match(name) or len(data_connection_secret_name(name)) > 63:
         raise DocbotError(
             f"{name!r} cannot name a data connection",
             "use lowercase letters, digits and '-' (e.g. 'docbot-models'), at most 48 characters",
@@ -599,7 +604,7 @@ def data_connection_secret(
             "AWS_SECRET_ACCESS_KEY (environment or .env)",
         )
     metadata: dict[str, Any] = {
-        "name": f"aws-connection-{name}",
+        "name": data_connection_secret_name(name),
         **({"namespace": namespace} if namespace else {}),
         "labels": {"opendatahub.io/dashboard": "true", "opendatahub.io/managed": "true"},
         "annotations": {"opendatahub.io/connection-type": "s3", "openshift.io/display-name": name},

@@ -24,7 +24,7 @@ from docbot_lib.core.errors import AuthRefused, ConfigError, DocbotError, Servic
 from docbot_lib.core.names import DNS_LABEL
 from docbot_lib.core.settings import Settings
 from docbot_lib.k8s import manifests
-from docbot_lib.pipeline.s3 import learner_model_prefix
+from docbot_lib.pipeline.s3 import data_connection_secret_name, learner_model_prefix
 
 # Upstream vLLM, pinned to a release tag: the tags of quay.io/modh/vllm (rhoai-2.x-cuda) move with each
 # OpenShift AI update, so the same manifest could serve a different vLLM tomorrow. 0.32.0 is also the release
@@ -43,11 +43,6 @@ TOKEN_PROXY_PORT = 8443
 
 _S3_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-def data_connection_secret_name(connection: str) -> str:
-    """The Secret an OpenShift AI data connection named `connection` is stored in."""
-    return f"aws-connection-{connection}"
 
 
 @dataclass(frozen=True)
