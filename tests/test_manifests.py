@@ -77,6 +77,16 @@ def test_to_yaml_masks_secret_values(serving_objects):
     assert by_kind(list(yaml.safe_load_all(revealed)), "Secret")["stringData"]["AWS_SECRET_ACCESS_KEY"] == SECRET
 
 
+def test_to_yaml_shows_only_the_keys_said_to_be_public(serving_objects):
+    secret = by_kind(serving_objects, "Secret")
+    values = secret["stringData"]
+    shown = yaml.safe_load(manifests.to_yaml([secret], public_keys={"AWS_S3_BUCKET", "NOT_IN_IT"}))["stringData"]
+    assert shown == {k: v if k == "AWS_S3_BUCKET" else "******" for k, v in values.items()}
+    assert SECRET not in manifests.to_yaml([secret], public_keys={"AWS_S3_BUCKET"})
+    config = {"kind": "ConfigMap", "data": {"AWS_SECRET_ACCESS_KEY": "not a Secret"}}
+    assert yaml.safe_load(manifests.to_yaml([config])) == config  # only a Secret's values are masked
+
+
 # -- validation ------------------------------------------------------------------------------------
 
 

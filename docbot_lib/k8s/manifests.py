@@ -25,7 +25,7 @@ import copy
 import json
 import re
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -124,19 +124,25 @@ def render(template: str | Path, values: Mapping[str, Any]) -> list[dict[str, An
     return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
-def _masked(obj: dict[str, Any]) -> dict[str, Any]:
+MASK = "******"  # what a secret value is shown as
+
+
+def _masked(obj: dict[str, Any], public: Collection[str] = ()) -> dict[str, Any]:
     if obj.get("kind") != "Secret":
         return obj
     shown = copy.deepcopy(obj)
     for field in ("data", "stringData"):
         if isinstance(shown.get(field), dict):
-            shown[field] = {key: "******" for key in shown[field]}
+            shown[field] = {key: value if key in public else MASK for key, value in shown[field].items()}
     return shown
 
 
-def to_yaml(objects: Iterable[dict[str, Any]], *, reveal_secrets: bool = False) -> str:
-    """The objects as one multi-document YAML; Secret values are masked unless `reveal_secrets`."""
-    docs = [obj if reveal_secrets else _masked(obj) for obj in objects]
+def to_yaml(
+    objects: Iterable[dict[str, Any]], *, reveal_secrets: bool = False, public_keys: Collection[str] = ()
+) -> str:
+    """The objects as one multi-document YAML; Secret values are masked unless `reveal_secrets`, all but those
+    of `public_keys` (keys a caller knows hold no secret, such as a data connection's endpoint and bucket)."""
+    docs = [obj if reveal_secrets else _masked(obj, public_keys) for obj in objects]
     return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)
 
 
