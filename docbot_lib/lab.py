@@ -37,6 +37,7 @@ from docbot_lib.core.names import DEFAULT_DATABASE, LabNames
 from docbot_lib.core.settings import Settings
 from docbot_lib.k8s import manifests
 from docbot_lib.pipeline import serving, vectordb
+from docbot_lib.pipeline.s3 import data_connection_secret_name
 
 LEARNER_SECRET = "docbot-learner"
 DATA_CONNECTION = "models"  # the learner's data connection: Secret aws-connection-models
@@ -296,7 +297,7 @@ def drop_s3_user(settings: Settings, names: LabNames) -> str:
 
 def _stored_s3_key(api_client, names: LabNames) -> tuple[str, str] | None:
     """The S3 key the learner's data connection holds, or None."""
-    data = _secret_data(api_client, names, f"aws-connection-{DATA_CONNECTION}")
+    data = _secret_data(api_client, names, data_connection_secret_name(DATA_CONNECTION))
     return (data["AWS_ACCESS_KEY_ID"], data["AWS_SECRET_ACCESS_KEY"]) if "AWS_ACCESS_KEY_ID" in data else None
 
 
@@ -402,7 +403,7 @@ def provision(
                 stale = [
                     o
                     for o in objects
-                    if o["metadata"]["name"] == f"aws-connection-{DATA_CONNECTION}"
+                    if o["metadata"]["name"] == data_connection_secret_name(DATA_CONNECTION)
                     and s3_key is not None
                     and stored_key is not None
                     and s3_key != stored_key

@@ -77,6 +77,16 @@ def test_to_yaml_masks_secret_values(serving_objects):
     assert by_kind(list(yaml.safe_load_all(revealed)), "Secret")["stringData"]["AWS_SECRET_ACCESS_KEY"] == SECRET
 
 
+def test_to_yaml_shows_only_the_keys_said_to_be_public(serving_objects):
+    secret = by_kind(serving_objects, "Secret")
+    values = secret["stringData"]
+    shown = yaml.safe_load(manifests.to_yaml([secret], public_keys={"AWS_S3_BUCKET", "NOT_IN_IT"}))["stringData"]
+    assert shown == {k: v if k == "AWS_S3_BUCKET" else "******" for k, v in values.items()}
+    assert SECRET not in manifests.to_yaml([secret], public_keys={"AWS_S3_BUCKET"})
+    config = {"kind": "ConfigMap", "data": {"AWS_SECRET_ACCESS_KEY": "not a Secret"}}
+    assert yaml.safe_load(manifests.to_yaml([config])) == config  # only a Secret's values are masked
+
+
 # -- validation ------------------------------------------------------------------------------------
 
 
@@ -295,3 +305,50 @@ def test_the_environment_check_says_who_may_not_deploy_and_how_to_grant_it(tmp_p
         assert "oc adm policy add-role-to-user edit bob -n bobs" in err.value.fix
         kube.forbid.clear()
         assert "may deploy into project 'bobs'" in check_kubernetes(Settings.load(stack="cluster"))
+
+
+def test_one_rule_for_kubernetes_names_at_every_use():
+    """docbot_lib.core.names.DNS_LABEL (an RFC 1123 label) is the one check of an object's name: the serving
+    name and its data connection, the chatbot, the data connection Secret and Attu's namespace all refuse alike."""
+    from docbot_lib.core.names import DNS_LABEL
+    from docbot_lib.pipeline import chatbot_deploy, milvus_deploy, s3
+
+    good, bad = ("a", "docbot-models", "0x-1"), ("Docbot", "-x", "x-", "a_b", "a.b", "a b")
+    assert all(DNS_LABEL.match(name) for name in good) and not any(DNS_LABEL.match(name) for name in ("", *bad))
+    settings = Settings.load(stack="cluster", s3_access_key="key", s3_secret_key="secret")
+    for name in bad:
+        with pytest.raises(DocbotError, match="is not a DNS label"):
+            serving.VllmOptions(name=name)
+        with pytest.raises(DocbotError, match="is not a DNS label"):
+            serving.VllmOptions(data_connection=name)
+        with pytest.raises(DocbotError, match="is not a DNS label"):
+            chatbot_deploy.ChatbotOptions(name=name)
+        with pytest.raises(DocbotError, match="cannot name a data connection"):
+            s3.data_connection_secret(settings, name)
+        with pytest.raises(DocbotError, match="needs the namespace it runs in"):
+            milvus_deploy.attu_objects(True, namespace=name, root_password_changed=True)
+    for name in good:
+        assert serving.VllmOptions(name=name, data_connection=name).name == name
+        assert chatbot_deploy.ChatbotOptions(name=name).name == name
+        assert s3.data_connection_secret(settings, name)["metadata"]["name"] == f"aws-connection-{name}"
+        assert milvus_deploy.attu_objects(True, namespace=name, root_password_changed=True)
+
+
+def test_one_rule_for_kubernetes_quantities_at_every_use(cluster_settings):
+    """docbot_lib.k8s.manifests.QUANTITY is the one check of a resource quantity: vLLM's, the chatbot's and the
+    model cache's refuse alike."""
+    from docbot_lib.pipeline import chatbot_deploy
+
+    good, bad = ("2", "500m", "1.5", "16Gi", "1536Mi"), ("", "2 Gi", "16GB", "-1", "1e3", ".5", "2Gi ")
+    assert all(manifests.QUANTITY.match(q) for q in good) and not any(manifests.QUANTITY.match(q) for q in bad)
+    for quantity in bad:
+        with pytest.raises(DocbotError, match="is not a Kubernetes quantity"):
+            serving.VllmOptions(memory=quantity)
+        with pytest.raises(DocbotError, match="is not a Kubernetes quantity"):
+            chatbot_deploy.ChatbotOptions(cpu=quantity)
+        with pytest.raises(DocbotError, match="is not a Kubernetes quantity"):
+            serving.standalone_manifests(cluster_settings, cache_size=quantity)
+    for quantity in good:
+        assert serving.VllmOptions(shm_size=quantity).shm_size == quantity
+        assert chatbot_deploy.ChatbotOptions(memory_limit=quantity).memory_limit == quantity
+        assert serving.standalone_manifests(cluster_settings, cache_size=quantity)

@@ -310,6 +310,23 @@ def test_the_data_connection_secret_is_what_the_dashboard_makes_and_masked_for_d
         s3.data_connection_secret(Settings.load(stack="cluster"), "docbot-models")
 
 
+def test_s3s_yaml_never_shows_the_keys_of_a_data_connection(cluster_settings):
+    """s3.to_yaml is manifests.to_yaml: the keys are masked even in the Secret that is applied (reveal=True,
+    and its base64 `data` form as the cluster returns it); what is no secret stays readable."""
+    real = s3.data_connection_secret(cluster_settings, "docbot-models", "docbot", reveal=True)
+    encoded = {**real, "data": {k: base64.b64encode(v.encode()).decode() for k, v in real["stringData"].items()}}
+    del encoded["stringData"]
+    for secret in (real, encoded):
+        text = s3.to_yaml(secret)
+        assert "minio-SECRET-value" not in text and "minio-user" not in text
+        assert base64.b64encode(b"minio-SECRET-value").decode() not in text
+        values = next(v for k, v in yaml.safe_load(text).items() if k in ("data", "stringData"))
+        assert values["AWS_SECRET_ACCESS_KEY"] == values["AWS_ACCESS_KEY_ID"] == "******"
+    shown = yaml.safe_load(s3.to_yaml(real))["stringData"]
+    assert (shown["AWS_S3_ENDPOINT"], shown["AWS_S3_BUCKET"]) == ("http://minio.minio.svc:9000", "models")
+    assert real["stringData"]["AWS_SECRET_ACCESS_KEY"] == "minio-SECRET-value"  # the dict itself is left as it was
+
+
 @pytest.fixture
 def cluster_settings() -> Settings:
     return Settings.load(

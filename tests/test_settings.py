@@ -163,3 +163,122 @@ def test_as_reader_uses_the_read_only_token(monkeypatch, tmp_path):
     assert "r-secret" not in str(reader)
     env_file.write_text("")
     assert Settings.load().as_reader().milvus_user == "(no token)"
+
+
+def _another_value(name, field, tmp_path):
+    """A valid value of the field's type that is not its default (as the text a variable holds)."""
+    import types
+    from pathlib import Path
+    from typing import Literal, get_args, get_origin
+
+    default = field.get_default(call_default_factory=True)
+    kind = field.annotation
+    if get_origin(kind) is types.UnionType:  # X | None
+        (kind,) = (a for a in get_args(kind) if a is not type(None))
+    if get_origin(kind) is Literal:
+        return next(v for v in get_args(kind) if v != default)
+    if kind is bool:
+        return "false" if default is True else "true"
+    if kind is int:
+        return str((default or 0) + 3)
+    if kind is float:
+        return str(default + 0.5)
+    if kind is Path:
+        return str(tmp_path / name)
+    assert kind in (str, SecretStr), f"{name}: a new type, give it a value here"
+    return f"{name}-value"
+
+
+def _loaded(settings, name):
+    value = getattr(settings, name)
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def test_every_field_is_read_from_its_docbot_name_in_the_environment_and_in_dotenv(monkeypatch, tmp_path):
+    from docbot_lib.core.settings import env_name
+    from docbot_lib.local.chatbot import settings_environment
+
+    fields = Settings.model_fields
+    values = {env_name(name): _another_value(name, field, tmp_path) for name, field in fields.items()}
+    values[env_name("stack")] = "cluster"  # the local stack would fill in its own endpoints
+    for name in fields:
+        assert env_name(name) == "DOCBOT_" + name.upper()
+
+    for variable, value in values.items():
+        monkeypatch.setenv(variable, value)
+    from_env = Settings.load()
+    assert {name: _loaded(from_env, name) for name in fields} == {n: values[env_name(n)] for n in fields}
+    assert settings_environment(from_env) == values  # what a child process (`docbot serve`) is given to read
+
+    for variable in values:
+        monkeypatch.delenv(variable)
+    env_file = tmp_path / "all.env"
+    env_file.write_text("".join(f"{variable}='{value}'\n" for variable, value in values.items()))
+    monkeypatch.setenv("DOCBOT_ENV_FILE", str(env_file))
+    from_dotenv = Settings.load()
+    assert {name: _loaded(from_dotenv, name) for name in fields} == {n: values[env_name(n)] for n in fields}
+
+
+def test_the_workbench_names_are_the_aliases_after_doc_bots_own():
+    """The names a data connection and Hugging Face inject, each after DOCBOT_<FIELD>: Doc Bot's own wins."""
+    from docbot_lib.core.settings import env_name
+
+    aliases = {
+        name: tuple(field.validation_alias.choices)
+        for name, field in Settings.model_fields.items()
+        if field.validation_alias is not None
+    }
+    assert aliases == {
+        "s3_endpoint": (env_name("s3_endpoint"), "AWS_S3_ENDPOINT"),
+        "s3_access_key": (env_name("s3_access_key"), "AWS_ACCESS_KEY_ID"),
+        "s3_secret_key": (env_name("s3_secret_key"), "AWS_SECRET_ACCESS_KEY"),
+        "s3_region": (env_name("s3_region"), "AWS_DEFAULT_REGION"),
+        "s3_bucket": (env_name("s3_bucket"), "AWS_S3_BUCKET"),
+        "hf_token": (env_name("hf_token"), "HF_TOKEN"),
+        "hf_endpoint": (env_name("hf_endpoint"), "HF_ENDPOINT"),
+    }
+
+
+def test_precedence_holds_between_the_workbench_names_and_doc_bots_own(monkeypatch, tmp_path):
+    """parameter > environment > .env whichever of a field's names each one uses; within one source DOCBOT_* wins."""
+    env_file = tmp_path / "test.env"
+    monkeypatch.setenv("DOCBOT_ENV_FILE", str(env_file))
+
+    env_file.write_text("DOCBOT_S3_ENDPOINT=http://dotenv-docbot\nDOCBOT_HF_TOKEN=hf_DOTENV\n")
+    monkeypatch.setenv("AWS_S3_ENDPOINT", "http://env-aws")
+    monkeypatch.setenv("HF_TOKEN", "hf_ENV")
+    s = Settings.load(stack="cluster")
+    assert (s.s3_endpoint, s.secret("hf_token")) == ("http://env-aws", "hf_ENV")  # the environment beats .env
+    assert Settings.load(stack="cluster", s3_endpoint="http://param").s3_endpoint == "http://param"
+
+    monkeypatch.setenv("DOCBOT_S3_ENDPOINT", "http://env-docbot")
+    assert Settings.load(stack="cluster").s3_endpoint == "http://env-docbot"  # both in one source: DOCBOT_* wins
+
+    for name in ("AWS_S3_ENDPOINT", "HF_TOKEN", "DOCBOT_S3_ENDPOINT"):
+        monkeypatch.delenv(name)
+    env_file.write_text("AWS_S3_ENDPOINT=http://dotenv-aws\nDOCBOT_S3_ENDPOINT=http://dotenv-docbot\n")
+    assert Settings.load(stack="cluster").s3_endpoint == "http://dotenv-docbot"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-SECRET-value")
+    env_file.write_text("AWS_S3_ENDPOINT=http://dotenv-aws\n")
+    s = Settings.load(stack="cluster")
+    assert s.s3_endpoint == "http://dotenv-aws" and s.secret("s3_secret_key") == "aws-SECRET-value"
+    assert isinstance(s.s3_secret_key, SecretStr) and "aws-SECRET-value" not in repr(s) + str(s)
+
+
+def test_unprefixed_look_alikes_in_dotenv_or_the_environment_do_not_get_in(monkeypatch, tmp_path):
+    env_file = tmp_path / "test.env"
+    env_file.write_text("STACK=cluster\nHOME=/somewhere/else\nS3_BUCKET=dotenv-bucket\nLLM_MODEL_NAME=dotenv\n")
+    monkeypatch.setenv("DOCBOT_ENV_FILE", str(env_file))
+    monkeypatch.setenv("DOCBOT_HOME", str(tmp_path / "home"))  # no local stack's recorded state
+    monkeypatch.setenv("S3_ENDPOINT", "http://bare-s3")
+    monkeypatch.setenv("MODEL_ID", "bare/model")
+    monkeypatch.setenv("API_KEY", "bare-key")
+    monkeypatch.setenv("USER", "bare-user")
+    s = Settings.load()
+    assert (s.stack, s.s3_bucket, s.llm_model_name) == ("local", "docbot", "mistral-7b-instruct")
+    assert str(s.home) != "/somewhere/else" and s.user is None and s.api_key is None
+    assert s.s3_endpoint == "http://127.0.0.1:9400" and s.model_id != "bare/model"

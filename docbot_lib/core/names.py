@@ -20,6 +20,9 @@ from dataclasses import dataclass
 
 from docbot_lib.core.errors import DocbotError
 
+# An RFC 1123 label, what Kubernetes takes as the name of a namespace, Service, Secret, Deployment and most other
+# objects (at most 63 characters; each caller checks the length its own suffixes leave).
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 USER_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")  # a DNS label: it also names a namespace
 DEFAULT_DATABASE = "default"
 

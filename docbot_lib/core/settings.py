@@ -99,13 +99,12 @@ def _workbench_namespace() -> str | None:
         return None
 
 
-def _env(name: str, *aliases: str) -> Any:
-    """Environment names of a field: `DOCBOT_<NAME>` first, then well-known ones (data connection, HF).
+ENV_PREFIX = "DOCBOT_"
 
-    Not the bare field name: `HOME` or `STACK` in the environment must not leak in.
-    (`Settings.load` takes field names and passes them on under the first alias.)
-    """
-    return AliasChoices(f"DOCBOT_{name.upper()}", *aliases)
+
+def env_name(field: str) -> str:
+    """The variable (environment, `.env`, the cluster state file) a field is read from: `DOCBOT_<FIELD>`."""
+    return f"{ENV_PREFIX}{field.upper()}"
 
 
 # Fields the local stack fills in (when not set explicitly): see docbot_lib.local.stack.
@@ -125,212 +124,145 @@ LOCAL_STACK_FIELDS = (
 
 
 class Settings(BaseSettings):
-    """Doc Bot's configuration. Build it with `Settings.load(**parameters)`."""
+    """Doc Bot's configuration. Build it with `Settings.load(**parameters)`.
+
+    Where each field is read from is pydantic-settings' own: `DOCBOT_<FIELD>` (`env_prefix`; case does not
+    matter), never the bare field name (a `HOME` or `STACK` in the environment does not get in). The few fields
+    an OpenShift AI data connection or Hugging Face also name (`AWS_S3_ENDPOINT`, `HF_TOKEN`, ...) list both in
+    `validation_alias`, `DOCBOT_<FIELD>` first: with both set, Doc Bot's own wins (an alias replaces the prefixed
+    name, so it is written out). `validate_by_name`: `Settings.load` passes parameters by field name.
+    """
 
     model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        validate_by_name=True,
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
     )
 
     # where the lab runs: the embedded local stack, or services on a cluster
-    stack: Literal["local", "cluster"] = Field("local", validation_alias=_env("stack"))
+    stack: Literal["local", "cluster"] = "local"
     home: Path = Field(
         default_factory=lambda: project_dir() / ".docbot",
-        validation_alias=_env("home"),
         description="Doc Bot's working folder: local stack state, logs, data",
     )
 
     # local stack ports (127.0.0.1); change them when a port is taken
-    local_s3_port: int = Field(9400, validation_alias=_env("local_s3_port"))
-    local_llm_port: int = Field(8400, validation_alias=_env("local_llm_port"))
-    local_milvus_port: int = Field(19540, validation_alias=_env("local_milvus_port"))
-    local_hub_port: int = Field(8410, validation_alias=_env("local_hub_port"))
-    local_milvus_server_port: int = Field(
-        19550,
-        validation_alias=_env("local_milvus_server_port"),
-        description="the local Milvus 2.3 server (auth on) for day 2",
-    )
-    local_llm_gguf: Path | None = Field(
-        None, validation_alias=_env("local_llm_gguf"), description="model file of the local LLM; default SmolLM2-135M"
-    )
+    local_s3_port: int = 9400
+    local_llm_port: int = 8400
+    local_milvus_port: int = 19540
+    local_hub_port: int = 8410
+    local_milvus_server_port: int = Field(19550, description="the local Milvus 2.3 server (auth on) for day 2")
+    local_llm_gguf: Path | None = Field(None, description="model file of the local LLM; default SmolLM2-135M")
 
     # the OpenShift project (namespace) the lab deploys into; None: the workbench's own, or `oc project`'s
-    namespace: str | None = Field(None, validation_alias=_env("namespace"))
+    namespace: str | None = None
     # the learner: names their Milvus database, users and roles, S3 prefix (docbot_lib.core.names); one per learner
     # when a class shares a cluster. None: the workbench's namespace in a workbench, else no learner (plain names)
-    user: str | None = Field(None, validation_alias=_env("user"))
+    user: str | None = None
 
     # S3 (MinIO / ODF / AWS): the same names as an OpenShift AI data connection
-    s3_endpoint: str | None = Field(None, validation_alias=_env("s3_endpoint", "AWS_S3_ENDPOINT"))
-    s3_access_key: str | None = Field(None, validation_alias=_env("s3_access_key", "AWS_ACCESS_KEY_ID"))
-    s3_secret_key: SecretStr | None = Field(None, validation_alias=_env("s3_secret_key", "AWS_SECRET_ACCESS_KEY"))
-    s3_region: str = Field("us-east-1", validation_alias=_env("s3_region", "AWS_DEFAULT_REGION"))
-    s3_bucket: str = Field("docbot", validation_alias=_env("s3_bucket", "AWS_S3_BUCKET"))
+    s3_endpoint: str | None = Field(None, validation_alias=AliasChoices("DOCBOT_S3_ENDPOINT", "AWS_S3_ENDPOINT"))
+    s3_access_key: str | None = Field(None, validation_alias=AliasChoices("DOCBOT_S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID"))
+    s3_secret_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("DOCBOT_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY")
+    )
+    s3_region: str = Field("us-east-1", validation_alias=AliasChoices("DOCBOT_S3_REGION", "AWS_DEFAULT_REGION"))
+    s3_bucket: str = Field("docbot", validation_alias=AliasChoices("DOCBOT_S3_BUCKET", "AWS_S3_BUCKET"))
 
     # the model to serve
-    model_id: str = Field("mistralai/Mistral-7B-Instruct-v0.2", validation_alias=_env("model_id"))
-    model_revision: str = Field("main", validation_alias=_env("model_revision"))
-    model_dir: Path | None = Field(
-        None, validation_alias=_env("model_dir"), description="download folder; default HOME/models"
-    )
-    hf_token: SecretStr | None = Field(None, validation_alias=_env("hf_token", "HF_TOKEN"))
-    hf_endpoint: str | None = Field(None, validation_alias=_env("hf_endpoint", "HF_ENDPOINT"))
+    model_id: str = "mistralai/Mistral-7B-Instruct-v0.2"
+    model_revision: str = "main"
+    model_dir: Path | None = Field(None, description="download folder; default HOME/models")
+    hf_token: SecretStr | None = Field(None, validation_alias=AliasChoices("DOCBOT_HF_TOKEN", "HF_TOKEN"))
+    hf_endpoint: str | None = Field(None, validation_alias=AliasChoices("DOCBOT_HF_ENDPOINT", "HF_ENDPOINT"))
 
     # the LLM: any OpenAI-compatible endpoint (vLLM on KServe, or the local llama.cpp server)
-    llm_base_url: str | None = Field(None, validation_alias=_env("llm_base_url"))
-    llm_model_name: str = Field("mistral-7b-instruct", validation_alias=_env("llm_model_name"))
-    llm_api_key: SecretStr | None = Field(None, validation_alias=_env("llm_api_key"))
+    llm_base_url: str | None = None
+    llm_model_name: str = "mistral-7b-instruct"
+    llm_api_key: SecretStr | None = None
     llm_cluster_url: str | None = Field(
         None,
-        validation_alias=_env("llm_cluster_url"),
         description="the model's address for pods in the cluster (the chatbot); None: the predictor Service of "
         "the model notebook 03 deployed in this project. `lab provision --model` sets the class's",
     )
-    temperature: float = Field(0.01, validation_alias=_env("temperature"))
-    top_p: float = Field(0.92, validation_alias=_env("top_p"))
-    max_tokens: int = Field(512, validation_alias=_env("max_tokens"))
-    presence_penalty: float = Field(1.03, validation_alias=_env("presence_penalty"))
+    temperature: float = 0.01
+    top_p: float = 0.92
+    max_tokens: int = 512
+    presence_penalty: float = 1.03
     rag_instructions: str | None = Field(
         None,
-        validation_alias=_env("rag_instructions"),
         description="the chatbot's instructions; None: docbot_lib.pipeline.rag.INSTRUCTIONS",
     )
-    llm_system_role: bool | None = Field(
-        None,
-        validation_alias=_env("llm_system_role"),
-        description="None = known from the model name (Mistral-7B-Instruct: no)",
-    )
+    llm_system_role: bool | None = Field(None, description="None = known from the model name (Mistral-7B-Instruct: no)")
 
     # an optional judge model for notebook 07 / `docbot eval`: any OpenAI-compatible endpoint
-    judge_base_url: str | None = Field(
-        None, validation_alias=_env("judge_base_url"), description="None = no judge: only the checks that need no model"
-    )
-    judge_model: str | None = Field(
-        None, validation_alias=_env("judge_model"), description="the judge's model name; None = llm_model_name"
-    )
-    judge_api_key: SecretStr | None = Field(None, validation_alias=_env("judge_api_key"))
+    judge_base_url: str | None = Field(None, description="None = no judge: only the checks that need no model")
+    judge_model: str | None = Field(None, description="the judge's model name; None = llm_model_name")
+    judge_api_key: SecretStr | None = None
 
     # Milvus: a server URI (http://host:19530), or a local Milvus Lite file path for one process
-    milvus_uri: str | None = Field(None, validation_alias=_env("milvus_uri"))
-    milvus_token: SecretStr | None = Field(
-        None, validation_alias=_env("milvus_token"), description="user:password, or an API token"
-    )
-    milvus_app_token: SecretStr | None = Field(
-        None,
-        validation_alias=_env("milvus_app_token"),
-        description="the read-only user's token: the chatbot, notebook 06",
-    )
+    milvus_uri: str | None = None
+    milvus_token: SecretStr | None = Field(None, description="user:password, or an API token")
+    milvus_app_token: SecretStr | None = Field(None, description="the read-only user's token: the chatbot, notebook 06")
     milvus_root_token: SecretStr | None = Field(
         None,
-        validation_alias=_env("milvus_root_token"),
         description="root:password, for the day-2 steps (`docbot milvus secure`)",
     )
-    milvus_collection: str = Field("docbot", validation_alias=_env("milvus_collection"))
+    milvus_collection: str = "docbot"
     milvus_server_uri: str | None = Field(
         None,
-        validation_alias=_env("milvus_server_uri"),
         description="a Milvus server with auth for the day-2 steps (notebook 04, `docbot milvus`); None: "
         "milvus_uri. The local stack puts its Milvus 2.3 server here: Milvus Lite has no users",
     )
 
     # embeddings: a sentence-transformers model run in-process, or an OpenAI-compatible endpoint
-    embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", validation_alias=_env("embedding_model"))
-    embedding_base_url: str | None = Field(None, validation_alias=_env("embedding_base_url"))
-    embedding_api_key: SecretStr | None = Field(None, validation_alias=_env("embedding_api_key"))
+    embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    embedding_base_url: str | None = None
+    embedding_api_key: SecretStr | None = None
     embedding_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
-        validation_alias=_env("embedding_dtype"),
         description="in-process model precision; auto = bfloat16 where the CPU has native bf16 (AMX/AVX512-BF16)",
     )
-    embedding_query_prefix: str | None = Field(
-        None,
-        validation_alias=_env("embedding_query_prefix"),
-        description="None = the model's known prefix (nomic, e5) or none",
-    )
-    embedding_document_prefix: str | None = Field(None, validation_alias=_env("embedding_document_prefix"))
-    embedding_normalize: bool = Field(True, validation_alias=_env("embedding_normalize"))
-    embedding_batch_size: int = Field(32, validation_alias=_env("embedding_batch_size"))
+    embedding_query_prefix: str | None = Field(None, description="None = the model's known prefix (nomic, e5) or none")
+    embedding_document_prefix: str | None = None
+    embedding_normalize: bool = True
+    embedding_batch_size: int = 32
 
     # ingestion and retrieval
     chunk_tokens: int = Field(
         200,
-        validation_alias=_env("chunk_tokens"),
         description="chunk size in the embedding model's tokens, title/section header included",
     )
-    max_document_mb: float = Field(25.0, validation_alias=_env("max_document_mb"))
+    max_document_mb: float = 25.0
     url_timeout: float = Field(
         30.0,
         gt=0,
-        validation_alias=_env("url_timeout"),
         description="seconds an http(s) document may take to download; slower: skipped",
     )
-    documents_prefix: str = Field("documents/", validation_alias=_env("documents_prefix"))
-    search_k: int = Field(5, validation_alias=_env("search_k"))
-    hybrid: bool = Field(
-        True,
-        validation_alias=_env("hybrid"),
-        description="dense + BM25 with reciprocal-rank fusion where the server supports BM25",
-    )
-    max_chunks_per_source: int | None = Field(
-        1, validation_alias=_env("max_chunks_per_source"), description="chunks of one document among the first results"
-    )
-    min_similarity: float = Field(
-        0.2,
-        validation_alias=_env("min_similarity"),
-        description="cosine similarity below which no chunk counts as relevant",
-    )
+    documents_prefix: str = "documents/"
+    search_k: int = 5
+    hybrid: bool = Field(True, description="dense + BM25 with reciprocal-rank fusion where the server supports BM25")
+    max_chunks_per_source: int | None = Field(1, description="chunks of one document among the first results")
+    min_similarity: float = Field(0.2, description="cosine similarity below which no chunk counts as relevant")
 
     # the chatbot API (`docbot serve`): every /v1 route needs "Authorization: Bearer <api_key>"
-    api_key: SecretStr | None = Field(
-        None, validation_alias=_env("api_key"), description="the chatbot API's bearer token (a Secret on the cluster)"
-    )
-    api_max_concurrency: int = Field(
-        4,
-        ge=1,
-        validation_alias=_env("api_max_concurrency"),
-        description="answers generated at once; more requests wait for a slot",
-    )
+    api_key: SecretStr | None = Field(None, description="the chatbot API's bearer token (a Secret on the cluster)")
+    api_max_concurrency: int = Field(4, ge=1, description="answers generated at once; more requests wait for a slot")
     api_queue_timeout: float = Field(
         30.0,
         ge=0,
-        validation_alias=_env("api_queue_timeout"),
         description="seconds a request waits for a slot, then 503 with Retry-After",
     )
-    api_max_queue: int = Field(
-        64,
-        ge=0,
-        validation_alias=_env("api_max_queue"),
-        description="requests waiting for a slot at most; beyond that 503 at once",
-    )
-    api_max_body_kb: int = Field(
-        64, ge=1, validation_alias=_env("api_max_body_kb"), description="largest request body (KiB); larger: HTTP 413"
-    )
-    api_max_messages: int = Field(
-        50,
-        ge=1,
-        validation_alias=_env("api_max_messages"),
-        description="messages in one request at most; more: HTTP 422",
-    )
-    api_max_message_chars: int = Field(
-        8000,
-        ge=1,
-        validation_alias=_env("api_max_message_chars"),
-        description="characters in one message at most; longer: HTTP 422",
-    )
-    api_public_docs: bool = Field(
-        False,
-        validation_alias=_env("api_public_docs"),
-        description="serve /docs, /openapi.json and /metrics without the API key",
-    )
-    api_host: str = Field(
-        "127.0.0.1",
-        validation_alias=_env("api_host"),
-        description="address `docbot serve` binds; 0.0.0.0 in a container",
-    )
+    api_max_queue: int = Field(64, ge=0, description="requests waiting for a slot at most; beyond that 503 at once")
+    api_max_body_kb: int = Field(64, ge=1, description="largest request body (KiB); larger: HTTP 413")
+    api_max_messages: int = Field(50, ge=1, description="messages in one request at most; more: HTTP 422")
+    api_max_message_chars: int = Field(8000, ge=1, description="characters in one message at most; longer: HTTP 422")
+    api_public_docs: bool = Field(False, description="serve /docs, /openapi.json and /metrics without the API key")
+    api_host: str = Field("127.0.0.1", description="address `docbot serve` binds; 0.0.0.0 in a container")
     api_trusted_proxies: str = Field(
         "127.0.0.1",
-        validation_alias=_env("api_trusted_proxies"),
         description="addresses whose X-Forwarded-* headers are trusted (comma-separated)",
     )
 
@@ -342,14 +274,14 @@ class Settings(BaseSettings):
         unknown = set(overrides) - set(cls.model_fields)
         if unknown:
             raise DocbotError(f"unknown setting(s) {sorted(unknown)}", f"use one of: {', '.join(cls.model_fields)}")
-        given = {f"DOCBOT_{k.upper()}": v for k, v in overrides.items() if v is not None}
+        given = {k: v for k, v in overrides.items() if v is not None}
         settings = cls(_env_file=env_files(), **given)
         if settings.stack == "local":
             settings = settings._with_local_stack()
         elif cluster_state_file().is_file():
             # what notebooks 03 and 04 recorded, below .env (pydantic-settings: later files win)
             settings = cls(_env_file=(cluster_state_file(), *env_files()), **given)
-        settings._overrides = {k: v for k, v in overrides.items() if v is not None}
+        settings._overrides = given
         return settings
 
     def record(self, **values: Any) -> Settings:
@@ -364,7 +296,7 @@ class Settings(BaseSettings):
         if unknown:
             raise DocbotError(f"unknown setting(s) {sorted(unknown)}", "record fields of Settings")
         clear = {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in values.items()}
-        write_env(cluster_state_file(), {f"DOCBOT_{k.upper()}": str(v) for k, v in clear.items() if v is not None})
+        write_env(cluster_state_file(), {env_name(k): str(v) for k, v in clear.items() if v is not None})
         return self.reload()
 
     @property

@@ -25,7 +25,7 @@ import copy
 import json
 import re
 import string
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -58,9 +58,12 @@ SCHEMALESS_KINDS: frozenset[tuple[str, str]] = frozenset(
     }
 )
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}  # not inside a namespace
+# A Kubernetes resource quantity as Doc Bot accepts one (cpu "2", "500m"; memory "16Gi"): a number, maybe a suffix
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
-_POD_SPEC_PATHS = {
+# where each workload kind keeps its pod's spec
+POD_SPEC_PATHS = {
     "Pod": ("spec",),
     "Deployment": ("spec", "template", "spec"),
     "StatefulSet": ("spec", "template", "spec"),
@@ -119,19 +122,25 @@ def render(template: str | Path, values: Mapping[str, Any]) -> list[dict[str, An
     return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
-def _masked(obj: dict[str, Any]) -> dict[str, Any]:
+MASK = "******"  # what a secret value is shown as
+
+
+def _masked(obj: dict[str, Any], public: Collection[str] = ()) -> dict[str, Any]:
     if obj.get("kind") != "Secret":
         return obj
     shown = copy.deepcopy(obj)
     for field in ("data", "stringData"):
         if isinstance(shown.get(field), dict):
-            shown[field] = {key: "******" for key in shown[field]}
+            shown[field] = {key: value if key in public else MASK for key, value in shown[field].items()}
     return shown
 
 
-def to_yaml(objects: Iterable[dict[str, Any]], *, reveal_secrets: bool = False) -> str:
-    """The objects as one multi-document YAML; Secret values are masked unless `reveal_secrets`."""
-    docs = [obj if reveal_secrets else _masked(obj) for obj in objects]
+def to_yaml(
+    objects: Iterable[dict[str, Any]], *, reveal_secrets: bool = False, public_keys: Collection[str] = ()
+) -> str:
+    """The objects as one multi-document YAML; Secret values are masked unless `reveal_secrets`, all but those
+    of `public_keys` (keys a caller knows hold no secret, such as a data connection's endpoint and bucket)."""
+    docs = [obj if reveal_secrets else _masked(obj, public_keys) for obj in objects]
     return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)
 
 
@@ -294,8 +303,8 @@ def _dig(obj: Any, *keys: str) -> Any:
 
 def _policy_problems(obj: dict[str, Any]) -> list[str]:
     kind, found = obj.get("kind"), []
-    if kind in _POD_SPEC_PATHS:
-        pod = _dig(obj, *_POD_SPEC_PATHS[kind]) or {}
+    if kind in POD_SPEC_PATHS:
+        pod = _dig(obj, *POD_SPEC_PATHS[kind]) or {}
         pod_sc = pod.get("securityContext") or {}
         for group in ("initContainers", "containers"):
             for c in pod.get(group) or []:
@@ -372,9 +381,9 @@ def services_without_network_policy(objects: Iterable[dict[str, Any]]) -> list[s
     items = list(objects)
     policies = [_dig(o, "spec", "podSelector") or {} for o in items if o.get("kind") == "NetworkPolicy"]
     pods = [
-        _dig(o, *_POD_SPEC_PATHS[o["kind"]][:-1], "metadata", "labels") or {}
+        _dig(o, *POD_SPEC_PATHS[o["kind"]][:-1], "metadata", "labels") or {}
         for o in items
-        if o.get("kind") in _POD_SPEC_PATHS
+        if o.get("kind") in POD_SPEC_PATHS
     ]
     missing = []
     for service in (o for o in items if o.get("kind") == "Service"):

@@ -14,7 +14,7 @@ and why. It does in Python what hand-run `yq` steps used to do, and does it righ
 `patch_diff(text)` shows the same changes as a unified diff a person can read (notebook 04); `SAMPLE_RENDERED`
 is a small rendered chart to show it on when no `helm template` output is at hand.
 
-Layer: k8s: imports core and clients.
+Layer: k8s: imports core, clients and its peer k8s.manifests (POD_SPEC_PATHS).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from docbot_lib.core.errors import BadInput
+from docbot_lib.k8s.manifests import POD_SPEC_PATHS
 
 CLUSTER_SCOPED = {
     "ClusterRole",
@@ -41,15 +42,6 @@ CLUSTER_SCOPED = {
     "MutatingWebhookConfiguration",
     "ValidatingWebhookConfiguration",
     "APIService",
-}
-POD_SPEC_PATHS = {
-    "Pod": ("spec",),
-    "Deployment": ("spec", "template", "spec"),
-    "StatefulSet": ("spec", "template", "spec"),
-    "DaemonSet": ("spec", "template", "spec"),
-    "ReplicaSet": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,

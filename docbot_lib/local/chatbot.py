@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from docbot_lib.core.errors import ConfigError, ServiceUnavailable
-from docbot_lib.core.settings import Settings
+from docbot_lib.core.settings import Settings, env_name
 
 LOCAL_HOST = "127.0.0.1"
 
@@ -35,7 +35,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         elif isinstance(value, bool):
             value = "true" if value else "false"
-        env[f"DOCBOT_{name.upper()}"] = str(value)
+        env[env_name(name)] = str(value)
     return env
 
 

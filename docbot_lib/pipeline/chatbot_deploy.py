@@ -29,6 +29,7 @@ from typing import Any
 
 from docbot_lib.clients import kube
 from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.names import DNS_LABEL
 from docbot_lib.core.settings import Settings
 from docbot_lib.k8s import manifests
 from docbot_lib.pipeline.milvus_deploy import SERVICE_URI
@@ -37,8 +38,6 @@ from docbot_lib.pipeline.serving import TOKEN_PROXY_PORT, VllmOptions
 
 IMAGE_NAME = "docbot-chatbot"  # the ImageStream the BuildConfig pushes to
 IMAGE_TAG = "0.1.0"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
 
 
 def inference_service_url(name: str = VllmOptions.name, namespace: str | None = None, auth: bool = True) -> str:
@@ -74,7 +73,7 @@ class ChatbotOptions:
     memory_limit: str = "3Gi"
 
     def __post_init__(self) -> None:
-        if not _DNS_LABEL.match(self.name) or len(self.name) > 50:
+        if not DNS_LABEL.match(self.name) or len(self.name) > 50:
             raise DocbotError(
                 f"chatbot name {self.name!r} is not a DNS label of at most 50 characters",
                 "use lowercase letters, digits and '-'",
@@ -83,7 +82,7 @@ class ChatbotOptions:
         if self.image and "@sha256:" not in self.image and (":" not in last or last.endswith(":latest")):
             raise DocbotError(f"image {self.image!r} is not pinned", "give a version tag or a @sha256: digest")
         for key in ("cpu", "cpu_limit", "memory", "memory_limit"):
-            if not _QUANTITY.match(getattr(self, key)):
+            if not manifests.QUANTITY.match(getattr(self, key)):
                 raise DocbotError(
                     f"{key}={getattr(self, key)!r} is not a Kubernetes quantity", "use e.g. '500m', '2Gi'"
                 )

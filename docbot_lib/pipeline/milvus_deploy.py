@@ -157,10 +157,10 @@ def attu_objects(
     objects = _load(ATTU)
     if not expose:
         return objects
-    import re
     import secrets
 
     from docbot_lib.core.errors import DocbotError
+    from docbot_lib.core.names import DNS_LABEL
     from docbot_lib.k8s import manifests
 
     if not root_password_changed:
@@ -171,7 +171,7 @@ def attu_objects(
             "attu_objects(expose=True, namespace=..., root_password_changed=True); "
             "until then use `oc port-forward svc/attu 3000:3000`",
         )
-    if not namespace or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", namespace):
+    if not namespace or not DNS_LABEL.fullmatch(namespace):
         raise DocbotError(
             f"exposing Attu needs the namespace it runs in, got {namespace!r}",
             "pass namespace= your project (kube.current_namespace(settings)): the proxy admits "

@@ -49,7 +49,9 @@ from docbot_lib.core.errors import (
     PermissionDenied,
     ServiceUnavailable,
 )
+from docbot_lib.core.names import DNS_LABEL
 from docbot_lib.core.settings import Settings
+from docbot_lib.k8s import manifests
 
 MiB = 1 << 20
 # Parts of 16 MiB: twice the AWS CLI's, ~900 requests for a 14.5 GB model. Measured on moto (2 cores):
@@ -59,7 +61,6 @@ PART_SIZE = 16 * MiB
 # Parts in flight at once: 8 keeps the server busy while the client reads and sends (measured 2-8 on moto).
 CONCURRENCY = 8
 _HASH_BLOCK = 8 * MiB
-_MASK = "******"
 _NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -590,7 +591,13 @@ def _sha256_of_object(client, bucket: str, key: str) -> str:
 
 
 # -- the OpenShift AI data connection ------------------------------------------------------------------
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+# what a data connection's Secret holds that is no secret (shown by to_yaml; the keys are masked)
+DATA_CONNECTION_PUBLIC_KEYS = ("AWS_DEFAULT_REGION", "AWS_S3_ENDPOINT", "AWS_S3_BUCKET")
+
+
+def data_connection_secret_name(connection: str) -> str:
+    """The Secret an OpenShift AI data connection named `connection` is stored in."""
+    return f"aws-connection-{connection}"
 
 
 def data_connection_secret(
@@ -600,7 +607,7 @@ def data_connection_secret(
 
     The keys are masked unless `reveal=True`: print this freely, and let `apply_data_connection` use the
     real values. KServe reads the model with it; workbenches get its keys as AWS_* variables."""
-    if not name or not _DNS_LABEL.match(name) or len(name) > 63 - len("aws-connection-"):
+    if not name or not DNS_LABEL.match(name) or len(data_connection_secret_name(name)) > 63:
         raise BadInput(
             f"{name!r} cannot name a data connection",
             "use lowercase letters, digits and '-' (e.g. 'docbot-models'), at most 48 characters",
@@ -613,7 +620,7 @@ def data_connection_secret(
             "AWS_SECRET_ACCESS_KEY (environment or .env)",
         )
     metadata: dict[str, Any] = {
-        "name": f"aws-connection-{name}",
+        "name": data_connection_secret_name(name),
         **({"namespace": namespace} if namespace else {}),
         "labels": {"opendatahub.io/dashboard": "true", "opendatahub.io/managed": "true"},
         "annotations": {"opendatahub.io/connection-type": "s3", "openshift.io/display-name": name},
@@ -624,8 +631,8 @@ def data_connection_secret(
         "metadata": metadata,
         "type": "Opaque",
         "stringData": {
-            "AWS_ACCESS_KEY_ID": access if reveal else _MASK,
-            "AWS_SECRET_ACCESS_KEY": secret if reveal else _MASK,
+            "AWS_ACCESS_KEY_ID": access if reveal else manifests.MASK,
+            "AWS_SECRET_ACCESS_KEY": secret if reveal else manifests.MASK,
             "AWS_DEFAULT_REGION": settings.s3_region,
             "AWS_S3_ENDPOINT": settings.s3_endpoint or f"https://s3.{settings.s3_region}.amazonaws.com",
             "AWS_S3_BUCKET": settings.s3_bucket,
@@ -634,10 +641,9 @@ def data_connection_secret(
 
 
 def to_yaml(obj: dict) -> str:
-    """A manifest as YAML that `oc apply -f -` accepts (keys in the order given)."""
-    import yaml
-
-    return yaml.safe_dump(obj, sort_keys=False)
+    """A manifest as YAML to show (keys in the order given): `manifests.to_yaml`, so a Secret's values are masked,
+    but for a data connection's endpoint, bucket and region."""
+    return manifests.to_yaml([obj], public_keys=DATA_CONNECTION_PUBLIC_KEYS)
 
 
 def apply_data_connection(settings: Settings, namespace: str, name: str, api_client=None) -> str:
@@ -679,7 +685,7 @@ def _kube_error(exc, host: str, namespace: str, secret_name: str, hidden: list[s
     except ValueError:
         message = ""
     for value in hidden:  # an API message must not carry a key back into a notebook
-        message = message.replace(value, _MASK)
+        message = message.replace(value, manifests.MASK)
     what = f"Secret {secret_name} in namespace {namespace}"
     if exc.status == 401:
         return AuthRefused(

@@ -21,9 +21,10 @@ import httpx
 from docbot_lib.clients import kube
 from docbot_lib.clients.llm import chat_model
 from docbot_lib.core.errors import AuthRefused, BadInput, ConfigError, NotReachable, ServiceUnavailable
+from docbot_lib.core.names import DNS_LABEL
 from docbot_lib.core.settings import Settings
 from docbot_lib.k8s import manifests
-from docbot_lib.pipeline.s3 import learner_model_prefix
+from docbot_lib.pipeline.s3 import data_connection_secret_name, learner_model_prefix
 
 # Upstream vLLM, pinned to a release tag: the tags of quay.io/modh/vllm (rhoai-2.x-cuda) move with each
 # OpenShift AI update, so the same manifest could serve a different vLLM tomorrow. 0.32.0 is also the release
@@ -40,15 +41,8 @@ ROUTER_NAMESPACES = {"network.openshift.io/policy-group": "ingress"}
 # where token authentication puts its proxy in front of vLLM (kube-rbac-proxy on RHOAI 3.x, oauth-proxy on 2.x)
 TOKEN_PROXY_PORT = 8443
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _S3_PATH = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
-
-
-def data_connection_secret_name(connection: str) -> str:
-    """The Secret an OpenShift AI data connection named `connection` is stored in."""
-    return f"aws-connection-{connection}"
 
 
 @dataclass(frozen=True)
@@ -87,12 +81,12 @@ class VllmOptions:
     platform_image: bool = False  # `image` is the one OpenShift AI's vLLM template ships (see runtime_image())
 
     def __post_init__(self) -> None:
-        if not _DNS_LABEL.match(self.name) or len(self.name) > 45:
+        if not DNS_LABEL.match(self.name) or len(self.name) > 45:
             raise BadInput(
                 f"serving name {self.name!r} is not a DNS label of at most 45 characters",
                 "use lowercase letters, digits and '-' (KServe adds suffixes such as -predictor)",
             )
-        if not _DNS_LABEL.match(self.data_connection):
+        if not DNS_LABEL.match(self.data_connection):
             raise BadInput(
                 f"data connection name {self.data_connection!r} is not a DNS label",
                 "use lowercase letters, digits and '-'",
@@ -130,7 +124,7 @@ class VllmOptions:
                 "deployment_mode='Serverless'",
             )
         for key in ("cpu", "cpu_limit", "memory", "memory_limit", "shm_size"):
-            if not _QUANTITY.match(getattr(self, key)):
+            if not manifests.QUANTITY.match(getattr(self, key)):
                 raise BadInput(
                     f"{key}={getattr(self, key)!r} is not a Kubernetes quantity", "use e.g. '2', '500m', '16Gi'"
                 )
@@ -426,7 +420,7 @@ def standalone_manifests(
     vLLM requires an API key, read from the Secret <name>-api-key: apply `standalone_secret(settings)` with
     these objects (the pod does not start without it). The Route forwards /v1 only; read /metrics in-cluster."""
     opts = opts or VllmOptions()
-    if not _QUANTITY.match(cache_size):
+    if not manifests.QUANTITY.match(cache_size):
         raise BadInput(f"cache_size={cache_size!r} is not a Kubernetes quantity", "use e.g. '40Gi'")
     if not _BUCKET.match(settings.s3_bucket):  # it goes into the copy command
         raise BadInput(
