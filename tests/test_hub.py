@@ -21,6 +21,9 @@ from docbot_lib.core.errors import DocbotError, ServiceUnavailable
 from docbot_lib.core.settings import Settings
 from docbot_lib.local.hubserver import LOCAL_REPO_ID, HubServer, local_model_repo
 from docbot_lib.pipeline import hub
+from docbot_lib.pipeline.hub import download as hub_download
+from docbot_lib.pipeline.hub import errors as hub_errors
+from docbot_lib.pipeline.hub import plan as hub_plan
 
 REPO_ID = "acme/tiny-instruct"
 TOKEN = "hf_test_0123456789abcdefSECRET"
@@ -79,7 +82,8 @@ def _no_token_file(monkeypatch, tmp_path):
     """No developer's .hf-token: the project folder and the cwd are empty folders of the test's own."""
     project = tmp_path / "project"
     project.mkdir()
-    monkeypatch.setattr(hub, "project_dir", lambda: project)
+    for module in (hub_plan, hub_errors):  # where the token file is looked for, and named in errors
+        monkeypatch.setattr(module, "project_dir", lambda: project)
     monkeypatch.chdir(tmp_path)
     return project
 
@@ -318,7 +322,7 @@ def test_too_little_disk_stops_before_the_first_byte(server, tmp_path, monkeypat
         seen.append(Path(path))
         return 10_000
 
-    monkeypatch.setattr(hub, "free_bytes", tiny_disk)
+    monkeypatch.setattr(hub_download, "free_bytes", tiny_disk)
     with pytest.raises(DocbotError) as err:
         hub.download_model(settings_for(server, tmp_path), progress=False)
     assert "not enough disk space" in str(err.value) and "10.0 kB free" in str(err.value)
