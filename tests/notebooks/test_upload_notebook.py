@@ -61,4 +61,4 @@ def test_without_the_model_folder_the_notebook_says_to_run_01_first(local_stack,
         parameters={"MODEL_DIR": str(tmp_path / "models"), "MODEL_ID": "test-org/not-downloaded"},
     )
     assert not run.ok
-    assert "DocbotError" in run.error and "run 01-download-model.ipynb first" in run.error
+    assert "NotFound" in run.error and "run 01-download-model.ipynb first" in run.error
