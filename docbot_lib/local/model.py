@@ -27,7 +27,7 @@ def storage_initialize(settings: Settings, dest, prefix: str | None = None, prog
     from tqdm.auto import tqdm
 
     from docbot_lib.clients.s3 import s3_client, s3_errors
-    from docbot_lib.pipeline.s3 import head, list_objects
+    from docbot_lib.pipeline.s3.bucket import head, list_objects
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
