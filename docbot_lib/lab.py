@@ -234,11 +234,12 @@ def _iam(settings: Settings):
 
 def _iam_error(exc: Exception, doing: str) -> DocbotError:
     code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-    return DocbotError(
+    return ServiceUnavailable(
         f"the S3 service refused to {doing} ({code})",
         "the class's S3 key needs IAM rights (iam:CreateUser, PutUserPolicy, CreateAccessKey, "
         "DeleteUser...); on MinIO, which has no IAM API, create the users with `mc admin` and leave "
         "out --s3-users (README: the lab's administrator)",
+        service="s3",
     )
 
 

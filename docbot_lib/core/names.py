@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.errors import BadInput
 
 # An RFC 1123 label, what Kubernetes takes as the name of a namespace, Service, Secret, Deployment and most other
 # objects (at most 63 characters; each caller checks the length its own suffixes leave).
@@ -30,7 +30,7 @@ DEFAULT_DATABASE = "default"
 def check_user(user: str) -> str:
     """`user` if it can name a namespace, a Milvus database and an S3 prefix; a clear error otherwise."""
     if not USER_PATTERN.match(user):
-        raise DocbotError(
+        raise BadInput(
             f"user {user!r} cannot name a learner's objects",
             "use 1-32 lowercase letters, digits and '-', starting with a letter (e.g. user7)",
         )
@@ -84,14 +84,14 @@ def expand_users(spec: str) -> list[str]:
         if found:
             stem, first, last = found[1], int(found[2]), int(found[3])
             if last < first:
-                raise DocbotError(f"the range {part!r} runs backwards", f"write it as {stem}{last}..{stem}{first}")
+                raise BadInput(f"the range {part!r} runs backwards", f"write it as {stem}{last}..{stem}{first}")
             users += [f"{stem}{n}" for n in range(first, last + 1)]
         elif ".." in part:
-            raise DocbotError(f"cannot read the range {part!r}", "write a range as user1..user30 (same stem)")
+            raise BadInput(f"cannot read the range {part!r}", "write a range as user1..user30 (same stem)")
         else:
             users.append(part)
     for user in users:
         check_user(user)
     if len(set(users)) != len(users):
-        raise DocbotError("a user is named twice", "name each learner once")
+        raise BadInput("a user is named twice", "name each learner once")
     return users

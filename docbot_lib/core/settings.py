@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from docbot_lib.core.names import LabNames
@@ -273,7 +273,7 @@ class Settings(BaseSettings):
         """Settings from parameters (None means "not given"), environment, `.env`, local stack, defaults."""
         unknown = set(overrides) - set(cls.model_fields)
         if unknown:
-            raise DocbotError(f"unknown setting(s) {sorted(unknown)}", f"use one of: {', '.join(cls.model_fields)}")
+            raise ConfigError(f"unknown setting(s) {sorted(unknown)}", f"use one of: {', '.join(cls.model_fields)}")
         given = {k: v for k, v in overrides.items() if v is not None}
         settings = cls(_env_file=env_files(), **given)
         if settings.stack == "local":
@@ -288,13 +288,13 @@ class Settings(BaseSettings):
         """Remember values for the next notebooks on this cluster (the cluster state file, mode 600), and
         return the settings with them. Explicit settings (parameters, environment, `.env`) still win."""
         if self.stack != "cluster":
-            raise DocbotError(
+            raise ConfigError(
                 "only a cluster's state is recorded (the local stack keeps its own)",
                 "record after deploying to a cluster (STACK = cluster)",
             )
         unknown = set(values) - set(type(self).model_fields)
         if unknown:
-            raise DocbotError(f"unknown setting(s) {sorted(unknown)}", "record fields of Settings")
+            raise ConfigError(f"unknown setting(s) {sorted(unknown)}", "record fields of Settings")
         clear = {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in values.items()}
         write_env(cluster_state_file(), {env_name(k): str(v) for k, v in clear.items() if v is not None})
         return self.reload()

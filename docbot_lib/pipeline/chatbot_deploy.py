@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from docbot_lib.clients import kube
-from docbot_lib.core.errors import DocbotError
+from docbot_lib.core.errors import (
+    AuthRefused,
+    BadInput,
+    ConfigError,
+    NotFound,
+    NotReachable,
+    ServiceUnavailable,
+)
 from docbot_lib.core.names import DNS_LABEL
 from docbot_lib.core.settings import Settings
 from docbot_lib.k8s import manifests
@@ -50,7 +57,7 @@ def inference_service_url(name: str = VllmOptions.name, namespace: str | None = 
     if not auth:
         return f"http://{name}-predictor/v1"
     if not namespace:
-        raise DocbotError(
+        raise ConfigError(
             "the predictor's certificate names its namespace, and none is known",
             "set DOCBOT_NAMESPACE (or NAMESPACE) to the project the model runs in, or give llm_base_url",
         )
@@ -74,20 +81,18 @@ class ChatbotOptions:
 
     def __post_init__(self) -> None:
         if not DNS_LABEL.match(self.name) or len(self.name) > 50:
-            raise DocbotError(
+            raise BadInput(
                 f"chatbot name {self.name!r} is not a DNS label of at most 50 characters",
                 "use lowercase letters, digits and '-'",
             )
         last = (self.image or ":0").rsplit("/", 1)[-1]
         if self.image and "@sha256:" not in self.image and (":" not in last or last.endswith(":latest")):
-            raise DocbotError(f"image {self.image!r} is not pinned", "give a version tag or a @sha256: digest")
+            raise BadInput(f"image {self.image!r} is not pinned", "give a version tag or a @sha256: digest")
         for key in ("cpu", "cpu_limit", "memory", "memory_limit"):
             if not manifests.QUANTITY.match(getattr(self, key)):
-                raise DocbotError(
-                    f"{key}={getattr(self, key)!r} is not a Kubernetes quantity", "use e.g. '500m', '2Gi'"
-                )
+                raise BadInput(f"{key}={getattr(self, key)!r} is not a Kubernetes quantity", "use e.g. '500m', '2Gi'")
         if self.replicas < 1:
-            raise DocbotError(f"replicas={self.replicas}", "use 1 or more")
+            raise BadInput(f"replicas={self.replicas}", "use 1 or more")
 
 
 def project_of(settings: Settings) -> str | None:
@@ -154,7 +159,7 @@ def chatbot_secret(settings: Settings, name: str = ChatbotOptions.name) -> dict[
     It holds secrets: show it with `manifests.to_yaml()` (masks them), never print the dict.
     """
     if not settings.secret("api_key"):
-        raise DocbotError(
+        raise ConfigError(
             "no API key for the chatbot", "set DOCBOT_API_KEY (environment or .env) to a long random string"
         )
     (secret,) = manifests.render(
@@ -198,7 +203,7 @@ def build_manifests(git_url: str, git_ref: str = "main") -> list[dict[str, Any]]
     """[ImageStream, BuildConfig] building images/chatbot/Containerfile from `git_url` at `git_ref` into the
     ImageStreamTag docbot-chatbot:0.1.0 (the image `image_for` names)."""
     if not re.match(r"^(https://|http://|git@|ssh://)\S+$", git_url or ""):
-        raise DocbotError(
+        raise BadInput(
             f"GIT_URL {git_url!r} is not a Git repository URL",
             "give the https URL of the Doc Bot repository the cluster can clone (yours, or a fork)",
         )
@@ -249,15 +254,17 @@ def build_image(
         if phase in _BUILD_DONE:
             break
         if phase in _BUILD_FAILED:
-            raise DocbotError(
+            raise ServiceUnavailable(
                 f"Build/{name} {phase.lower()}: {status.get('message') or status.get('reason') or ''}",
                 f"read its log: `oc logs build/{name} -n {namespace}`; or build the image elsewhere and "
                 "give it as IMAGE",
+                service="kubernetes",
             )
         if time.monotonic() > deadline:
-            raise DocbotError(
+            raise ServiceUnavailable(
                 f"Build/{name} not finished after {timeout:.0f} s (phase {phase})",
                 f"follow it: `oc logs -f build/{name} -n {namespace}`; then run this again with IMAGE",
+                service="kubernetes",
             )
         time.sleep(interval)
     reference = status.get("outputDockerImageReference") or image_for(settings)
@@ -296,11 +303,12 @@ def _require_reader_secret(api, namespace: str) -> None:
         kube.kube_request(api, "GET", f"/api/v1/namespaces/{namespace}/secrets/{READER_SECRET}")
     except ApiException as exc:
         if exc.status == 404:
-            raise DocbotError(
+            raise NotFound(
                 f"no Secret {READER_SECRET} in namespace {namespace}: the chatbot reads Milvus' "
                 "read-only token from it",
                 "run notebook 04 with APPLY_TO_CLUSTER = True (or ask your lab's administrator: "
                 "`docbot lab provision`)",
+                service="kubernetes",
             ) from None
         raise kube.api_error(exc, f"Secret/{READER_SECRET}", namespace, api) from None
 
@@ -322,9 +330,10 @@ def route_url(
         if host:
             return f"https://{host}"
         if time.monotonic() > deadline:
-            raise DocbotError(
+            raise ServiceUnavailable(
                 f"Route/{name} has no host after {timeout:.0f} s",
                 f"look at it: `oc describe route {name} -n {namespace}` (the router admits it)",
+                service="kubernetes",
             )
         time.sleep(interval)
 
@@ -411,25 +420,29 @@ def ask(
                     on_text(choice.delta.content)
             sources = (chunk.model_extra or {}).get("sources") or sources
     except openai.AuthenticationError:
-        raise DocbotError(
+        raise AuthRefused(
             f"the chatbot at {base} refused the API key",
             "the key is DOCBOT_API_KEY in your .env; on the cluster the Secret <NAME>-secrets holds it: "
             "run the deploy cell again (the pods restart with the new one)",
+            service="chatbot",
         ) from None
     except openai.APIConnectionError as exc:
-        raise DocbotError(
+        raise NotReachable(
             f"the chatbot does not answer at {base} ({type(exc).__name__})",
             "check that it is Ready (`oc get pods`), and the URL",
+            service="chatbot",
         ) from None
     except openai.APIStatusError as exc:
-        raise DocbotError(
+        raise ServiceUnavailable(
             f"the chatbot at {base} failed (HTTP {exc.status_code}: {exc.message})",
             "its /readyz says which service is missing; `oc logs deployment/<NAME>` on the cluster",
+            service="chatbot",
         ) from None
     except openai.APIError as exc:  # an error reported inside the stream, after the status was sent
-        raise DocbotError(
+        raise ServiceUnavailable(
             f"the chatbot at {base} stopped its answer: {exc.message}",
             "its /readyz says which service is missing; `oc logs deployment/<NAME>` on the cluster",
+            service="chatbot",
         ) from None
     on_text("\n")
     return ChatbotReply(url.rstrip("/"), model, "".join(pieces), sources, time.perf_counter() - started)

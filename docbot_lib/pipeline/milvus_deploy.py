@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from docbot_lib.clients import kube
+from docbot_lib.core.errors import BadInput, ConfigError
 from docbot_lib.core.settings import project_dir
 from docbot_lib.k8s.manifests import wait_ready  # noqa: F401 - moved to manifests (the chatbot waits too); old name kept
 from docbot_lib.k8s.openshift import Dropped, load_documents, patch_rendered
@@ -39,9 +40,8 @@ def service_uri(objects: list[dict[str, Any]], namespace: str) -> str:
         ports = ((obj.get("spec") or {}).get("ports") or []) if obj.get("kind") == "Service" else []
         if any(p.get("port") == MILVUS_PORT for p in ports):
             return f"http://{obj['metadata']['name']}.{namespace}.svc.cluster.local:{MILVUS_PORT}"
-    from docbot_lib.core.errors import DocbotError
 
-    raise DocbotError(
+    raise BadInput(
         f"no Service with port {MILVUS_PORT} among the Milvus objects",
         "deploy Milvus' own Service (standalone_objects(), or the whole Helm output)",
     )
@@ -107,13 +107,12 @@ def release_network_policies(objects: list[dict[str, Any]]) -> list[dict[str, An
     The release is named by the Service with port 19530 (its selector's app.kubernetes.io/instance). The
     chart's subcharts label pods with app.kubernetes.io/instance (Milvus, etcd) or release (MinIO, Pulsar):
     one policy for each label covers every pod, with a Service or without."""
-    from docbot_lib.core.errors import DocbotError
 
     services = [o for o in objects if o["kind"] == "Service" and (o.get("spec") or {}).get("selector")]
     main = next((s for s in services if any(p.get("port") == MILVUS_PORT for p in s["spec"].get("ports") or [])), None)
     release = ((main or {}).get("spec", {}).get("selector") or {}).get("app.kubernetes.io/instance")
     if main is None or not release:
-        raise DocbotError(
+        raise BadInput(
             f"no Milvus Service with port {MILVUS_PORT} and an app.kubernetes.io/instance selector in the Helm output",
             "pass the whole, unchanged output of `helm template`",
         )
@@ -159,12 +158,11 @@ def attu_objects(
         return objects
     import secrets
 
-    from docbot_lib.core.errors import DocbotError
     from docbot_lib.core.names import DNS_LABEL
     from docbot_lib.k8s import manifests
 
     if not root_password_changed:
-        raise DocbotError(
+        raise ConfigError(
             "Attu is not exposed while Milvus' root may still have its default password (root/Milvus "
             "is public knowledge, and Attu's login page would take it)",
             "run the day-2 step first (vectordb.secure, notebook 04), then call "
@@ -172,7 +170,7 @@ def attu_objects(
             "until then use `oc port-forward svc/attu 3000:3000`",
         )
     if not namespace or not DNS_LABEL.fullmatch(namespace):
-        raise DocbotError(
+        raise BadInput(
             f"exposing Attu needs the namespace it runs in, got {namespace!r}",
             "pass namespace= your project (kube.current_namespace(settings)): the proxy admits "
             "only users who may get the Service attu there",
