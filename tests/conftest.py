@@ -12,6 +12,7 @@ Tiers (markers, given at collection, so that they cannot drift from what a test 
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 # fixtures that start real services (the session's local stack, the Milvus server) or need them
 STACK_FIXTURES = frozenset({"_session_stack", "local_stack", "settings", "milvus_server"})
+
+
+def pytest_configure(config):
+    """`make test` runs two pytest-xdist workers, whose local stacks start a Milvus server each at the same
+    time: the server's binary is unpacked from its wheel (once per environment, into the venv) here, in the
+    controller, before any worker starts, so that no worker rewrites the binary another one runs."""
+    if hasattr(config, "workerinput"):  # a worker: the controller has done it
+        return
+    from docbot_lib.local.milvus_server import unpacked_binaries
+
+    try:
+        unpacked_binaries(Path(sys.prefix) / "share" / "milvus-server")
+    except PermissionError:  # a read-only venv: each stack unpacks into its own folder (no shared file)
+        pass
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,8 +1,12 @@
 """A real Milvus server (2.3.5 standalone, auth on) for the tests: the binary the `milvus` PyPI wheel ships,
 rendered by docbot_lib.local.milvus_server (as the local stack's own), every port chosen free.
 
-Started once per session in its own data folder, process group and log (separate from the local stack's:
-these tests change root's password with their own env file). Stopped with SIGTERM, then SIGKILL.
+One server per test module that imports the fixture (pytest gives an imported fixture to that module alone,
+whatever its scope): each module starts on a fresh server (root's default password, no users or roles of
+another module), in its own data folder, process group and log (separate from the local stack's: these tests
+change root's password with their own env file). The fixture's server is killed when its module ends (its
+data folder is thrown away; a graceful stop took 10-30 s a server); `stop_milvus` (the benchmarks') stops
+with SIGTERM, then SIGKILL.
 
 Import the fixture into a test module: `from milvus_server import milvus_server  # noqa: F401`.
 """
@@ -92,22 +96,27 @@ def _wait_ready(server: MilvusServer) -> None:
 
 
 def stop_milvus(server: MilvusServer, timeout: float = 30.0) -> None:
+    """SIGTERM (a graceful stop), SIGKILL after `timeout` seconds; `timeout=0` kills at once."""
     if not server.alive():
         return
-    os.killpg(server.process.pid, signal.SIGTERM)
-    try:
-        server.process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait(timeout=10)
+    if timeout > 0:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        try:
+            server.process.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    os.killpg(server.process.pid, signal.SIGKILL)
+    server.process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def milvus_server(tmp_path_factory) -> MilvusServer:
-    """A Milvus 2.3.5 server with authorization on, for the whole session (root's password starts as the
-    default and is changed by the first `secure`; `env_file` keeps what it generated)."""
+    """A Milvus 2.3.5 server with authorization on, for the module's tests (root's password starts as the
+    default and is changed by the first `secure`; `env_file` keeps what it generated); killed at the module's
+    end, not kept idle until the session's."""
     server = start_milvus(tmp_path_factory.mktemp("milvus-server"))
     try:
         yield server
     finally:
-        stop_milvus(server)
+        stop_milvus(server, timeout=0)

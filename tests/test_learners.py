@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from milvus_server import milvus_server  # noqa: F401 - the session fixture
+from milvus_server import milvus_server  # noqa: F401 - the module's server
 
 from docbot_lib.clients import milvus
 from docbot_lib.core.errors import DocbotError, ServiceUnavailable
@@ -49,7 +49,7 @@ def test_names_per_learner_and_the_plain_ones():
 
 
 def _root_token(server) -> str:
-    """Root's current token: the day-2 tests of this session may have changed it (they store it)."""
+    """Root's current token: the day-2 steps on this module's server may have changed it (they store it)."""
     stored = read_env(server.env_file).get(vectordb.ROOT_TOKEN_KEY)
     for token in filter(None, (stored, milvus.DEFAULT_ROOT_TOKEN)):
         try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from milvus_server import milvus_server  # noqa: F401 - the session fixture
+from milvus_server import milvus_server  # noqa: F401 - the module's server
 
 from docbot_lib.clients import milvus
 from docbot_lib.core.errors import DocbotError, ServiceUnavailable
@@ -20,7 +20,7 @@ COLLECTION = "docbot_sec"
 
 @pytest.fixture(scope="module")
 def secured(milvus_server):  # noqa: F811
-    """`secure` run once on the shared server (the root password is changed from here on)."""
+    """`secure` run once on the module's server (the root password is changed from here on)."""
     result = vectordb.secure(milvus_server.uri, COLLECTION, milvus_server.env_file)
     return milvus_server, result
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from kubeapi import KubeApi
-from milvus_server import milvus_server  # noqa: F401 - the session fixture
+from milvus_server import milvus_server  # noqa: F401 - the module's server
 
 from docbot_lib.clients import milvus
 from docbot_lib.core.names import LabNames
