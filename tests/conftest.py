@@ -11,6 +11,8 @@ Tiers (markers, given at collection, so that they cannot drift from what a test 
 
 from __future__ import annotations
 
+import os
+import random
 import socket
 import sys
 from pathlib import Path
@@ -51,10 +53,30 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.unit)
 
 
+# Ports for the test's own servers come from a block of their own per pytest-xdist worker, below the kernel's
+# ephemeral range (32768-60999 on Linux), which outgoing connections and bind(port 0) draw from: a port picked
+# free here cannot be taken by the other worker's picks, nor by a connection, before its server binds it (with
+# two workers, a moto started on a port picked by bind(0) once found it taken).
+PORT_BLOCK = 6000
+_next_port = None
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    global _next_port
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    start = 20000 + (int(worker) % 2 if worker.isdigit() else 0) * PORT_BLOCK
+    if _next_port is None:
+        _next_port = random.randrange(PORT_BLOCK)  # a rerun soon after does not reuse ports in TIME_WAIT
+    for _ in range(PORT_BLOCK):
+        port = start + _next_port % PORT_BLOCK
+        _next_port += 1
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {start}..{start + PORT_BLOCK - 1}")
 
 
 def stack_env(home: Path) -> dict[str, str]:
