@@ -131,7 +131,8 @@ def main() -> int:
 def run(server, kube, users: list[str], base: Path) -> list[str]:
     from docbot_lib import lab
     from docbot_lib.clients import milvus
-    from docbot_lib.core.settings import Settings, read_env
+    from docbot_lib.core.envfile import read_env
+    from docbot_lib.core.settings import Settings
     from docbot_lib.pipeline import vectordb
 
     # -- day 2 once: root gets a generated password (stored in env_file), as an administrator would

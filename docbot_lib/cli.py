@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from docbot_lib.core.envfile import project_dir
 from docbot_lib.core.errors import ConfigError, DocbotError
-from docbot_lib.core.settings import Settings, project_dir
+from docbot_lib.core.settings import Settings
 
 
 def _local(args: argparse.Namespace, settings: Settings) -> int:

@@ -276,7 +276,7 @@ def test_a_missing_api_key_is_generated_once_stored_private_and_never_shown(tmp_
     import os
     import stat
 
-    from docbot_lib.core.settings import read_env
+    from docbot_lib.core.envfile import read_env
     from docbot_lib.pipeline.chatbot_deploy import ensure_api_key
 
     env_file = tmp_path / "lab.env"

@@ -14,9 +14,10 @@ import pytest
 from milvus_server import milvus_server  # noqa: F401 - the module's server
 
 from docbot_lib.clients import milvus
+from docbot_lib.core.envfile import read_env
 from docbot_lib.core.errors import DocbotError, ServiceUnavailable
 from docbot_lib.core.names import LabNames, expand_users
-from docbot_lib.core.settings import Settings, read_env
+from docbot_lib.core.settings import Settings
 from docbot_lib.pipeline import chatbot_deploy, vectordb
 
 LEARNERS = ["ann", "bob", "cyd"]

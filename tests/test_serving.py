@@ -545,7 +545,7 @@ def test_serving_name_from_the_model_id():
 
 
 def test_use_existing_needs_an_endpoint_and_records_it_without_the_token(tmp_path, monkeypatch):
-    from docbot_lib.core.settings import cluster_state_file, read_env
+    from docbot_lib.core.envfile import cluster_state_file, read_env
 
     monkeypatch.setenv("DOCBOT_ENV_FILE", str(tmp_path / ".env"))
     (tmp_path / ".env").write_text("DOCBOT_LLM_API_KEY=tok3n\n")

@@ -127,7 +127,7 @@ def test_a_parameter_left_at_none_does_not_hide_the_environment(monkeypatch, tmp
 def test_what_the_cluster_notebooks_record_is_found_below_dotenv(monkeypatch, tmp_path):
     import stat
 
-    from docbot_lib.core.settings import cluster_state_file
+    from docbot_lib.core.envfile import cluster_state_file
 
     env_file = tmp_path / ".env"
     env_file.write_text("DOCBOT_STACK=cluster\nDOCBOT_MILVUS_URI=http://from-dotenv:19530\n")

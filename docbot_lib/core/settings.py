@@ -21,71 +21,18 @@ Layer: core (the bottom): imports nothing of Doc Bot's beyond core.
 from __future__ import annotations
 
 import json
-import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import AliasChoices, Field, PrivateAttr, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from docbot_lib.core.envfile import cluster_state_file, env_files, project_dir, write_env
+from docbot_lib.core.envfile import read_env as read_env  # vectordb's import, until it reads core.envfile
 from docbot_lib.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from docbot_lib.core.names import LabNames
-
-
-def project_dir() -> Path:
-    """The checkout this package runs from (editable install), else the current folder."""
-    here = Path(__file__).resolve().parents[2]
-    return here if (here / "pyproject.toml").is_file() else Path.cwd()
-
-
-def env_files() -> tuple[Path, ...]:
-    """The .env files read, later ones winning: DOCBOT_ENV_FILE alone if set, else the project's and the cwd's."""
-    chosen = os.environ.get("DOCBOT_ENV_FILE")
-    files = [Path(chosen)] if chosen else [project_dir() / ".env", Path.cwd() / ".env"]
-    return tuple(dict.fromkeys(p.resolve() for p in files))
-
-
-def cluster_state_file() -> Path:
-    """What notebooks 03 and 04 record on a cluster (endpoints, names, the model's token): `cluster.env`
-    beside the first `.env` file (mode 600, never committed)."""
-    return env_files()[0].parent / "cluster.env"
-
-
-def write_env(path: Path, values: dict[str, str]) -> None:
-    """Set KEY=value lines in an env file, keeping its other lines; written whole then renamed, mode 600
-    (a crash never leaves half a file, and other users of the machine cannot read it)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = path.read_text().splitlines() if path.is_file() else []
-    pending = dict(values)
-    out = []
-    for line in lines:
-        match = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", line)
-        if match and match[1] in pending:
-            out.append(f"{match[1]}={pending.pop(match[1])}")
-        else:
-            out.append(line)
-    out += [f"{key}={value}" for key, value in pending.items()]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write("\n".join(out) + "\n")
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def read_env(path: Path) -> dict[str, str]:
-    """The KEY=value pairs of an env file (empty when it does not exist)."""
-    from dotenv import dotenv_values
-
-    return {k: v for k, v in dotenv_values(path).items() if v is not None} if Path(path).is_file() else {}
 
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -123,23 +70,9 @@ LOCAL_STACK_FIELDS = (
 )
 
 
-class Settings(BaseSettings):
-    """Doc Bot's configuration. Build it with `Settings.load(**parameters)`.
-
-    Where each field is read from is pydantic-settings' own: `DOCBOT_<FIELD>` (`env_prefix`; case does not
-    matter), never the bare field name (a `HOME` or `STACK` in the environment does not get in). The few fields
-    an OpenShift AI data connection or Hugging Face also name (`AWS_S3_ENDPOINT`, `HF_TOKEN`, ...) list both in
-    `validation_alias`, `DOCBOT_<FIELD>` first: with both set, Doc Bot's own wins (an alias replaces the prefixed
-    name, so it is written out). `validate_by_name`: `Settings.load` passes parameters by field name.
-    """
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        validate_by_name=True,
-        env_file_encoding="utf-8",
-        extra="ignore",
-        validate_default=True,
-    )
+# The fields, grouped by what they configure; Settings combines them (its field order is theirs, top to bottom).
+class StackFields(BaseModel):
+    """Where the lab runs, its working folder, the local stack's ports, and whose objects these are."""
 
     # where the lab runs: the embedded local stack, or services on a cluster
     stack: Literal["local", "cluster"] = "local"
@@ -162,6 +95,10 @@ class Settings(BaseSettings):
     # when a class shares a cluster. None: the workbench's namespace in a workbench, else no learner (plain names)
     user: str | None = None
 
+
+class StorageFields(BaseModel):
+    """The S3 storage the model is uploaded to (MinIO, ODF, AWS, the local moto)."""
+
     # S3 (MinIO / ODF / AWS): the same names as an OpenShift AI data connection
     s3_endpoint: str | None = Field(None, validation_alias=AliasChoices("DOCBOT_S3_ENDPOINT", "AWS_S3_ENDPOINT"))
     s3_access_key: str | None = Field(None, validation_alias=AliasChoices("DOCBOT_S3_ACCESS_KEY", "AWS_ACCESS_KEY_ID"))
@@ -171,12 +108,20 @@ class Settings(BaseSettings):
     s3_region: str = Field("us-east-1", validation_alias=AliasChoices("DOCBOT_S3_REGION", "AWS_DEFAULT_REGION"))
     s3_bucket: str = Field("docbot", validation_alias=AliasChoices("DOCBOT_S3_BUCKET", "AWS_S3_BUCKET"))
 
+
+class ModelFields(BaseModel):
+    """The model to download from the Hugging Face hub (or its local stand-in) and serve."""
+
     # the model to serve
     model_id: str = "mistralai/Mistral-7B-Instruct-v0.2"
     model_revision: str = "main"
     model_dir: Path | None = Field(None, description="download folder; default HOME/models")
     hf_token: SecretStr | None = Field(None, validation_alias=AliasChoices("DOCBOT_HF_TOKEN", "HF_TOKEN"))
     hf_endpoint: str | None = Field(None, validation_alias=AliasChoices("DOCBOT_HF_ENDPOINT", "HF_ENDPOINT"))
+
+
+class LLMFields(BaseModel):
+    """The chat model the chatbot asks, its sampling and instructions, and the optional judge."""
 
     # the LLM: any OpenAI-compatible endpoint (vLLM on KServe, or the local llama.cpp server)
     llm_base_url: str | None = None
@@ -202,6 +147,10 @@ class Settings(BaseSettings):
     judge_model: str | None = Field(None, description="the judge's model name; None = llm_model_name")
     judge_api_key: SecretStr | None = None
 
+
+class MilvusFields(BaseModel):
+    """Milvus: where the documents live, and the identities that read, write and administer it."""
+
     # Milvus: a server URI (http://host:19530), or a local Milvus Lite file path for one process
     milvus_uri: str | None = None
     milvus_token: SecretStr | None = Field(None, description="user:password, or an API token")
@@ -216,6 +165,10 @@ class Settings(BaseSettings):
         description="a Milvus server with auth for the day-2 steps (notebook 04, `docbot milvus`); None: "
         "milvus_uri. The local stack puts its Milvus 2.3 server here: Milvus Lite has no users",
     )
+
+
+class RetrievalFields(BaseModel):
+    """Embeddings, ingestion and retrieval."""
 
     # embeddings: a sentence-transformers model run in-process, or an OpenAI-compatible endpoint
     embedding_model: str = "sentence-transformers/all-MiniLM-L6-v2"
@@ -247,6 +200,10 @@ class Settings(BaseSettings):
     max_chunks_per_source: int | None = Field(1, description="chunks of one document among the first results")
     min_similarity: float = Field(0.2, description="cosine similarity below which no chunk counts as relevant")
 
+
+class ApiFields(BaseModel):
+    """The chatbot API (`docbot serve`): its token, limits and binding."""
+
     # the chatbot API (`docbot serve`): every /v1 route needs "Authorization: Bearer <api_key>"
     api_key: SecretStr | None = Field(None, description="the chatbot API's bearer token (a Secret on the cluster)")
     api_max_concurrency: int = Field(4, ge=1, description="answers generated at once; more requests wait for a slot")
@@ -264,6 +221,27 @@ class Settings(BaseSettings):
     api_trusted_proxies: str = Field(
         "127.0.0.1",
         description="addresses whose X-Forwarded-* headers are trusted (comma-separated)",
+    )
+
+
+class Settings(
+    ApiFields, RetrievalFields, MilvusFields, LLMFields, ModelFields, StorageFields, StackFields, BaseSettings
+):
+    """Doc Bot's configuration. Build it with `Settings.load(**parameters)`.
+
+    Where each field is read from is pydantic-settings' own: `DOCBOT_<FIELD>` (`env_prefix`; case does not
+    matter), never the bare field name (a `HOME` or `STACK` in the environment does not get in). The few fields
+    an OpenShift AI data connection or Hugging Face also name (`AWS_S3_ENDPOINT`, `HF_TOKEN`, ...) list both in
+    `validation_alias`, `DOCBOT_<FIELD>` first: with both set, Doc Bot's own wins (an alias replaces the prefixed
+    name, so it is written out). `validate_by_name`: `Settings.load` passes parameters by field name.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        validate_by_name=True,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
     )
 
     _overrides: dict[str, Any] = PrivateAttr(default_factory=dict)  # what load() was given explicitly

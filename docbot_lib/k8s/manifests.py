@@ -34,8 +34,8 @@ from typing import Any
 import yaml
 
 from docbot_lib.clients.kube import api_error, kube_request
+from docbot_lib.core.envfile import project_dir
 from docbot_lib.core.errors import BadInput, ConfigError, DocbotError, NotFound, ServiceUnavailable
-from docbot_lib.core.settings import project_dir
 
 MANIFESTS_DIR = project_dir() / "manifests"
 # The official CRD schemas, vendored gzip-compressed with the package (docbot_lib/schemas/README.md says whence).

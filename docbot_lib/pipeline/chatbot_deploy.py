@@ -184,7 +184,7 @@ def ensure_api_key(
     and the cluster's Secret all use the same. The key itself is never shown."""
     from pydantic import SecretStr
 
-    from docbot_lib.core.settings import env_files, write_env
+    from docbot_lib.core.envfile import env_files, write_env
 
     if settings.secret("api_key"):
         echo("API key: DOCBOT_API_KEY is set (not shown)")

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from docbot_lib.clients import kube
+from docbot_lib.core.envfile import project_dir
 from docbot_lib.core.errors import BadInput, ConfigError
-from docbot_lib.core.settings import project_dir
 from docbot_lib.k8s.manifests import wait_ready  # noqa: F401 - moved to manifests (the chatbot waits too); old name kept
 from docbot_lib.k8s.openshift import Dropped, load_documents, patch_rendered
 

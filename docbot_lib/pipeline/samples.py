@@ -10,7 +10,7 @@ import shutil
 import textwrap
 from pathlib import Path
 
-from docbot_lib.core.settings import project_dir
+from docbot_lib.core.envfile import project_dir
 
 GUIDE_TITLE = "Doc Bot workshop guide"
 GUIDE_PAGES = [

@@ -36,8 +36,9 @@ from kubeapi import KubeApi
 from milvus_server import milvus_server  # noqa: F401 - the module's server
 
 from docbot_lib.clients import milvus
+from docbot_lib.core.envfile import read_env
 from docbot_lib.core.names import LabNames
-from docbot_lib.core.settings import Settings, read_env
+from docbot_lib.core.settings import Settings
 from docbot_lib.local.services import LOCAL_MODEL_NAME
 from docbot_lib.pipeline import vectordb
 from docbot_lib.workshop import execute, lab_notebooks

@@ -61,7 +61,7 @@ def test_notebook_runs_under_papermill(notebook, local_stack, settings, tmp_path
 def check_day2_run(output: Path, executed: str, settings) -> None:
     """04 on one machine: day 2 ran for real on the local Milvus 2.3 server (not skipped), its passwords are
     beside that server's data and nowhere in the notebook, and the documents' settings were left alone."""
-    from docbot_lib.core.settings import env_files, read_env
+    from docbot_lib.core.envfile import env_files, read_env
     from docbot_lib.pipeline import vectordb
 
     text = outputs_text(output)
@@ -88,7 +88,7 @@ def check_chatbot_run(output: Path, executed: str) -> None:
 
     import psutil
 
-    from docbot_lib.core.settings import env_files, read_env
+    from docbot_lib.core.envfile import env_files, read_env
 
     text = outputs_text(output)
     started = re.search(r"docbot serve \(pid (\d+)\) answers at http://127\.0\.0\.1:(\d+)", text)

@@ -20,6 +20,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from docbot_lib.core.envfile import project_dir
 from docbot_lib.core.errors import (
     AuthRefused,
     BadInput,
@@ -29,7 +30,7 @@ from docbot_lib.core.errors import (
     PermissionDenied,
     ServiceUnavailable,
 )
-from docbot_lib.core.settings import Settings, project_dir
+from docbot_lib.core.settings import Settings
 
 TOKEN_FILE = ".hf-token"
 

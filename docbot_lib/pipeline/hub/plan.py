@@ -17,12 +17,13 @@ from huggingface_hub.errors import (
     OfflineModeIsEnabled,
 )
 
+from docbot_lib.core.envfile import project_dir
 from docbot_lib.core.errors import (
     BadInput,
     NotFound,
     ServiceUnavailable,
 )
-from docbot_lib.core.settings import Settings, project_dir
+from docbot_lib.core.settings import Settings
 from docbot_lib.pipeline.hub.errors import TOKEN_FILE, hub_errors
 
 HF_HUB = "https://huggingface.co"
