@@ -550,7 +550,7 @@ def test_each_learner_gets_an_s3_user_limited_to_their_prefix(class_s3):
         assert _data_connection_key(kube, "lee") == keys["lee"], "the learner's key was kept"
 
         # a key lost on the storage side: the next provision gives a new one and replaces the data connection
-        iam = lab._iam(class_s3)
+        iam = lab.s3users._iam(class_s3)
         iam.delete_access_key(UserName="docbot-lee", AccessKeyId=keys["lee"][0])
         lab.provision(class_s3, ["lee"], milvus=False, s3_users=True, api_client=kube.api_client())
         renewed = _data_connection_key(kube, "lee")
