@@ -17,7 +17,7 @@ from conftest import free_port
 from kubeapi import KubeApi
 
 from docbot_lib.clients.s3 import s3_client
-from docbot_lib.core.errors import AuthRefused, DocbotError, NotReachable, ServiceUnavailable
+from docbot_lib.core.errors import AuthRefused, DocbotError, NotReachable, PermissionDenied, ServiceUnavailable
 from docbot_lib.core.settings import Settings
 from docbot_lib.local.stack import LocalStack
 from docbot_lib.pipeline import s3
@@ -392,7 +392,9 @@ def test_apply_refusals_are_clear_errors_without_the_secret(cluster_settings):
     with KubeApi(token="right", namespaces={"docbot"}, forbid={("create", "secrets")}) as kube:
         with pytest.raises(ServiceUnavailable, match=r"refused the credentials \(401\)"):
             s3.apply_data_connection(cluster_settings, "docbot", "m", api_client=kube.api_client(token="wrong"))
-        with pytest.raises(DocbotError, match=r"not allowed to write the Secret aws-connection-m .*\(403\)") as denied:
+        with pytest.raises(
+            PermissionDenied, match=r"may not create secrets in namespace docbot \(HTTP 403\)"
+        ) as denied:
             s3.apply_data_connection(cluster_settings, "docbot", "m", api_client=kube.api_client())
         assert secret not in str(denied.value)
     with KubeApi(namespaces={"docbot"}) as kube:

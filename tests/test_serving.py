@@ -360,7 +360,9 @@ def test_timeout_shows_conditions_and_recent_events(cluster_settings):
 
 def test_wait_for_an_unknown_inference_service_says_so(cluster_settings):
     with KubeApi() as kube:
-        with pytest.raises(DocbotError, match=r"no API for InferenceService/ghost \(HTTP 404"):
+        with pytest.raises(
+            DocbotError, match=r"no InferenceService/ghost in namespace docbot, or no API for its kind \(HTTP 404"
+        ):
             serving.wait_inference_service_ready("ghost", "docbot", kube.api_client(), timeout=1, poll=0.01)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from docbot_lib.core.errors import (
     ServiceUnavailable,
 )
 
+MASK = "******"  # what a secret value is shown as
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
@@ -143,9 +145,10 @@ def kube_request(
 _FORBIDDEN = re.compile(r'cannot (\w+) resource "([^"]+)"(?: in API group "([^"]*)")?')
 
 
-def api_error(exc: Exception, what: str, namespace: str, api_client=None) -> DocbotError:
+def api_error(exc: Exception, what: str, namespace: str, api_client=None, hidden: Iterable[str] = ()) -> DocbotError:
     """The DocbotError for a failed Kubernetes API call about `what` (e.g. "InferenceService/x"); a 403
-    names the identity that lacked the right (asked of the cluster through `api_client`) and how to grant it."""
+    names the identity that lacked the right (asked of the cluster through `api_client`) and how to grant it.
+    The `hidden` values (the keys a Secret carried) are masked in the API's message: it must not bring them back."""
     from kubernetes.client.exceptions import ApiException
 
     if not isinstance(exc, ApiException):
@@ -158,9 +161,11 @@ def api_error(exc: Exception, what: str, namespace: str, api_client=None) -> Doc
         message = json.loads(exc.body or "{}").get("message") or exc.reason
     except ValueError:
         message = exc.reason
+    for value in hidden:
+        message = (message or "").replace(value, MASK)
     if exc.status == 401:
         return AuthRefused(
-            f"the cluster did not accept the login used for {what} (HTTP 401: {message})",
+            f"the cluster refused the credentials (401) used for {what} (HTTP 401: {message})",
             "log in again: `oc login ...` (OpenShift console: your name → Copy login command)",
             service="kubernetes",
         )
@@ -181,9 +186,10 @@ def api_error(exc: Exception, what: str, namespace: str, api_client=None) -> Doc
         )
     if exc.status == 404:
         return NotFound(
-            f"the cluster has no API for {what} (HTTP 404: {message})",
-            "check that the namespace exists and that the operator serving this kind is installed "
-            "(KServe: OpenShift AI single-model serving)",
+            f"the cluster has no {what} in namespace {namespace}, or no API for its kind (HTTP 404: {message})",
+            f"check the name and the namespace (`oc new-project {namespace}` creates a missing project; NAMESPACE "
+            "sets yours), and that the operator serving this kind is installed (KServe: OpenShift AI single-model "
+            "serving)",
             service="kubernetes",
         )
     kind = BadInput if 400 <= (exc.status or 0) < 500 else ServiceUnavailable  # the manifest, or the cluster

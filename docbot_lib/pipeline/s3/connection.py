@@ -6,18 +6,11 @@ Layer: pipeline, step `s3` (its data connection): imports core, clients and k8s.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from docbot_lib.core.errors import (
-    AuthRefused,
     BadInput,
     ConfigError,
-    DocbotError,
-    NotFound,
-    NotReachable,
-    PermissionDenied,
-    ServiceUnavailable,
 )
 from docbot_lib.core.names import DNS_LABEL
 from docbot_lib.core.settings import Settings
@@ -88,11 +81,10 @@ def apply_data_connection(settings: Settings, namespace: str, name: str, api_cli
 
     body = data_connection_secret(settings, name, namespace, reveal=True)
     secret_name = body["metadata"]["name"]
-    from docbot_lib.clients.kube import kube_api_client
+    from docbot_lib.clients.kube import api_error, kube_api_client
 
     api = client.CoreV1Api(api_client or kube_api_client())
     hidden = [v for v in (settings.secret("s3_secret_key"), settings.s3_access_key) if v]
-    host = api.api_client.configuration.host
     try:
         try:
             api.create_namespaced_secret(namespace, body)  # type: ignore[arg-type]  # the client serializes a dict as a V1Secret
@@ -102,45 +94,5 @@ def apply_data_connection(settings: Settings, namespace: str, name: str, api_cli
                 raise
         api.replace_namespaced_secret(secret_name, namespace, body)  # type: ignore[arg-type]  # likewise
         return "replaced"
-    except ApiException as exc:
-        raise _kube_error(exc, host, namespace, secret_name, hidden) from None
-    except HTTPError as exc:
-        raise NotReachable(
-            f"the Kubernetes API at {host} does not answer ({type(exc).__name__})",
-            "check the cluster address (`oc whoami --show-server`) and your network",
-            service="kubernetes",
-        ) from None
-
-
-def _kube_error(exc, host: str, namespace: str, secret_name: str, hidden: list[str]) -> DocbotError:
-    try:
-        message = json.loads(exc.body or "{}").get("message", "")
-    except ValueError:
-        message = ""
-    for value in hidden:  # an API message must not carry a key back into a notebook
-        message = message.replace(value, manifests.MASK)
-    what = f"Secret {secret_name} in namespace {namespace}"
-    if exc.status == 401:
-        return AuthRefused(
-            f"the Kubernetes API at {host} refused the credentials (401)",
-            "log in again (`oc login`); a workbench uses its service account token",
-            service="kubernetes",
-        )
-    if exc.status == 403:
-        return PermissionDenied(
-            f"not allowed to write the {what} (403): {message}",
-            f"use an account that may edit Secrets in {namespace!r}, or ask the project's admin",
-            service="kubernetes",
-        )
-    if exc.status == 404:
-        return NotFound(
-            f"cannot write the {what} (404): {message}",
-            f"create the project first (`oc new-project {namespace}`) or set NAMESPACE to yours",
-            service="kubernetes",
-        )
-    kind = BadInput if 400 <= (exc.status or 0) < 500 else ServiceUnavailable  # the Secret, or the cluster
-    return kind(
-        f"the Kubernetes API refused the {what} ({exc.status} {exc.reason}): {message}",
-        "read the message above, fix it and apply again",
-        service="kubernetes",
-    )
+    except (ApiException, HTTPError) as exc:
+        raise api_error(exc, f"Secret {secret_name}", namespace, api.api_client, hidden=hidden) from None
