@@ -228,8 +228,9 @@ def test_a_refused_object_leaves_nothing_applied(serving_objects):
 
 def test_apply_explains_a_missing_namespace_and_bad_credentials(serving_objects):
     with KubeApi(token="right", namespaces={"docbot"}) as kube:
-        with pytest.raises(DocbotError, match=r"no API for ServingRuntime/mistral-7b-instruct \(HTTP 404"):
+        with pytest.raises(DocbotError, match=r"no ServingRuntime/mistral-7b-instruct in namespace nope, or") as err:
             manifests.apply(serving_objects, "nope", kube.api_client())
+        assert "oc new-project nope" in err.value.fix
         with pytest.raises(DocbotError, match="HTTP 401") as err:
             manifests.apply(serving_objects, "docbot", kube.api_client(token="wrong"))
         assert "oc login" in err.value.fix
@@ -313,7 +314,7 @@ def test_one_rule_for_kubernetes_names_at_every_use():
     from docbot_lib.core.names import DNS_LABEL
     from docbot_lib.pipeline import chatbot_deploy, milvus_deploy, s3
 
-    good, bad = ("a", "docbot-models", "0x-1"), ("Docbot", "-x", "x-", "a_b", "a.b", "a b")
+    good, bad = ("a", "docbot-models", "0x-1"), ("Docbot", "-x", "x-", "a_b", "a.b", "a b", "docbot\n")
     assert all(DNS_LABEL.match(name) for name in good) and not any(DNS_LABEL.match(name) for name in ("", *bad))
     settings = Settings.load(stack="cluster", s3_access_key="key", s3_secret_key="secret")
     for name in bad:
@@ -339,7 +340,7 @@ def test_one_rule_for_kubernetes_quantities_at_every_use(cluster_settings):
     model cache's refuse alike."""
     from docbot_lib.pipeline import chatbot_deploy
 
-    good, bad = ("2", "500m", "1.5", "16Gi", "1536Mi"), ("", "2 Gi", "16GB", "-1", "1e3", ".5", "2Gi ")
+    good, bad = ("2", "500m", "1.5", "16Gi", "1536Mi"), ("", "2 Gi", "16GB", "-1", "1e3", ".5", "2Gi ", "2Gi\n")
     assert all(manifests.QUANTITY.match(q) for q in good) and not any(manifests.QUANTITY.match(q) for q in bad)
     for quantity in bad:
         with pytest.raises(DocbotError, match="is not a Kubernetes quantity"):

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from docbot_lib.clients.kube import api_error, kube_request
+from docbot_lib.clients.kube import MASK, api_error, kube_request
 from docbot_lib.core.envfile import project_dir
 from docbot_lib.core.errors import BadInput, ConfigError, DocbotError, NotFound, ServiceUnavailable
 
@@ -57,9 +57,22 @@ SCHEMALESS_KINDS: frozenset[tuple[str, str]] = frozenset(
         ("image.openshift.io/v1", "ImageStream"),
     }
 )
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}  # not inside a namespace
+# kinds that are not inside a namespace: their API path has no namespace, and a namespace admin cannot create them
+CLUSTER_SCOPED = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PodSecurityPolicy",
+    "CustomResourceDefinition",
+    "Namespace",
+    "PriorityClass",
+    "StorageClass",
+    "SecurityContextConstraints",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "APIService",
+}
 # A Kubernetes resource quantity as Doc Bot accepts one (cpu "2", "500m"; memory "16Gi"): a number, maybe a suffix
-QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?\Z")
 
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 # where each workload kind keeps its pod's spec
@@ -120,9 +133,6 @@ def render(template: str | Path, values: Mapping[str, Any]) -> list[dict[str, An
     except ValueError as exc:  # a lone "$" or "${" in the template
         raise BadInput(f"{path.name}: {exc}", "write a literal dollar sign as $$") from None
     return [doc for doc in yaml.safe_load_all(rendered) if doc]
-
-
-MASK = "******"  # what a secret value is shown as
 
 
 def _masked(obj: dict[str, Any], public: Collection[str] = ()) -> dict[str, Any]:

@@ -28,21 +28,8 @@ from typing import Any
 import yaml
 
 from docbot_lib.core.errors import BadInput
-from docbot_lib.k8s.manifests import POD_SPEC_PATHS
+from docbot_lib.k8s.manifests import CLUSTER_SCOPED, POD_SPEC_PATHS
 
-CLUSTER_SCOPED = {
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "PodSecurityPolicy",
-    "CustomResourceDefinition",
-    "Namespace",
-    "PriorityClass",
-    "StorageClass",
-    "SecurityContextConstraints",
-    "MutatingWebhookConfiguration",
-    "ValidatingWebhookConfiguration",
-    "APIService",
-}
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
     "runAsNonRoot": True,
