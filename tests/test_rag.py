@@ -181,11 +181,12 @@ def test_prompt_is_the_messages_without_asking_the_model(settings, sample_collec
     messages = bot.prompt(question)
     assert len(messages) == 1 and isinstance(messages[0], HumanMessage)  # Mistral: no system role
     text = messages[0].content
-    assert text.startswith(INSTRUCTIONS) and "\n\nContext:\n[1] " in text and "\n[3] " not in text  # k=2 at most
+    instructions = settings.rag_instructions or INSTRUCTIONS  # the local stack's small-model prompt, here
+    assert text.startswith(instructions) and "\n\nContext:\n[1] " in text and "\n[3] " not in text  # k=2 at most
     assert "shared memory" in text.lower() or "/dev/shm" in text.split("Context:", 1)[1].split("Question:")[0]
     assert text.endswith(f"Question: {question}")
     shown = show_messages(messages)
-    assert shown.startswith("──── user ────\n" + INSTRUCTIONS)
+    assert shown.startswith("──── user ────\n" + instructions)
     assert bot.prompt("What is the best recipe for a chocolate cake?") == []
     with_system = show_messages(build_messages("Q?", "[1] c", [("user", "a"), ("assistant", "b")], True))
     assert [line for line in with_system.splitlines() if line.startswith("────")] == [

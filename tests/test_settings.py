@@ -23,6 +23,23 @@ def test_defaults_point_at_the_local_stack_ports(monkeypatch, tmp_path):
     assert s.llm_model_name == "mistral-7b-instruct"
 
 
+def test_the_local_stacks_small_model_gets_a_short_prompt_and_the_cluster_the_fields_defaults(monkeypatch, tmp_path):
+    from docbot_lib.core.settings import SMALL_MODEL_DEFAULTS, SMALL_MODEL_INSTRUCTIONS
+
+    monkeypatch.setenv("DOCBOT_HOME", str(tmp_path))
+    local = Settings.load()
+    assert (local.rag_instructions, local.search_k, local.max_tokens) == (SMALL_MODEL_INSTRUCTIONS, 3, 160)
+    assert "rag_instructions" not in local.model_fields_set  # still a default: reload() sees it anew
+    cluster = Settings.load(stack="cluster")
+    assert {name: getattr(cluster, name) for name in SMALL_MODEL_DEFAULTS} == {
+        name: Settings.model_fields[name].default for name in SMALL_MODEL_DEFAULTS
+    }
+    assert (cluster.rag_instructions, cluster.search_k, cluster.max_tokens) == (None, 5, 512)  # rag.INSTRUCTIONS
+    monkeypatch.setenv("DOCBOT_MAX_TOKENS", "300")  # what a learner sets wins over the local default
+    chosen = Settings.load(search_k=4)
+    assert (chosen.max_tokens, chosen.search_k, chosen.rag_instructions) == (300, 4, SMALL_MODEL_INSTRUCTIONS)
+
+
 def test_precedence_parameters_env_dotenv_stack_defaults(monkeypatch, tmp_path):
     write_state(
         tmp_path,

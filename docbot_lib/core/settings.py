@@ -71,6 +71,17 @@ LOCAL_STACK_FIELDS = (
 
 
 # The fields, grouped by what they configure; Settings combines them (its field order is theirs, top to bottom).
+# What the local stack's model gets unless set otherwise: SmolLM2-135M on 2 CPU cores reads a short prompt and writes
+# a short answer far sooner (first token ~2x sooner with 3 passages than with 5); a model this small does not
+# use a long context or a long answer well. The cluster's model (Mistral-7B) keeps the defaults of the fields.
+SMALL_MODEL_INSTRUCTIONS = (
+    "Answer the question in one sentence, using only the numbered sources below. End the sentence with the "
+    "number of the source you used in square brackets, like [1]. If no source answers the question, reply "
+    "exactly: I don't know."
+)
+SMALL_MODEL_DEFAULTS: dict[str, Any] = {"rag_instructions": SMALL_MODEL_INSTRUCTIONS, "search_k": 3, "max_tokens": 160}
+
+
 class StackFields(BaseModel):
     """Where the lab runs, its working folder, the local stack's ports, and whose objects these are."""
 
@@ -345,6 +356,7 @@ class Settings(
             state = json.loads(self.local_state_file.read_text())
             values.update(state.get("settings", {}))
         update = {k: v for k, v in values.items() if k in LOCAL_STACK_FIELDS and k not in self.model_fields_set}
+        update |= {k: v for k, v in SMALL_MODEL_DEFAULTS.items() if k not in self.model_fields_set}
         for key in ("s3_secret_key", "llm_api_key"):
             if isinstance(update.get(key), str):
                 update[key] = SecretStr(update[key])
