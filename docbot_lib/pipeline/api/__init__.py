@@ -30,8 +30,6 @@ request comes): 1 slot and the queue. vLLM batches many requests at once: raise 
 (16-64, within its --max-num-seqs) for throughput.
 An unreachable LLM or Milvus gives 503 with the problem and the fix; the server stays up.
 
-Layer: pipeline, step `api`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
-
 The step in five modules: `protocol` (request, limits, response pieces), `gate` (key, body size, queue,
 metrics), `answers` (the chain streamed, stopped on disconnect), `health` (readiness, stored sources), `app`
 (the routes, `create_app`, `serve`).

@@ -14,8 +14,6 @@ Where: `settings.model_path / <owner>/<name>`; partial files and the plan live i
 across processes: run it again. The token comes from `settings.hf_token` (HF_TOKEN / DOCBOT_HF_TOKEN,
 environment or .env) or a `.hf-token` file in the project or current folder; it is never printed.
 
-Layer: pipeline, step `hub`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
-
 The step in four modules: `plan` (which files, from which commit), `download` (resumable, hashed as it arrives),
 `verify` (against the hub's checksums, offline) and `errors` (the hub's failures as errors naming the fix).
 

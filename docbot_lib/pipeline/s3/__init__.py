@@ -20,8 +20,6 @@ s3transfer aborts a multipart upload that fails; an object that does not verify 
 behind by a killed run are aborted at the next run's start (so run one upload per prefix at a time). A run
 can be interrupted: the next one skips every object already there and identical (resume is per file).
 
-Layer: pipeline, step `s3`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
-
 The step in four modules: `bucket` (where the model lives, the bucket's operations), `digest` (what makes an
 object identical to its file), `upload` (upload and verify) and `connection` (the data connection Secret).
 
