@@ -77,8 +77,8 @@ def peer_calls_per_learner(collection: str) -> dict[str, int]:
     from docbot_lib.pipeline import vectordb
 
     collections = vectordb.lab_collections(collection)
-    grants = len(vectordb._privileges(vectordb.READER_PRIVILEGES, collections)) + len(
-        vectordb._privileges(vectordb.WRITER_PRIVILEGES, collections)
+    grants = len(vectordb.grants._privileges(vectordb.READER_PRIVILEGES, collections)) + len(
+        vectordb.grants._privileges(vectordb.WRITER_PRIVILEGES, collections)
     )
     return {
         "oc commands": 4,  # new-project, create rolebinding, 2x create secret

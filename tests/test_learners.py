@@ -138,16 +138,16 @@ def test_one_learners_credentials_are_refused_in_anothers_database(learners):
     for who, token in (("ann's writer", ann_ingest), ("ann's reader", ann_app)):
         in_bob = milvus.connect(server.uri, token, database="docbot_bob")
         try:
-            seen[f"{who} searches bob's"] = vectordb._attempt(
+            seen[f"{who} searches bob's"] = vectordb.verify._attempt(
                 lambda: in_bob.search("docbot", [[0.1] * 384], limit=1, anns_field="dense")
             )
-            seen[f"{who} queries bob's"] = vectordb._attempt(
+            seen[f"{who} queries bob's"] = vectordb.verify._attempt(
                 lambda: in_bob.query("docbot", filter='pk != ""', output_fields=["text"], limit=1)
             )
-            seen[f"{who} inserts into bob's"] = vectordb._attempt(lambda: in_bob.insert("docbot", [row]))
-            seen[f"{who} drops bob's collection"] = vectordb._attempt(lambda: in_bob.drop_collection("docbot"))
-            seen[f"{who} drops bob's database"] = vectordb._attempt(lambda: in_bob.drop_database("docbot_bob"))
-            seen[f"{who} lists the databases"] = vectordb._attempt(lambda: in_bob.list_databases())
+            seen[f"{who} inserts into bob's"] = vectordb.verify._attempt(lambda: in_bob.insert("docbot", [row]))
+            seen[f"{who} drops bob's collection"] = vectordb.verify._attempt(lambda: in_bob.drop_collection("docbot"))
+            seen[f"{who} drops bob's database"] = vectordb.verify._attempt(lambda: in_bob.drop_database("docbot_bob"))
+            seen[f"{who} lists the databases"] = vectordb.verify._attempt(lambda: in_bob.list_databases())
         finally:
             in_bob.close()
     assert seen == {what: "refused" for what in seen}, seen

@@ -384,7 +384,7 @@ def test_forbidden_actions_are_refused(lab_run, workbench):
         "writer drops its database": lambda: writer.drop_database(NAMES.database),
     }
     try:
-        seen = {what: vectordb._attempt(op) for what, op in attempts.items()}
+        seen = {what: vectordb.verify._attempt(op) for what, op in attempts.items()}
         searched = reader.search("docbot", [[0.1] * 384], limit=1, anns_field="dense")
     finally:
         reader.close()

@@ -78,7 +78,7 @@ def check_day2_run(output: Path, executed: str, settings) -> None:
         assert token.split(":", 1)[1] not in executed, "a Milvus password leaked into the executed notebook"
     assert vectordb.INGEST_TOKEN_KEY not in read_env(env_files()[0]), "the documents' Milvus Lite gets no token"
     # the server really refuses the public default now
-    assert vectordb._login_outcome(settings.milvus_server_uri, milvus.DEFAULT_ROOT_TOKEN) == "refused"
+    assert vectordb.verify._login_outcome(settings.milvus_server_uri, milvus.DEFAULT_ROOT_TOKEN) == "refused"
 
 
 def check_chatbot_run(output: Path, executed: str) -> None:
