@@ -28,7 +28,6 @@ from pydantic import AliasChoices, BaseModel, Field, PrivateAttr, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from docbot_lib.core.envfile import cluster_state_file, env_files, project_dir, write_env
-from docbot_lib.core.envfile import read_env as read_env  # vectordb's import, until it reads core.envfile
 from docbot_lib.core.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ The step in five modules: `grants` (the roles' and users' names, their privilege
 Layer: pipeline, step `vectordb`: imports core, clients, k8s and the steps before it (pipeline.STEPS).
 """
 
-from docbot_lib.core.settings import read_env, write_env
+from docbot_lib.core.envfile import read_env, write_env
 from docbot_lib.pipeline.vectordb.credentials import (
     APP_TOKEN_KEY,
     INGEST_TOKEN_KEY,

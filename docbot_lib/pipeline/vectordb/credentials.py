@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from docbot_lib.clients.milvus import connect
+from docbot_lib.core.envfile import write_env
 from docbot_lib.core.errors import AuthRefused, NotFound
 from docbot_lib.core.names import LabNames
-from docbot_lib.core.settings import write_env
 from docbot_lib.pipeline.vectordb.grants import PLAIN
 
 # Where the generated credentials go (env file keys; the Secret uses the same names).

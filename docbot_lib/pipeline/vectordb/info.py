@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from docbot_lib.clients.milvus import BM25_SINCE, DEFAULT_ROOT_TOKEN, connect, parse_version, supports_rbac
+from docbot_lib.core.envfile import read_env
 from docbot_lib.core.errors import AuthRefused
 from docbot_lib.core.names import LabNames
-from docbot_lib.core.settings import read_env
 from docbot_lib.pipeline.vectordb.credentials import INGEST_TOKEN_KEY, ROOT_TOKEN_KEY, _login
 from docbot_lib.pipeline.vectordb.grants import PLAIN
 

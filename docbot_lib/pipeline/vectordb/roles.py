@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from docbot_lib.clients.milvus import DEFAULT_ROOT_TOKEN, connect, quiet_pymilvus, supports_rbac
+from docbot_lib.core.envfile import read_env, write_env
 from docbot_lib.core.errors import AuthRefused, BadInput, ConfigError
 from docbot_lib.core.names import DEFAULT_DATABASE, LabNames
-from docbot_lib.core.settings import read_env, write_env
 from docbot_lib.pipeline.vectordb.credentials import (
     APP_TOKEN_KEY,
     INGEST_TOKEN_KEY,
