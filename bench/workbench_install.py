@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PIP_VERSION = "26.3"
 KERNEL = ("torch", "jupyterlab", "ipykernel")
 LOCAL_STACK = ("llama_cpp", "moto", "milvus_lite")
-MODULES = "settings checks vectordb serving manifests store ingest rag api".split()
+MODULES = "core.settings checks pipeline.vectordb pipeline.serving k8s.manifests pipeline.store pipeline.ingest pipeline.rag pipeline.api".split()
 PEER = (
     "peer: `make install` (requirements.txt + constraints.txt, the whole local stack) "
     "4-10 min on a machine's first llama.cpp build"
