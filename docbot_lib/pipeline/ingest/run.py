@@ -101,8 +101,6 @@ def ingest(
     batch_chunks: int = 512,
 ) -> IngestReport:
     """Ingest documents into the collection incrementally; return (and do not print) the report."""
-    from tqdm.auto import tqdm
-
     from docbot_lib.clients.embeddings import get_embeddings
     from docbot_lib.pipeline.store import ChunkStore
 
@@ -117,61 +115,91 @@ def ingest(
     store = ChunkStore(settings, name, dimension=embedder.dimension)
     report.retrieval = store.describe()
     report.documents = len(items)
-    limit = int(settings.max_document_mb * (1 << 20))
 
-    # 1. what changed: hash the bytes (cheap), compare with the record kept next to the chunks
     with timer("hash"):
         recorded = store.documents()  # {(root, source): doc_hash}
-        todo: list[tuple[SourceItem, bytes, str]] = []
-        seen_hashes: dict[str, str] = {}
-        for item in items:
-            if item.size is not None and item.size > limit:
-                _skip(report, recorded, item.root, item.source, too_large(settings, item.size))
-                continue
-            try:
-                data = item.fetch()
-            except BadDocument as exc:
-                _skip(report, recorded, item.root, item.source, str(exc))
-                continue
-            except OSError as exc:
-                _skip(report, recorded, item.root, item.source, f"cannot read: {exc}")
-                continue
-            except Exception as exc:  # noqa: BLE001 - e.g. an S3 ClientError: this document only
-                _skip(report, recorded, item.root, item.source, f"cannot fetch: {type(exc).__name__}: {exc}")
-                continue
-            if len(data) > limit:  # it grew since it was listed
-                _skip(report, recorded, item.root, item.source, too_large(settings, len(data)))
-                continue
-            doc_hash = hashlib.sha256(data).hexdigest()
-            if doc_hash in seen_hashes and seen_hashes[doc_hash] != item.source:
-                _skip(report, recorded, item.root, item.source, f"same content as {seen_hashes[doc_hash]}")
-                continue
-            seen_hashes[doc_hash] = item.source
-            if recorded.get((item.root, item.source)) == doc_hash:
-                report.unchanged += 1
-                continue
-            todo.append((item, data, doc_hash))
-
-    # 2. deleted: documents recorded under a folder/prefix ingested now that are no longer there
+        todo = _changed(settings, items, recorded, report)
     with timer("delete"):
-        scanned_roots = {item.root for item in items if item.root}
-        present = {(item.root, item.source) for item in items}
-        for key in sorted(k for k in recorded if k[0] in scanned_roots and k not in present):
-            try:
-                report.chunks_deleted += store.delete_document(*key)
-            except Exception as exc:  # noqa: BLE001 - still recorded: the next run tries again
-                report.skipped.append(
-                    (
-                        key[1],
-                        f"deleted, but its chunks could not be removed "
-                        f"({type(exc).__name__}: {exc}): the next run tries again",
-                    )
-                )
-                continue
-            report.deleted += 1
+        _remove_deleted(store, items, recorded, report)
+    _load_and_write(settings, store, embedder, todo, recorded, report, timer, progress, batch_chunks)
+    with timer("write"):
+        store.flush()
+    report.wall_seconds = time.perf_counter() - started
+    return report
 
-    # 3. load, chunk, embed and write, a batch of documents at a time (bounded memory; resumable). One thread:
-    #    loading in a second one, next to torch's, made the whole run no faster on 2 cores (GIL contention)
+
+def _changed(
+    settings: Settings, items: list[SourceItem], recorded: dict, report: IngestReport
+) -> list[tuple[SourceItem, bytes, str]]:
+    """1. What changed: hash the bytes (cheap), compare with the record kept next to the chunks; what cannot be
+    read, is too large or repeats another document is skipped with its reason."""
+    limit = int(settings.max_document_mb * (1 << 20))
+    todo: list[tuple[SourceItem, bytes, str]] = []
+    seen_hashes: dict[str, str] = {}
+    for item in items:
+        if item.size is not None and item.size > limit:
+            _skip(report, recorded, item.root, item.source, too_large(settings, item.size))
+            continue
+        try:
+            data = item.fetch()
+        except BadDocument as exc:
+            _skip(report, recorded, item.root, item.source, str(exc))
+            continue
+        except OSError as exc:
+            _skip(report, recorded, item.root, item.source, f"cannot read: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - e.g. an S3 ClientError: this document only
+            _skip(report, recorded, item.root, item.source, f"cannot fetch: {type(exc).__name__}: {exc}")
+            continue
+        if len(data) > limit:  # it grew since it was listed
+            _skip(report, recorded, item.root, item.source, too_large(settings, len(data)))
+            continue
+        doc_hash = hashlib.sha256(data).hexdigest()
+        if doc_hash in seen_hashes and seen_hashes[doc_hash] != item.source:
+            _skip(report, recorded, item.root, item.source, f"same content as {seen_hashes[doc_hash]}")
+            continue
+        seen_hashes[doc_hash] = item.source
+        if recorded.get((item.root, item.source)) == doc_hash:
+            report.unchanged += 1
+            continue
+        todo.append((item, data, doc_hash))
+    return todo
+
+
+def _remove_deleted(store, items: list[SourceItem], recorded: dict, report: IngestReport) -> None:
+    """2. Deleted: documents recorded under a folder/prefix ingested now that are no longer there."""
+    scanned_roots = {item.root for item in items if item.root}
+    present = {(item.root, item.source) for item in items}
+    for key in sorted(k for k in recorded if k[0] in scanned_roots and k not in present):
+        try:
+            report.chunks_deleted += store.delete_document(*key)
+        except Exception as exc:  # noqa: BLE001 - still recorded: the next run tries again
+            report.skipped.append(
+                (
+                    key[1],
+                    f"deleted, but its chunks could not be removed "
+                    f"({type(exc).__name__}: {exc}): the next run tries again",
+                )
+            )
+            continue
+        report.deleted += 1
+
+
+def _load_and_write(
+    settings: Settings,
+    store,
+    embedder,
+    todo: list[tuple[SourceItem, bytes, str]],
+    recorded: dict,
+    report: IngestReport,
+    timer: _Timer,
+    progress: bool,
+    batch_chunks: int,
+) -> None:
+    """3. Load, chunk, embed and write, a batch of documents at a time (bounded memory; resumable). One thread:
+    loading in a second one, next to torch's, made the whole run no faster on 2 cores (GIL contention)."""
+    from tqdm.auto import tqdm
+
     bar = tqdm(total=len(todo), desc="documents", unit="doc", disable=not progress or not todo)
     pending: list[tuple[LoadedDoc, list[Chunk]]] = []
     pending_chunks = 0
@@ -196,10 +224,6 @@ def ingest(
         _write_batch(store, embedder, pending, recorded, report, timer)
         bar.update(len(pending))
     bar.close()
-    with timer("write"):
-        store.flush()
-    report.wall_seconds = time.perf_counter() - started
-    return report
 
 
 def _skip(report: IngestReport, recorded, root: str, source: str, reason: str) -> None:
