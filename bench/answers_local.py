@@ -10,7 +10,8 @@ prompt profile:
 
   cluster  the lab's prompt (rag.INSTRUCTIONS), search_k 5 and max_tokens 512: what Mistral-7B gets on a cluster;
   small    what the local stack gives its small model (settings.SMALL_MODEL_DEFAULTS): 3 passages, one-sentence
-           answers citing one numbered source, max_tokens 160.
+           answers citing one numbered source, max_tokens 160;
+  small-k5 the same with the cluster's 5 passages (what the shorter context alone changes).
 
 Prints the checks (valid citations, cites an expected page, support in the cited passages, refusals on and off
 topic), first-token and total time from the chain's own timings, and prefill and decode tokens/s as the
@@ -44,6 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILES = {
     "cluster": {name: Settings.model_fields[name].default for name in SMALL_MODEL_DEFAULTS},
     "small": dict(SMALL_MODEL_DEFAULTS),
+    # the small profile with the cluster's 5 passages: what the shorter context alone changes
+    "small-k5": SMALL_MODEL_DEFAULTS | {"search_k": Settings.model_fields["search_k"].default},
 }
 # the closing questions of `make workshop` (notebook 06's QUESTION and the issue's second example)
 EXTRA = [
