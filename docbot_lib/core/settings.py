@@ -69,7 +69,6 @@ LOCAL_STACK_FIELDS = (
 )
 
 
-# The fields, grouped by what they configure; Settings combines them (its field order is theirs, top to bottom).
 # What the local stack's model gets unless set otherwise: SmolLM2-135M on 2 CPU cores reads a short prompt and writes
 # a short answer far sooner (first token ~2x sooner with 3 passages than with 5); a model this small does not
 # use a long context or a long answer well. The cluster's model (Mistral-7B) keeps the defaults of the fields.
@@ -81,6 +80,7 @@ SMALL_MODEL_INSTRUCTIONS = (
 SMALL_MODEL_DEFAULTS: dict[str, Any] = {"rag_instructions": SMALL_MODEL_INSTRUCTIONS, "search_k": 3, "max_tokens": 160}
 
 
+# The fields, grouped by what they configure; Settings combines them (its field order is theirs, top to bottom).
 class StackFields(BaseModel):
     """Where the lab runs, its working folder, the local stack's ports, and whose objects these are."""
 
@@ -148,7 +148,7 @@ class LLMFields(BaseModel):
     presence_penalty: float = 1.03
     rag_instructions: str | None = Field(
         None,
-        description="the chatbot's instructions; None: docbot_lib.pipeline.rag.INSTRUCTIONS",
+        description="the chatbot's instructions; None: docbot_lib.pipeline.rag.INSTRUCTIONS (the local stack: SMALL_MODEL_DEFAULTS)",
     )
     llm_system_role: bool | None = Field(None, description="None = known from the model name (Mistral-7B-Instruct: no)")
 
