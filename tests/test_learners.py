@@ -45,6 +45,9 @@ def test_names_per_learner_and_the_plain_ones():
     for bad in ("Root", "a_b", "x" * 40, "user3..user1", "u1..v3"):
         with pytest.raises(DocbotError):
             expand_users(bad)
+    for bad in ("ann\n", "Root", "a_b"):  # a learner's name from DOCBOT_USER is not stripped: a newline is refused too
+        with pytest.raises(DocbotError, match="cannot name a learner's objects"):
+            LabNames(bad)
     assert Settings.load(stack="cluster", user="bob").names.database == "docbot_bob"
     assert Settings.load(stack="local", user="bob").names.database == "default"  # Milvus Lite: one database
 

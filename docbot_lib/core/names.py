@@ -23,7 +23,7 @@ from docbot_lib.core.errors import BadInput
 # An RFC 1123 label, what Kubernetes takes as the name of a namespace, Service, Secret, Deployment and most other
 # objects (at most 63 characters; each caller checks the length its own suffixes leave).
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")  # .match: from the start; \Z: no trailing newline
-USER_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")  # a DNS label: it also names a namespace
+USER_PATTERN = re.compile(r"[a-z]([a-z0-9-]{0,30}[a-z0-9])?\Z")  # a DNS label: it also names a namespace; .match
 DEFAULT_DATABASE = "default"
 
 
