@@ -1,22 +1,21 @@
 """The chatbot on this machine: `docbot serve` as a child process for a with-block (`local_chatbot`), or the
 deployed one when its URL is known (`running_chatbot`: notebook 08 calls it either way).
 
-Layer: local: imports core and local.stack.
+Layer: local: imports core and local.processes.
 """
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from docbot_lib.core.errors import ConfigError, ServiceUnavailable
+from docbot_lib.core.errors import ConfigError
 from docbot_lib.core.settings import Settings, env_name
+from docbot_lib.local import processes
 
 LOCAL_HOST = "127.0.0.1"
 
@@ -45,16 +44,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _stop(proc: subprocess.Popen, timeout: float = 15) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 @contextmanager
 def local_chatbot(
     settings: Settings,
@@ -69,8 +58,6 @@ def local_chatbot(
     `max_tokens` caps its answers (the tiny local model: short answers keep the step fast)."""
     import httpx
 
-    from docbot_lib.local.processes import log_tail
-
     if not settings.secret("api_key"):
         raise ConfigError("no API key for the chatbot", "call ensure_api_key(settings) first, or set DOCBOT_API_KEY")
     if max_tokens:
@@ -79,44 +66,29 @@ def local_chatbot(
     url = f"http://{LOCAL_HOST}:{port}"
     log = settings.local_dir / "logs" / "chatbot.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as fh:
-        fh.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} docbot serve on port {port}\n".encode())
-        fh.flush()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "docbot_lib.cli", "serve", "--host", LOCAL_HOST, "--port", str(port)],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **settings_environment(settings)},
-            start_new_session=True,
-        )
+    command = [sys.executable, "-m", "docbot_lib.cli", "serve", "--host", LOCAL_HOST, "--port", str(port)]
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    record = processes.start("docbot serve", command, settings_environment(settings), Path.cwd(), log, port)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise ServiceUnavailable(
-                    f"docbot serve exited ({proc.returncode}) while starting; last lines of {log}:\n{log_tail(log)}",
-                    "read the log above (`docbot check` tests every service)",
-                    service="chatbot",
-                )
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise ServiceUnavailable(
-                    f"docbot serve did not answer on {url} within {timeout:.0f} s; last lines of {log}:"
-                    f"\n{log_tail(log)}",
-                    "read the log above; the machine may be overloaded",
-                    service="chatbot",
-                )
-            time.sleep(0.3)
-        echo(f"docbot serve (pid {proc.pid}) answers at {url}; log: {log}")
+        processes.wait_ready(
+            f"chatbot (docbot serve at {url})",
+            record,
+            answers,
+            timeout,
+            service="chatbot",
+            exited_fix="read the log above (`docbot check` tests every service)",
+        )
+        echo(f"docbot serve (pid {record['pid']}) answers at {url}; log: {log}")
         yield url
     finally:
-        _stop(proc)
-        echo(f"docbot serve (pid {proc.pid}) stopped; port {port} released")
+        processes.stop(record)  # SIGTERM to its process group, SIGKILL after 15 s
+        echo(f"docbot serve (pid {record['pid']}) stopped; port {port} released")
 
 
 @contextmanager

@@ -67,9 +67,17 @@ def start(name: str, command: list[str], env: dict[str, str], cwd: Path, log: Pa
     return {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(), "port": port, "log": str(log)}
 
 
-def wait_ready(name: str, record: dict, ready: Callable[[], bool], timeout: float) -> None:
+def wait_ready(
+    name: str,
+    record: dict,
+    ready: Callable[[], bool],
+    timeout: float,
+    *,
+    service: str | None = None,
+    exited_fix: str = "read the log above; `docbot local status` shows it again",
+) -> None:
     """Until `ready()` is true; a process that exits, or does not answer in time (then stopped), is an error
-    with the tail of its log."""
+    with the tail of its log (naming `service`, when given)."""
     deadline = time.monotonic() + timeout
     last_error = ""
     while time.monotonic() < deadline:
@@ -77,7 +85,8 @@ def wait_ready(name: str, record: dict, ready: Callable[[], bool], timeout: floa
             raise ServiceUnavailable(
                 f"the local {name} exited while starting; last lines of {record['log']}:\n"
                 f"{log_tail(Path(record['log']))}",
-                "read the log above; `docbot local status` shows it again",
+                exited_fix,
+                service=service,
             )
         try:
             if ready():
@@ -90,6 +99,7 @@ def wait_ready(name: str, record: dict, ready: Callable[[], bool], timeout: floa
         f"the local {name} did not answer within {timeout:.0f} s ({last_error}); "
         f"last lines of {record['log']}:\n{log_tail(Path(record['log']))}",
         "read the log above; the machine may be overloaded",
+        service=service,
     )
 
 
