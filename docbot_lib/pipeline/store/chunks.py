@@ -56,15 +56,13 @@ class ChunkStore:
     """One collection of chunks (and its record of documents) in Milvus."""
 
     def __init__(self, settings: Settings, name: str, dimension: int | None = None, create: bool = True):
-        from docbot_lib.clients.milvus import milvus_client, supports_bm25
+        from docbot_lib.clients.milvus import milvus_client, supports_bm25, tolerate_stale_grants
 
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", name):
             raise BadInput(
                 f"invalid collection name {name!r}", "use letters, digits and underscores, starting with a letter"
             )
         self.settings, self.name, self.docs = settings, name, record_collection(name)
-        from docbot_lib.clients.milvus import tolerate_stale_grants
-
         client = milvus_client(settings)
         self.version = str(client.get_server_version())
         self.client = tolerate_stale_grants(client, self.version)
